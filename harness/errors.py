@@ -1,0 +1,42 @@
+"""One error tree for the whole harness.
+
+Every message says what went wrong *and* what to do about it, so the CLI can
+print it as-is and exit non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of every error the harness raises on purpose.
+
+    `fix` is the one sentence telling the user how to get unstuck; it is
+    appended to the message so the two always travel together.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(f"{message}: {fix}" if fix else message)
+
+
+class UsageError(HarnessError):
+    """A flag, selector or argument the user gave cannot be honoured."""
+
+
+class InputFileError(HarnessError):
+    """A file the user pointed at is missing, unreadable or of the wrong kind."""
+
+
+class ModelError(HarnessError):
+    """A model file is missing, corrupt, or needs ops this runtime lacks."""
+
+
+class DeviceError(HarnessError):
+    """A device is unknown, offline, unauthorized or stopped answering."""
+
+
+class SchemaError(HarnessError):
+    """A persisted file (results, manifest, policy) has an unsupported version or shape."""
