@@ -177,6 +177,7 @@ class _RunBuilder:
     # for the same run, so each kind only starts a new run when repeated.
     has_classic_summary: bool = False
     has_litert_block: bool = False
+    loaded_model: bool = False
     loop_markers: int = 0
     count_lines: list[_CountLine] = field(default_factory=list)
     summary: dict[str, float] = field(default_factory=dict)
@@ -205,6 +206,11 @@ class _RunBuilder:
     @property
     def has_results(self) -> bool:
         return self.has_summary or bool(self.count_lines) or self.session_init_ms is not None
+
+    @property
+    def past_parameters(self) -> bool:
+        """True once the run printed anything that comes after its parameter echo."""
+        return self.has_results or self.loaded_model or self.failure is not None or self.loop_markers > 0
 
     def note_failure(self, error_type: ErrorType, message: str) -> None:
         if self.failure is None or _FAILURE_RANK[error_type] < _FAILURE_RANK[self.failure[0]]:
@@ -401,10 +407,6 @@ class _Parser:
             self.table_candidates.append(self.current)
         self.current = _RunBuilder(command=dict(self.command))
 
-    def start_run_if_results(self) -> None:
-        if self.current.has_results:
-            self.finish_current()
-
     def feed(self, raw_line: str) -> None:
         if len(raw_line) > _MAX_LINE_CHARS:
             return
@@ -439,7 +441,8 @@ class _Parser:
             self.current.has_content = True
             return
         if _is_command_line(message):
-            self.start_run_if_results()
+            if self.current.past_parameters:
+                self.finish_current()
             self.command = {key: value.strip("'\"") for key, value in _COMMAND_FLAG.findall(message)}
             self.current.command = dict(self.command)
             return
@@ -454,7 +457,7 @@ class _Parser:
         echo = _PARAM_ECHO.match(message)
         if echo:
             key = re.sub(r"\s+", " ", echo.group(1)).strip().lower()
-            if run.has_results:
+            if run.past_parameters:
                 # benchmark_model_performance_options prints no STARTING! between options.
                 self.finish_current()
                 run = self.current
@@ -466,7 +469,7 @@ class _Parser:
             run.has_content = True
             return
         if message.startswith("Loaded model"):
-            run.has_content = True
+            run.has_content = run.loaded_model = True
             return
         self._facts(run, message, is_error)
 

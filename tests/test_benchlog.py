@@ -324,7 +324,8 @@ def test_perf_options_runs_merge_with_their_summary_rows() -> None:
     ]
     assert runs[0].ok and runs[0].num_runs == 200 and runs[0].init_us == 2100
     assert runs[1].error_type is ErrorType.DELEGATE_FAILED and runs[1].delegate_applied is False
-    assert runs[2].ok and runs[2].inference_avg_us == 8004
+    assert runs[1].inference_avg_us is None and runs[1].init_us is None
+    assert runs[2].ok and runs[2].inference_avg_us == 8004 and runs[2].init_us == 1900
 
 
 def test_failed_perf_option_row_alone() -> None:
