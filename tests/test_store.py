@@ -1,0 +1,497 @@
+"""The results store on real Parquet files: round trips, atomic appends, versions, damage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from harness import store as store_module
+from harness.errors import SchemaError, UsageError
+from harness.records import (
+    RESULTS_SCHEMA,
+    SCHEMA_VERSION,
+    CaseStatus,
+    ResultRow,
+    case_id_for,
+)
+from harness.store import ResultsStore
+
+REPO = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+
+
+def make_row(**overrides: object) -> ResultRow:
+    values: dict[str, object] = dict(
+        run_id="run-1",
+        case_id=case_id_for("emulator-5554", "ab" * 32, "xnnpack", 4, ("--num_runs=50",)),
+        repetition=0,
+        started_at=T0,
+        duration_s=3.5,
+        harness_version="0.1.0",
+        adb_server="127.0.0.1:5037",
+        serial="emulator-5554",
+        device_model="Pixel 7",
+        manufacturer="Google",
+        soc="Tensor G2",
+        abi="x86_64",
+        android_sdk=34,
+        ram_bytes=8_000_000_000,
+        tier="high",
+        build_fingerprint="google/panther/panther:14/UQ1A/1:user/release-keys",
+        model_name="mobilenet_v2",
+        variant="fp16",
+        quantization="float16",
+        model_sha256="ab" * 32,
+        model_size_bytes=7_000_000,
+        delegate="xnnpack",
+        num_threads=4,
+        num_runs=50,
+        warmup_runs=1,
+        bench_binary_sha256="cd" * 32,
+        init_us=1500.0,
+        first_inference_us=9000.5,
+        warmup_avg_us=8000.0,
+        inference_avg_us=4210.25,
+        inference_std_us=120.0,
+        inference_min_us=4000.0,
+        inference_max_us=4900.0,
+        inference_p50_us=4200.0,
+        inference_p95_us=4700.0,
+        memory_init_mb=12.5,
+        memory_overall_mb=40.0,
+        memory_peak_mb=41.0,
+        delegated_fraction=1.0,
+        avg_power_mw=850.0,
+        energy_mj_per_inference=3.6,
+        power_method="model",
+        temp_start_c=31.0,
+        temp_end_c=35.5,
+        throttled=False,
+        status=CaseStatus.OK,
+        raw_log_path="runs/run-1/raw/case-0.log",
+    )
+    values.update(overrides)
+    return ResultRow(**values)  # type: ignore[arg-type]
+
+
+def failed_row(**overrides: object) -> ResultRow:
+    """A row as a timed-out case leaves it: every measurement None."""
+    return make_row(
+        **{
+            "repetition": 1,
+            "soc": None,
+            "ram_bytes": None,
+            "tier": None,
+            "quantization": None,
+            **{name: None for name in METRIC_COLUMNS},
+            "status": CaseStatus.TIMEOUT,
+            "error_type": "timeout",
+            "error_message": "benchmark_model did not finish within 120 s",
+            **overrides,
+        }
+    )
+
+
+METRIC_COLUMNS = [
+    "init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us", "inference_std_us",
+    "inference_min_us", "inference_max_us", "inference_p50_us", "inference_p95_us",
+    "memory_init_mb", "memory_overall_mb", "memory_peak_mb", "delegated_fraction",
+    "avg_power_mw", "energy_mj_per_inference", "power_method", "temp_start_c", "temp_end_c",
+    "throttled",
+]  # fmt: skip
+
+
+def plain(value: object) -> object:
+    """A value read back from pandas, with its missing-value markers as None."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    return [{k: plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+
+
+def write_table(path: Path, table: pa.Table) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+# -- records ---------------------------------------------------------------------
+
+
+def test_result_row_fields_match_the_arrow_schema() -> None:
+    fields = dataclasses.fields(ResultRow)
+    assert [f.name for f in fields] == RESULTS_SCHEMA.names
+    # Optional in Python <=> nullable in Arrow, so a failed row is storable and nothing else is null.
+    assert {f.name: "None" in str(f.type) for f in fields} == {
+        f.name: f.nullable for f in RESULTS_SCHEMA
+    }
+    assert RESULTS_SCHEMA.metadata == {b"tflite_farm.schema_version": str(SCHEMA_VERSION).encode()}
+    assert RESULTS_SCHEMA.field("started_at").type == pa.timestamp("us", tz="UTC")
+
+
+def test_result_row_refuses_naive_datetimes_and_unknown_statuses() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        make_row(started_at=datetime(2026, 3, 1, 12, 0))
+    with pytest.raises(ValueError):
+        make_row(status="exploded")
+    assert make_row(status="ok").status is CaseStatus.OK
+
+
+def test_case_id_is_stable_across_processes_and_sensitive_to_every_input() -> None:
+    args = ("serial-1", "ab" * 32, "gpu", 4, ("--num_runs=50", "--warmup_runs=1"))
+    here = case_id_for(*args)
+    script = f"from harness.records import case_id_for; print(case_id_for(*{args!r}))"
+    # A fresh interpreter with a different hash seed: no dependence on hash() or dict order.
+    there = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert here == there
+    assert len(here) == 16 and int(here, 16) >= 0
+    assert case_id_for(*args[:3], 2, args[4]) != here
+    assert case_id_for("serial-2", *args[1:]) != here
+    assert case_id_for(*args[:4], tuple(reversed(args[4]))) != here
+
+
+# -- round trips -----------------------------------------------------------------
+
+
+def test_round_trip_keeps_ok_and_failure_rows_exactly(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    rows = [
+        make_row(),
+        failed_row(started_at=T0 + timedelta(seconds=10)),
+        make_row(
+            repetition=2,
+            started_at=T0 + timedelta(seconds=20),
+            status=CaseStatus.DELEGATE_FAILED,
+            delegate="gpu",
+            delegated_fraction=0.0,
+            throttled=True,
+            error_type="delegate_failed",
+            error_message="Failed to apply GPU delegate",
+        ),
+    ]
+    path = store.append(rows)
+
+    assert path.parent.parent.name == "run_id=run-1"
+    frame = store.read()
+    assert list(frame.columns) == RESULTS_SCHEMA.names
+    assert frame_records(frame) == [r.to_record() for r in rows]
+    # Nullable integers and booleans stay integers and booleans in pandas.
+    assert str(frame["ram_bytes"].dtype) == "Int64"
+    assert str(frame["throttled"].dtype) == "boolean"
+
+
+def test_datetimes_come_back_in_utc_as_the_same_instant(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    local = datetime(2026, 3, 1, 14, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    store.append([make_row(started_at=local)])
+
+    started = store.read()["started_at"]
+    assert str(started.dt.tz) == "UTC"
+    assert started.iloc[0].to_pydatetime() == local
+    assert started.iloc[0].to_pydatetime().utcoffset() == timedelta(0)
+    assert pq.read_schema(next(tmp_path.rglob("*.parquet"))).field("started_at").type.tz == "UTC"
+
+
+def test_many_batches_and_two_runs(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    serials = ["emulator-5554", "127.0.0.1:5555"]
+    for run_id in ("run-a", "run-b"):
+        for serial in serials:
+            for batch in range(5):
+                store.append(
+                    [
+                        make_row(
+                            run_id=run_id,
+                            serial=serial,
+                            case_id=f"case-{batch}",
+                            repetition=rep,
+                            started_at=T0 + timedelta(minutes=batch, seconds=rep),
+                        )
+                        for rep in range(3)
+                    ]
+                )
+
+    everything = store.read()
+    assert len(everything) == 2 * 2 * 5 * 3
+    assert set(everything["serial"]) == set(serials)
+    run_b = store.read(["run-b"])
+    assert len(run_b) == 30 and set(run_b["run_id"]) == {"run-b"}
+    assert store.read(["run-missing"]).empty
+    # Partition folder names are path-safe; the serial column keeps the real serial.
+    device_dirs = {p.name for p in (tmp_path / "dataset" / "run_id=run-a").iterdir()}
+    assert device_dirs == {"device=emulator-5554", "device=127.0.0.1%3A5555"}
+
+
+def test_stored_case_keys_lists_every_stored_repetition_of_one_run(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    store.append([make_row(case_id="c1", repetition=0), failed_row(case_id="c1", repetition=1)])
+    store.append([make_row(case_id="c2", repetition=0, serial="other")])
+    store.append([make_row(run_id="run-2", case_id="c3", repetition=0)])
+
+    assert store.stored_case_keys("run-1") == {("c1", 0), ("c1", 1), ("c2", 0)}
+    assert store.stored_case_keys("run-3") == set()
+
+
+def test_file_columns_win_over_partition_folder_names(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    written = store.append([make_row()])
+    moved = tmp_path / "dataset" / "run_id=elsewhere" / "device=nobody" / written.name
+    moved.parent.mkdir(parents=True)
+    written.rename(moved)
+
+    frame = store.read()
+    assert list(frame.columns).count("run_id") == 1
+    assert frame.loc[0, "run_id"] == "run-1" and frame.loc[0, "serial"] == "emulator-5554"
+
+
+def test_empty_root_reads_as_an_empty_frame_with_every_column(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path / "nothing-here")
+    frame = store.read()
+    assert frame.empty and list(frame.columns) == RESULTS_SCHEMA.names
+    assert str(frame["started_at"].dtype) == "datetime64[us, UTC]"
+    assert store.list_runs() == []
+
+
+def test_append_refuses_mixed_batches_and_missing_required_values(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    with pytest.raises(ValueError, match="one run and one device"):
+        store.append([make_row(), make_row(serial="other")])
+    with pytest.raises(ValueError, match="required columns are None: device_model"):
+        store.append([make_row(device_model=None)])
+    with pytest.raises(UsageError, match="not a valid run id"):
+        store.append([make_row(run_id="../escape")])
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+# -- atomic writes ---------------------------------------------------------------
+
+
+def test_a_crash_between_write_and_rename_leaves_nothing_in_view(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    store.append([make_row(case_id="kept")])
+    # Kill a real process right after it has written and fsynced the temp file.
+    script = textwrap.dedent(
+        f"""
+        import os
+        from harness.store import ResultsStore
+        import tests.test_store as t
+        os.replace = lambda *args: os._exit(9)
+        ResultsStore({str(tmp_path)!r}).append([t.make_row(case_id="lost")])
+        """
+    )
+    crashed = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert crashed.returncode == 9, crashed.stderr
+
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".")
+    assert leftovers[0].stat().st_size > 0
+    assert list(store.read()["case_id"]) == ["kept"]
+    assert store.load().skipped == ()
+    # Other readers of the dataset (pyarrow.dataset, hence pandas and duckdb scans) skip it too.
+    assert ds.dataset(tmp_path / "dataset", format="parquet").count_rows() == 1
+
+
+def test_a_failed_write_removes_its_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(table: pa.Table, where: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module.pq, "write_table", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        ResultsStore(tmp_path).append([make_row()])
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# -- versions --------------------------------------------------------------------
+
+
+def _table_with_version(version: int, metadata_version: int) -> pa.Table:
+    table = pa.Table.from_pylist([make_row().to_record()], schema=RESULTS_SCHEMA)
+    table = table.set_column(0, "schema_version", pa.array([version], pa.int64()))
+    return table.replace_schema_metadata({"tflite_farm.schema_version": str(metadata_version)})
+
+
+@pytest.mark.parametrize(("column", "metadata"), [(2, 2), (1, 2), (2, 1)])
+def test_a_newer_file_is_refused_with_the_upgrade_command(tmp_path: Path, column: int, metadata: int) -> None:
+    store = ResultsStore(tmp_path)
+    store.append([make_row()])
+    write_table(
+        tmp_path / "dataset" / "run_id=run-9" / "device=x" / "part-new.parquet",
+        _table_with_version(column, metadata),
+    )
+
+    with pytest.raises(SchemaError) as raised:
+        store.read()
+    assert "schema v2" in str(raised.value) and "reads up to v1" in str(raised.value)
+    assert raised.value.fix == "upgrade tflite-farm: pip install -U tflite-farm"
+
+
+def _v0_table() -> pa.Table:
+    """What a (hypothetical) v0 writer stored: no power_method, inference_avg_us named avg_latency_us."""
+    record = make_row(run_id="run-old", inference_avg_us=None).to_record()
+    record.pop("power_method")
+    record.pop("inference_avg_us")
+    record["schema_version"] = 0
+    record["avg_latency_us"] = 5000.0
+    table = pa.Table.from_pylist([record])
+    return table.replace_schema_metadata({"tflite_farm.schema_version": "0"})
+
+
+def test_older_files_are_upgraded_through_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert store_module.UPGRADES == {}  # v1 is the first schema: nothing to upgrade yet
+
+    def v0_to_v1(table: pa.Table) -> pa.Table:
+        names = ["inference_avg_us" if n == "avg_latency_us" else n for n in table.column_names]
+        return table.rename_columns(names)
+
+    monkeypatch.setitem(store_module.UPGRADES, 0, v0_to_v1)
+    store = ResultsStore(tmp_path)
+    store.append([make_row(run_id="run-new")])
+    write_table(tmp_path / "dataset" / "run_id=run-old" / "device=x" / "part-0.parquet", _v0_table())
+
+    old = store.read(["run-old"])
+    assert list(old.columns) == RESULTS_SCHEMA.names
+    assert old.loc[0, "inference_avg_us"] == 5000.0
+    assert plain(old.loc[0, "power_method"]) is None and str(old["power_method"].dtype) == "str"
+    assert old.loc[0, "schema_version"] == SCHEMA_VERSION
+    assert len(store.read()) == 2
+
+
+def test_an_older_file_without_an_upgrade_path_is_refused(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    write_table(tmp_path / "dataset" / "run_id=run-old" / "device=x" / "part-0.parquet", _v0_table())
+    with pytest.raises(SchemaError, match="no upgrade from v0"):
+        store.read()
+
+
+# -- damaged files ---------------------------------------------------------------
+
+
+def test_a_truncated_file_is_skipped_and_reported_while_the_rest_is_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ResultsStore(tmp_path)
+    store.append([make_row(case_id="good", serial="a")])
+    victim = store.append([make_row(case_id="lost", serial="b")])
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # as a disk-full copy leaves it
+
+    with caplog.at_level(logging.WARNING, logger="harness.store"):
+        loaded = store.load()
+    assert list(loaded.frame["case_id"]) == ["good"]
+    assert [s.path for s in loaded.skipped] == [victim]
+    assert "Parquet" in loaded.skipped[0].reason
+    assert str(victim) in caplog.text
+    assert list(store.read()["case_id"]) == ["good"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda t: t.drop_columns(["serial"]), "required column 'serial' is missing"),
+        (lambda t: t.set_column(t.schema.get_field_index("serial"), "serial", pa.nulls(1, pa.string())),
+         "do not fit the results schema"),
+        (lambda t: t.replace_schema_metadata(None).drop_columns(["schema_version"]), "no schema version"),
+    ],
+)  # fmt: skip
+def test_files_that_are_not_valid_results_are_skipped(tmp_path: Path, damage, reason: str) -> None:
+    store = ResultsStore(tmp_path)
+    store.append([make_row(case_id="good")])
+    table = pa.Table.from_pylist([make_row(case_id="bad").to_record()], schema=RESULTS_SCHEMA)
+    write_table(tmp_path / "dataset" / "run_id=run-1" / "device=x" / "part-bad.parquet", damage(table))
+
+    loaded = store.load()
+    assert list(loaded.frame["case_id"]) == ["good"]
+    assert len(loaded.skipped) == 1 and reason in loaded.skipped[0].reason
+
+
+# -- manifests and runs ----------------------------------------------------------
+
+
+def test_run_manifest_round_trip(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    manifest = {
+        "argv": ["harness", "run", "--devices", "all"],
+        "harness_version": "0.1.0",
+        "plan": [{"case_id": "c1", "delegate": "gpu", "num_threads": 4}],
+        "devices": ["emulator-5554"],
+        "started_at": T0,
+        "ended_at": None,
+    }
+    path = store.write_run_manifest("run-1", manifest)
+
+    assert path == tmp_path / "runs" / "run-1" / "run.json"
+    assert [p.name for p in path.parent.iterdir()] == ["run.json"]  # no temporary file left
+    assert store.read_run_manifest("run-1") == {
+        "schema_version": 1,
+        "run_id": "run-1",
+        **manifest,
+        "started_at": T0.isoformat(),
+    }
+    store.write_run_manifest("run-1", {**manifest, "ended_at": T0 + timedelta(hours=1)})
+    assert store.read_run_manifest("run-1")["ended_at"] == (T0 + timedelta(hours=1)).isoformat()
+    assert store.raw_log_dir("run-1") == tmp_path / "runs" / "run-1" / "raw"
+    assert store.raw_log_dir("run-1").is_dir()
+
+
+def test_run_manifest_errors_name_the_fix(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    with pytest.raises(UsageError, match="harness results ls"):
+        store.read_run_manifest("run-nope")
+    with pytest.raises(UsageError, match="not a valid run id"):
+        store.read_run_manifest("../../etc")
+    newer = tmp_path / "runs" / "run-new" / "run.json"
+    newer.parent.mkdir(parents=True)
+    newer.write_text(json.dumps({"schema_version": 2}))
+    with pytest.raises(SchemaError, match="pip install -U"):
+        store.read_run_manifest("run-new")
+
+
+def test_list_runs_summarises_rows_and_manifests(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    store.write_run_manifest(
+        "run-a", {"started_at": T0 - timedelta(minutes=1), "ended_at": T0 + timedelta(hours=1)}
+    )
+    store.append([make_row(run_id="run-a", case_id="c1"), failed_row(run_id="run-a", case_id="c1")])
+    store.append(
+        [
+            make_row(run_id="run-a", serial="s2", case_id="c2"),
+            make_row(run_id="run-a", serial="s2", case_id="c3", status=CaseStatus.SKIPPED),
+        ]
+    )
+    later = T0 + timedelta(days=1)
+    store.append([make_row(run_id="run-b", started_at=later, duration_s=2.0)])  # crashed before its manifest
+    store.write_run_manifest("run-c", {"started_at": later + timedelta(days=1), "ended_at": None})
+
+    runs = store.list_runs()
+    assert [r.run_id for r in runs] == ["run-a", "run-b", "run-c"]
+    a, b, c = runs
+    assert (a.started_at, a.ended_at) == (T0 - timedelta(minutes=1), T0 + timedelta(hours=1))
+    assert (a.devices, a.cases, a.ok, a.failed) == (("emulator-5554", "s2"), 3, 2, 1)
+    assert (b.started_at, b.ended_at) == (later, later + timedelta(seconds=2))
+    assert (b.devices, b.cases, b.ok, b.failed) == (("emulator-5554",), 1, 1, 0)
+    assert (c.ended_at, c.devices, c.cases, c.ok, c.failed) == (None, (), 0, 0, 0)
