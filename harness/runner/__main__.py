@@ -1,0 +1,5 @@
+import sys
+
+from harness.runner.benchmark import main
+
+sys.exit(main())
