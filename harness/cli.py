@@ -44,6 +44,15 @@ def _read_log(path: str) -> bytes:
         raise InputFileError(f"cannot read {path} ({error.strerror})", "check the file's permissions") from error
 
 
+def _register_subcommands() -> None:
+    from harness.virtual.cli import farm
+
+    main.add_command(farm)
+
+
+_register_subcommands()
+
+
 @main.command("parse-log")
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per run.")

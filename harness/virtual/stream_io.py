@@ -1,0 +1,53 @@
+"""Adapters between an adb Stream and the shell's sources and sinks."""
+
+from __future__ import annotations
+
+from harness.virtual.shell_io import Sink, Source
+from harness.virtual.transport import Stream
+
+FLUSH_AT_BYTES = 64 * 1024
+
+
+class BufferedStreamWriter:
+    """Coalesces small writes into packets of up to the link's max payload."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.buf += data
+        if len(self.buf) >= self.stream.conn.max_payload:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.buf:
+            # A fresh buffer each time: the old one may still be referenced by the socket layer.
+            data, self.buf = self.buf, bytearray()
+            await self.stream.write(data)
+
+
+class RawStreamSink(Sink):
+    """Shell v1: stdout and stderr share the stream; a pty turns \\n into \\r\\n."""
+
+    def __init__(self, stream: Stream, pty: bool) -> None:
+        self.out = BufferedStreamWriter(stream)
+        self.pty = pty
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.pty:
+            data = bytes(data).replace(b"\n", b"\r\n")
+        await self.out.write(data)
+        if len(self.out.buf) >= FLUSH_AT_BYTES:
+            await self.out.flush()
+
+    async def flush(self) -> None:
+        await self.out.flush()
+
+
+class StreamSource(Source):
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    async def read(self, n: int = 64 * 1024) -> bytes:
+        return await self.stream.read(n)
