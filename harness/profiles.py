@@ -1,0 +1,164 @@
+"""device_profiles/: tier rules (tiers.toml) and the farm's adb servers (farm.toml)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.devicefacts import DeviceInfo
+from harness.errors import InputFileError, SchemaError
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+TIERS_FILE = PROFILES_DIR / "tiers.toml"
+FARM_FILE = PROFILES_DIR / "farm.toml"
+SUPPORTED_SCHEMA_VERSION = 1
+DEFAULT_ADB_PORT = 5037
+
+
+@dataclass(frozen=True)
+class TierRule:
+    """One ordered rule; every condition that is set must hold."""
+
+    id: str
+    tier: str
+    soc_globs: tuple[str, ...] = ()  # empty: any SoC
+    min_ram_bytes: int | None = None
+    min_sdk: int | None = None
+
+    def matches(self, device: DeviceInfo) -> bool:
+        if self.soc_globs and not any(
+            fnmatch.fnmatchcase(identity.lower(), glob.lower())
+            for identity in soc_identities(device)
+            for glob in self.soc_globs
+        ):
+            return False
+        if self.min_ram_bytes is not None and (device.ram_bytes or 0) < self.min_ram_bytes:
+            return False
+        if self.min_sdk is not None and (device.sdk or 0) < self.min_sdk:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Classification:
+    tier: str
+    rule_id: str
+
+
+@dataclass(frozen=True)
+class TierRules:
+    tiers: tuple[str, ...]  # display order, best first
+    rules: tuple[TierRule, ...]
+
+    def classify(self, device: DeviceInfo) -> Classification:
+        for rule in self.rules:
+            if rule.matches(device):
+                return Classification(rule.tier, rule.id)
+        # load_tiers guarantees a catch-all rule, so this is a broken invariant.
+        raise AssertionError("tier rules without a catch-all rule")
+
+
+def soc_identities(device: DeviceInfo) -> tuple[str, ...]:
+    """The strings a SoC glob is matched against.
+
+    ro.soc.model is authoritative when the phone sets it (Android 12+); board
+    names are shared by several SoCs (lahaina is both SM8350 and SM7325), so
+    they only count on phones that do not name their SoC.
+    """
+    if device.soc_model:
+        return (device.soc_model,)
+    return tuple(
+        value for value in (device.chipname, device.board_platform, device.hardware) if value
+    )
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as error:
+        raise InputFileError(f"{path} does not exist", "pass an existing file or restore it from git") from error
+    except tomllib.TOMLDecodeError as error:
+        raise InputFileError(f"{path} is not valid TOML ({error})", "fix the syntax at the position given") from error
+
+
+def _check_version(data: dict, path: Path) -> None:
+    version = data.get("schema_version")
+    if version != SUPPORTED_SCHEMA_VERSION:
+        raise SchemaError(
+            f"{path} has schema_version {version!r}; this harness reads {SUPPORTED_SCHEMA_VERSION}",
+            f"set schema_version = {SUPPORTED_SCHEMA_VERSION} or upgrade tflite-farm",
+        )
+
+
+def load_tiers(path: Path = TIERS_FILE) -> TierRules:
+    data = _read_toml(path)
+    _check_version(data, path)
+    families: dict[str, list[str]] = data.get("families", {})
+    tiers = tuple(data.get("tiers", ()))
+    rules = []
+    for index, raw in enumerate(data.get("rules", ())):
+        where = f"{path} rule #{index + 1}"
+        if not isinstance(raw.get("id"), str) or raw.get("tier") not in tiers:
+            raise SchemaError(
+                f"{where} needs an `id` and a `tier` from {list(tiers)}",
+                "add them, or add the tier's name to the `tiers` list",
+            )
+        unknown = [name for name in raw.get("families", ()) if name not in families]
+        if unknown:
+            raise SchemaError(f"{where} names unknown SoC families {unknown}", f"define them under [families] in {path}")
+        rules.append(
+            TierRule(
+                id=raw["id"],
+                tier=raw["tier"],
+                soc_globs=tuple(glob for name in raw.get("families", ()) for glob in families[name]),
+                min_ram_bytes=raw.get("min_ram_bytes"),
+                min_sdk=raw.get("min_sdk"),
+            )
+        )
+    last = rules[-1] if rules else None
+    if last is None or last.soc_globs or last.min_ram_bytes is not None or last.min_sdk is not None:
+        raise SchemaError(
+            f"{path}: the last rule must have no conditions, so that every device gets a tier",
+            'end the file with a catch-all rule, e.g. [[rules]] id = "low-fallback" tier = "low"',
+        )
+    return TierRules(tiers=tiers, rules=tuple(rules))
+
+
+@dataclass(frozen=True)
+class AdbServer:
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def load_farm(path: Path = FARM_FILE, environ: dict[str, str] | None = None) -> tuple[AdbServer, ...]:
+    """The adb servers of the farm.
+
+    A farm.toml without [[servers]] (as shipped) means one local server the
+    way adb itself finds it: ANDROID_ADB_SERVER_HOST / ANDROID_ADB_SERVER_PORT,
+    else 127.0.0.1:5037.
+    """
+    environ = os.environ if environ is None else environ
+    data = _read_toml(path)
+    _check_version(data, path)
+    servers = []
+    for index, raw in enumerate(data.get("servers", ())):
+        port = raw.get("port", DEFAULT_ADB_PORT)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise SchemaError(f"{path} server #{index + 1} has port {port!r}", "use a TCP port number (1-65535)")
+        servers.append(AdbServer(str(raw.get("host", "127.0.0.1")), port))
+    if servers:
+        return tuple(servers)
+    port_text = environ.get("ANDROID_ADB_SERVER_PORT", str(DEFAULT_ADB_PORT))
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InputFileError(
+            f"ANDROID_ADB_SERVER_PORT={port_text!r} is not a port number", "set it to the adb server's port, e.g. 5037"
+        )
+    return (AdbServer(environ.get("ANDROID_ADB_SERVER_HOST", "127.0.0.1"), int(port_text)),)
