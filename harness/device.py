@@ -1,0 +1,224 @@
+"""One phone behind an adb server: facts, content-addressed push, shell with deadlines.
+
+adbutils is used for the connection handshake only. Every exchange here has
+its own deadline, because adbutils' own calls can block forever on a frozen
+device (sync has no timeout at all) and a plain `shell()` on a dying device
+can return partial output without an error: shell v2's exit-code packet is
+the only proof a command finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import adbutils
+
+from harness.devicefacts import BATCHED_FACTS_COMMAND, DeviceInfo, device_info_from, parse_getprop, split_batched_facts
+from harness.errors import DeviceError
+from harness.profiles import AdbServer
+
+REMOTE_ROOT = "/data/local/tmp/harness"
+CONNECT_TIMEOUT_S = 10.0
+DEFAULT_COMMAND_TIMEOUT_S = 30.0
+_SYNC_CHUNK_BYTES = 64 * 1024  # adb's sync DATA limit
+
+
+class DeviceLost(DeviceError):
+    """The transport to the phone is gone (unplugged, offline, frozen past a deadline)."""
+
+
+@dataclass(frozen=True)
+class ShellResult:
+    """What one shell v2 command did. exit_code is None when it did not finish."""
+
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class PhoneFacts:
+    info: DeviceInfo
+    props: dict[str, str]
+
+    @property
+    def is_virtual(self) -> bool:
+        return self.props.get("ro.harness.virtual") == "1"
+
+
+def remote_path_for(sha256: str, name: str) -> str:
+    """Where a file with this content lives on the phone: a folder per content hash."""
+    return f"{REMOTE_ROOT}/{sha256[:16]}/{name}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Phone:
+    def __init__(self, server: AdbServer, serial: str) -> None:
+        self.server = server
+        self.serial = serial
+        client = adbutils.AdbClient(host=server.host, port=server.port, socket_timeout=CONNECT_TIMEOUT_S)
+        self._device = client.device(serial)
+
+    def __repr__(self) -> str:
+        return f"Phone({self.serial!r} on {self.server.address})"
+
+    def _lost(self, what: str, error: BaseException) -> DeviceLost:
+        return DeviceLost(
+            f"{self.serial} on adb server {self.server.address} stopped answering during {what} ({error})",
+            f"check the cable or network, then 'adb -P {self.server.port} reconnect' and run again",
+        )
+
+    def _open(self, service: str, timeout_s: float) -> adbutils.AdbConnection:
+        try:
+            connection = self._device.open_transport(timeout=min(timeout_s, CONNECT_TIMEOUT_S))
+            connection.send_command(service)
+            connection.check_okay()
+        except (adbutils.AdbError, OSError) as error:
+            raise self._lost(service.split(":", 1)[0], error) from error
+        return connection
+
+    # --- shell ---------------------------------------------------------------
+
+    def shell(self, command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S) -> ShellResult:
+        """Run `command` with shell v2; on the deadline the stream is closed, which kills it.
+
+        A transport that breaks mid-command gives a result with exit_code None
+        (the caller decides whether that is a lost device); one that cannot
+        even open raises DeviceLost.
+        """
+        deadline = time.monotonic() + timeout_s
+        connection = self._open(f"shell,v2,raw:{command}", timeout_s)
+        stdout, stderr = bytearray(), bytearray()
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return ShellResult(None, bytes(stdout), bytes(stderr), timed_out=True)
+                connection.conn.settimeout(remaining)
+                try:
+                    header = _read_exact(connection.conn, 5)
+                    kind, length = header[0], struct.unpack("<I", header[1:])[0]
+                    payload = _read_exact(connection.conn, length)
+                except socket.timeout:
+                    return ShellResult(None, bytes(stdout), bytes(stderr), timed_out=True)
+                except (OSError, EOFError):
+                    return ShellResult(None, bytes(stdout), bytes(stderr))
+                if kind == 1:
+                    stdout += payload
+                elif kind == 2:
+                    stderr += payload
+                elif kind == 3:
+                    return ShellResult(payload[0] if payload else 255, bytes(stdout), bytes(stderr))
+        finally:
+            connection.close()
+
+    def check_output(self, command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S) -> str:
+        """stdout of a command that must succeed; anything else means the phone is unusable."""
+        result = self.shell(command, timeout_s)
+        if result.exit_code is None:
+            raise self._lost(f"'{command[:60]}'", TimeoutError("timed out") if result.timed_out else EOFError("no exit code"))
+        if result.exit_code != 0:
+            message = result.stderr.decode("utf-8", errors="replace").strip() or result.text.strip()
+            raise DeviceError(
+                f"'{command[:60]}' failed on {self.serial} with exit code {result.exit_code}: {message[:300]}",
+                "run it by hand with 'adb shell' to see why",
+            )
+        return result.text
+
+    # --- facts ---------------------------------------------------------------
+
+    def facts(self) -> PhoneFacts:
+        sections = split_batched_facts(self.check_output(BATCHED_FACTS_COMMAND))
+        info = device_info_from(
+            self.serial,
+            sections.get("getprop", ""),
+            sections.get("meminfo", ""),
+            sections.get("cpuinfo", ""),
+            sections.get("cpufreq", ""),
+        )
+        return PhoneFacts(info, parse_getprop(sections.get("getprop", "")))
+
+    # --- files ---------------------------------------------------------------
+
+    def remote_sha256(self, remote: str) -> str | None:
+        result = self.shell(f"sha256sum {shlex.quote(remote)} 2>/dev/null")
+        if result.exit_code != 0:
+            return None
+        first = result.text.split(maxsplit=1)
+        return first[0] if first else None
+
+    def ensure_file(self, local: Path, sha256: str, mode: int = 0o644, timeout_s: float = 300.0) -> tuple[str, int]:
+        """Put `local` at its content-addressed path; returns (remote path, bytes pushed).
+
+        The device's own sha256sum decides: an identical file already there
+        costs one shell round trip and zero bytes.
+        """
+        remote = remote_path_for(sha256, local.name)
+        if self.remote_sha256(remote) == sha256:
+            return remote, 0
+        self.check_output(f"mkdir -p {shlex.quote(remote.rsplit('/', 1)[0])}")
+        pushed = self.push(local, remote, mode, timeout_s)
+        if self.remote_sha256(remote) != sha256:
+            raise DeviceError(
+                f"{local.name} arrived corrupted on {self.serial} (sha256 differs after push)",
+                "check the device's free space ('adb shell df /data') and run again",
+            )
+        return remote, pushed
+
+    def push(self, local: Path, remote: str, mode: int = 0o644, timeout_s: float = 300.0) -> int:
+        """adb sync SEND with a deadline (adbutils' push has none)."""
+        deadline = time.monotonic() + timeout_s
+        connection = self._open("sync:", timeout_s)
+        sent = 0
+        try:
+            sock = connection.conn
+            target = f"{remote},{0o100000 | mode}".encode()
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            sock.sendall(b"SEND" + struct.pack("<I", len(target)) + target)
+            with local.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(_SYNC_CHUNK_BYTES), b""):
+                    sock.settimeout(max(0.1, deadline - time.monotonic()))
+                    sock.sendall(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
+                    sent += len(chunk)
+            sock.sendall(b"DONE" + struct.pack("<I", int(time.time())))
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            status = _read_exact(sock, 8)
+            if status[:4] != b"OKAY":
+                reason = _read_exact(sock, struct.unpack("<I", status[4:])[0]).decode("utf-8", errors="replace")
+                raise DeviceError(
+                    f"pushing {local.name} to {self.serial}:{remote} failed: {reason}",
+                    "free space on the phone ('adb shell df /data') or check the path, then run again",
+                )
+        except (OSError, EOFError) as error:
+            raise self._lost(f"push of {local.name}", error) from error
+        finally:
+            connection.close()
+        return sent
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError(f"connection closed after {len(data)} of {size} bytes")
+        data += chunk
+    return bytes(data)
