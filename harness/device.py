@@ -145,8 +145,8 @@ class Phone:
 
     # --- facts ---------------------------------------------------------------
 
-    def facts(self) -> PhoneFacts:
-        sections = split_batched_facts(self.check_output(BATCHED_FACTS_COMMAND))
+    def facts(self, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S) -> PhoneFacts:
+        sections = split_batched_facts(self.check_output(BATCHED_FACTS_COMMAND, timeout_s))
         info = device_info_from(
             self.serial,
             sections.get("getprop", ""),
