@@ -1,0 +1,218 @@
+"""Average power of a phone while a benchmark runs, from its battery fuel gauge.
+
+A background thread reads the battery's `status`, `current_now` and
+`voltage_now` about ten times a second (one shell round trip each) and
+`stop()` turns the samples into one PowerReading. The rule is never to make a
+number up: power is None, with the reason, whenever the gauge cannot tell what
+the phone draws.
+
+How a window of samples is judged (`reading_from_samples`):
+- `status` decides the direction, because the sign of current_now is not
+  portable: the kernel ABI and the virtual devices say negative = out of the
+  battery, many vendor drivers (Samsung, older Qualcomm) print discharge as a
+  positive number. `Charging`/`Full` anywhere in the window -> "charging";
+  `Not charging` (plugged in with charging paused, the phone runs off the
+  charger and the battery current says nothing about the load) -> "external
+  power"; only `Discharging` samples are used, |current| being the load.
+- Both signs among Discharging samples means current flowed into the battery
+  for part of the window (a charger came and went faster than `status`
+  followed) -> "charging".
+- current_now or voltage_now missing or 0 -> the sample is no reading ("no
+  fuel gauge" if no sample had one).
+- Units: the ABI says uA, a few drivers print mA. A phone awake enough to run
+  a benchmark draws more than 10 mA and less than 10 A, so a median magnitude
+  below 10_000 can only be mA. Voltage must be a battery's (2.5..10 V in uV,
+  dual-cell phones included); a current beyond 20 A is no phone's. Anything
+  else -> "implausible reading".
+- Fewer than 2 usable samples -> "too few samples".
+
+On virtual devices the numbers come from the device's documented power model
+(device_profiles/virtual/README.md), so the method is "model", not "fuel_gauge".
+Both measure the whole phone, idle power included, not the model alone.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from typing import Iterator, Sequence
+
+from harness.device import Phone
+from harness.devicefacts import PowerSupply, parse_power_supply_uevent
+from harness.errors import HarnessError
+
+BATTERY_DIR = "/sys/class/power_supply/battery"
+# Printed as uevent lines so devicefacts' parser reads them; a file that cannot
+# be read leaves its value empty rather than shifting the others.
+SAMPLE_COMMAND = (
+    f"b={BATTERY_DIR}; "
+    'echo "POWER_SUPPLY_STATUS=$(cat $b/status 2>/dev/null)"; '
+    'echo "POWER_SUPPLY_CURRENT_NOW=$(cat $b/current_now 2>/dev/null)"; '
+    'echo "POWER_SUPPLY_VOLTAGE_NOW=$(cat $b/voltage_now 2>/dev/null)"'
+)
+# Short, so a stuck read costs one sample and stop() never waits long for the thread.
+SAMPLE_TIMEOUT_S = 1.0
+MIN_SAMPLES = 2
+_MA_BELOW = 10_000
+_MIN_VOLTAGE_UV = 2_500_000
+_MAX_VOLTAGE_UV = 10_000_000
+_MAX_CURRENT_UA = 20_000_000
+
+
+class PowerMethod(str, Enum):
+    FUEL_GAUGE = "fuel_gauge"
+    MODEL = "model"  # virtual devices: derived from their documented power model
+
+
+class NoPowerReason(str, Enum):
+    CHARGING = "charging"
+    EXTERNAL_POWER = "external power"
+    NO_FUEL_GAUGE = "no fuel gauge"
+    UNKNOWN_STATUS = "unknown charge status"
+    IMPLAUSIBLE_READING = "implausible reading"
+    TOO_FEW_SAMPLES = "too few samples"
+
+
+@dataclass(frozen=True)
+class PowerReading:
+    """Average whole-phone power over a sampling window.
+
+    `samples` counts the reads that arrived; `power_method` is None exactly
+    when `avg_power_mw` is, and `reason` then says why.
+    """
+
+    avg_power_mw: float | None
+    power_method: PowerMethod | None
+    samples: int
+    reason: NoPowerReason | None
+
+
+def _refusal(sample: PowerSupply) -> NoPowerReason | None:
+    """Why one sample says nothing about the load; None when it is usable."""
+    status = (sample.status or "").strip().lower()
+    if status in ("charging", "full"):
+        return NoPowerReason.CHARGING
+    if status == "not charging":
+        return NoPowerReason.EXTERNAL_POWER
+    if not sample.current_now_ua or not sample.voltage_now_uv:
+        return NoPowerReason.NO_FUEL_GAUGE
+    if status != "discharging":
+        return NoPowerReason.UNKNOWN_STATUS
+    return None
+
+
+def reading_from_samples(samples: Sequence[PowerSupply], method: PowerMethod) -> PowerReading:
+    """Judge a window of samples by the rules in the module docstring."""
+
+    def refused(reason: NoPowerReason) -> PowerReading:
+        return PowerReading(None, None, len(samples), reason)
+
+    refusals = [_refusal(sample) for sample in samples]
+    for contaminating in (NoPowerReason.CHARGING, NoPowerReason.EXTERNAL_POWER):
+        if contaminating in refusals:
+            return refused(contaminating)
+    usable = [sample for sample, refusal in zip(samples, refusals) if refusal is None]
+    if len(usable) < MIN_SAMPLES:
+        if not usable:
+            for reason in (NoPowerReason.NO_FUEL_GAUGE, NoPowerReason.UNKNOWN_STATUS):
+                if reason in refusals:
+                    return refused(reason)
+        return refused(NoPowerReason.TOO_FEW_SAMPLES)
+
+    currents = [sample.current_now_ua or 0 for sample in usable]
+    voltages_uv = [sample.voltage_now_uv or 0 for sample in usable]
+    if min(currents) < 0 < max(currents):
+        return refused(NoPowerReason.CHARGING)
+    ua_per_unit = 1000 if statistics.median(abs(i) for i in currents) < _MA_BELOW else 1
+    currents_ua = [abs(i) * ua_per_unit for i in currents]
+    if max(currents_ua) > _MAX_CURRENT_UA or not all(_MIN_VOLTAGE_UV <= v <= _MAX_VOLTAGE_UV for v in voltages_uv):
+        return refused(NoPowerReason.IMPLAUSIBLE_READING)
+    powers_mw = [i_ua * v_uv / 1e9 for i_ua, v_uv in zip(currents_ua, voltages_uv)]
+    return PowerReading(statistics.fmean(powers_mw), method, len(samples), None)
+
+
+class PowerSampler:
+    """Samples the battery in a background thread between start() and stop().
+
+    Use as `with PowerSampler(phone, is_virtual=...) as sampler: ...`, then
+    `sampler.reading`; or start() and stop() (which returns the reading).
+    One sampler measures one window. A failing sample is skipped, never raised.
+    """
+
+    def __init__(self, phone: Phone, interval_s: float = 0.1, *, is_virtual: bool) -> None:
+        self.phone = phone
+        self.interval_s = interval_s
+        self.method = PowerMethod.MODEL if is_virtual else PowerMethod.FUEL_GAUGE
+        self.reading: PowerReading | None = None
+        self._samples: list[PowerSupply] = []
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PowerSampler:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> PowerSampler:
+        if self._thread is not None:
+            raise RuntimeError("a PowerSampler measures one window: make a new one")
+        self._thread = threading.Thread(target=self._run, name=f"power-{self.phone.serial}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> PowerReading:
+        if self._thread is None:
+            raise RuntimeError("PowerSampler.stop() before start()")
+        if self.reading is None:
+            self._stopping.set()
+            self._thread.join()
+            self.reading = reading_from_samples(self._samples, self.method)
+        return self.reading
+
+    def _run(self) -> None:
+        next_s = time.monotonic()
+        while not self._stopping.is_set():
+            sample = self._sample()
+            if sample is not None:
+                self._samples.append(sample)
+            # A slow read delays the next sample instead of bunching the following ones.
+            next_s = max(next_s + self.interval_s, time.monotonic())
+            self._stopping.wait(next_s - time.monotonic())
+
+    def _sample(self) -> PowerSupply | None:
+        try:
+            result = self.phone.shell(SAMPLE_COMMAND, SAMPLE_TIMEOUT_S)
+        except HarnessError:
+            # The phone did not answer this time; the sweep's own commands decide whether it is lost.
+            return None
+        # Only a finished command proves all three lines are whole.
+        return parse_power_supply_uevent(result.text) if result.exit_code == 0 else None
+
+
+@contextmanager
+def unplugged(phone: Phone) -> Iterator[None]:
+    """`dumpsys battery unplug` for the block, `dumpsys battery reset` after it.
+
+    On a virtual device this stops the modelled charger, so current_now shows
+    the load. On a real phone it only changes what Android believes (battery
+    stats, doze): the kernel still reports `Charging` while USB powers it, and
+    the sampler rightly says "charging". Real power needs a phone on battery
+    (adb over Wi-Fi, or a hub that switches VBUS off).
+    """
+    phone.check_output("dumpsys battery unplug")
+    try:
+        yield
+    finally:
+        phone.check_output("dumpsys battery reset")
+
+
+def energy_mj_per_inference(avg_power_mw: float | None, inference_avg_us: float | None) -> float | None:
+    """Whole-phone energy per inference in mJ (mW * s); None without both positive inputs."""
+    if avg_power_mw is None or inference_avg_us is None or avg_power_mw <= 0 or inference_avg_us <= 0:
+        return None
+    return avg_power_mw * inference_avg_us / 1e6

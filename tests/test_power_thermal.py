@@ -1,0 +1,232 @@
+"""harness.thermal and harness.power: pure heuristics on constructed and captured
+readings, then the samplers against real virtual devices through the real adb server."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from farm_fixtures import SHIPPED_PROFILES, build_probe_zipapp, farm  # noqa: F401 - module-scoped fixture
+
+from harness.device import Phone, file_sha256
+from harness.devicefacts import PowerSupply, parse_power_supply_uevent
+from harness.power import (
+    NoPowerReason,
+    PowerMethod,
+    PowerReading,
+    PowerSampler,
+    energy_mj_per_inference,
+    reading_from_samples,
+    unplugged,
+)
+from harness.profiles import AdbServer
+from harness.thermal import hottest_c, normalise_temp_c, parse_zones_c, read_zones_c, wait_until_cool
+
+DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
+VERBATIM_MARKER = "# ---- verbatim text below this line ----\n"
+
+
+def verbatim(name: str) -> str:
+    return (DUMPS / name).read_text(encoding="utf-8").split(VERBATIM_MARKER, 1)[1]
+
+
+def phone(farm, name: str) -> Phone:  # noqa: F811
+    return Phone(AdbServer("127.0.0.1", farm.adb_port), farm.record(name).serial)
+
+
+def supply(status: str | None, current_ua: int | None, voltage_uv: int | None = 4_000_000) -> PowerSupply:
+    return PowerSupply(status=status, current_now_ua=current_ua, voltage_now_uv=voltage_uv)
+
+
+# --- thermal: pure --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "temp_c"),
+    [
+        ("41500", 41.5),  # milli-degrees, the kernel ABI
+        ("-5000", -5.0),
+        ("313", 31.3),  # deci-degrees
+        ("45", 45.0),  # degrees
+        ("36.5", 36.5),
+        ("-273000", None),  # "no sensor" sentinel
+        ("0", None),  # disabled sensor
+        ("200000", None),  # 200 degC: absurd
+        ("", None),
+        ("cat: temp: Invalid argument", None),
+    ],
+)
+def test_temperature_units_heuristic(raw: str, temp_c: float | None) -> None:
+    assert normalise_temp_c(raw) == (pytest.approx(temp_c) if temp_c is not None else None)
+
+
+def test_zone_output_parsing_skips_unreadable_fake_and_cut_off_zones() -> None:
+    output = (
+        "/sys/class/thermal/thermal_zone0 38200 cpu-0-0-usr\n"
+        "/sys/class/thermal/thermal_zone1  tsens_tz_sensor9\n"  # temp failed to read
+        "/sys/class/thermal/thermal_zone2 76 soc\n"  # Qualcomm BCL: battery level in %
+        "/sys/class/thermal/thermal_zone3 3400 pm8150b-vbat-lvl0\n"
+        "/sys/class/thermal/thermal_zone4 313 battery\r\n"
+        "/sys/class/thermal/thermal_zone5 40100 cpu-0-0-usr\n"  # a repeated type
+        "/sys/class/thermal/thermal_zone6 36000 \n"  # no type
+        "/sys/class/thermal/thermal_zone7 39"  # cut off by the deadline: maybe 39000, maybe 39800
+    )
+    assert parse_zones_c(output) == {
+        "cpu-0-0-usr": pytest.approx(38.2),
+        "battery": pytest.approx(31.3),
+        "cpu-0-0-usr@thermal_zone5": pytest.approx(40.1),
+        "thermal_zone6": pytest.approx(36.0),
+    }
+    assert parse_zones_c("/sys/class/thermal/thermal_zone* \n") == {}  # no zones: the glob stays literal
+
+
+# --- power: pure ------------------------------------------------------------------
+
+
+def test_discharge_is_read_from_status_whatever_the_sign() -> None:
+    # 500 mA at 4 V = 2000 mW, printed as negative uA (kernel ABI), positive uA
+    # (many vendor drivers) and mA (a few).
+    for current in (-500_000, 500_000, -500, 500):
+        reading = reading_from_samples([supply("Discharging", current)] * 3, PowerMethod.FUEL_GAUGE)
+        assert reading == PowerReading(pytest.approx(2000.0), PowerMethod.FUEL_GAUGE, 3, None), current
+    varying = [supply("Discharging", -400_000, 4_000_000), supply("Discharging", -600_000, 3_900_000)]
+    reading = reading_from_samples(varying, PowerMethod.MODEL)
+    assert reading.avg_power_mw == pytest.approx((1600 + 2340) / 2)
+    assert reading.power_method == "model" and reading.reason is None
+
+
+@pytest.mark.parametrize(
+    ("samples", "reason"),
+    [
+        ([supply("Charging", 1_200_000)] * 3, NoPowerReason.CHARGING),
+        # Plugged in with a heavy load: the sign says "out", status says "charging".
+        ([supply("Charging", -300_000)] * 3, NoPowerReason.CHARGING),
+        ([supply("Full", 0)] * 3, NoPowerReason.CHARGING),
+        ([supply("Discharging", -500_000)] * 3 + [supply("Charging", 900_000)], NoPowerReason.CHARGING),
+        # Both signs while "Discharging": current flowed in for part of the window.
+        ([supply("Discharging", -500_000), supply("Discharging", 450_000)] * 2, NoPowerReason.CHARGING),
+        ([supply("Not charging", 976)] * 3, NoPowerReason.EXTERNAL_POWER),
+        ([supply("Discharging", None)] * 3, NoPowerReason.NO_FUEL_GAUGE),
+        ([supply("Discharging", 0)] * 3, NoPowerReason.NO_FUEL_GAUGE),
+        ([supply("Discharging", -500_000, 0)] * 3, NoPowerReason.NO_FUEL_GAUGE),
+        ([supply("Unknown", -500_000)] * 3, NoPowerReason.UNKNOWN_STATUS),
+        ([supply(None, -500_000)] * 3, NoPowerReason.UNKNOWN_STATUS),
+        ([supply("Discharging", -500_000)], NoPowerReason.TOO_FEW_SAMPLES),
+        ([supply("Discharging", -500_000), supply("Discharging", 0)], NoPowerReason.TOO_FEW_SAMPLES),
+        ([], NoPowerReason.TOO_FEW_SAMPLES),
+        ([supply("Discharging", -500_000, 3_900)] * 3, NoPowerReason.IMPLAUSIBLE_READING),  # voltage in mV
+        ([supply("Discharging", -50_000_000)] * 3, NoPowerReason.IMPLAUSIBLE_READING),  # 50 A
+    ],
+)
+def test_no_made_up_power(samples: list[PowerSupply], reason: NoPowerReason) -> None:
+    reading = reading_from_samples(samples, PowerMethod.FUEL_GAUGE)
+    assert reading.avg_power_mw is None and reading.power_method is None
+    assert reading.reason == reason and reading.samples == len(samples)
+
+
+def test_captured_uevents_give_no_power() -> None:
+    # Pixel 3a on USB with charging disabled: 976 uA "in" is the charger's business, not the load.
+    pixel = parse_power_supply_uevent(verbatim("power_supply_uevent_03_pixel3a_usb_not_charging.txt"))
+    assert pixel.status == "Not charging" and pixel.current_now_ua == 976
+    assert reading_from_samples([pixel] * 5, PowerMethod.FUEL_GAUGE).reason == "external power"
+    # OnePlus 7 dump cut off before CURRENT_NOW / VOLTAGE_NOW / STATUS.
+    oneplus = parse_power_supply_uevent(verbatim("power_supply_uevent_01_oneplus7_acc_info.txt"))
+    assert oneplus.current_now_ua is None
+    assert reading_from_samples([oneplus] * 5, PowerMethod.FUEL_GAUGE).reason == "no fuel gauge"
+
+
+def test_energy_per_inference_is_milliwatts_times_seconds() -> None:
+    assert energy_mj_per_inference(2000.0, 5000.0) == pytest.approx(10.0)  # 2 W for 5 ms = 10 mJ
+    assert energy_mj_per_inference(750.0, 1.5e6) == pytest.approx(1125.0)
+    assert energy_mj_per_inference(None, 5000.0) is None
+    assert energy_mj_per_inference(2000.0, None) is None
+    assert energy_mj_per_inference(2000.0, 0.0) is None
+    assert energy_mj_per_inference(0.0, 5000.0) is None
+
+
+# --- on the virtual farm ------------------------------------------------------------
+
+
+def test_zones_read_and_plausible(farm) -> None:  # noqa: F811
+    p = phone(farm, "galaxy-a03")
+    zones = read_zones_c(p)
+    assert set(zones) == {"soc_thmzone", "battery"}
+    assert all(20.0 <= temp_c <= 60.0 for temp_c in zones.values()), zones
+    hottest = hottest_c(p)
+    # The model integrates between reads: allow its drift between two round trips.
+    assert hottest == pytest.approx(max(zones.values()), abs=0.5)
+
+
+def test_wait_until_cool_returns_at_once_when_cool(farm) -> None:  # noqa: F811
+    slept: list[float] = []
+    wait = wait_until_cool(phone(farm, "pixel-8-pro"), threshold_c=100.0, max_wait_s=30.0, sleep=slept.append)
+    assert wait.cooled and slept == [] and wait.waited_s < 2.0
+    assert wait.start_c is not None and wait.start_c == wait.end_c
+
+
+def test_wait_until_cool_gives_up_after_max_wait(farm) -> None:  # noqa: F811
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    wait = wait_until_cool(phone(farm, "pixel-8-pro"), threshold_c=0.0, max_wait_s=1.0, poll_s=0.3, sleep=sleep)
+    assert not wait.cooled and wait.start_c is not None and wait.end_c is not None
+    # Reads take time too: the sleeps fill what is left of the second, never more.
+    assert slept and sum(slept) <= 1.0 + 1e-9 and max(slept) <= 0.3 + 1e-9
+    assert 1.0 <= wait.waited_s < 1.0 + 0.3 + 1.5
+
+
+def test_wait_until_cool_is_bounded_by_the_sleeps_it_hands_out(farm) -> None:  # noqa: F811
+    slept: list[float] = []  # a sleep that passes no real time, as a sweep's cancellable wait may
+    wait = wait_until_cool(phone(farm, "pixel-8-pro"), threshold_c=0.0, max_wait_s=100.0, poll_s=25.0, sleep=slept.append)
+    assert not wait.cooled and slept == [25.0] * 4 and wait.waited_s < 10.0
+
+
+def test_plugged_in_phone_gives_no_power(farm) -> None:  # noqa: F811
+    p = phone(farm, "galaxy-a03")
+    with PowerSampler(p, is_virtual=p.facts().is_virtual) as sampler:
+        time.sleep(0.6)
+    reading = sampler.reading
+    assert reading is not None and reading.samples >= 2
+    assert reading.avg_power_mw is None and reading.power_method is None and reading.reason == "charging"
+
+
+def test_unplugged_phone_power_follows_its_load(farm, tmp_path: Path) -> None:  # noqa: F811
+    profile = tomllib.loads((SHIPPED_PROFILES / "high_pixel_8_pro.toml").read_text())
+    idle_mw, big_core_mw = profile["power"]["idle_mw"], profile["cpu"]["clusters"][-1]["active_mw"]
+    p = phone(farm, "pixel-8-pro")
+    is_virtual = p.facts().is_virtual
+    probe = build_probe_zipapp(tmp_path / "probe")
+    remote, _ = p.ensure_file(probe, file_sha256(probe), mode=0o755)
+    with unplugged(p):
+        assert p.check_output("cat /sys/class/power_supply/battery/status").strip() == "Discharging"
+        with PowerSampler(p, is_virtual=is_virtual) as idle:
+            time.sleep(0.8)
+        sampler = PowerSampler(p, is_virtual=is_virtual).start()
+        spin = p.shell(f"{remote} --spin=2.5", timeout_s=30)
+        busy = sampler.stop()
+    assert p.check_output("cat /sys/class/power_supply/battery/status").strip() in ("Charging", "Full")
+    assert spin.exit_code == 0, spin
+
+    assert idle.reading is not None and idle.reading.power_method == "model" and idle.reading.samples >= 2
+    # current_now * voltage_now gives back the modelled power: idle_mw with nothing running.
+    assert idle.reading.avg_power_mw == pytest.approx(idle_mw, rel=0.01)
+    # One spinning thread lands on the X3 core: about idle + its active_mw, less
+    # for the start-up before the model sees it and for a host that is busy.
+    assert busy.power_method == "model" and busy.samples >= 10 and busy.reason is None, busy
+    assert busy.avg_power_mw is not None and busy.avg_power_mw > idle_mw + big_core_mw / 4, busy
+
+
+def test_sampler_skips_failing_reads_without_raising(farm) -> None:  # noqa: F811
+    gone = Phone(AdbServer("127.0.0.1", farm.adb_port), "127.0.0.1:1")  # no such device
+    sampler = PowerSampler(gone, is_virtual=False).start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    reading = sampler.stop()
+    assert time.monotonic() - started < 3.0
+    assert reading.samples == 0 and reading.avg_power_mw is None and reading.reason == "too few samples"
+    assert sampler.stop() is reading
