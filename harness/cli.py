@@ -73,3 +73,7 @@ def parse_log_command(file: str, as_json: bool) -> None:
     from harness.report import print_runs
 
     print_runs(runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -138,6 +138,13 @@ class AdbServer:
         return f"{self.host}:{self.port}"
 
 
+def load_binaries(path: Path = FARM_FILE) -> dict[str, Path]:
+    """[binaries] of farm.toml: ABI -> benchmark_model path (relative to the file)."""
+    data = _read_toml(path)
+    _check_version(data, path)
+    return {abi: (path.parent / str(location)).resolve() for abi, location in data.get("binaries", {}).items()}
+
+
 def load_farm(path: Path = FARM_FILE, environ: dict[str, str] | None = None) -> tuple[AdbServer, ...]:
     """The adb servers of the farm.
 

@@ -19,7 +19,7 @@ SAMPLE_MODEL_NAME = "mobilenet_v2_035_128"
 
 def build_sample_model(cache_dir: Path) -> Path:
     """Path of the sample .tflite model, converting it on first use (about 15 s)."""
-    path = cache_dir / f"{SAMPLE_MODEL_NAME}.tflite"
+    path = cache_dir / f"{SAMPLE_MODEL_NAME}_fp32.tflite"
     if path.is_file():
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)

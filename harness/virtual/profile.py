@@ -19,6 +19,7 @@ from harness.records import Delegate
 PROFILE_SCHEMA_VERSION = 1
 ABI = "x86_64"  # virtual devices run the x86_64 runner, as Android emulator images do
 ABI_LIST = "x86_64,x86"
+ARM_ABI_LISTS = {"arm64-v8a": "arm64-v8a,armeabi-v7a", "armeabi-v7a": "armeabi-v7a"}
 
 REQUIRED_PROPS = (
     "ro.product.manufacturer",
@@ -213,12 +214,18 @@ def _parse(path: Path, raw: dict[str, Any]) -> Profile:
     if not zones:
         raise ProfileError(f"{path}: no [[thermal.zones]]", "add at least one zone")
 
+    # An ARM claim makes a stand-in for a phone the harness has no benchmark
+    # binary for (a `skipped` case); nothing ARM can execute on it.
+    abi = r.get("device.abi", str, ABI)
+    if abi not in ARM_ABI_LISTS and abi != ABI:
+        raise ProfileError(f"{path}: device.abi {abi!r} is unknown", f"use {ABI} (default) or one of {sorted(ARM_ABI_LISTS)}")
+    abilist = ARM_ABI_LISTS.get(abi, ABI_LIST)
     props.update(
         {
-            "ro.product.cpu.abi": ABI,
-            "ro.product.cpu.abilist": ABI_LIST,
-            "ro.product.cpu.abilist64": "x86_64",
-            "ro.product.cpu.abilist32": "x86",
+            "ro.product.cpu.abi": abi,
+            "ro.product.cpu.abilist": abilist,
+            "ro.product.cpu.abilist64": ",".join(a for a in abilist.split(",") if a in ("x86_64", "arm64-v8a")),
+            "ro.product.cpu.abilist32": ",".join(a for a in abilist.split(",") if a in ("x86", "armeabi-v7a")),
             "ro.serialno": props.get("ro.serialno", f"VF{zlib.crc32(name.encode()):08X}"),
             # Not on real phones: lets the harness know power/thermal are modelled.
             "ro.harness.virtual": "1",

@@ -1,0 +1,173 @@
+"""`harness run` and `harness results`: thin shells over sweep and store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from harness.errors import UsageError
+
+DEFAULT_RESULTS = Path("results")
+
+
+def _csv(kind: type, text: str, flag: str) -> tuple:
+    try:
+        values = tuple(kind(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} is not a comma-separated list", f"e.g. {flag} 1,2,4") from None
+    if not values:
+        raise UsageError(f"{flag} is empty", f"give at least one value to {flag}")
+    return values
+
+
+def _binaries(pairs: tuple[str, ...]) -> dict[str, Path]:
+    from harness.profiles import load_binaries
+
+    binaries = load_binaries()
+    for pair in pairs:
+        abi, sep, path = pair.partition("=")
+        if not sep or not abi or not path:
+            raise UsageError(f"--binary {pair!r} is not ABI=PATH", "e.g. --binary arm64-v8a=./android_aarch64_benchmark_model")
+        binaries[abi] = Path(path).resolve()
+    return binaries
+
+
+@click.command("run")
+@click.option("--devices", "selector", default="all", show_default=True, help="all | SERIAL,.. | tier:NAME | model:GLOB")
+@click.option("--models", "model_paths", multiple=True, type=click.Path(path_type=Path), help=".tflite file or folder (repeatable).")
+@click.option("--delegates", default="cpu,xnnpack", show_default=True, help="Any of cpu,xnnpack,gpu,nnapi.")
+@click.option("--threads", default="1,2,4", show_default=True)
+@click.option("--repetitions", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--num-runs", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--warmup-runs", default=1, show_default=True, type=click.IntRange(0))
+@click.option("--min-secs", default=1.0, show_default=True, type=click.FloatRange(0))
+@click.option("--case-timeout", "case_timeout_s", default=300.0, show_default=True, type=click.FloatRange(1), help="Wall-clock limit per case, seconds.")
+@click.option("--pause", "pause_s", default=0.0, show_default=True, type=click.FloatRange(0), help="Pause between cases, seconds.")
+@click.option("--thermal-threshold", "thermal_threshold_c", default=45.0, show_default=True, help="Wait before a case until the hottest zone is below this (°C).")
+@click.option("--thermal-max-wait", "thermal_max_wait_s", default=60.0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the per-device case order.")
+@click.option("--no-power", is_flag=True, help="Do not sample the fuel gauge.")
+@click.option("--binary", "binary_pairs", multiple=True, help="ABI=PATH of a benchmark_model (repeatable).")
+@click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
+@click.option("--resume", "resume", default=None, help="RUN_ID or 'latest': run only the cases that run lacks.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
+def run_command(selector, model_paths, delegates, threads, repetitions, num_runs, warmup_runs, min_secs,
+                case_timeout_s, pause_s, thermal_threshold_c, thermal_max_wait_s, seed, no_power,
+                binary_pairs, results_dir, resume, as_json) -> None:
+    """Benchmark every model x delegate x thread count on the selected devices."""
+    from harness import sweep
+    from harness.discovery import discover, select
+    from harness.profiles import load_farm, load_tiers
+    from harness.records import Delegate
+    from harness.store import ResultsStore
+
+    store = ResultsStore(results_dir)
+    resume_id = None
+    if resume:
+        runs = store.list_runs()
+        if not runs:
+            raise UsageError(f"there is no run to resume in {results_dir}", "start one with 'harness run' first")
+        resume_id = runs[-1].run_id if resume == "latest" else resume
+        previous = store.read_run_manifest(resume_id)
+        params, models = sweep.params_from_manifest(previous)
+        selector = ",".join(device["key"] for device in previous["devices"])
+    else:
+        if not model_paths:
+            raise UsageError("no model given", "pass --models FILE.tflite or --models DIR")
+        known = {delegate.value for delegate in Delegate} - {Delegate.HEXAGON.value}
+        chosen = _csv(str, delegates, "--delegates")
+        unknown = sorted(set(chosen) - known)
+        if unknown:
+            raise UsageError(f"unknown delegate(s) {unknown}", f"use any of {sorted(known)}")
+        params = sweep.SweepParams(
+            delegates=chosen, threads=_csv(int, threads, "--threads"), repetitions=repetitions,
+            num_runs=num_runs, warmup_runs=warmup_runs, min_secs=min_secs, case_timeout_s=case_timeout_s,
+            thermal_threshold_c=thermal_threshold_c, thermal_max_wait_s=thermal_max_wait_s,
+            pause_s=pause_s, seed=seed, measure_power=not no_power,
+        )
+        models = sweep.collect_models(model_paths)
+    found = discover(load_farm(), load_tiers())
+    for warning in found.warnings():
+        click.echo(f"warning: {warning}", err=True)
+    devices = select(found.entries, selector)
+    run_id = resume_id or sweep.new_run_id()
+    binaries = sweep.build_binaries(_binaries(binary_pairs), store.root / "runs" / run_id)
+    summary = sweep.run_sweep(
+        devices, models, params, binaries, store, argv=sys.argv, resume_run_id=resume_id, run_id=run_id
+    )
+    if as_json:
+        click.echo(sweep.summary_json(summary))
+        return
+    click.echo(
+        f"run {summary.run_id}: {summary.cases_total} case(s) on {summary.devices} device(s) in {summary.wall_s:.1f} s, "
+        f"{summary.cases_ok} ok, statuses {summary.statuses}, {summary.bytes_pushed} bytes pushed; "
+        f"results in {summary.results_dir}"
+    )
+
+
+@click.group("results")
+def results_group() -> None:
+    """Stored runs: list them, show one."""
+
+
+@results_group.command("ls")
+@click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def results_ls(results_dir: Path, as_json: bool) -> None:
+    from harness.store import ResultsStore
+
+    runs = ResultsStore(results_dir).list_runs()
+    if as_json:
+        click.echo(json.dumps([
+            {**run.__dict__, "started_at": _iso(run.started_at), "ended_at": _iso(run.ended_at), "devices": list(run.devices)}
+            for run in runs
+        ], indent=2))
+        return
+    if not runs:
+        click.echo(f"no runs in {results_dir}")
+    for run in runs:
+        click.echo(f"{run.run_id}\tstarted {_iso(run.started_at)}\tdevices {len(run.devices)}\tcases {run.cases}\tok {run.ok}\tfailed {run.failed}")
+
+
+@results_group.command("show")
+@click.argument("run_id")
+@click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
+def results_show(run_id: str, results_dir: Path, as_json: bool) -> None:
+    from harness.store import ResultsStore
+
+    store = ResultsStore(results_dir)
+    store.read_run_manifest(run_id)  # a clear error for an unknown run
+    rows = store.read([run_id])
+    columns = ["serial", "tier", "model_name", "variant", "delegate", "num_threads", "repetition",
+               "status", "inference_avg_us", "inference_p50_us", "memory_overall_mb", "avg_power_mw", "error_message"]
+    rows = rows.sort_values(["serial", "model_name", "variant", "delegate", "num_threads", "repetition"])
+    if as_json:
+        click.echo(rows.to_json(orient="records", date_format="iso", indent=2))
+        return
+    click.echo(rows[columns].to_string(index=False, max_colwidth=60))
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@click.command("demo")
+@click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
+def demo_command(results_dir: Path) -> None:
+    """The whole pipeline on the virtual farm (started and stopped by this command)."""
+    from harness.demo import best_per_device, run_demo
+    from harness.store import ResultsStore
+
+    say = lambda message: click.echo(message, err=True)  # noqa: E731 - progress goes to stderr
+    summary = run_demo(results_dir, Path(".cache"), say)
+    click.echo(
+        f"run {summary.run_id}: {summary.cases_total} cases on {summary.devices} devices in {summary.wall_s:.0f} s, "
+        f"{summary.cases_ok} ok, statuses {summary.statuses}"
+    )
+    for line in best_per_device(ResultsStore(results_dir), summary.run_id):
+        click.echo(line)
+    click.echo(f"every row: harness results show {summary.run_id} --results {results_dir}")

@@ -1,0 +1,588 @@
+"""The sweep: every model x delegate x thread count on every selected phone.
+
+Per phone the cases run one at a time in a seeded random order (as
+benchmark_model_performance_options does, so slow drifts spread over all
+configurations); phones run concurrently, each in its own thread, so one
+slow or lost phone never stalls the others. Every finished case is stored at
+once as its own Parquet batch, so a killed harness loses at most the case in
+flight and `--resume` runs exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import random
+import re
+import secrets
+import shlex
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import harness
+from harness import power, thermal
+from harness.benchlog import parse_log
+from harness.device import DeviceLost, Phone, ShellResult, file_sha256
+from harness.devicefacts import big_cores
+from harness.discovery import DeviceEntry
+from harness.errors import InputFileError, UsageError
+from harness.records import BenchmarkRun, CaseStatus, Delegate, ErrorType, ResultRow, case_id_for
+from harness.store import ResultsStore
+
+DELEGATE_FLAGS = {
+    Delegate.CPU.value: ("--use_xnnpack=false",),
+    Delegate.XNNPACK.value: ("--use_xnnpack=true",),
+    Delegate.GPU.value: ("--use_gpu=true",),
+    Delegate.NNAPI.value: ("--use_nnapi=true",),
+}
+ACCELERATORS = (Delegate.GPU.value, Delegate.NNAPI.value)
+_KNOWN_VARIANTS = {"fp32": None, "fp16": "float16", "dynamic": "dynamic_range_int8", "int8": "full_int8"}
+RECONNECT_BACKOFF_S = (1.0, 2.0, 4.0)
+WHERE_TO_GET_BINARIES = (
+    "download the official prebuilt benchmark_model for that ABI (android_aarch64_benchmark_model or "
+    "android_arm_benchmark_model from the TensorFlow Lite performance measurement page) and name it "
+    "under [binaries] in device_profiles/farm.toml or with --binary ABI=PATH"
+)
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    name: str
+    variant: str
+    quantization: str | None
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    delegates: tuple[str, ...] = ("cpu", "xnnpack")
+    threads: tuple[int, ...] = (1, 2, 4)
+    repetitions: int = 1
+    num_runs: int = 50
+    warmup_runs: int = 1
+    min_secs: float = 1.0
+    case_timeout_s: float = 300.0
+    thermal_threshold_c: float = 45.0
+    thermal_max_wait_s: float = 60.0
+    pause_s: float = 0.0
+    seed: int = 0
+    measure_power: bool = True
+
+    def benchmark_args(self, delegate: str, num_threads: int) -> tuple[str, ...]:
+        return (
+            f"--num_threads={num_threads}",
+            f"--num_runs={self.num_runs}",
+            f"--warmup_runs={self.warmup_runs}",
+            f"--min_secs={self.min_secs:g}",
+            *DELEGATE_FLAGS[delegate],
+        )
+
+
+@dataclass(frozen=True)
+class Case:
+    model: ModelArtifact
+    delegate: str
+    num_threads: int
+    repetition: int
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    run_id: str
+    cases_total: int
+    cases_ok: int
+    cases_failed: int
+    statuses: dict[str, int]
+    bytes_pushed: int
+    wall_s: float
+    results_dir: str
+    devices: int
+
+
+# --- inputs ------------------------------------------------------------------------
+
+
+def collect_models(paths: Sequence[Path]) -> list[ModelArtifact]:
+    """Every .tflite named or inside a named folder, with name and variant.
+
+    `mobilenet_v2_int8.tflite` is model `mobilenet_v2`, variant `int8`; a file
+    without a known variant suffix is its own model with variant `default`.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.tflite"))
+            if not found:
+                raise InputFileError(f"{path} holds no .tflite file", "convert a model into it first ('harness convert')")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputFileError(f"no such model file or folder: {path}", "pass .tflite files or folders holding them")
+    models = []
+    for file in files:
+        stem = file.stem
+        name, _, suffix = stem.rpartition("_")
+        if suffix in _KNOWN_VARIANTS and name:
+            variant, quantization = suffix, _KNOWN_VARIANTS[suffix]
+        else:
+            name, variant, quantization = stem, "default", None
+        models.append(ModelArtifact(name, variant, quantization, file, file_sha256(file), file.stat().st_size))
+    return models
+
+
+def plan_cases(models: Sequence[ModelArtifact], params: SweepParams, serial: str) -> list[Case]:
+    """The device's cases in their seeded random order (the same order on a resume)."""
+    cases = [
+        Case(model, delegate, threads, repetition)
+        for model in models
+        for delegate in params.delegates
+        for threads in params.threads
+        for repetition in range(params.repetitions)
+    ]
+    random.Random(f"{params.seed}:{serial}").shuffle(cases)
+    return cases
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+# --- one case ----------------------------------------------------------------------
+
+
+def affinity_mask(cores_max_khz: dict[int, int], num_threads: int) -> str | None:
+    """Hex mask of the fastest cores when the threads fit on them, else None (no pinning)."""
+    fastest = big_cores(cores_max_khz)
+    if not fastest or num_threads > len(fastest) or len(fastest) == len(cores_max_khz):
+        return None
+    return format(sum(1 << core for core in fastest), "x")
+
+
+def case_command(binary: str, model: str, args: tuple[str, ...], mask: str | None) -> str:
+    argv = [binary, f"--graph={model}", *args]
+    command = " ".join(shlex.quote(part) for part in argv)
+    return f"taskset {mask} {command}" if mask else command
+
+
+def status_of(result: ShellResult, run: BenchmarkRun | None, delegate: str) -> tuple[CaseStatus, str | None, str | None]:
+    """(status, error_type, error_message) of a finished or failed case."""
+    if result.timed_out:
+        return CaseStatus.TIMEOUT, "timeout", "the case exceeded its wall-clock limit and was killed"
+    if run is None:
+        detail = result.stderr.decode("utf-8", errors="replace").strip() or "no benchmark output"
+        return CaseStatus.FAILED, ErrorType.TRUNCATED.value, detail[:500]
+    if run.error_type is ErrorType.DELEGATE_FAILED or (delegate in ACCELERATORS and run.delegate_applied is False):
+        return CaseStatus.DELEGATE_FAILED, ErrorType.DELEGATE_FAILED.value, run.error or f"{delegate} delegate was not applied"
+    if result.exit_code != 0 or not run.ok:
+        message = run.error or f"exit code {result.exit_code}"
+        return CaseStatus.FAILED, (run.error_type.value if run.error_type else "exit_code"), message
+    return CaseStatus.OK, None, None
+
+
+def _killed_by_signal(result: ShellResult) -> str | None:
+    if result.exit_code is not None and result.exit_code > 128:
+        return f"killed by signal {result.exit_code - 128} (exit code {result.exit_code})"
+    return None
+
+
+# --- one device --------------------------------------------------------------------
+
+
+@dataclass
+class _DeviceProgress:
+    """Shared between a device thread and the progress display."""
+
+    done: int = 0
+    total: int = 0
+    current: str = ""
+    bytes_pushed: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    run_id: str
+    params: SweepParams
+    models: tuple[ModelArtifact, ...]
+    binaries: dict[str, Path]  # ABI -> local benchmark binary
+    store: ResultsStore
+    done_keys: frozenset[tuple[str, int]]
+
+
+class _DeviceSweep:
+    def __init__(self, ctx: SweepContext, entry: DeviceEntry, progress: _DeviceProgress) -> None:
+        assert entry.facts is not None
+        self.ctx = ctx
+        self.entry = entry
+        self.info = entry.facts.info
+        self.is_virtual = entry.facts.is_virtual
+        self.phone = Phone(entry.server, entry.serial)
+        self.progress = progress
+        self.raw_dir = ctx.store.raw_log_dir(ctx.run_id) / _path_part(entry.serial)
+        self.cores_khz = {core.index: core.max_freq_khz for core in self.info.cores if core.max_freq_khz}
+        self.binary_sha: str | None = None
+
+    # The device's columns of every row.
+    def _row(self, case: Case, started: dt.datetime, duration_s: float, **values) -> ResultRow:
+        params = self.ctx.params
+        info = self.info
+        return ResultRow(
+            run_id=self.ctx.run_id,
+            case_id=self.case_id(case),
+            repetition=case.repetition,
+            started_at=started,
+            duration_s=duration_s,
+            harness_version=harness.__version__,
+            adb_server=self.entry.server.address,
+            serial=self.entry.serial,
+            device_model=info.model or "unknown",
+            manufacturer=info.manufacturer or "unknown",
+            soc=info.soc_model or info.chipname or info.board_platform,
+            abi=info.abi or "unknown",
+            android_sdk=info.sdk or 0,
+            ram_bytes=info.ram_bytes,
+            tier=self.entry.tier,
+            build_fingerprint=info.fingerprint,
+            model_name=case.model.name,
+            variant=case.model.variant,
+            quantization=case.model.quantization,
+            model_sha256=case.model.sha256,
+            model_size_bytes=case.model.size_bytes,
+            delegate=case.delegate,
+            num_threads=case.num_threads,
+            num_runs=params.num_runs,
+            warmup_runs=params.warmup_runs,
+            bench_binary_sha256=self.binary_sha or "",
+            **values,
+        )
+
+    def case_id(self, case: Case) -> str:
+        args = self.ctx.params.benchmark_args(case.delegate, case.num_threads)
+        return case_id_for(self.entry.serial, case.model.sha256, case.delegate, case.num_threads, args)
+
+    def run(self) -> None:
+        cases = [
+            case
+            for case in plan_cases(self.ctx.models, self.ctx.params, self.entry.serial)
+            if (self.case_id(case), case.repetition) not in self.ctx.done_keys
+        ]
+        self.progress.total = len(cases)
+        if not cases:
+            return
+        binary = self.ctx.binaries.get(self.info.abi or "")
+        if binary is None:
+            reason = f"no benchmark binary for ABI {self.info.abi}: {WHERE_TO_GET_BINARIES}"
+            self._store_all(cases, CaseStatus.SKIPPED, "no_binary", reason)
+            return
+        try:
+            remote_binary, remote_models = self._push(binary)
+        except DeviceLost as error:
+            self._store_all(cases[:1], CaseStatus.DEVICE_LOST, "device_lost", str(error))
+            self.progress.note = "lost while pushing"
+            return
+        power_context = power.unplugged(self.phone) if self.ctx.params.measure_power else contextlib.nullcontext()
+        try:
+            with power_context:
+                for index, case in enumerate(cases):
+                    if not self._run_case(case, remote_binary, remote_models[case.model.sha256]):
+                        self.progress.note = f"lost; {len(cases) - index - 1} case(s) left for --resume"
+                        return
+                    if self.ctx.params.pause_s and index + 1 < len(cases):
+                        time.sleep(self.ctx.params.pause_s)
+        except DeviceLost as error:
+            # Restoring the charger state failed: the cases are stored, the phone is gone.
+            self.progress.note = f"lost at the end: {error.message}"
+
+    def _push(self, binary: Path) -> tuple[str, dict[str, str]]:
+        self.binary_sha = file_sha256(binary)
+        remote_binary, pushed = self.phone.ensure_file(binary, self.binary_sha, mode=0o755)
+        self.progress.bytes_pushed += pushed
+        remote_models = {}
+        for model in self.ctx.models:
+            remote_models[model.sha256], pushed = self.phone.ensure_file(model.path, model.sha256)
+            self.progress.bytes_pushed += pushed
+        return remote_binary, remote_models
+
+    def _store_all(self, cases: Sequence[Case], status: CaseStatus, error_type: str, message: str) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = [self._row(case, now, 0.0, status=status, error_type=error_type, error_message=message) for case in cases]
+        self.ctx.store.append(rows)
+        self.progress.statuses[status.value] += len(rows)
+        self.progress.done += len(rows)
+
+    def _run_case(self, case: Case, remote_binary: str, remote_model: str) -> bool:
+        """Runs and stores one case; False when the phone is lost."""
+        params = self.ctx.params
+        self.progress.current = f"{case.model.name}/{case.model.variant} {case.delegate} x{case.num_threads}"
+        started = dt.datetime.now(dt.timezone.utc)
+        clock = time.monotonic()
+        try:
+            cool = thermal.wait_until_cool(self.phone, params.thermal_threshold_c, params.thermal_max_wait_s)
+            mask = affinity_mask(self.cores_khz, case.num_threads)
+            command = case_command(remote_binary, remote_model, params.benchmark_args(case.delegate, case.num_threads), mask)
+            sampler = power.PowerSampler(self.phone, is_virtual=self.is_virtual) if params.measure_power else None
+            if sampler:
+                sampler.start()
+            try:
+                result = self.phone.shell(command + " 2>&1", timeout_s=params.case_timeout_s)
+            finally:
+                reading = sampler.stop() if sampler else None
+            if result.exit_code is None and not result.timed_out and not self._reachable():
+                raise DeviceLost("transport broke during the case and the phone did not come back")
+        except DeviceLost as error:
+            self.ctx.store.append([
+                self._row(case, started, time.monotonic() - clock, status=CaseStatus.DEVICE_LOST,
+                          error_type="device_lost", error_message=str(error)[:500])
+            ])
+            self.progress.statuses[CaseStatus.DEVICE_LOST.value] += 1
+            self.progress.done += 1
+            return False
+
+        temp_end = None
+        # A timed-out phone may still be frozen: what follows is best effort.
+        with contextlib.suppress(DeviceLost):
+            if result.timed_out:
+                self._kill_leftover(remote_binary)
+            temp_end = thermal.hottest_c(self.phone)
+        log_path = self.raw_dir / f"{self.case_id(case)}-r{case.repetition}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        output = result.stdout + result.stderr
+        log_path.write_bytes(f"$ {command}\n".encode() + output)
+        runs = parse_log(output)
+        run = runs[-1] if runs else None
+        status, error_type, message = status_of(result, run, case.delegate)
+        if status is CaseStatus.FAILED and (signal := _killed_by_signal(result)):
+            error_type, message = ErrorType.CRASH.value, f"{signal}; {message}"
+        measured = run if run is not None and status is not CaseStatus.TIMEOUT else BenchmarkRun()
+        avg_power_mw = reading.avg_power_mw if reading and status is CaseStatus.OK else None
+        row = self._row(
+            case, started, time.monotonic() - clock,
+            init_us=measured.init_us,
+            first_inference_us=measured.first_inference_us,
+            warmup_avg_us=measured.warmup_avg_us,
+            inference_avg_us=measured.inference_avg_us,
+            inference_std_us=measured.inference_std_us,
+            inference_min_us=measured.inference_min_us,
+            inference_max_us=measured.inference_max_us,
+            inference_p50_us=measured.inference_p50_us,
+            inference_p95_us=measured.inference_p95_us,
+            memory_init_mb=measured.memory_init_mb,
+            memory_overall_mb=measured.memory_overall_mb,
+            memory_peak_mb=measured.memory_peak_mb,
+            delegated_fraction=_delegated_fraction(measured, case.delegate),
+            avg_power_mw=avg_power_mw,
+            energy_mj_per_inference=power.energy_mj_per_inference(avg_power_mw, measured.inference_avg_us),
+            power_method=reading.power_method.value if avg_power_mw is not None else None,
+            temp_start_c=cool.start_c,
+            temp_end_c=temp_end,
+            throttled=_throttled(cool, temp_end, params.thermal_threshold_c),
+            status=status,
+            error_type=error_type,
+            error_message=message,
+            raw_log_path=str(log_path.relative_to(self.ctx.store.root)),
+        )
+        self.ctx.store.append([row])
+        self.progress.statuses[status.value] += 1
+        self.progress.done += 1
+        return True
+
+    def _reachable(self) -> bool:
+        for pause_s in RECONNECT_BACKOFF_S:
+            with contextlib.suppress(DeviceLost):
+                if self.phone.shell("echo ok", timeout_s=5.0).exit_code == 0:
+                    return True
+            time.sleep(pause_s)
+        return False
+
+    def _kill_leftover(self, remote_binary: str) -> None:
+        """Closing the stream kills the process on adbd; make sure on phones that keep it."""
+        name = remote_binary.rsplit("/", 1)[-1]
+        listing = self.phone.shell("ps -A", timeout_s=10.0).text
+        pids = [line.split()[1] for line in listing.splitlines()[1:] if line.split()[-1:] == [name]]
+        if pids:
+            self.phone.shell("kill -9 " + " ".join(shlex.quote(pid) for pid in pids), timeout_s=10.0)
+
+
+def _delegated_fraction(run: BenchmarkRun, delegate: str) -> float | None:
+    if run.delegated_nodes is not None and run.total_nodes:
+        return run.delegated_nodes / run.total_nodes
+    if run.delegate_applied is False:
+        return 0.0
+    return None
+
+
+def _throttled(cool: thermal.CoolWait, temp_end_c: float | None, threshold_c: float) -> bool | None:
+    if temp_end_c is None and cool.end_c is None:
+        return None
+    # The case started above the threshold (cooling gave up) or ended above it.
+    return (not cool.cooled) or (temp_end_c is not None and temp_end_c >= threshold_c)
+
+
+def _path_part(serial: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", serial)
+
+
+# --- the whole sweep ---------------------------------------------------------------
+
+
+def run_sweep(
+    devices: Sequence[DeviceEntry],
+    models: Sequence[ModelArtifact],
+    params: SweepParams,
+    binaries: dict[str, Path],
+    store: ResultsStore,
+    argv: Sequence[str] = (),
+    resume_run_id: str | None = None,
+    run_id: str | None = None,
+    show_progress: bool | None = None,
+) -> SweepSummary:
+    if not devices:
+        raise UsageError("no device selected", "check 'harness devices' and the --devices selector")
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.monotonic()
+    run_id = resume_run_id or run_id or new_run_id(started)
+    done = frozenset(store.stored_case_keys(run_id)) if resume_run_id else frozenset()
+    manifest = {
+        "argv": list(argv),
+        "harness_version": harness.__version__,
+        "python": sys.version.split()[0],
+        "plan": plan_manifest(models, params),
+        "devices": [
+            {"key": e.key, "server": e.server.address, "serial": e.serial, "model": e.facts.info.model if e.facts else None, "tier": e.tier}
+            for e in devices
+        ],
+        "binaries": {abi: {"path": str(path), "sha256": file_sha256(path)} for abi, path in binaries.items()},
+        "started_at": started,
+        "ended_at": None,
+    }
+    if resume_run_id:
+        previous = store.read_run_manifest(run_id)
+        manifest["started_at"] = previous.get("started_at", started)
+        manifest["resumed_at"] = [*previous.get("resumed_at", []), started.isoformat()]
+    store.write_run_manifest(run_id, manifest)
+
+    ctx = SweepContext(run_id, params, tuple(models), dict(binaries), store, done)
+    progress = {entry.key: _DeviceProgress() for entry in devices}
+    with _progress_display(devices, progress, show_progress):
+        with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="sweep") as pool:
+            futures = [pool.submit(_DeviceSweep(ctx, entry, progress[entry.key]).run) for entry in devices]
+            for future in futures:
+                future.result()
+
+    manifest["ended_at"] = dt.datetime.now(dt.timezone.utc)
+    store.write_run_manifest(run_id, manifest)
+    statuses: Counter = Counter()
+    for item in progress.values():
+        statuses.update(item.statuses)
+    total = sum(statuses.values())
+    return SweepSummary(
+        run_id=run_id,
+        cases_total=total,
+        cases_ok=statuses[CaseStatus.OK.value],
+        cases_failed=total - statuses[CaseStatus.OK.value],
+        statuses=dict(statuses),
+        bytes_pushed=sum(item.bytes_pushed for item in progress.values()),
+        wall_s=round(time.monotonic() - clock, 3),
+        results_dir=str(store.root),
+        devices=len(devices),
+    )
+
+
+def plan_manifest(models: Sequence[ModelArtifact], params: SweepParams) -> dict[str, object]:
+    return {
+        "params": {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(params).items()},
+        "models": [
+            {"name": m.name, "variant": m.variant, "quantization": m.quantization, "path": str(m.path),
+             "sha256": m.sha256, "size_bytes": m.size_bytes}
+            for m in models
+        ],
+    }
+
+
+def params_from_manifest(manifest: dict) -> tuple[SweepParams, list[ModelArtifact]]:
+    """The plan a run was started with, so `--resume` runs exactly the same cases."""
+    raw = dict(manifest["plan"]["params"])
+    params = replace(SweepParams(), **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    models = []
+    for entry in manifest["plan"]["models"]:
+        path = Path(entry["path"])
+        if not path.is_file() or file_sha256(path) != entry["sha256"]:
+            raise InputFileError(
+                f"model {path} of the run to resume is missing or changed",
+                "restore the exact file, or start a new run instead of resuming",
+            )
+        models.append(ModelArtifact(entry["name"], entry["variant"], entry["quantization"], path, entry["sha256"], entry["size_bytes"]))
+    return params, models
+
+
+@contextlib.contextmanager
+def _progress_display(
+    devices: Sequence[DeviceEntry], progress: dict[str, _DeviceProgress], show: bool | None
+) -> Iterator[None]:
+    """One bar per device on a terminal (stderr); nothing otherwise."""
+    if not (sys.stderr.isatty() if show is None else show):
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    display = Progress(
+        TextColumn("{task.fields[device]:<22}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[case]}"), TimeRemainingColumn(), console=Console(stderr=True),
+    )
+    tasks = {
+        entry.key: display.add_task("", total=None, device=f"{entry.facts.info.model if entry.facts else entry.serial}", case="")
+        for entry in devices
+    }
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(0.2):
+            for key, item in progress.items():
+                display.update(tasks[key], completed=item.done, total=item.total or None, case=item.note or item.current)
+
+    with display:
+        thread = threading.Thread(target=refresh, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            for key, item in progress.items():
+                display.update(tasks[key], completed=item.done, total=item.total or 1, case=item.note or "done")
+
+
+def build_binaries(configured: dict[str, Path], run_dir: Path) -> dict[str, Path]:
+    """ABI -> benchmark binary: the configured ones plus the project's x86_64 runner.
+
+    The runner is built into the run's folder, so the exact program a run
+    used stays beside its results (and a resume pushes the same bytes).
+    """
+    from harness.runner.build import build_runner
+
+    binaries = {}
+    for abi, path in configured.items():
+        if not path.is_file():
+            raise InputFileError(f"benchmark binary for {abi} not found: {path}", WHERE_TO_GET_BINARIES)
+        binaries[abi] = path
+    runner = run_dir / "bin" / "benchmark_model_x86_64"
+    binaries.setdefault("x86_64", runner if runner.is_file() else build_runner(runner))
+    return binaries
+
+
+def summary_json(summary: SweepSummary) -> str:
+    return json.dumps(asdict(summary), indent=2)
+

@@ -1,0 +1,246 @@
+"""End to end: `harness run` on the virtual farm, two adb servers, faults, kill -9 and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import adbutils
+import pytest
+from farm_fixtures import free_port
+
+from harness import sweep
+from harness.discovery import discover, select
+from harness.profiles import AdbServer, load_tiers
+from harness.store import ResultsStore
+from harness.virtual import farm as farm_lib
+from harness.virtual.server import Fault
+
+SHIPPED = farm_lib.DEFAULT_PROFILES
+QUICK = dict(num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
+
+
+def _start_farm(base: Path, profiles: dict[str, str]) -> tuple[Path, int]:
+    """A farm of the given profiles (file name -> TOML text) on its own adb server."""
+    folder = base / "profiles"
+    folder.mkdir(parents=True)
+    for name, text in profiles.items():
+        (folder / name).write_text(text)
+    port = free_port()
+    farm_lib.up(folder, base / "state", port)
+    return base / "state", port
+
+
+def _stop_farm(state_dir: Path, port: int) -> None:
+    farm_lib.down(state_dir)
+    subprocess.run([adbutils.adb_path(), "-P", str(port), "kill-server"], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def farms(tmp_path_factory):
+    """Farm A: low, mid, the GPU phone and an arm64 stand-in; farm B (second adb server): the Pixel."""
+    base = tmp_path_factory.mktemp("sweep")
+    low = (SHIPPED / "low_galaxy_a03.toml").read_text()
+    arm = low.replace('name = "galaxy-a03"', 'name = "arm-phone"\nabi = "arm64-v8a"')
+    assert arm != low
+    a = _start_farm(base / "a", {
+        "low.toml": low,
+        "mid.toml": (SHIPPED / "mid_nothing_phone_1.toml").read_text(),
+        "gpu.toml": (SHIPPED / "gpu_galaxy_a54.toml").read_text(),
+        "arm.toml": arm,
+    })
+    try:
+        b = _start_farm(base / "b", {"high.toml": (SHIPPED / "high_pixel_8_pro.toml").read_text()})
+    except BaseException:
+        _stop_farm(*a)
+        raise
+    try:
+        yield {"a": a, "b": b}
+    finally:
+        _stop_farm(*b)
+        _stop_farm(*a)
+
+
+def _servers(farms) -> list[AdbServer]:
+    return [AdbServer("127.0.0.1", farms["a"][1]), AdbServer("127.0.0.1", farms["b"][1])]
+
+
+def _serial(farms, farm: str, name: str) -> str:
+    return farm_lib.find_device(farm_lib.load_state(farms[farm][0]), name).serial
+
+
+@pytest.fixture
+def weird_model(tiny_models, tmp_path: Path) -> Path:
+    path = tmp_path / "a b;rm -rf x_fp32.tflite"
+    shutil.copy(tiny_models["dense"], path)
+    return path
+
+
+def test_two_servers_one_sweep_every_status(farms, tmp_path: Path, weird_model: Path) -> None:
+    found = discover(_servers(farms), load_tiers())
+    assert not found.unreachable_servers
+    devices = select(found.entries, "all")
+    assert {entry.server.port for entry in devices} == {farms["a"][1], farms["b"][1]}
+    assert len(devices) == 5
+    store = ResultsStore(tmp_path / "results")
+    params = sweep.SweepParams(delegates=("xnnpack", "gpu"), threads=(1, 2), **QUICK)
+    models = sweep.collect_models([weird_model])
+    assert (models[0].name, models[0].variant) == ("a b;rm -rf x", "fp32")
+    run_id = sweep.new_run_id()
+    binaries = sweep.build_binaries({}, store.root / "runs" / run_id)
+    summary = sweep.run_sweep(devices, models, params, binaries, store, run_id=run_id, show_progress=False)
+
+    rows = store.read([run_id])
+    assert summary.cases_total == len(rows) == 5 * 4
+    by_device = {serial: group for serial, group in rows.groupby("serial")}
+    arm = by_device[_serial(farms, "a", "arm-phone")]
+    assert set(arm["status"]) == {"skipped"} and "arm64-v8a" in arm["error_message"].iloc[0]
+    for name, farm in (("galaxy-a03", "a"), ("nothing-phone-1", "a"), ("galaxy-a54", "a"), ("pixel-8-pro", "b")):
+        group = by_device[_serial(farms, farm, name)]
+        xnnpack = group[group["delegate"] == "xnnpack"]
+        assert set(xnnpack["status"]) == {"ok"}, (name, xnnpack["error_message"].tolist())
+        assert (xnnpack["inference_avg_us"] > 0).all() and (xnnpack["num_runs"] == 3).all()
+        # No x86 GPU delegate exists here: a GPU case is never reported as having run.
+        assert set(group[group["delegate"] == "gpu"]["status"]) == {"delegate_failed"}
+    ok = rows[rows["status"] == "ok"]
+    assert (ok["power_method"] == "model").all() and (ok["avg_power_mw"] > 0).all()
+    assert ok["temp_start_c"].notna().all() and ok["tier"].notna().all()
+    assert set(rows["tier"].dropna()) == {"high", "mid", "low"}
+    for path in ok["raw_log_path"]:
+        assert "Inference timings in us" in (store.root / path).read_text()
+
+    # The same sweep again pushes nothing: every file is already on every phone.
+    again = sweep.run_sweep([d for d in devices if d.facts.info.abi == "x86_64"], models, params, binaries,
+                            store, show_progress=False)
+    assert again.bytes_pushed == 0 and summary.bytes_pushed > 0
+
+
+def test_injected_crash_is_failed_and_freeze_is_timeout(farms, tmp_path: Path, tiny_models) -> None:
+    state_dir, port = farms["a"]
+    found = discover([AdbServer("127.0.0.1", port)], load_tiers())
+    store = ResultsStore(tmp_path / "results")
+    models = sweep.collect_models([tiny_models["conv"]])
+    binaries = sweep.build_binaries({}, tmp_path / "bin")
+
+    farm_lib.fault("nothing-phone-1", Fault.CRASH_NEXT, state_dir=state_dir)
+    crashed = sweep.run_sweep(select(found.entries, _serial(farms, "a", "nothing-phone-1")), models,
+                              sweep.SweepParams(delegates=("xnnpack",), threads=(1,), **QUICK), binaries, store,
+                              show_progress=False)
+    [row] = store.read([crashed.run_id]).to_dict("records")
+    assert row["status"] == "failed" and row["error_type"] == "crash", row["error_message"]
+
+    # Freeze the phone while its case runs; the case has a 3 s limit.
+    slow = sweep.SweepParams(delegates=("xnnpack",), threads=(1,), num_runs=100000, warmup_runs=1, min_secs=30,
+                             case_timeout_s=3.0, thermal_threshold_c=90.0, thermal_max_wait_s=1.0)
+
+    def freeze_then_thaw() -> None:
+        time.sleep(1.5)
+        farm_lib.fault("galaxy-a03", Fault.FREEZE, state_dir=state_dir)
+        time.sleep(3.0)
+        farm_lib.fault("galaxy-a03", Fault.THAW, state_dir=state_dir)
+
+    faults = threading.Thread(target=freeze_then_thaw)
+    faults.start()
+    try:
+        started = time.monotonic()
+        frozen = sweep.run_sweep(select(found.entries, _serial(farms, "a", "galaxy-a03")), models, slow, binaries,
+                                 store, show_progress=False)
+        assert time.monotonic() - started < 40
+    finally:
+        faults.join()
+        farm_lib.fault("galaxy-a03", Fault.THAW, state_dir=state_dir)
+    [row] = store.read([frozen.run_id]).to_dict("records")
+    assert row["status"] == "timeout"
+
+
+def test_dropped_device_is_lost_while_the_others_finish(farms, tmp_path: Path, tiny_models) -> None:
+    state_dir, port = farms["a"]
+    found = discover([AdbServer("127.0.0.1", port)], load_tiers())
+    devices = select(found.entries, f"{_serial(farms, 'a', 'galaxy-a03')},{_serial(farms, 'a', 'galaxy-a54')}")
+    store = ResultsStore(tmp_path / "results")
+    params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), num_runs=3, warmup_runs=1,
+                               min_secs=0.5, case_timeout_s=20.0, thermal_threshold_c=90.0, thermal_max_wait_s=1.0)
+    models = sweep.collect_models([tiny_models["dense"]])
+
+    def drop() -> None:
+        time.sleep(2.0)
+        farm_lib.fault("galaxy-a03", Fault.DROP, state_dir=state_dir)
+
+    dropper = threading.Thread(target=drop)
+    dropper.start()
+    try:
+        summary = sweep.run_sweep(devices, models, params, sweep.build_binaries({}, tmp_path / "bin"), store,
+                                  show_progress=False)
+    finally:
+        dropper.join()
+        farm_lib.fault("galaxy-a03", Fault.THAW, state_dir=state_dir)
+    rows = store.read([summary.run_id])
+    lost = rows[rows["serial"] == _serial(farms, "a", "galaxy-a03")]
+    other = rows[rows["serial"] == _serial(farms, "a", "galaxy-a54")]
+    assert list(lost["status"]).count("device_lost") == 1 and len(lost) < 4
+    assert len(other) == 4 and set(other["status"]) == {"ok"}
+
+
+def test_kill_minus_9_then_resume_stores_every_case_exactly_once(farms, tmp_path: Path, tiny_models) -> None:
+    _, port = farms["a"]
+    results = tmp_path / "results"
+    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
+    selector = _serial(farms, "a", "nothing-phone-1")
+    argv = [sys.executable, "-m", "harness.cli", "run", "--devices", selector, "--models", str(tiny_models["dense"]),
+            "--delegates", "cpu,xnnpack", "--threads", "1,2", "--repetitions", "2", "--num-runs", "3",
+            "--min-secs", "0.3", "--thermal-threshold", "90", "--results", str(results)]
+    log = (tmp_path / "run.log").open("wb")
+    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    store = ResultsStore(results)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        runs = store.list_runs()
+        if runs and 2 <= len(store.stored_case_keys(runs[0].run_id)):
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, (tmp_path / "run.log").read_text()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    [run] = store.list_runs()
+    before = len(store.stored_case_keys(run.run_id))
+    assert 2 <= before < 8
+
+    resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume", "latest", "--results",
+                              str(results), "--json"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=180)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    summary = json.loads(resumed.stdout)
+    assert summary["run_id"] == run.run_id and summary["cases_total"] == 8 - before
+    rows = store.read([run.run_id])
+    assert len(rows) == 8 and not rows.duplicated(["case_id", "repetition"]).any()
+    assert set(rows["status"]) == {"ok"}
+    assert store.read_run_manifest(run.run_id)["ended_at"] is not None
+
+
+def test_cli_errors_name_the_fix(farms, tmp_path: Path) -> None:
+    _, port = farms["a"]
+    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
+
+    def harness(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "harness.cli", *args], env=env, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=60)
+
+    no_match = harness("run", "--devices", "tier:ultra", "--models", str(tmp_path), "--results", str(tmp_path))
+    assert no_match.returncode == 2
+    missing = harness("run", "--models", str(tmp_path / "nope.tflite"), "--results", str(tmp_path))
+    assert missing.returncode == 2 and "no such model" in missing.stderr
+    (tmp_path / "m.tflite").write_bytes(b"x")
+    unknown = harness("run", "--devices", "tier:ultra", "--models", str(tmp_path / "m.tflite"), "--results", str(tmp_path))
+    assert unknown.returncode == 2 and "tier:ultra" in unknown.stderr and "SM-A035F" in unknown.stderr
+    bad = harness("run", "--delegates", "tpu", "--models", str(tmp_path / "m.tflite"))
+    assert bad.returncode == 2 and "unknown delegate" in bad.stderr
+    devices = harness("devices", "--json")
+    assert devices.returncode == 0 and {d["tier"] for d in json.loads(devices.stdout)} == {"mid", "low"}
