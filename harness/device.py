@@ -114,9 +114,9 @@ class Phone:
                     return ShellResult(None, bytes(stdout), bytes(stderr), timed_out=True)
                 connection.conn.settimeout(remaining)
                 try:
-                    header = _read_exact(connection.conn, 5)
+                    header = read_exact(connection.conn, 5)
                     kind, length = header[0], struct.unpack("<I", header[1:])[0]
-                    payload = _read_exact(connection.conn, length)
+                    payload = read_exact(connection.conn, length)
                 except socket.timeout:
                     return ShellResult(None, bytes(stdout), bytes(stderr), timed_out=True)
                 except (OSError, EOFError):
@@ -200,9 +200,9 @@ class Phone:
                     sent += len(chunk)
             sock.sendall(b"DONE" + struct.pack("<I", int(time.time())))
             sock.settimeout(max(0.1, deadline - time.monotonic()))
-            status = _read_exact(sock, 8)
+            status = read_exact(sock, 8)
             if status[:4] != b"OKAY":
-                reason = _read_exact(sock, struct.unpack("<I", status[4:])[0]).decode("utf-8", errors="replace")
+                reason = read_exact(sock, struct.unpack("<I", status[4:])[0]).decode("utf-8", errors="replace")
                 raise DeviceError(
                     f"pushing {local.name} to {self.serial}:{remote} failed: {reason}",
                     "free space on the phone ('adb shell df /data') or check the path, then run again",
@@ -214,7 +214,8 @@ class Phone:
         return sent
 
 
-def _read_exact(sock: socket.socket, size: int) -> bytes:
+def read_exact(sock: socket.socket, size: int) -> bytes:
+    """Exactly `size` bytes from a socket; EOFError when the peer closes first."""
     data = bytearray()
     while len(data) < size:
         chunk = sock.recv(size - len(data))

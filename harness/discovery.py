@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from harness.device import DeviceLost, Phone, PhoneFacts
+from harness.device import DeviceLost, Phone, PhoneFacts, read_exact
 from harness.devicefacts import AdbDeviceLine, AdbState, parse_adb_devices_l
 from harness.errors import DeviceError, HarnessError, UsageError
 from harness.profiles import DEFAULT_ADB_PORT, AdbServer, TierRules
@@ -186,7 +186,7 @@ def _server_failure(error: BaseException, timeout_s: float) -> str:
         return f"no answer within {timeout_s:g} s"
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(error, (OSError, _ProtocolError)):
+    if isinstance(error, (OSError, EOFError, _ProtocolError)):
         return str(error)
     raise error
 
@@ -219,31 +219,21 @@ def _host_request(server: AdbServer, service: str, timeout_s: float) -> str:
         sock.settimeout(timeout_s)
         request = service.encode()
         sock.sendall(b"%04x" % len(request) + request)
-        status = _read_exact(sock, 4)
+        status = read_exact(sock, 4)
         if status not in (b"OKAY", b"FAIL"):
             raise _ProtocolError(f"answered {status!r}, which is not the adb protocol: is this port an adb server?")
-        payload = _read_exact(sock, _read_length(sock)).decode("utf-8", errors="replace")
+        payload = read_exact(sock, _read_length(sock)).decode("utf-8", errors="replace")
         if status == b"FAIL":
             raise _ProtocolError(f"refused {service}: {payload}")
         return payload
 
 
 def _read_length(sock: socket.socket) -> int:
-    raw = _read_exact(sock, 4)
+    raw = read_exact(sock, 4)
     try:
         return int(raw, 16)
     except ValueError:
         raise _ProtocolError(f"sent length {raw!r}, which is not the adb protocol") from None
-
-
-def _read_exact(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise _ProtocolError(f"closed the connection after {len(data)} of {size} bytes")
-        data += chunk
-    return bytes(data)
 
 
 def _in_parallel(call: Callable[[_T], _R], items: Sequence[_T], timeout_s: float) -> list[_R | BaseException]:
