@@ -45,6 +45,12 @@ DELEGATE_FLAGS = {
 ACCELERATORS = (Delegate.GPU.value, Delegate.NNAPI.value)
 _KNOWN_VARIANTS = {"fp32": None, "fp16": "float16", "dynamic": "dynamic_range_int8", "int8": "full_int8"}
 RECONNECT_BACKOFF_S = (1.0, 2.0, 4.0)
+# What a parsed run contributes to a results row, under the same names.
+_MEASURED_COLUMNS = (
+    "init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us", "inference_std_us",
+    "inference_min_us", "inference_max_us", "inference_p50_us", "inference_p95_us",
+    "memory_init_mb", "memory_overall_mb", "memory_peak_mb",
+)
 WHERE_TO_GET_BINARIES = (
     "download the official prebuilt benchmark_model for that ABI (android_aarch64_benchmark_model or "
     "android_arm_benchmark_model from the TensorFlow Lite performance measurement page) and name it "
@@ -369,18 +375,7 @@ class _DeviceSweep:
         avg_power_mw = reading.avg_power_mw if reading and status is CaseStatus.OK else None
         row = self._row(
             case, started, time.monotonic() - clock,
-            init_us=measured.init_us,
-            first_inference_us=measured.first_inference_us,
-            warmup_avg_us=measured.warmup_avg_us,
-            inference_avg_us=measured.inference_avg_us,
-            inference_std_us=measured.inference_std_us,
-            inference_min_us=measured.inference_min_us,
-            inference_max_us=measured.inference_max_us,
-            inference_p50_us=measured.inference_p50_us,
-            inference_p95_us=measured.inference_p95_us,
-            memory_init_mb=measured.memory_init_mb,
-            memory_overall_mb=measured.memory_overall_mb,
-            memory_peak_mb=measured.memory_peak_mb,
+            **{name: getattr(measured, name) for name in _MEASURED_COLUMNS},
             delegated_fraction=_delegated_fraction(measured, case.delegate),
             avg_power_mw=avg_power_mw,
             energy_mj_per_inference=power.energy_mj_per_inference(avg_power_mw, measured.inference_avg_us),
