@@ -45,12 +45,15 @@ def _read_log(path: str) -> bytes:
 
 
 def _register_subcommands() -> None:
+    from harness.cli_convert import convert_command, examples_command
     from harness.cli_devices import devices
     from harness.cli_run import demo_command, results_group, run_command
     from harness.virtual.cli import farm
 
     main.add_command(farm)
     main.add_command(devices)
+    main.add_command(convert_command)
+    main.add_command(examples_command)
     main.add_command(run_command)
     main.add_command(results_group)
     main.add_command(demo_command)

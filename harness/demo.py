@@ -20,13 +20,15 @@ import adbutils
 from harness import sweep
 from harness.discovery import discover, select
 from harness.profiles import load_farm, load_tiers
-from harness.samples import build_sample_model
+from harness.convert import convert_model
+from harness.examples import build_examples
 from harness.store import ResultsStore
 from harness.virtual import farm as farm_lib
 
+# 2 models x 4 variants x 3 delegates x 2 thread counts on 4 phones: about 2 minutes.
 DEMO_PARAMS = sweep.SweepParams(
     delegates=("cpu", "xnnpack", "gpu"), threads=(1, 2), repetitions=1,
-    num_runs=20, warmup_runs=1, min_secs=0.5, case_timeout_s=120.0,
+    num_runs=10, warmup_runs=1, min_secs=0.2, case_timeout_s=120.0,
     thermal_threshold_c=60.0, thermal_max_wait_s=10.0,
 )
 
@@ -59,8 +61,18 @@ def virtual_farm(state_dir: Path, say: Callable[[str], None]) -> Iterator[int]:
 
 
 def run_demo(results_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> sweep.SweepSummary:
-    say("building the sample model (MobileNetV2 0.35 @128, untrained) ...")
-    model = build_sample_model(cache_dir / "models")
+    # TensorFlow's C++ start-up chatter (oneDNN, CUDA probes) would bury the demo's output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    say("building the examples (digits CNN trained on scikit-learn's digits, untrained MobileNetV2) ...")
+    examples = build_examples(cache_dir / "examples")
+    models_dir = cache_dir / "demo-models"
+    for request in examples.conversion_requests(models_dir, results_dir):
+        result = convert_model(request)
+        verdicts = ", ".join(
+            f"{v.variant.value} {'accepted' if v.accepted else 'rejected' if v.accepted is False else v.reason or v.status.value}"
+            for v in result.variants
+        )
+        say(f"  converted {request.model_path.name}: {verdicts}")
     store = ResultsStore(results_dir)
     with virtual_farm(cache_dir / "demo-farm", say) as _port:
         found = discover(load_farm(), load_tiers())
@@ -70,21 +82,22 @@ def run_demo(results_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> 
         run_id = sweep.new_run_id()
         binaries = sweep.build_binaries({}, store.root / "runs" / run_id)
         say(f"sweeping {len(DEMO_PARAMS.delegates) * len(DEMO_PARAMS.threads)} configurations on {len(devices)} devices ...")
-        return sweep.run_sweep(devices, sweep.collect_models([model]), DEMO_PARAMS, binaries, store,
+        return sweep.run_sweep(devices, sweep.collect_models([models_dir]), DEMO_PARAMS, binaries, store,
                                argv=["harness", "demo"], run_id=run_id)
 
 
 def best_per_device(store: ResultsStore, run_id: str) -> list[str]:
-    """One line per device: its fastest configuration by median latency, and what failed."""
+    """Per phone and model: the fastest configuration by median latency, and what failed."""
     rows = store.read([run_id])
     lines = []
-    for (serial, model, tier), group in rows.groupby(["serial", "device_model", "tier"], dropna=False):
+    for (model, tier, model_name), group in rows.groupby(["device_model", "tier", "model_name"], dropna=False):
         ok = group[group["status"] == "ok"].sort_values("inference_p50_us")
         failed = group[group["status"] != "ok"]["status"].value_counts().to_dict()
         best = "no successful case"
         if len(ok):
             top = ok.iloc[0]
-            best = (f"best {top['variant']}/{top['delegate']} x{top['num_threads']}: "
-                    f"p50 {top['inference_p50_us'] / 1000:.2f} ms")
-        lines.append(f"  {model:<12} tier {tier:<5} {best}; not ok: {failed or 'none'}")
+            p50_us = top["inference_p50_us"]
+            latency = f"{p50_us / 1000:.2f} ms" if p50_us >= 1000 else f"{p50_us:.0f} us"
+            best = f"best {top['variant']}/{top['delegate']} x{top['num_threads']}: p50 {latency}"
+        lines.append(f"  {model:<12} {tier:<5} {model_name:<13} {best}; not ok: {failed or 'none'}")
     return lines

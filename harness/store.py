@@ -120,7 +120,7 @@ class ResultsStore:
             raise ValueError(f"required columns are None: {', '.join(missing)}")
         folder = self._run_partition(run_id) / f"device={_path_safe(serial)}"
         path = folder / f"part-{uuid.uuid4().hex}.parquet"
-        _write_atomically(path, lambda out: pq.write_table(table, out))
+        write_atomically(path, lambda out: pq.write_table(table, out))
         return path
 
     def write_run_manifest(self, run_id: str, manifest: dict[str, object]) -> Path:
@@ -130,7 +130,7 @@ class ResultsStore:
         document |= {k: v for k, v in manifest.items() if k not in document}
         text = json.dumps(document, indent=2, default=_json_default) + "\n"
         path = self._run_dir(run_id) / "run.json"
-        _write_atomically(path, lambda out: out.write(text.encode("utf-8")))
+        write_atomically(path, lambda out: out.write(text.encode("utf-8")))
         return path
 
     def raw_log_dir(self, run_id: str) -> Path:
@@ -327,7 +327,7 @@ def _conform(path: Path, table: pa.Table) -> pa.Table:
         raise _Unreadable(f"columns do not fit the results schema ({exc})") from None
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write via a temporary file in the same folder, fsync, then rename into place.
 
     The temporary name starts with '.', which this store, pyarrow.dataset and
