@@ -32,7 +32,7 @@ from harness.benchlog import parse_log
 from harness.device import DeviceLost, Phone, ShellResult, file_sha256
 from harness.devicefacts import big_cores
 from harness.discovery import DeviceEntry
-from harness.errors import InputFileError, UsageError
+from harness.errors import DeviceError, InputFileError, UsageError
 from harness.records import BenchmarkRun, CaseStatus, Delegate, ErrorType, ResultRow, case_id_for
 from harness.store import ResultsStore
 
@@ -297,6 +297,11 @@ class _DeviceSweep:
         except DeviceLost as error:
             self._store_all(cases[:1], CaseStatus.DEVICE_LOST, "device_lost", str(error))
             self.progress.note = "lost while pushing"
+            return
+        except DeviceError as error:
+            # A full or read-only phone: every case fails the same way, the other phones go on.
+            self._store_all(cases, CaseStatus.FAILED, "push_failed", str(error))
+            self.progress.note = "push failed"
             return
         power_context = power.unplugged(self.phone) if self.ctx.params.measure_power else contextlib.nullcontext()
         try:

@@ -244,3 +244,28 @@ def test_cli_errors_name_the_fix(farms, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown delegate" in bad.stderr
     devices = harness("devices", "--json")
     assert devices.returncode == 0 and {d["tier"] for d in json.loads(devices.stdout)} == {"mid", "low"}
+
+
+def test_a_full_phone_fails_its_cases_and_the_sweep_goes_on(tmp_path: Path, tiny_models) -> None:
+    low = (SHIPPED / "low_galaxy_a03.toml").read_text()
+    tiny = low.replace('name = "galaxy-a03"', 'name = "tiny-quota"').replace(
+        "quota_bytes = 1_073_741_824", "quota_bytes = 4_194_304")
+    assert tiny != low
+    state_dir, port = _start_farm(tmp_path / "c", {"tiny.toml": tiny, "mid.toml": (SHIPPED / "mid_nothing_phone_1.toml").read_text()})
+    try:
+        big = tmp_path / "big_fp32.tflite"
+        big.write_bytes(os.urandom(6_000_000))  # larger than the phone's 4 MiB quota
+        models = sweep.collect_models([big, tiny_models["dense"]])
+        store = ResultsStore(tmp_path / "results")
+        devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
+        summary = sweep.run_sweep(devices, models, sweep.SweepParams(delegates=("xnnpack",), threads=(1,), **QUICK),
+                                  sweep.build_binaries({}, tmp_path / "bin"), store, show_progress=False)
+        rows = store.read([summary.run_id])
+        full = rows[rows["serial"] == farm_lib.find_device(farm_lib.load_state(state_dir), "tiny-quota").serial]
+        assert set(full["status"]) == {"failed"} and set(full["error_type"]) == {"push_failed"}
+        assert "No space left on device" in full["error_message"].iloc[0]
+        other = rows[rows["serial"] != full["serial"].iloc[0]]
+        # The random 'model' fails to load; the real one runs: the sweep went on.
+        assert set(other["status"]) == {"failed", "ok"}
+    finally:
+        _stop_farm(state_dir, port)
