@@ -120,16 +120,25 @@ class SweepSummary:
 def collect_models(paths: Sequence[Path]) -> list[ModelArtifact]:
     """Every .tflite named or inside a named folder, with name and variant.
 
-    `mobilenet_v2_int8.tflite` is model `mobilenet_v2`, variant `int8`; a file
-    without a known variant suffix is its own model with variant `default`.
+    A folder's convert manifest (manifest.json) says what each file is; else
+    `mobilenet_v2_int8.tflite` is model `mobilenet_v2`, variant `int8`, and a
+    file without a known variant suffix is its own model with variant `default`.
     """
+    from harness.convert import read_manifest
+
     files: list[Path] = []
+    described: dict[Path, tuple[str, str, str | None]] = {}
     for path in paths:
         if path.is_dir():
             found = sorted(path.glob("*.tflite"))
             if not found:
                 raise InputFileError(f"{path} holds no .tflite file", "convert a model into it first ('harness convert')")
             files.extend(found)
+            # The convert manifest names each variant file's model, variant and quantization.
+            for model in read_manifest(path)["models"].values():
+                for variant in model["variants"].values():
+                    if variant.get("file"):
+                        described[path / variant["file"]] = (model["model_name"], variant["variant"], variant["quantization"])
         elif path.is_file():
             files.append(path)
         else:
@@ -138,7 +147,9 @@ def collect_models(paths: Sequence[Path]) -> list[ModelArtifact]:
     for file in files:
         stem = file.stem
         name, _, suffix = stem.rpartition("_")
-        if suffix in _KNOWN_VARIANTS and name:
+        if file in described:
+            name, variant, quantization = described[file]
+        elif suffix in _KNOWN_VARIANTS and name:
             variant, quantization = suffix, _KNOWN_VARIANTS[suffix]
         else:
             name, variant, quantization = stem, "default", None

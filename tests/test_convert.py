@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,17 @@ def test_all_four_variants_are_written_with_their_sha256_dtypes_and_int8ness(dig
     # The sweep reads the same folder: names, variants and sha256 line up with the manifest.
     swept = {(m.name, m.variant): m.sha256 for m in collect_models([out_dir])}
     assert swept == {("digits_cnn", v.value): r.sha256 for v, r in variants.items()}
+
+
+def test_the_sweep_trusts_the_manifest_over_file_names(digits, tmp_path: Path) -> None:
+    folder = tmp_path / "renamed"
+    shutil.copytree(digits.manifest_path.parent, folder)
+    (folder / "digits_cnn_fp16.tflite").rename(folder / "half.tflite")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["models"]["digits_cnn"]["variants"]["fp16"]["file"] = "half.tflite"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    half = next(m for m in collect_models([folder]) if m.path.name == "half.tflite")
+    assert (half.name, half.variant, half.quantization) == ("digits_cnn", "fp16", "float16")
 
 
 def test_digits_example_reaches_its_real_accuracy_in_every_variant(digits) -> None:
