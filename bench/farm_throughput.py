@@ -31,11 +31,6 @@ from harness.virtual import farm as farm_lib
 REPO = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def raw_shell_v2_ms(adb_port: int, serial: str, command: str) -> float:
     """One shell,v2 round trip speaking the adb client protocol directly."""
@@ -68,14 +63,13 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="farm-bench-"))
-    port = free_port()
-    os.environ[farm_lib.ENV_ADB_PORT] = str(port)  # nothing may fall back to the default server
     profiles = work / "profiles"
     profiles.mkdir()
     shutil.copy(args.profile, profiles / args.profile.name)
     state_dir = work / "state"
     try:
-        state = farm_lib.up(profiles, state_dir, port).state
+        state = farm_lib.start_private(state_dir, profiles)
+        port = state.adb_server_port
         serial = state.devices[0].serial
         device = adbutils.AdbClient(host="127.0.0.1", port=port).device(serial)
         size = args.size_mb * 1_000_000
@@ -118,9 +112,7 @@ def main() -> int:
         print(f"shell v2 'echo hi' (adbutils)   : median {statistics.median(v2):6.2f} ms over {args.calls}")
         print(f"shell v2 'echo hi' (raw socket) : median {statistics.median(raw):6.2f} ms over {args.calls}")
     finally:
-        farm_lib.down(state_dir)
-        with open(work / "adb-kill.log", "wb") as log:
-            subprocess.run([adbutils.adb_path(), "-P", str(port), "kill-server"], stdout=log, stderr=log)
+        farm_lib.stop_private(state_dir)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

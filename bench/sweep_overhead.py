@@ -30,7 +30,6 @@ import functools
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import adbutils
 
 from harness import power, sweep, thermal
 from harness.device import Phone
@@ -55,11 +53,6 @@ _EXIT = re.compile(r"exit pid=\d+ code=-?\d+ cpu=([0-9.]+)s wall=([0-9.]+)s")
 _COUNT_AVG = re.compile(r"count=(\d+)\b.*?\bavg=([0-9.e+-]+)")
 _INIT = re.compile(r"Inference timings in us: Init: ([0-9.e+-]+)")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_model(log_path: Path) -> Path:
@@ -135,8 +128,6 @@ def main() -> int:
     repetitions = 1 if args.quick else args.repetitions
 
     work = Path(tempfile.mkdtemp(prefix="sweep-overhead-"))
-    port = free_port()
-    os.environ[farm_lib.ENV_ADB_PORT] = str(port)  # nothing may fall back to the default server
     profiles = work / "profiles"
     profiles.mkdir()
     shutil.copy(args.profile, profiles / args.profile.name)
@@ -144,7 +135,8 @@ def main() -> int:
     clock = PhaseClock()
     try:
         model = sample_model(work / "model-build.log")
-        state = farm_lib.up(profiles, state_dir, port).state
+        state = farm_lib.start_private(state_dir, profiles)
+        port = state.adb_server_port
         device_log = Path(state.devices[0].log_path)
 
         started = time.perf_counter()
@@ -217,9 +209,7 @@ def main() -> int:
         print(f"ratio wall / runner lower bound               {summary.wall_s / lower_s:8.3f}  (for reference; counts runner start-up as overhead)")
     finally:
         clock.restore()
-        farm_lib.down(state_dir)
-        with open(work / "adb-kill.log", "wb") as log:
-            subprocess.run([adbutils.adb_path(), "-P", str(port), "kill-server"], stdout=log, stderr=log)
+        farm_lib.stop_private(state_dir)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -19,13 +19,11 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import adbutils
 
 from harness import sweep
 from harness.device import file_sha256, remote_path_for
@@ -38,11 +36,6 @@ REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = REPO / ".cache" / "models"
 _PUSH = re.compile(r" push (\S+) \(\d+\)$", re.MULTILINE)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_model(log_path: Path) -> Path:
@@ -60,15 +53,14 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sweep-repush-"))
-    port = free_port()
-    os.environ[farm_lib.ENV_ADB_PORT] = str(port)  # nothing may fall back to the default server
     profiles = work / "profiles"
     profiles.mkdir()
     shutil.copy(args.profile, profiles / args.profile.name)
     state_dir = work / "state"
     try:
         model = sample_model(work / "model-build.log")
-        state = farm_lib.up(profiles, state_dir, port).state
+        state = farm_lib.start_private(state_dir, profiles)
+        port = state.adb_server_port
         device_log = Path(state.devices[0].log_path)
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
         store = ResultsStore(work / "results")
@@ -110,9 +102,7 @@ def main() -> int:
         print(f"model bytes pushed: run 1 {model_bytes[0]}, run 2 {model_bytes[1]}  "
               f"(target: run 2 pushes 0 model bytes: {'met' if met else 'NOT met'})")
     finally:
-        farm_lib.down(state_dir)
-        with open(work / "adb-kill.log", "wb") as log:
-            subprocess.run([adbutils.adb_path(), "-P", str(port), "kill-server"], stdout=log, stderr=log)
+        farm_lib.stop_private(state_dir)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

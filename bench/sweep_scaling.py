@@ -27,14 +27,12 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import adbutils
 
 from harness import sweep
 from harness.device import Phone
@@ -75,11 +73,6 @@ def ensure_model(log_path: Path) -> Path:
     return MODEL
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def process_walls(logs: dict[str, Path], offsets: dict[str, int]) -> dict[str, list[float]]:
     """Per device, `wall=` of every benchmark process it ran since its offset."""
@@ -104,13 +97,12 @@ def main() -> int:
     order = (1, 4) if args.quick else (1, 4, 4, 1) * 2
 
     work = Path(tempfile.mkdtemp(prefix="sweep-scaling-"))
-    port = free_port()
-    os.environ[farm_lib.ENV_ADB_PORT] = str(port)  # nothing may fall back to the default server
     state_dir = work / "state"
     try:
         model = ensure_model(work / "model-build.log")
         load_before = os.getloadavg()
-        state = farm_lib.up(farm_lib.DEFAULT_PROFILES, state_dir, port, parallel=True).state
+        state = farm_lib.start_private(state_dir, farm_lib.DEFAULT_PROFILES, parallel=True)
+        port = state.adb_server_port
         logs = {d.serial: Path(d.log_path) for d in state.devices}
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
         # By profile name: serials follow random ports, so their order would pick a different device each time.
@@ -177,9 +169,7 @@ def main() -> int:
         print()
         print(f"wall ratio 4 devices / 1 device: {ratio:.3f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
     finally:
-        farm_lib.down(state_dir)
-        with open(work / "adb-kill.log", "wb") as log:
-            subprocess.run([adbutils.adb_path(), "-P", str(port), "kill-server"], stdout=log, stderr=log)
+        farm_lib.stop_private(state_dir)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

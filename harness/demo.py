@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import adbutils
 
 from harness import sweep
 from harness.discovery import discover, select
@@ -33,26 +29,16 @@ DEMO_PARAMS = sweep.SweepParams(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
-def virtual_farm(state_dir: Path, say: Callable[[str], None]) -> Iterator[int]:
-    """A virtual farm on a private adb server; yields the server's port."""
-    port = _free_port()
+def virtual_farm(state_dir: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """The shipped virtual phones on a private adb server, stopped again whatever happens."""
     saved = os.environ.get(farm_lib.ENV_ADB_PORT)
-    # Discovery finds "the" local adb server through this variable: make it ours.
-    os.environ[farm_lib.ENV_ADB_PORT] = str(port)
     try:
-        say(farm_lib.up(state_dir=state_dir, adb_port=port).message)
-        yield port
+        state = farm_lib.start_private(state_dir)
+        say(f"started {len(state.devices)} virtual devices on adb server port {state.adb_server_port}")
+        yield
     finally:
-        farm_lib.down(state_dir=state_dir)
-        subprocess.run([adbutils.adb_path(), "-P", str(port), "kill-server"],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        farm_lib.stop_private(state_dir)
         if saved is None:
             os.environ.pop(farm_lib.ENV_ADB_PORT, None)
         else:
@@ -74,7 +60,7 @@ def run_demo(results_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> 
         )
         say(f"  converted {request.model_path.name}: {verdicts}")
     store = ResultsStore(results_dir)
-    with virtual_farm(cache_dir / "demo-farm", say) as _port:
+    with virtual_farm(cache_dir / "demo-farm", say):
         found = discover(load_farm(), load_tiers())
         devices = select(found.entries, "all")
         for entry in devices:

@@ -12,9 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-import adbutils
 import pytest
-from farm_fixtures import free_port
 
 from harness import sweep
 from harness.discovery import discover, select
@@ -33,15 +31,19 @@ def _start_farm(base: Path, profiles: dict[str, str]) -> tuple[Path, int]:
     folder.mkdir(parents=True)
     for name, text in profiles.items():
         (folder / name).write_text(text)
-    port = free_port()
-    farm_lib.up(folder, base / "state", port)
-    return base / "state", port
+    state = farm_lib.start_private(base / "state", folder)
+    return base / "state", state.adb_server_port
 
 
-def _stop_farm(state_dir: Path, port: int) -> None:
-    farm_lib.down(state_dir)
-    subprocess.run([adbutils.adb_path(), "-P", str(port), "kill-server"], stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+@pytest.fixture(autouse=True, scope="module")
+def _restore_adb_port_variable():
+    """start_private points ANDROID_ADB_SERVER_PORT at each farm; later modules must not see it."""
+    saved = os.environ.get(farm_lib.ENV_ADB_PORT)
+    yield
+    if saved is None:
+        os.environ.pop(farm_lib.ENV_ADB_PORT, None)
+    else:
+        os.environ[farm_lib.ENV_ADB_PORT] = saved
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +62,13 @@ def farms(tmp_path_factory):
     try:
         b = _start_farm(base / "b", {"high.toml": (SHIPPED / "high_pixel_8_pro.toml").read_text()})
     except BaseException:
-        _stop_farm(*a)
+        farm_lib.stop_private(a[0])
         raise
     try:
         yield {"a": a, "b": b}
     finally:
-        _stop_farm(*b)
-        _stop_farm(*a)
+        farm_lib.stop_private(b[0])
+        farm_lib.stop_private(a[0])
 
 
 def _servers(farms) -> list[AdbServer]:
@@ -268,4 +270,4 @@ def test_a_full_phone_fails_its_cases_and_the_sweep_goes_on(tmp_path: Path, tiny
         # The random 'model' fails to load; the real one runs: the sweep went on.
         assert set(other["status"]) == {"failed", "ok"}
     finally:
-        _stop_farm(state_dir, port)
+        farm_lib.stop_private(state_dir)

@@ -354,6 +354,37 @@ def down(state_dir: Path | None = None, timeout_s: float = STOP_TIMEOUT_S) -> li
     return notes
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_private(state_dir: Path, profiles_dir: Path | None = None, parallel: bool = False) -> FarmState:
+    """A farm on a new adb server of its own, for the demo, benchmarks and tests.
+
+    They must never touch the user's adb server or phones: the server gets a
+    free port, and ANDROID_ADB_SERVER_PORT points at it so that nothing falls
+    back to the default one. stop_private undoes all of it.
+    """
+    port = free_port()
+    os.environ[ENV_ADB_PORT] = str(port)
+    return up(profiles_dir, state_dir, port, parallel).state
+
+
+def stop_private(state_dir: Path) -> None:
+    """Stops the devices and the adb server start_private started (also after a failed start)."""
+    state = load_state(state_dir)
+    adb_port = state.adb_server_port if state else os.environ.get(ENV_ADB_PORT)
+    down(state_dir)
+    if adb_port is None:  # start_private never ran
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "adb-kill-server.log", "ab") as log:
+        subprocess.run([adbutils.adb_path(), "-P", str(adb_port), "kill-server"],
+                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=30)
+
+
 def status(state_dir: Path | None = None) -> list[DeviceStatus]:
     sd = resolve_state_dir(state_dir)
     state = load_state(sd)
