@@ -26,7 +26,8 @@ from pathlib import Path
 
 
 from harness import sweep
-from harness.device import file_sha256, remote_path_for
+from harness.device import remote_path_for
+from harness.digest import file_sha256
 from harness.discovery import discover, select
 from harness.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore

@@ -40,6 +40,7 @@ import numpy as np
 
 import harness
 from harness.datasets import RANDOM, DataKind, Dataset, InputSpec, Preprocessing, load_data, random_data
+from harness.digest import file_sha256
 from harness.errors import InputFileError, ModelError, SchemaError, UsageError
 
 MANIFEST_NAME = "manifest.json"
@@ -321,7 +322,7 @@ def _opened_source(path: Path, log_path: Path) -> Iterator[_Source]:
             except Exception as error:  # a model Keras cannot trace fails in many ways
                 raise ModelError(f"{path} cannot be exported for conversion ({_first_line(error)})",
                                  "build the model on a keras.Input of fixed shape and save it again") from None
-        yield _load_saved_model(Path(folder), "keras", _file_sha256(path), log_path)
+        yield _load_saved_model(Path(folder), "keras", file_sha256(path), log_path)
 
 
 def _load_saved_model(folder: Path, fmt: str, sha256: str, log_path: Path) -> _Source:
@@ -824,19 +825,11 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:500]
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _tree_sha256(folder: Path) -> str:
     """sha256 over a folder's files: each relative path and its content's sha256, in path order."""
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{_file_sha256(path)}\n".encode())
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
 

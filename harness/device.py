@@ -9,7 +9,6 @@ the only proof a command finished.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import socket
 import struct
@@ -60,14 +59,6 @@ class PhoneFacts:
 def remote_path_for(sha256: str, name: str) -> str:
     """Where a file with this content lives on the phone: a folder per content hash."""
     return f"{REMOTE_ROOT}/{sha256[:16]}/{name}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Phone:

@@ -29,8 +29,9 @@ from pathlib import Path
 import harness
 from harness import power, thermal
 from harness.benchlog import parse_log
-from harness.device import DeviceLost, Phone, ShellResult, file_sha256
+from harness.device import DeviceLost, Phone, ShellResult
 from harness.devicefacts import big_cores
+from harness.digest import file_sha256
 from harness.discovery import DeviceEntry
 from harness.errors import DeviceError, InputFileError, UsageError
 from harness.records import BenchmarkRun, CaseStatus, Delegate, ErrorType, ResultRow, case_id_for

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from farm_fixtures import farm  # noqa: F401 - module-scoped fixture
 
-from harness.device import DeviceLost, Phone, file_sha256, remote_path_for
+from harness.device import DeviceLost, Phone, remote_path_for
+from harness.digest import file_sha256
 from harness.errors import DeviceError
 from harness.profiles import AdbServer, load_tiers
 from harness.virtual import farm as farm_lib

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from farm_fixtures import SHIPPED_PROFILES, build_probe_zipapp, farm  # noqa: F401 - module-scoped fixture
 
-from harness.device import Phone, file_sha256
+from harness.device import Phone
 from harness.devicefacts import PowerSupply, parse_power_supply_uevent
+from harness.digest import file_sha256
 from harness.power import (
     NoPowerReason,
     PowerMethod,
