@@ -243,12 +243,8 @@ class Session:
         if isinstance(cmd, SimpleCommand):
             return await self.run_simple(cmd, io)
         opened: list[FileSink | FileSource] = []
-        try:
-            cmd_io = await self._redirect(cmd.redirects, io, opened)
-        except _RedirectError as e:
-            for f in opened:
-                f.close()
-            await io.stderr.write(f"{SH}: {e}\n".encode())
+        cmd_io = await self._redirected(cmd.redirects, io, opened)
+        if cmd_io is None:
             return 1
         try:
             return await self.run_compound(cmd.body, cmd_io)
@@ -308,12 +304,8 @@ class Session:
             await io.stderr.write(f"{SH}: {e}\n".encode())
             return 1
         opened: list[FileSink | FileSource] = []
-        try:
-            cmd_io = await self._redirect(cmd.redirects, io, opened)
-        except _RedirectError as e:
-            for f in opened:
-                f.close()
-            await io.stderr.write(f"{SH}: {e}\n".encode())
+        cmd_io = await self._redirected(cmd.redirects, io, opened)
+        if cmd_io is None:
             return 1
         try:
             if not argv:
@@ -485,6 +477,16 @@ class Session:
         return sorted(b for b in bases if fs.exists(b, self.cwd))
 
     # --- redirections -----------------------------------------------------------
+
+    async def _redirected(self, redirects: tuple[Redirect, ...], io: ShellIO, opened: list) -> ShellIO | None:
+        """_redirect, or None after reporting why the redirections failed (the command then exits 1)."""
+        try:
+            return await self._redirect(redirects, io, opened)
+        except _RedirectError as e:
+            for f in opened:
+                f.close()
+            await io.stderr.write(f"{SH}: {e}\n".encode())
+            return None
 
     async def _redirect(self, redirects: tuple[Redirect, ...], io: ShellIO, opened: list) -> ShellIO:
         fds: dict[int, Source | Sink] = {0: io.stdin, 1: io.stdout, 2: io.stderr}
