@@ -1,0 +1,163 @@
+"""`harness policy ...`: thin shells over harness.policy_file.
+
+The `policy` group is the one place every policy subcommand hangs off
+(validate, resolve and diff here; derive and coverage are added to it the same
+way, with `@policy.command(...)` or `policy.add_command(...)`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from harness.errors import InputFileError, UsageError
+
+if TYPE_CHECKING:
+    from harness.policy_file import Problem
+
+# harness.policy_file (and jsonschema with it) is imported inside each command, as the other
+# command modules do with their libraries, so that every other `harness` command starts fast.
+
+# Exit status of `validate`, `resolve` and `diff` for an invalid policy, as for any other error.
+EXIT_INVALID = 2
+# Exit status of `diff` when an app must not hot-swap to the new policy's models.
+EXIT_INCOMPATIBLE = 1
+
+
+@click.group("policy")
+def policy() -> None:
+    """Tiered deployment policy: derive, validate, resolve, diff, coverage."""
+
+
+def _problems_on_stderr(file: Path, problems: tuple[Problem, ...]) -> None:
+    for problem in problems:
+        click.echo(f"{problem.where}: {problem.message}", err=True)
+    click.echo(f"{file}: invalid ({len(problems)} problem{'s' if len(problems) > 1 else ''})", err=True)
+
+
+def _load_valid(ctx: click.Context, file: Path) -> dict:
+    """The policy at `file`; an invalid one ends the command with its problems and exit status 2."""
+    from harness.policy_file import load_policy, validate
+
+    document = load_policy(file)
+    problems = validate(document)
+    if problems:
+        _problems_on_stderr(file, problems)
+        ctx.exit(EXIT_INVALID)
+    return document
+
+
+def _read_dump(path: Path, what: str) -> str:
+    """A saved dump as text. Windows PowerShell's `>` writes UTF-16 with a BOM, so a BOM decides."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(f"{path} does not exist", f"save the output of '{what}' to a file and pass its path") from None
+    except OSError as error:
+        raise InputFileError(f"cannot read {path} ({error.strerror})", "check the path and its permissions") from None
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    return raw.decode(encoding, errors="replace")
+
+
+@policy.command("validate")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help='Print {"valid": bool, "problems": [{"where", "message"}]}.')
+@click.pass_context
+def validate_command(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Check FILE against policy schema v1 and the rules a schema cannot express.
+
+    Exit status 0 when valid, 2 when not (each problem on stderr: where, what is
+    wrong, how to fix it) or when FILE is not a policy at all.
+    """
+    from harness.policy_file import load_policy, validate
+
+    document = load_policy(file)
+    problems = validate(document)
+    if as_json:
+        click.echo(json.dumps({"valid": not problems, "problems": [problem.to_json() for problem in problems]}, indent=2))
+    elif problems:
+        _problems_on_stderr(file, problems)
+    else:
+        names = {entry["name"] for entry in document["tiers"]}
+        click.echo(f"{file}: valid ({len(document['tiers'])} tier entries, {len(names)} tiers)")
+    if problems:
+        ctx.exit(EXIT_INVALID)
+
+
+@policy.command("resolve")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--getprop", "getprop_path", type=click.Path(path_type=Path), help="Saved 'adb shell getprop' output of the phone.")
+@click.option(
+    "--meminfo", "meminfo_path", type=click.Path(path_type=Path),
+    help="Saved 'adb shell cat /proc/meminfo' output (with --getprop); without it RAM comes from props such as ro.boot.ddr_size.",
+)
+@click.option("--serial", help="A phone on the farm's adb servers (SERIAL or HOST:PORT/SERIAL, as 'harness devices' lists it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the resolution as JSON.")
+@click.pass_context
+def resolve_command(
+    ctx: click.Context, file: Path, getprop_path: Path | None, meminfo_path: Path | None, serial: str | None, as_json: bool
+) -> None:
+    """Which tier, rule and chain the policy in FILE gives one phone, and why.
+
+    The phone comes from saved dumps (--getprop, optionally --meminfo) or from
+    the farm (--serial). Exit status 2 when FILE is not a valid policy.
+    """
+    from harness.policy_file import (
+        device_for_serial,
+        device_from_dumps,
+        format_resolution,
+        resolve,
+    )
+
+    if (getprop_path is None) == (serial is None):
+        raise UsageError("pass exactly one of --getprop DUMP or --serial SERIAL", "e.g. --getprop getprop.txt")
+    if meminfo_path is not None and getprop_path is None:
+        raise UsageError("--meminfo goes with --getprop", "with --serial the phone is asked for its RAM itself; drop --meminfo")
+    document = _load_valid(ctx, file)
+    if getprop_path is not None:
+        device = device_from_dumps(
+            _read_dump(getprop_path, "adb shell getprop"),
+            None if meminfo_path is None else _read_dump(meminfo_path, "adb shell cat /proc/meminfo"),
+            serial=getprop_path.name,
+        )
+    else:
+        from harness.discovery import discover
+        from harness.profiles import load_farm, load_tiers
+
+        found = discover(load_farm(), load_tiers())
+        for warning in found.warnings():
+            click.echo(f"warning: {warning}", err=True)
+        device = device_for_serial(found.entries, serial)
+    resolution = resolve(document, device)
+    if as_json:
+        click.echo(json.dumps(resolution.to_json(), indent=2))
+    else:
+        click.echo(format_resolution(resolution))
+
+
+@policy.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help='Print {"incompatible": bool, "changes": [...]}.')
+@click.pass_context
+def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> None:
+    """What changed from policy OLD to policy NEW, per tier.
+
+    Exit status: 0 when NEW is safe to roll out to installed apps (no change, or
+    only compatible ones); 1 when a model's inputs or outputs changed in number,
+    shape, dtype or quantization (lines start with INCOMPATIBLE:), so apps must
+    not hot-swap to it; 2 when OLD or NEW is unreadable or not a valid policy.
+    """
+    from harness.policy_file import diff, format_diff
+
+    old_document, new_document = _load_valid(ctx, old), _load_valid(ctx, new)
+    changes = diff(old_document, new_document)
+    if as_json:
+        click.echo(json.dumps(changes.to_json(), indent=2))
+    else:
+        click.echo(format_diff(changes))
+    if changes.incompatible:
+        ctx.exit(EXIT_INCOMPATIBLE)
