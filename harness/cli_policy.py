@@ -161,3 +161,85 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
         click.echo(format_diff(changes))
     if changes.incompatible:
         ctx.exit(EXIT_INCOMPATIBLE)
+
+
+@policy.command("derive")
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True, help="Results folder the sweeps wrote.")
+@click.option("--run", "run_ids", multiple=True, help="Only these runs (repeatable); default: every run.")
+@click.option("--model", "model_name", help="Model name; needed when the results hold several.")
+@click.option("--manifest", "manifest_path", type=click.Path(path_type=Path),
+              help="Convert manifest (DIR/manifest.json): file names, I/O signatures, accuracy gate. "
+                   "Default: the manifests next to the swept files and the results' accuracy table.")
+@click.option("--metric", default="inference_p50_us", show_default=True,
+              help="What 'best' means: inference_p50_us, inference_avg_us, inference_p95_us, memory_mb, "
+                   "energy_mj_per_inference or accuracy_drop (all lower is better).")
+@click.option("--max-latency-us", type=float, help="Limit on every device of a tier (the latency metric).")
+@click.option("--max-memory-mb", type=float, help="Limit on the benchmark's peak RSS on every device of a tier.")
+@click.option("--max-accuracy-drop", type=float, help="Limit on the variant's accuracy drop vs fp32.")
+@click.option("--max-energy-mj", type=float, help="Limit on energy per inference on every device of a tier.")
+@click.option("--alpha", type=float, help="Significance level of the tie test (Welch's t-test); default 0.05.")
+@click.option("--min-effect", type=float,
+              help="Relative latency difference below which configurations always tie; default 0.05.")
+@click.option("--model-version", help="Version written into the policy; default: <date>+<digest of the files>.")
+@click.option("--model-url-template",
+              help="URL of each file, e.g. https://cdn.example.com/{model}/{version}/{file} "
+                   "(placeholders: model, variant, version, sha256, file).")
+@click.option("--tiers", "tiers_file", type=click.Path(path_type=Path),
+              help="Tier rules; default: device_profiles/tiers.toml.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Policy JSON to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the policy JSON on stdout too.")
+def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str | None, manifest_path: Path | None,
+                   metric: str, max_latency_us: float | None, max_memory_mb: float | None,
+                   max_accuracy_drop: float | None, max_energy_mj: float | None, alpha: float | None,
+                   min_effect: float | None, model_version: str | None, model_url_template: str | None,
+                   tiers_file: Path | None, out_path: Path, as_json: bool) -> None:
+    """Compile the measurements into a tiered deployment policy (one model)."""
+    from harness.policy import DeriveRequest, check_url_template, derive, write_policy
+    from harness.profiles import TIERS_FILE
+    from harness.ranking import Constraints, TieTest
+
+    given = {"alpha": alpha, "min_effect": min_effect}
+    request = DeriveRequest(
+        results_root=results_dir, run_ids=run_ids, model_name=model_name, manifest_path=manifest_path,
+        metric=metric, constraints=Constraints(max_latency_us, max_memory_mb, max_accuracy_drop, max_energy_mj),
+        tie_test=TieTest(**{k: v for k, v in given.items() if v is not None}), model_version=model_version,
+        model_url_template=check_url_template(model_url_template) if model_url_template else None,
+        tiers_file=tiers_file or TIERS_FILE,
+    )
+    derived = derive(request)
+    write_policy(derived.document, out_path)
+    for warning in derived.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps(derived.document, indent=2))
+        return
+    for line in derived.lines():
+        click.echo(line)
+    click.echo(f"wrote {out_path}")
+
+
+@policy.command("coverage")
+@click.argument("policy_file", type=click.Path(path_type=Path))
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True)
+@click.option("--run", "run_ids", multiple=True, help="Only these runs (repeatable); default: every run.")
+@click.option("--manifest", "manifest_path", type=click.Path(path_type=Path),
+              help="Convert manifest whose accuracy figures rule variants out of 'best' (as for derive).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def coverage_command(ctx: click.Context, policy_file: Path, results_dir: Path, run_ids: tuple[str, ...], manifest_path: Path | None,
+                     as_json: bool) -> None:
+    """Per measured device: the policy's configuration there vs the best measured there."""
+    from harness.coverage import coverage
+    from harness.policy import load_rows, model_facts
+
+    document = _load_valid(ctx, policy_file)
+    rows = load_rows(results_dir, run_ids)
+    _, accuracy, _ = model_facts(results_dir, rows, document["model"]["name"], manifest_path)
+    report = coverage(document, rows, accuracy)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+        return
+    for line in report.lines():
+        click.echo(line)

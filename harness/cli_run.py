@@ -159,7 +159,7 @@ def _iso(value) -> str | None:
 @click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
 def demo_command(results_dir: Path) -> None:
     """The whole pipeline on the virtual farm (started and stopped by this command)."""
-    from harness.demo import best_per_device, run_demo
+    from harness.demo import best_per_device, run_demo, write_policies
     from harness.store import ResultsStore
 
     say = lambda message: click.echo(message, err=True)  # noqa: E731 - progress goes to stderr
@@ -171,3 +171,5 @@ def demo_command(results_dir: Path) -> None:
     for line in best_per_device(ResultsStore(results_dir), summary.run_id):
         click.echo(line)
     click.echo(f"every row: harness results show {summary.run_id} --results {results_dir}")
+    for line in write_policies(results_dir, summary.run_id):
+        click.echo(line)

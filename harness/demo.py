@@ -17,6 +17,8 @@ from harness import sweep
 from harness.discovery import discover, select
 from harness.profiles import load_farm, load_tiers
 from harness.convert import convert_model
+from harness.coverage import coverage
+from harness.policy import DeriveRequest, derive, load_rows, model_facts, write_policy
 from harness.examples import build_examples
 from harness.store import ResultsStore
 from harness.virtual import farm as farm_lib
@@ -86,4 +88,16 @@ def best_per_device(store: ResultsStore, run_id: str) -> list[str]:
             latency = f"{p50_us / 1000:.2f} ms" if p50_us >= 1000 else f"{p50_us:.0f} us"
             best = f"best {top['variant']}/{top['delegate']} x{top['num_threads']}: p50 {latency}"
         lines.append(f"  {model:<12} {tier:<5} {model_name:<13} {best}; not ok: {failed or 'none'}")
+    return lines
+
+
+def write_policies(results_dir: Path, run_id: str) -> list[str]:
+    """One policy per model of the run under results/policy/, each with its coverage report."""
+    rows = load_rows(results_dir, [run_id])
+    lines = []
+    for model_name in sorted(rows["model_name"].unique()):
+        derived = derive(DeriveRequest(results_root=results_dir, run_ids=(run_id,), model_name=model_name), rows)
+        path = write_policy(derived.document, results_dir / "policy" / f"{model_name}.json")
+        _, accuracy, _ = model_facts(results_dir, rows, model_name)
+        lines += [*derived.lines(), f"  wrote {path}", *coverage(derived.document, rows, accuracy).lines()]
     return lines

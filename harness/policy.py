@@ -1,0 +1,393 @@
+"""`harness policy derive`: compile stored measurements into a policy JSON (v1).
+
+Per tier of device_profiles/tiers.toml the choice is the best candidate of
+harness.ranking (ran ok on every measured device of the tier, passed the
+accuracy gate and the constraints; statistical ties go to the smaller model,
+then fewer threads, then lower energy). The fallbacks are the best candidate of
+each other delegate in ranking order, ending on plain CPU. Configurations that
+failed anywhere in the tier never appear: the evidence says where they failed.
+The `default` (phones that match no tier, and the end of every chain) is the
+plain-CPU configuration with the fewest threads that ran ok on every measured
+device, of any tier.
+
+The document's shape is checked by harness.policy_file before it is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+import harness
+from harness import ranking
+from harness.convert import read_manifest
+from harness.errors import InputFileError, SchemaError, UsageError
+from harness.policy_file import POLICY_SCHEMA_VERSION, tier_entries, validate
+from harness.profiles import TIERS_FILE, load_tiers
+from harness.ranking import Candidate, Constraints, TieTest, TierRanking, VariantAccuracy
+from harness.store import ResultsStore, write_atomically
+
+CPU = "cpu"
+ALL_DEVICES = "all measured devices"
+URL_FIELDS = ("model", "variant", "version", "sha256", "file")
+_CONSTRAINT_FLAGS = {
+    "max_latency_us": "--max-latency-us", "max_memory_mb": "--max-memory-mb",
+    "max_accuracy_drop": "--max-accuracy-drop", "max_energy_mj": "--max-energy-mj",
+    "failure": "a sweep with working delegates", "not_measured": "a sweep that covers every device of the tier",
+    "accuracy_gate": "a variant that passes 'harness convert' accuracy gate",
+}
+
+
+@dataclass(frozen=True)
+class DeriveRequest:
+    results_root: Path
+    run_ids: tuple[str, ...] = ()  # empty: every stored run
+    model_name: str | None = None  # None: the only model in the results
+    manifest_path: Path | None = None  # convert manifest.json (or its folder)
+    metric: str = "inference_p50_us"
+    constraints: Constraints = Constraints()
+    tie_test: TieTest = TieTest()
+    model_version: str | None = None  # None: "<date>+<digest of the chosen files>"
+    model_url_template: str | None = None  # e.g. https://cdn.example.com/{model}/{version}/{file}
+    tiers_file: Path = TIERS_FILE
+
+
+@dataclass(frozen=True)
+class DerivedPolicy:
+    document: dict
+    rankings: tuple[TierRanking, ...]  # per tier, then the all-devices ranking the default came from
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def lines(self) -> list[str]:
+        """Per tier name: the chain and why, in plain text."""
+        doc = self.document
+        out = [f"policy for {doc['model']['name']} version {doc['model']['version']} "
+               f"(objective {doc['objective']['metric']}, constraints {doc['objective']['constraints'] or 'none'}):"]
+        seen = set()
+        for tier in doc["tiers"]:
+            if tier["name"] in seen:
+                continue
+            seen.add(tier["name"])
+            chain = " -> ".join(_label(e) for e in [tier["choice"], *tier["fallbacks"]])
+            evidence = tier["evidence"]
+            tie = evidence.get("tie", {})
+            why = (f"tied with {', '.join(tie['tied_with_best'])}, decided by {tie['decided_by']}"
+                   if tie.get("tied_with_best") else "clear winner" if evidence["devices"] else evidence.get("note", ""))
+            measured = f"p50 {evidence['inference_p50_us']:,.0f} us on {evidence['devices']} device(s); " \
+                if evidence["devices"] else ""
+            out.append(f"  {tier['name']:<5} {chain}  [{measured}{why}]")
+        out.append(f"  default {_label(doc['default'])}")
+        return out
+
+
+@dataclass(frozen=True)
+class _ModelFile:
+    """What an entry says about one variant file."""
+
+    file: str
+    sha256: str
+    size_bytes: int
+    io_signature: dict | None
+
+
+def load_rows(results_root: Path, run_ids: Sequence[str] = ()) -> pd.DataFrame:
+    store = ResultsStore(results_root)
+    rows = store.read(run_ids or None)
+    if rows.empty:
+        which = f"runs {', '.join(run_ids)}" if run_ids else "any run"
+        raise UsageError(f"no results for {which} under {results_root}",
+                         "run a sweep first ('harness run' or 'harness demo'), or check --results and --run")
+    return rows
+
+
+def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedPolicy:
+    """The policy for one model; `rows` defaults to the stored rows of the request's runs."""
+    rows = load_rows(request.results_root, request.run_ids) if rows is None else rows
+    stats = ranking.stats_of(rows)
+    model_name = _model_name(stats, request.model_name)
+    files, accuracy, warnings = model_facts(request.results_root, rows, model_name, request.manifest_path)
+    rules = load_tiers(request.tiers_file)
+    rankings = ranking.rank_tiers(stats, model_name, request.metric, request.constraints, accuracy,
+                                  request.tie_test, tier_order=rules.tiers)
+    by_tier = {r.tier: r for r in rankings}
+    problems = [_no_candidate_message(r, request.constraints) for r in rankings if not r.candidates]
+    if problems:
+        raise UsageError("no valid configuration for " + "; ".join(problems),
+                         "relax the constraint named, or sweep the configurations it needs")
+
+    accuracy_only = Constraints(max_accuracy_drop=request.constraints.max_accuracy_drop)
+    relaxed = {r.tier: r for r in ranking.rank_tiers(stats, model_name, request.metric, accuracy_only, accuracy,
+                                                      request.tie_test)}
+    default_ranking = _default_ranking(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test)
+    default = _default_candidate(default_ranking)
+    chains = {r.tier: _chain(r, relaxed[r.tier]) for r in rankings}
+    chosen = {c.config.model_sha256 for chain, _ in chains.values() for c in chain} | {default.config.model_sha256}
+    version = request.model_version or _content_version(chosen)
+
+    def entry(candidate: Candidate) -> dict:
+        return _entry(candidate, files, model_name, version, request.model_url_template)
+
+    tiers = []
+    for match in tier_entries(rules):
+        tier_ranking = by_tier.get(match["name"])
+        if tier_ranking is None:
+            tiers.append({**match, "choice": entry(default), "fallbacks": [],
+                          "evidence": {"devices": 0, "note": "no device of this tier was measured: "
+                                                           "it runs the default configuration"}})
+            continue
+        chain, notes = chains[match["name"]]
+        tiers.append({**match, "choice": entry(chain[0]), "fallbacks": [entry(c) for c in chain[1:]],
+                      "evidence": _evidence(tier_ranking, chain, notes, request)})
+    for missing in (t for t in rules.tiers if t not in by_tier):
+        warnings.append(f"tier {missing}: no device of this tier was measured; it gets the default configuration")
+    unknown = sorted(set(by_tier) - set(rules.tiers))
+    if unknown:
+        warnings.append(f"results hold tiers {unknown} that {request.tiers_file} does not define: ignored")
+
+    document = {
+        "schema_version": POLICY_SCHEMA_VERSION,
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated_by": f"harness {harness.__version__}",
+        "model": {"name": model_name, "version": version,
+                  "io_signature": _reference_signature(files, default)},
+        "objective": {"metric": request.metric, "aggregate": "median over the tier's devices",
+                      "constraints": request.constraints.given(), "tie_test": request.tie_test.describe()},
+        "source": {"results": str(request.results_root), "runs": sorted(rows["run_id"].unique().tolist()),
+                   "manifest": str(request.manifest_path) if request.manifest_path else None},
+        "tiers": tiers,
+        "default": entry(default),
+    }
+    problems = validate(document)
+    if problems:  # a bug here, not the user's: never write a policy an app would reject
+        raise AssertionError("derived policy is invalid: " + "; ".join(f"{p.where}: {p.message}" for p in problems))
+    return DerivedPolicy(document, rankings + (default_ranking,), tuple(warnings))
+
+
+def write_policy(document: dict, path: Path) -> Path:
+    text = json.dumps(document, indent=2) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda out: out.write(text.encode("utf-8")))
+    return path
+
+
+# --- choosing ----------------------------------------------------------------------
+
+
+def _chain(tier: TierRanking, relaxed: TierRanking) -> tuple[list[Candidate], list[str]]:
+    """Choice, then the best candidate of each other delegate, ending on plain CPU.
+
+    `relaxed` is the same tier ranked without latency, memory and energy
+    limits: when no CPU configuration meets them, the chain still ends on the
+    best CPU configuration that ran everywhere, and the evidence says so.
+    """
+    chain = [tier.candidates[0]]
+    for candidate in tier.candidates[1:]:
+        if candidate.config.delegate not in {c.config.delegate for c in chain} | {CPU}:
+            chain.append(candidate)
+    notes: list[str] = []
+    if chain[0].config.delegate != CPU:
+        cpu = next((c for c in tier.candidates if c.config.delegate == CPU), None)
+        if cpu is None:
+            cpu = next((c for c in relaxed.candidates if c.config.delegate == CPU), None)
+            if cpu is None:
+                raise UsageError(f"tier {tier.tier}: no plain-CPU configuration of {tier.model_name} ran ok on "
+                                 "every device of the tier",
+                                 "sweep with --delegates including cpu: every fallback chain must end on CPU")
+            reason = next(e.reason for e in tier.excluded if e.config == cpu.config)
+            notes.append(f"the CPU fallback {cpu.config.label} is outside the constraints ({reason})")
+        chain.append(cpu)
+    return chain, notes
+
+
+def _default_ranking(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,
+                     accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest) -> TierRanking:
+    """All measured devices as one group: any phone may end up on the default."""
+    everyone = stats.assign(tier=ALL_DEVICES)
+    return ranking.rank_tiers(everyone, model_name, metric, constraints, accuracy, tie_test)[0]
+
+
+def _default_candidate(everyone: TierRanking) -> Candidate:
+    cpu = [c for c in everyone.candidates if c.config.delegate == CPU]
+    if not cpu:
+        raise UsageError(f"no plain-CPU configuration of {everyone.model_name} ran ok on every measured device, "
+                         "so there is no safe default",
+                         "sweep with --delegates including cpu and --threads including 1")
+    fewest = min(c.config.num_threads for c in cpu)
+    return next(c for c in cpu if c.config.num_threads == fewest)
+
+
+def _no_candidate_message(tier: TierRanking, constraints: Constraints) -> str:
+    counts: dict[str, list] = {}
+    for exclusion in tier.excluded:
+        counts.setdefault(exclusion.constraint, []).append(exclusion)
+    parts = []
+    for constraint, items in sorted(counts.items(), key=lambda kv: -len(kv[1])):
+        example = min(items, key=lambda e: float("inf") if e.value is None else e.value)
+        flag = _CONSTRAINT_FLAGS.get(constraint, constraint)
+        parts.append(f"{constraint} excluded {len(items)} (e.g. {example.config.label}: {example.reason}; needs {flag})")
+    given = ", ".join(f"{k}={v:g}" for k, v in constraints.given().items()) or "no constraints"
+    return f"tier {tier.tier} of {tier.model_name} ({given}): " + ", ".join(parts)
+
+
+# --- describing ---------------------------------------------------------------------
+
+
+def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str], request: DeriveRequest) -> dict:
+    best = chain[0]
+    failed = [e for e in tier.excluded if e.constraint == "failure"]
+    evidence: dict[str, object] = {
+        "devices": len(tier.devices),
+        "device_models": sorted({tier.device_models.get(s, s) for s in tier.devices}),
+        "runs": best.runs,
+        "inference_p50_us": round(best.p50_us, 1),
+        request.metric: round(best.value, 3),
+        f"worst_device_{request.metric}": round(best.worst_value, 3),
+        "failures": len(failed),
+        "candidates": len(tier.candidates),
+        "tie": {"tied_with_best": list(tier.tie_break.tied_with_best), "decided_by": tier.tie_break.decided_by,
+                "p_values": {k: (None if v is None else round(v, 4)) for k, v in tier.tie_break.p_values.items()},
+                **request.tie_test.describe()},
+        "excluded": [{"config": e.config.label, "reason": e.reason} for e in tier.excluded],
+    }
+    if tier.unmeasured_devices:
+        evidence["unmeasured_devices"] = sorted(tier.device_models.get(s, s) for s in tier.unmeasured_devices)
+    if best.memory_mb is not None:
+        evidence["memory_mb"] = round(best.memory_mb, 2)
+    if best.energy_mj_per_inference is not None:
+        evidence["energy_mj_per_inference"] = round(best.energy_mj_per_inference, 4)
+    if best.accuracy_drop is not None:
+        evidence["accuracy_drop"] = round(best.accuracy_drop, 5)
+    if notes:
+        evidence["notes"] = list(notes)
+    return evidence
+
+
+def _entry(candidate: Candidate, files: Mapping[str, _ModelFile], model_name: str, version: str,
+           url_template: str | None) -> dict:
+    config = candidate.config
+    known = files.get(config.model_sha256) or _ModelFile(f"{model_name}_{config.variant}.tflite",
+                                                        config.model_sha256, candidate.model_size_bytes, None)
+    model = {"file": known.file, "sha256": known.sha256, "size_bytes": known.size_bytes, "version": version}
+    if url_template:
+        model["url"] = url_template.format(model=model_name, variant=config.variant, version=version,
+                                           sha256=known.sha256, file=known.file)
+    model["io_signature"] = known.io_signature
+    return {"variant": config.variant, "delegate": config.delegate, "num_threads": config.num_threads, "model": model}
+
+
+def _label(entry: Mapping) -> str:
+    return f"{entry['variant']}/{entry['delegate']}/x{entry['num_threads']}"
+
+
+def check_url_template(template: str) -> str:
+    """Fail early on a placeholder the entries cannot fill."""
+    try:
+        template.format(**{name: "x" for name in URL_FIELDS})
+    except (KeyError, IndexError, ValueError) as error:
+        raise UsageError(f"--model-url-template {template!r} has a bad placeholder ({error})",
+                         f"use only {{{'}, {'.join(URL_FIELDS)}}}") from None
+    return template
+
+
+def _reference_signature(files: Mapping[str, _ModelFile], default: Candidate) -> dict | None:
+    """The model-level signature: the default's file (plain CPU, usually float)."""
+    known = files.get(default.config.model_sha256)
+    return known.io_signature if known else None
+
+
+def _content_version(shas: set[str]) -> str:
+    digest = hashlib.sha256("".join(sorted(shas)).encode()).hexdigest()[:8]
+    return f"{dt.datetime.now(dt.timezone.utc):%Y.%m.%d}+{digest}"
+
+
+# --- where the facts come from ------------------------------------------------------
+
+
+def _model_name(stats: pd.DataFrame, wanted: str | None) -> str:
+    models = sorted(stats["model_name"].unique())
+    if wanted is None:
+        if len(models) == 1:
+            return models[0]
+        raise UsageError(f"the results hold several models ({', '.join(models)})", "pick one with --model NAME")
+    if wanted not in models:
+        raise UsageError(f"no results for model {wanted!r}", f"pick one of {', '.join(models)}")
+    return wanted
+
+
+def model_facts(results_root: Path, rows: pd.DataFrame, model_name: str, manifest_path: Path | None = None
+                ) -> tuple[dict[str, _ModelFile], dict[str, VariantAccuracy], list[str]]:
+    """File names, signatures and accuracy of the model's files, by sha256.
+
+    From --manifest when given; otherwise from the convert manifests next to the
+    files the runs swept (run.json's plan) and the results' accuracy table.
+    """
+    warnings: list[str] = []
+    if manifest_path:
+        manifests = [_read_manifest_file(manifest_path)]
+        accuracy = ranking.accuracy_from_manifest(manifests[0])
+    else:
+        manifests = _manifests_of_runs(results_root, rows["run_id"].unique())
+        accuracy = ranking.accuracy_from_results(results_root)
+        for manifest in manifests:
+            accuracy = {**ranking.accuracy_from_manifest(manifest), **accuracy}
+    files: dict[str, _ModelFile] = {}
+    for manifest in manifests:
+        for variant in manifest.get("models", {}).get(model_name, {}).get("variants", {}).values():
+            if variant.get("sha256"):
+                files[variant["sha256"]] = _ModelFile(variant["file"], variant["sha256"], variant["size_bytes"],
+                                                      _signature(variant))
+    swept = set(rows.loc[rows["model_name"] == model_name, "model_sha256"])
+    unknown = sorted(swept - set(files))
+    if unknown:
+        warnings.append(f"{len(unknown)} file(s) of {model_name} are in no convert manifest: their entries "
+                        "carry no input/output signature (pass --manifest DIR/manifest.json)")
+    if not any(sha in accuracy for sha in swept):
+        warnings.append(f"no accuracy figures for {model_name}: the accuracy gate was not applied")
+    return files, accuracy, warnings
+
+
+def _read_manifest_file(path: Path) -> dict:
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "manifest.json").is_file():
+        raise InputFileError(f"no convert manifest at {path}",
+                             "pass the manifest.json that 'harness convert --out DIR' wrote")
+    return read_manifest(folder)
+
+
+def _manifests_of_runs(results_root: Path, run_ids: Sequence[str]) -> list[dict]:
+    store = ResultsStore(results_root)
+    folders: dict[Path, None] = {}
+    for run_id in run_ids:
+        try:
+            plan = store.read_run_manifest(run_id).get("plan", {})
+        except (UsageError, SchemaError):
+            continue  # rows without a readable run.json still rank; they only lack file facts
+        for model in plan.get("models", []):
+            folders[Path(model["path"]).parent] = None
+    manifests = []
+    for folder in folders:
+        if (folder / "manifest.json").is_file():
+            try:
+                manifests.append(read_manifest(folder))
+            except SchemaError:
+                continue
+    return manifests
+
+
+def _signature(variant: Mapping) -> dict | None:
+    if "inputs" not in variant or "outputs" not in variant:
+        return None
+
+    def tensor(info: Mapping) -> dict:
+        scale = info.get("scale")
+        quantized = bool(scale) and info.get("dtype") in ("int8", "uint8", "int16")
+        return {"name": info["name"], "shape": list(info["shape"]), "dtype": info["dtype"],
+                "quantization": {"scale": scale, "zero_point": info.get("zero_point", 0)} if quantized else None}
+
+    return {"inputs": [tensor(t) for t in variant["inputs"]], "outputs": [tensor(t) for t in variant["outputs"]]}
