@@ -32,7 +32,7 @@ from harness.devicefacts import (
     parse_meminfo,
 )
 from harness.errors import DeviceError, InputFileError, SchemaError, UsageError
-from harness.profiles import TierRule, TierRules, soc_identities
+from harness.profiles import TierRule, TierRules, glob_problem, soc_identities
 
 if TYPE_CHECKING:
     from harness.discovery import DeviceEntry
@@ -319,33 +319,6 @@ def _chain_problems(chains: list[_Chain], default: Any) -> list[Problem]:
             f"use delegate '{CPU}'",
         ))
     return problems
-
-
-def glob_problem(pattern: str) -> str | None:
-    """Why `pattern` is not a well-formed glob (`*`, `?`, `[...]`, `[!...]`), or None.
-
-    fnmatch quietly reads an unclosed `[` as a literal character, but an app that
-    turns the glob into a regular expression fails on it, and either way it is a
-    typo: the harness and the app must not disagree about what a pattern means.
-    """
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "[":
-            start = index + 1
-            if pattern[start:start + 1] == "!":
-                start += 1
-            if pattern[start:start + 1] == "]":
-                start += 1  # a ']' first in a class is a member, as in fnmatch
-            close = pattern.find("]", start)
-            if close < 0:
-                return f"the '[' at position {index + 1} is never closed"
-            index = close + 1
-        elif char == "]":
-            return f"the ']' at position {index + 1} closes no '['"
-        else:
-            index += 1
-    return None
 
 
 def _match_problems(raw_tiers: Any, tiers: list[tuple[int, dict]]) -> list[Problem]:

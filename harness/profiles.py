@@ -75,6 +75,33 @@ def soc_identities(device: DeviceInfo) -> tuple[str, ...]:
     )
 
 
+def glob_problem(pattern: str) -> str | None:
+    """Why `pattern` is not a well-formed glob (`*`, `?`, `[...]`, `[!...]`), or None.
+
+    fnmatch quietly reads an unclosed `[` as a literal character, but an app that
+    turns the glob into a regular expression fails on it, and either way it is a
+    typo: the harness and the app must not disagree about what a pattern means.
+    """
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "[":
+            start = index + 1
+            if pattern[start:start + 1] == "!":
+                start += 1
+            if pattern[start:start + 1] == "]":
+                start += 1  # a ']' first in a class is a member, as in fnmatch
+            close = pattern.find("]", start)
+            if close < 0:
+                return f"the '[' at position {index + 1} is never closed"
+            index = close + 1
+        elif char == "]":
+            return f"the ']' at position {index + 1} closes no '['"
+        else:
+            index += 1
+    return None
+
+
 def _read_toml(path: Path) -> dict:
     try:
         with path.open("rb") as handle:
@@ -99,6 +126,12 @@ def load_tiers(path: Path = TIERS_FILE) -> TierRules:
     _check_version(data, path)
     families: dict[str, list[str]] = data.get("families", {})
     tiers = tuple(data.get("tiers", ()))
+    for name, globs in families.items():
+        for glob in globs:
+            why = glob_problem(glob) if isinstance(glob, str) and glob else "it is not a non-empty string"
+            if why:
+                raise SchemaError(f"{path}: SoC family {name!r} has a bad pattern {glob!r}: {why}",
+                                  "write a glob of *, ? and [...] (an app turns it into a regular expression)")
     rules = []
     for index, raw in enumerate(data.get("rules", ())):
         where = f"{path} rule #{index + 1}"

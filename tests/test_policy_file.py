@@ -30,14 +30,13 @@ from harness.policy_file import (
     diff,
     format_diff,
     format_resolution,
-    glob_problem,
     load_policy,
     policy_schema,
     resolve,
     tier_entries,
     validate,
 )
-from harness.profiles import AdbServer, load_tiers
+from harness.profiles import AdbServer, glob_problem, load_tiers
 
 DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
 VERBATIM_MARKER = "# ---- verbatim text below this line ----"

@@ -99,6 +99,9 @@ def test_tier_file_errors_name_the_fix(tmp_path: Path) -> None:
         load_tiers(write(tmp_path, 'schema_version = 1\ntiers = ["a"]\n[[rules]]\nid = "x"\ntier = "a"\nmin_sdk = 30\n'))
     with pytest.raises(SchemaError, match="unknown SoC families"):
         load_tiers(write(tmp_path, 'schema_version = 1\ntiers = ["a"]\n[[rules]]\nid = "x"\ntier = "a"\nfamilies = ["nope"]\n'))
+    with pytest.raises(SchemaError, match="bad pattern 'SM8\\[': the '\\[' at position 4 is never closed"):
+        load_tiers(write(tmp_path, 'schema_version = 1\ntiers = ["a"]\n[families]\nf = ["SM8["]\n'
+                                   '[[rules]]\nid = "x"\ntier = "a"\n'))
     with pytest.raises(SchemaError, match="tier` from"):
         load_tiers(write(tmp_path, 'schema_version = 1\ntiers = ["a"]\n[[rules]]\nid = "x"\ntier = "b"\n'))
     with pytest.raises(SchemaError, match="upgrade tflite-farm"):
