@@ -20,7 +20,7 @@ import pandas as pd
 from harness import ranking
 from harness.devicefacts import DeviceInfo
 from harness.policy_file import resolve
-from harness.ranking import Constraints, TieTest, VariantAccuracy
+from harness.ranking import TieTest, VariantAccuracy
 
 GOAL_SHARE = 0.95
 

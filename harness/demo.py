@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from harness import sweep
-from harness.discovery import discover, select
-from harness.profiles import load_farm, load_tiers
 from harness.convert import convert_model
 from harness.coverage import coverage
-from harness.policy import DeriveRequest, derive, load_rows, model_facts, write_policy
+from harness.discovery import discover, select
 from harness.examples import build_examples
+from harness.policy import DeriveRequest, derive, load_rows, model_facts, write_policy
+from harness.profiles import load_farm, load_tiers
 from harness.store import ResultsStore
 from harness.virtual import farm as farm_lib
 

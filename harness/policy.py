@@ -30,7 +30,13 @@ from harness.convert import read_manifest
 from harness.errors import InputFileError, SchemaError, UsageError
 from harness.policy_file import POLICY_SCHEMA_VERSION, tier_entries, validate
 from harness.profiles import TIERS_FILE, load_tiers
-from harness.ranking import Candidate, Constraints, TieTest, TierRanking, VariantAccuracy
+from harness.ranking import (
+    Candidate,
+    Constraints,
+    TierRanking,
+    TieTest,
+    VariantAccuracy,
+)
 from harness.store import ResultsStore, write_atomically
 
 CPU = "cpu"
@@ -40,7 +46,7 @@ _CONSTRAINT_FLAGS = {
     "max_latency_us": "--max-latency-us", "max_memory_mb": "--max-memory-mb",
     "max_accuracy_drop": "--max-accuracy-drop", "max_energy_mj": "--max-energy-mj",
     "failure": "a sweep with working delegates", "not_measured": "a sweep that covers every device of the tier",
-    "accuracy_gate": "a variant that passes 'harness convert' accuracy gate",
+    "accuracy_gate": "a variant that passes the 'harness convert' accuracy gate",
 }
 
 

@@ -7,10 +7,10 @@ import json
 import os
 from pathlib import Path
 
+import policy_data as known
 import pytest
 from click.testing import CliRunner
 
-import policy_data as known
 from harness import ranking, sweep
 from harness.cli import main
 from harness.coverage import coverage
