@@ -1,11 +1,13 @@
 # Two entry points, both self-installing on a fresh machine with only Python:
 #   make demo   set up .venv (when missing or stale) and run the main job
-#   make test   set up .venv (when missing or stale) and run the test suite
+#   make test   set up .venv (when missing or stale), install Debian's chromium for the
+#               dashboard's browser test (when missing), and run the test suite
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup browser clean
 
 setup: $(STAMP)
 
@@ -15,10 +17,18 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The browser test drives the system's chromium through Playwright's Python client; Playwright's
+# own browser download is never used. Only the test target needs it, so `make demo` does not.
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
 demo: $(STAMP)
 	$(VENV)/bin/harness demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/python -m pytest
 
 clean:

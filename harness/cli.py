@@ -46,6 +46,7 @@ def _read_log(path: str) -> bytes:
 
 def _register_subcommands() -> None:
     from harness.cli_convert import convert_command, examples_command
+    from harness.cli_dashboard import dashboard_command
     from harness.cli_devices import devices
     from harness.cli_policy import policy
     from harness.cli_run import demo_command, results_group, run_command
@@ -58,6 +59,7 @@ def _register_subcommands() -> None:
     main.add_command(run_command)
     main.add_command(results_group)
     main.add_command(demo_command)
+    main.add_command(dashboard_command)
     main.add_command(policy)
 
 

@@ -673,7 +673,7 @@ def _update_manifest(out_dir: Path, name: str, entry: dict[str, object],
     return path, removed
 
 
-def _accuracy_schema():  # type: ignore[no-untyped-def]
+def accuracy_schema():  # type: ignore[no-untyped-def]
     import pyarrow as pa
 
     text, f64, i64, flag = pa.string(), pa.float64(), pa.int64(), pa.bool_()
@@ -718,7 +718,7 @@ def _write_accuracy_rows(request: ConvertRequest, entry: dict, results: Sequence
             "untrained": request.untrained, "converter_version": entry["converter"]["tensorflow"],
             "harness_version": harness.__version__, "manifest_path": str(manifest_path),
         })
-    table = pa.Table.from_pylist(rows, schema=_accuracy_schema())
+    table = pa.Table.from_pylist(rows, schema=accuracy_schema())
     path = Path(request.results_root) / "accuracy" / f"part-{entry['conversion_id']}.parquet"
     from harness.store import write_atomically
 
@@ -736,7 +736,7 @@ def read_accuracy(results_root: Path = DEFAULT_RESULTS_ROOT):  # type: ignore[no
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _accuracy_schema()
+    schema = accuracy_schema()
     tables = []
     for path in sorted((Path(results_root) / "accuracy").glob("part-*.parquet")):
         try:

@@ -1,0 +1,107 @@
+"""The dashboard's calls into harness.ranking, harness.policy and harness.coverage.
+
+Pages render; these functions decide nothing themselves. They only feed the
+selected rows (one model, the chosen runs) to the same library calls that
+`harness policy derive` and `harness policy coverage` make, with the same
+accuracy figures, so a page and a policy file never disagree. No Streamlit
+here: dashboard/cached.py adds the caching, the bench calls these directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dashboard.data import ROWS, Dataset, Selection
+from dashboard.queries import profile_tiers
+from harness import ranking
+from harness.coverage import CoverageReport, coverage
+from harness.policy import DerivedPolicy, DeriveRequest, derive, model_facts
+from harness.ranking import Constraints, TierRanking, TieTest, VariantAccuracy
+
+SELECTED = "selected"
+"""Name of the cursor-local view holding the selection's rows, as harness.ranking reads them."""
+
+
+def _literal(text: str) -> str:
+    # DDL takes no bind parameters; a standard SQL string literal doubles its quotes, nothing else.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _select(selection: Selection) -> str:
+    runs = ", ".join(_literal(run_id) for run_id in selection.run_ids) or "NULL"
+    return f"SELECT * FROM {ROWS} WHERE model_name = {_literal(selection.model_name)} AND run_id IN ({runs})"
+
+
+def device_stats(dataset: Dataset, selection: Selection, by_run: bool = False) -> pd.DataFrame:
+    """harness.ranking.device_stats over the selection: one row per device x configuration [x run]."""
+    with dataset.cursor() as cursor:
+        # A temporary view lives on this cursor only: concurrent sessions cannot see each other's.
+        cursor.execute(f"CREATE OR REPLACE TEMP VIEW {SELECTED} AS {_select(selection)}")
+        return ranking.device_stats(cursor, relation=SELECTED, by_run=by_run)
+
+
+def selected_rows(dataset: Dataset, selection: Selection) -> pd.DataFrame:
+    """The selection's result rows as a frame (what harness.policy.derive and coverage take)."""
+    return dataset.sql(_select(selection))
+
+
+def model_accuracy(dataset: Dataset, selection: Selection) -> tuple[dict[str, VariantAccuracy], list[str]]:
+    """Accuracy per model file (sha256) from the same sources `harness policy derive` reads, and its warnings."""
+    # model_facts reads only which runs and files the rows name; those few columns stand in for the rows.
+    where, params = selection.where()
+    keys = dataset.sql(f"SELECT DISTINCT run_id, model_name, model_sha256 FROM {ROWS} WHERE {where}", params)
+    _, accuracy, warnings = model_facts(dataset.root, keys, selection.model_name)
+    return accuracy, warnings
+
+
+def rank(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,
+         accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest) -> tuple[TierRanking, ...]:
+    """harness.ranking.rank_tiers, tiers in tiers.toml order (as the policy lists them)."""
+    return ranking.rank_tiers(stats, model_name, metric, constraints, accuracy, tie_test, tier_order=profile_tiers())
+
+
+def pareto(tier: TierRanking) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The tier's candidates with an `on_front` column, and the objectives the front was taken over.
+
+    Latency, accuracy drop and model size when accuracy is known; without it
+    (untrained weights, no --eval data) accuracy cannot take part, so the front
+    is over latency and size alone rather than empty.
+    """
+    table = tier.table()
+    candidates = table[table["status"] == "candidate"].copy() if not table.empty else table
+    objectives: tuple[str, ...] = ("p50_us", "accuracy_drop", "model_size_bytes")
+    if candidates.empty or candidates["accuracy_drop"].isna().all():
+        objectives = ("p50_us", "model_size_bytes")
+    if not candidates.empty:
+        candidates["on_front"] = ranking.pareto_front(candidates, objectives)
+    return candidates, objectives
+
+
+def compare_runs(dataset: Dataset, selection: Selection, run_a: str, run_b: str, tie_test: TieTest) -> pd.DataFrame:
+    """harness.ranking.compare_runs of run B against run A: regressions first."""
+    pair = Selection(selection.model_name, (run_a, run_b))
+    return ranking.compare_runs(device_stats(dataset, pair, by_run=True), run_a, run_b, tie_test)
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    policy: DerivedPolicy
+    coverage: CoverageReport
+
+
+def derive_policy(dataset: Dataset, selection: Selection, metric: str, constraints: Constraints,
+                  tie_test: TieTest) -> PolicyOutcome:
+    """The policy `harness policy derive --run ... --model ...` writes for these settings, and its coverage.
+
+    Raises UsageError (with the fix) when a tier has no valid configuration.
+    """
+    rows = selected_rows(dataset, selection)
+    request = DeriveRequest(results_root=dataset.root, run_ids=selection.run_ids, model_name=selection.model_name,
+                            metric=metric, constraints=constraints, tie_test=tie_test)
+    derived = derive(request, rows)
+    # coverage takes the accuracy figures explicitly, as `harness policy coverage` passes them.
+    _, accuracy, _ = model_facts(dataset.root, rows, selection.model_name)
+    return PolicyOutcome(derived, coverage(derived.document, rows, accuracy))

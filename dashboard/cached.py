@@ -1,0 +1,91 @@
+"""dashboard.analysis behind st.cache_data, keyed on the results' state and the page's settings.
+
+Every function takes the page's Context and passes on only hashable values
+(the results root, its state key, the selection, the settings) as the cache
+key; the Dataset itself rides along unhashed (`_dataset`). A new run changes
+the state key, so nothing computed from older results is ever shown.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import analysis
+from dashboard.data import Dataset, Selection, StateKey
+from dashboard.session import Context
+from harness.ranking import Constraints, TierRanking, TieTest, VariantAccuracy
+
+_ENTRIES = 32
+NO_CONSTRAINTS = Constraints()
+DEFAULT_TIE_TEST = TieTest()
+
+
+def _constraints(values: tuple[float | None, ...]) -> Constraints:
+    return Constraints(*values)
+
+
+def _key(constraints: Constraints) -> tuple[float | None, ...]:
+    return (constraints.max_latency_us, constraints.max_memory_mb, constraints.max_accuracy_drop,
+            constraints.max_energy_mj)
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner="Aggregating rows per device and configuration…")
+def _device_stats(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], by_run: bool,
+                  _dataset: Dataset) -> pd.DataFrame:
+    return analysis.device_stats(_dataset, Selection(model_name, run_ids), by_run=by_run)
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def _accuracy(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...],
+              _dataset: Dataset) -> tuple[dict[str, VariantAccuracy], list[str]]:
+    return analysis.model_accuracy(_dataset, Selection(model_name, run_ids))
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner="Ranking…")
+def _rankings(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], metric: str,
+              constraints: tuple[float | None, ...], alpha: float, min_effect: float,
+              _dataset: Dataset) -> tuple[TierRanking, ...]:
+    stats = _device_stats(root, state, model_name, run_ids, False, _dataset)
+    accuracy, _ = _accuracy(root, state, model_name, run_ids, _dataset)
+    return analysis.rank(stats, model_name, metric, _constraints(constraints), accuracy, TieTest(alpha, min_effect))
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner="Comparing runs…")
+def _compare(root: str, state: StateKey, model_name: str, run_a: str, run_b: str, alpha: float, min_effect: float,
+             _dataset: Dataset) -> pd.DataFrame:
+    return analysis.compare_runs(_dataset, Selection(model_name, (run_a, run_b)), run_a, run_b,
+                                 TieTest(alpha, min_effect))
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner="Deriving the policy…")
+def _policy(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], metric: str,
+            constraints: tuple[float | None, ...], alpha: float, min_effect: float,
+            _dataset: Dataset) -> analysis.PolicyOutcome:
+    return analysis.derive_policy(_dataset, Selection(model_name, run_ids), metric, _constraints(constraints),
+                                  TieTest(alpha, min_effect))
+
+
+def _args(context: Context) -> tuple[str, StateKey, str, tuple[str, ...]]:
+    return str(context.root.resolve()), context.state, context.selection.model_name, context.selection.run_ids
+
+
+def accuracy(context: Context) -> tuple[dict[str, VariantAccuracy], list[str]]:
+    return _accuracy(*_args(context), _dataset=context.dataset)
+
+
+def rankings(context: Context, metric: str, constraints: Constraints = NO_CONSTRAINTS,
+             tie_test: TieTest = DEFAULT_TIE_TEST) -> tuple[TierRanking, ...]:
+    return _rankings(*_args(context), metric, _key(constraints), tie_test.alpha, tie_test.min_effect,
+                     _dataset=context.dataset)
+
+
+def compare_runs(context: Context, run_a: str, run_b: str, tie_test: TieTest = DEFAULT_TIE_TEST) -> pd.DataFrame:
+    root, state, model_name, _ = _args(context)
+    return _compare(root, state, model_name, run_a, run_b, tie_test.alpha, tie_test.min_effect,
+                    _dataset=context.dataset)
+
+
+def policy(context: Context, metric: str, constraints: Constraints, tie_test: TieTest) -> analysis.PolicyOutcome:
+    return _policy(*_args(context), metric, _key(constraints), tie_test.alpha, tie_test.min_effect,
+                   _dataset=context.dataset)

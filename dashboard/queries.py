@@ -1,0 +1,145 @@
+"""The SQL behind the Overview and Device pages: what was measured, where, and how it ended.
+
+Descriptive only (counts, listings, the rows of one device). Anything that
+compares configurations, tests significance or picks a winner belongs to
+harness.ranking, and the pages that need it call that instead.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pandas as pd
+
+from dashboard.data import ROWS, Dataset, Selection
+from harness.errors import HarnessError
+from harness.records import CaseStatus
+
+NO_TIER = "unclassified"
+"""Label of rows without a tier (a device no tier rule matched when it ran)."""
+
+FAILED_STATUSES = tuple(s.value for s in CaseStatus if s not in (CaseStatus.OK, CaseStatus.SKIPPED))
+STATUS_ORDER = tuple(s.value for s in CaseStatus)
+VARIANT_ORDER = ("fp32", "fp16", "dynamic", "int8")
+
+LATENCY_METRICS = {
+    "inference_p50_us": "p50 latency",
+    "inference_avg_us": "average latency",
+    "inference_p95_us": "p95 latency",
+    "first_inference_us": "first inference",
+    "init_us": "init time",
+}
+
+_TIER = f"coalesce(tier, '{NO_TIER}')"
+_CONFIGURATION = "variant || ' · ' || delegate || ' · ' || num_threads || 't'"
+
+
+@functools.cache
+def profile_tiers() -> tuple[str, ...]:
+    # The tier order of device_profiles/tiers.toml (best first) is the order people read tiers in.
+    from harness.profiles import load_tiers
+
+    try:
+        return load_tiers().tiers
+    except (HarnessError, OSError):
+        return ()
+
+
+def tier_order(tiers: list[str] | pd.Series) -> list[str]:
+    """Tiers as tiers.toml lists them (best first), then any others alphabetically, unclassified last."""
+    known = profile_tiers()
+    present = {str(tier) for tier in tiers}
+    ordered = [tier for tier in known if tier in present]
+    ordered += sorted(present - set(known) - {NO_TIER})
+    return ordered + ([NO_TIER] if NO_TIER in present else [])
+
+
+def configuration_order(configurations: pd.DataFrame) -> list[str]:
+    """Configuration labels in reading order: variant (fp32 first), delegate, threads."""
+    frame = configurations.drop_duplicates("configuration").copy()
+    rank = {variant: index for index, variant in enumerate(VARIANT_ORDER)}
+    frame["_variant"] = frame["variant"].map(lambda v: (rank.get(v, len(rank)), v))
+    frame = frame.sort_values(["_variant", "delegate", "num_threads"])
+    return list(frame["configuration"])
+
+
+def status_by_tier(dataset: Dataset, selection: Selection) -> pd.DataFrame:
+    """tier, status, rows (case x repetition) and distinct cases, per tier and status."""
+    where, params = selection.where()
+    return dataset.sql(
+        f"""
+        SELECT {_TIER} AS tier, status, count(*) AS rows, count(DISTINCT run_id || case_id) AS cases
+        FROM {ROWS} WHERE {where} GROUP BY ALL ORDER BY ALL
+        """,
+        params,
+    )
+
+
+def devices(dataset: Dataset, selection: Selection) -> pd.DataFrame:
+    """One row per device that ran the selection: its facts (as of its last row) and row counts."""
+    where, params = selection.where()
+    return dataset.sql(
+        f"""
+        SELECT serial,
+               arg_max(device_model, started_at) AS device_model,
+               arg_max(manufacturer, started_at) AS manufacturer,
+               arg_max(soc, started_at) AS soc,
+               arg_max(abi, started_at) AS abi,
+               arg_max(android_sdk, started_at) AS android_sdk,
+               arg_max(ram_bytes, started_at) AS ram_bytes,
+               arg_max({_TIER}, started_at) AS tier,
+               count(DISTINCT run_id) AS runs,
+               count(*) AS rows,
+               count(*) FILTER (WHERE status = 'ok') AS ok
+        FROM {ROWS} WHERE {where} GROUP BY serial ORDER BY serial
+        """,
+        params,
+    )
+
+
+def failures(dataset: Dataset, selection: Selection) -> pd.DataFrame:
+    """Failed cases with their errors, one row per (run, device, configuration, error).
+
+    Repetitions that failed the same way are one row with their count, so a
+    case that crashed three times reads as one crash, not three.
+    """
+    where, params = selection.where()
+    statuses = ", ".join(f"'{status}'" for status in FAILED_STATUSES)
+    return dataset.sql(
+        f"""
+        SELECT run_id, {_TIER} AS tier, serial, any_value(device_model) AS device_model, variant, delegate,
+               num_threads, status, error_type, error_message, count(*) AS repetitions,
+               min(raw_log_path) AS raw_log_path
+        FROM {ROWS}
+        WHERE {where} AND status IN ({statuses})
+        GROUP BY run_id, tier, serial, variant, delegate, num_threads, status, error_type, error_message
+        ORDER BY {_status_rank()}, run_id DESC, tier, serial, variant, delegate, num_threads
+        """,
+        params,
+    )
+
+
+def _status_rank() -> str:
+    # Crashes and timeouts first: a delegate that is simply absent is the least surprising failure.
+    order = ("failed", "timeout", "device_lost", "delegate_failed")
+    cases = " ".join(f"WHEN '{status}' THEN {rank}" for rank, status in enumerate(order))
+    return f"CASE status {cases} ELSE {len(order)} END"
+
+
+def skipped_count(dataset: Dataset, selection: Selection) -> int:
+    where, params = selection.where()
+    frame = dataset.sql(f"SELECT count(*) AS n FROM {ROWS} WHERE {where} AND status = 'skipped'", params)
+    return int(frame["n"].iloc[0])
+
+
+def device_rows(dataset: Dataset, selection: Selection, serial: str) -> pd.DataFrame:
+    """Every row of one device in the selection, with a `configuration` label, oldest first."""
+    where, params = selection.where()
+    return dataset.sql(
+        f"""
+        SELECT *, {_CONFIGURATION} AS configuration, {_TIER} AS tier_label
+        FROM {ROWS} WHERE {where} AND serial = $serial
+        ORDER BY started_at, case_id, repetition
+        """,
+        {**params, "serial": serial},
+    )

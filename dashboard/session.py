@@ -1,0 +1,156 @@
+"""Streamlit glue shared by every page: which results root, the cached dataset, the sidebar.
+
+app.py calls `load()` once per rerun, before the page: it reads the dataset
+(cached on the results' state key, so a new run appears on the next rerun
+without a restart), renders the sidebar and stores the outcome; pages take it
+with `context()`. Bad input (no folder, no results, a newer schema, damaged
+files) becomes a message on the page here, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import streamlit as st
+
+from dashboard.data import (
+    DEFAULT_RESULTS,
+    RESULTS_ENV,
+    Dataset,
+    RunInfo,
+    Selection,
+    StateKey,
+    state_key,
+)
+from harness.errors import HarnessError
+
+APP = Path(__file__).resolve().parent / "app.py"
+_CONTEXT = "_tflite_farm_context"
+NO_RESULTS_FIX = "run 'harness demo' or 'harness run --results DIR' first"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every page works on: the results root, its dataset and the sidebar's selection."""
+
+    root: Path
+    state: StateKey  # what the dataset was read at: the cache key of everything computed from it
+    dataset: Dataset
+    selection: Selection
+
+    @property
+    def runs(self) -> tuple[RunInfo, ...]:
+        chosen = set(self.selection.run_ids)
+        return tuple(run for run in self.dataset.runs if run.run_id in chosen)
+
+
+def results_root() -> Path:
+    """--results after `--` on the streamlit command line, else $TFLITE_FARM_RESULTS, else ./results."""
+    # `streamlit run app.py -- --results DIR` sets sys.argv to [app.py, --results, DIR]. Under
+    # AppTest sys.argv is the test runner's own, which must not be mistaken for ours.
+    if sys.argv and _is_app(sys.argv[0]):
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--results")
+        known, _ = parser.parse_known_args(sys.argv[1:])
+        if known.results:
+            return Path(known.results)
+    from_env = os.environ.get(RESULTS_ENV)
+    return Path(from_env) if from_env else DEFAULT_RESULTS
+
+
+def _is_app(argument: str) -> bool:
+    try:
+        return Path(argument).resolve() == APP
+    except OSError:
+        return False
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading results…")
+def _open(root: str, state: StateKey) -> Dataset:
+    # `state` is only part of the cache key: a new, replaced or removed file opens the dataset afresh.
+    return Dataset.open(root)
+
+
+def load() -> Context | None:
+    """Read the results and render the sidebar; None (with the reason on the page) when nothing to show."""
+    st.session_state[_CONTEXT] = None
+    root = results_root()
+    if not root.is_dir():
+        st.error(f"There is no results folder at `{root}`: {NO_RESULTS_FIX}, or start the dashboard "
+                 f"with `harness dashboard --results DIR`.")
+        return None
+    state = state_key(root)
+    try:
+        dataset = _open(str(root.resolve()), state)
+    except HarnessError as error:
+        # A newer schema, an unreadable manifest: the message already names the fix.
+        st.error(f"Cannot show the results in `{root}`: {error}")
+        return None
+    except (OSError, duckdb.Error, pa.ArrowException) as error:
+        st.error(f"Cannot read the results in `{root}` ({error}): check the folder's permissions and files.")
+        return None
+    _warn_about_skipped(dataset)
+    if dataset.empty:
+        st.info(f"No results in `{root}` yet: {NO_RESULTS_FIX}. They appear here when you reload this page; "
+                "the dashboard need not be restarted.")
+        return None
+    selection = _sidebar(root, dataset)
+    if selection is None:
+        return None
+    context = Context(root=root, state=state, dataset=dataset, selection=selection)
+    st.session_state[_CONTEXT] = context
+    return context
+
+
+def context() -> Context:
+    """The context app.py loaded for this rerun; stops the page when there is none."""
+    current = st.session_state.get(_CONTEXT)
+    if current is None:  # app.py has already said why
+        st.stop()
+    return current
+
+
+def _warn_about_skipped(dataset: Dataset) -> None:
+    problems = [f"`{skipped.path}`: {skipped.reason}" for skipped in dataset.skipped]
+    problems += dataset.manifest_errors
+    if dataset.accuracy_error:
+        problems.append(f"accuracy rows not used: {dataset.accuracy_error}")
+    if problems:
+        st.warning(
+            f"{len(problems)} file(s) could not be read and are left out; the rest is shown. "
+            "Move a damaged file out of the results folder, or restore it from a backup:\n\n"
+            + "\n".join(f"- {problem}" for problem in problems)
+        )
+
+
+def _sidebar(root: Path, dataset: Dataset) -> Selection | None:
+    sidebar = st.sidebar
+    models = dataset.models()
+    model = sidebar.selectbox("Model", models, key="model", help="Results may hold several models.")
+    runs = {run.run_id: run for run in dataset.runs}
+    run_ids = dataset.run_ids(model)
+    # A toggle rather than a pre-filled multiselect: "all" must include a run that lands later.
+    every_run = sidebar.toggle("All runs", value=True, key="all_runs")
+    if every_run:
+        chosen = run_ids
+    else:
+        chosen = sidebar.multiselect(
+            "Runs", run_ids, default=run_ids[-1:], key="runs", format_func=lambda run_id: _run_label(runs[run_id])
+        )
+    sidebar.caption(f"Results: `{root}` · {dataset.row_count:,} rows · {len(dataset.runs)} run(s)")
+    sidebar.button("Reload", help="Read the results folder again (new runs also appear on any rerun).")
+    if not chosen:
+        st.info("Pick at least one run in the sidebar.")
+        return None
+    return Selection(model_name=model, run_ids=tuple(chosen))
+
+
+def _run_label(run: RunInfo) -> str:
+    when = f"{run.started_at:%Y-%m-%d %H:%M}" if run.started_at else "start unknown"
+    return f"{run.run_id} ({when}, {run.devices} devices)"

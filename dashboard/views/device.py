@@ -1,0 +1,83 @@
+"""Device: one phone across its configurations: latency spread, temperatures and throttling, power."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, queries, session
+
+context = session.context()
+dataset, selection = context.dataset, context.selection
+
+st.title("Device")
+devices = queries.devices(dataset, selection)
+labels = {row.serial: f"{row.serial} · {row.device_model} · {row.tier}" for row in devices.itertuples()}
+serial = st.selectbox("Device", list(labels), format_func=labels.get, key="device")
+
+facts = devices.set_index("serial").loc[serial]
+ram = facts["ram_bytes"]
+columns = st.columns(4)
+columns[0].metric("Tier", facts["tier"])
+columns[1].metric("Android SDK", int(facts["android_sdk"]))
+columns[2].metric("RAM", "unknown" if pd.isna(ram) else f"{ram / 2**30:.1f} GiB")
+columns[3].metric("Rows ok", f"{int(facts['ok'])} of {int(facts['rows'])}")
+soc = "unknown SoC" if pd.isna(facts["soc"]) else f"SoC {facts['soc']}"
+st.caption(f"{facts['manufacturer']} {facts['device_model']}, {soc}, ABI {facts['abi']}; "
+           f"{int(facts['runs'])} run(s) of model `{selection.model_name}`.")
+
+rows = queries.device_rows(dataset, selection, serial)
+measured = rows[rows["status"] == "ok"]
+order = queries.configuration_order(rows)
+
+st.subheader("Latency per configuration")
+if measured.empty:
+    st.info(f"{serial} has no successful measurement in the selected runs: see its failures below.")
+else:
+    metric = st.radio(
+        "Latency", list(queries.LATENCY_METRICS), format_func=queries.LATENCY_METRICS.get, horizontal=True, key="metric"
+    )
+    present = measured.dropna(subset=[metric])
+    if present.empty:
+        st.info(f"The benchmark output of {serial} did not report {queries.LATENCY_METRICS[metric]}.")
+    else:
+        # Only configurations with a figure: a failed one has no latency, and its empty slot would read as a bug.
+        measured_order = [c for c in order if c in set(present["configuration"])]
+        st.plotly_chart(charts.latency_distribution(present, metric, measured_order), key="latency")
+        st.caption("Each point is one repetition (one benchmark_model process); the box spans its repetitions "
+                   "across the selected runs.")
+
+st.subheader("Temperatures and throttling")
+temperatures = rows.dropna(subset=["temp_start_c", "temp_end_c"], how="all")
+if temperatures.empty:
+    st.info(f"{serial} reported no temperatures.")
+else:
+    st.plotly_chart(charts.temperatures(temperatures, order), key="temperatures")
+    throttled = temperatures[temperatures["throttled"].fillna(False).astype(bool)]
+    if throttled.empty:
+        st.caption("No case ran throttled.")
+    else:
+        table = throttled.groupby("configuration").size().rename("throttled repetitions").reset_index()
+        st.warning(f"{len(throttled)} repetition(s) ran throttled: their latencies may be pessimistic.")
+        st.dataframe(table, hide_index=True)
+
+st.subheader("Power")
+powered = measured.dropna(subset=["energy_mj_per_inference"])
+if powered.empty:
+    st.info(f"No power figures for {serial}: no fuel gauge, charging during the run, or 'harness run --no-power'.")
+else:
+    methods = sorted(powered["power_method"].dropna().unique())
+    if "model" in methods:
+        st.warning("Power on this device is **modelled, not measured** (`power_method = model`): it is derived "
+                   "from a documented model, not read from a fuel gauge. Compare it only with other modelled figures.")
+    st.caption("Power method: " + ", ".join(f"`{method}` ({charts.POWER_METHOD_LABELS.get(method, method)})"
+                                            for method in methods))
+    st.plotly_chart(charts.energy(powered, [c for c in order if c in set(powered["configuration"])]), key="energy")
+
+st.subheader("Failures on this device")
+failed = rows[rows["status"].isin(queries.FAILED_STATUSES)]
+if failed.empty:
+    st.success("None.")
+else:
+    columns = ["run_id", "configuration", "repetition", "status", "error_type", "error_message", "raw_log_path"]
+    st.dataframe(failed[columns], hide_index=True)

@@ -1,0 +1,39 @@
+"""Pareto: per tier, the candidates' latency against accuracy drop and model size, with the
+front harness.ranking.pareto_front finds highlighted."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import analysis, cached, charts, session
+
+context = session.context()
+
+st.title("Pareto")
+st.caption(
+    "A configuration is on the front when no other candidate of the tier is at least as good on every objective "
+    "and better on one: lower p50 latency, lower accuracy drop, smaller model. Candidates are those of the p50 "
+    "ranking: they ran ok on every measured device of the tier."
+)
+rankings = cached.rankings(context, "inference_p50_us")
+tier_names = [tier.tier for tier in rankings]
+chosen = st.radio("Tier", tier_names, horizontal=True, key="pareto_tier")
+tier = rankings[tier_names.index(chosen)]
+frame, objectives = analysis.pareto(tier)
+
+if frame.empty:
+    st.warning(f"No candidate in tier {tier.tier}: every configuration failed somewhere or was not measured on "
+               "every device (see Rankings for the reasons).")
+    st.stop()
+if "accuracy_drop" not in objectives:
+    st.info("No accuracy figures for this model's files (untrained weights, or converted without --eval data): "
+            "the front is over latency and model size only.")
+
+st.plotly_chart(charts.pareto_scatter(frame, objectives), key="pareto")
+front = frame[frame["on_front"]].sort_values("p50_us")
+st.subheader(f"On the front in tier {tier.tier}: {len(front)} of {len(frame)} candidates")
+columns = ["rank", "config", "p50_us", "accuracy_drop", "model_size_bytes", "memory_mb", "energy_mj_per_inference"]
+st.dataframe(front[columns], hide_index=True)
+if tier.excluded:
+    st.caption(f"{len(tier.excluded)} configuration(s) of this tier are not candidates and not plotted; "
+               "Rankings lists why.")

@@ -1,0 +1,76 @@
+"""Rankings: per tier, every variant x delegate x threads ranked by a chosen metric, as
+harness.ranking ranks them (ties shown as ties, exclusions with their reason)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import cached, charts, queries, session
+from harness.ranking import METRICS, TieTest
+
+context = session.context()
+selection = context.selection
+
+st.title("Rankings")
+metric = st.selectbox("Rank by", list(METRICS), format_func=charts.metric_label, key="rank_metric",
+                      help="Every metric is lower-is-better. Memory is the benchmark's RSS high-water mark.")
+tie_test = TieTest()
+st.caption(
+    f"Per tier, a configuration is a candidate when it ran ok on every measured device of the tier; candidates "
+    f"whose {charts.METRICS[metric].label} differ on no device by Welch's t-test (alpha {tie_test.alpha}) or by "
+    f"less than {tie_test.min_effect:.0%} share a rank, shown as \"=2\". Ranked by harness.ranking, the same code "
+    "as 'harness policy derive'."
+)
+
+rankings = cached.rankings(context, metric, tie_test=tie_test)
+_, accuracy_warnings = cached.accuracy(context)
+if metric == "accuracy_drop" and accuracy_warnings:
+    st.info(" ".join(accuracy_warnings))
+
+every_value = [candidate.value for tier in rankings for candidate in tier.candidates]  # one unit for all tiers
+factor, unit = charts.metric_scale(metric, every_value)
+summary = pd.DataFrame([
+    {
+        "tier": tier.tier,
+        "devices": len(tier.devices),
+        "candidates": len(tier.candidates),
+        "excluded": len(tier.excluded),
+        "best": tier.best.config.label if tier.best else None,
+        charts.metric_title(metric, every_value): tier.best.value * factor if tier.best else None,
+        "tied with best": ", ".join(tier.tie_break.tied_with_best),
+        "tie decided by": tier.tie_break.decided_by,
+    }
+    for tier in rankings
+])
+st.subheader("Best per tier")
+st.dataframe(summary, hide_index=True)
+
+tier_names = [tier.tier for tier in rankings]
+chosen = st.radio("Tier", tier_names, horizontal=True, key="rank_tier")
+tier = rankings[tier_names.index(chosen)]
+table = tier.table()
+names = ", ".join(tier.device_models.get(serial, serial) for serial in tier.devices)
+st.subheader(f"Tier {tier.tier}")
+st.caption(f"{len(tier.devices)} measured device(s): {names}.")
+if tier.unmeasured_devices:
+    st.caption(f"Not measured (no benchmark binary for their ABI): {', '.join(tier.unmeasured_devices)}.")
+
+if not tier.candidates:
+    st.warning(f"No configuration qualifies in tier {tier.tier}: each failed somewhere, was not measured on every "
+               "device, or has no figure for this metric. The reasons are in the table below.")
+else:
+    if tier.tie_break.tied_with_best:
+        st.info(f"{tier.best.config.label} is tied with {', '.join(tier.tie_break.tied_with_best)}; "
+                f"the tie is broken by {tier.tie_break.decided_by}.")
+    st.plotly_chart(charts.ranking_bars(table, metric), key="ranking_bars")
+    variants = [v for v in queries.VARIANT_ORDER if v in set(table["variant"])]
+    variants += sorted(set(table["variant"]) - set(variants))
+    st.plotly_chart(charts.ranking_heatmap(table, metric, variants), key="ranking_heatmap")
+
+shown = table.assign(value=table["value"] * factor)
+if "worst_value" in shown:
+    shown["worst_value"] = shown["worst_value"] * factor
+shown = shown.rename(columns={"value": f"median ({unit or 'value'})", "worst_value": f"worst device ({unit or 'value'})"})
+columns = [c for c in shown.columns if c not in ("tie_group", "model_sha256", "variant", "delegate", "num_threads")]
+st.dataframe(shown[columns], hide_index=True)

@@ -1,0 +1,559 @@
+"""The dashboard on real Parquet results written by the store: data layer, every page through
+Streamlit's AppTest, bad input, and the `harness dashboard` command's wiring."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import dashboard_data as farm
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from click.testing import CliRunner
+from streamlit.testing.v1 import AppTest
+
+from dashboard import session
+from dashboard.data import RESULTS_ENV, Dataset, Selection, state_key
+from harness.cli import main as cli
+from harness.cli_dashboard import streamlit_command
+from harness.errors import SchemaError
+from harness.store import ResultsStore
+
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+OVERVIEW = "views/overview.py"
+RANKINGS = "views/rankings.py"
+PARETO = "views/pareto.py"
+DEVICE = "views/device.py"
+COMPARE = "views/compare_runs.py"
+POLICY = "views/policy.py"
+PAGES = (OVERVIEW, RANKINGS, PARETO, DEVICE, COMPARE, POLICY)
+TIMEOUT_S = 60  # the first run imports plotly, duckdb and pandas
+
+
+@pytest.fixture(scope="module")
+def farm_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("farm_results")
+    farm.write_farm_results(root)
+    return root
+
+
+def open_app(root: Path, monkeypatch: pytest.MonkeyPatch, page: str = OVERVIEW) -> AppTest:
+    monkeypatch.setenv(RESULTS_ENV, str(root))
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    if page != OVERVIEW:
+        app.switch_page(page).run()
+    assert not app.exception, [e.message for e in app.exception]
+    return app
+
+
+def metrics(app: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in app.metric}
+
+
+def figures(app: AppTest) -> dict[str, go.Figure]:
+    """The page's plotly figures by chart key, decoded from the spec the app sends to the browser."""
+    return {chart.key: go.Figure(_plain(json.loads(chart.proto.spec))) for chart in app.get("plotly_chart")}
+
+
+def _plain(value: object) -> object:
+    # Plotly 6 sends numeric arrays as {"dtype", "bdata" (base64), "shape"}; tests want the numbers.
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            if "shape" in value:
+                array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
+            return array.tolist()
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+TABLE_COLUMNS = {  # a column only that table has (on its page)
+    "failures": "repetitions",
+    "devices": "ram_bytes",
+    "runs": "ended_at",
+    "device_failures": "error_type",
+    "throttled": "throttled repetitions",
+    "best_per_tier": "tied with best",
+    "ranking": "reason",
+    "front": "accuracy_drop",
+    "changes": "verdict",
+    "policy_tiers": "fallbacks",
+    "coverage": "runs_config",
+}
+
+
+def table(app: AppTest, name: str) -> pd.DataFrame:
+    """A page's table by what it shows (st.dataframe carries no key without selections)."""
+    column = TABLE_COLUMNS[name]
+    matches = [frame.value for frame in app.dataframe if column in frame.value.columns]
+    assert len(matches) == 1, f"{len(matches)} tables with column {column!r}"
+    return matches[0]
+
+
+def texts(elements) -> str:  # type: ignore[no-untyped-def]
+    return "\n".join(str(element.value) for element in elements)
+
+
+# -- data layer ------------------------------------------------------------------------
+
+
+def test_dataset_reads_the_store_rows_runs_and_accuracy(farm_root: Path) -> None:
+    dataset = Dataset.open(farm_root)
+    assert dataset.source == "duckdb"  # every file current and readable: the fast path
+    assert dataset.row_count == 2 * 4 * 4 * 3 * 2 * 3
+    assert dataset.models() == [farm.MODEL]
+    assert [run.run_id for run in dataset.runs] == [farm.RUN_A, farm.RUN_B]
+    first = dataset.runs[0]
+    assert first.started_at == farm.RUNS[farm.RUN_A]  # from the manifest
+    assert first.ended_at == farm.RUNS[farm.RUN_A] + timedelta(minutes=30)
+    assert (first.devices, first.cases, first.ok, first.failed) == (4, 96, 264, 24)
+    assert first.argv[:2] == ("harness", "run")
+    assert dict(zip(dataset.accuracy["variant"], dataset.accuracy["accuracy_drop"])) == farm.ACCURACY_DROP
+    # The same rows as the store's own reader, column for column.
+    stored = ResultsStore(farm_root).read()
+    mine = dataset.sql("SELECT * FROM rows ORDER BY started_at, serial, case_id, repetition")
+    assert list(mine.columns) == list(stored.columns)
+    assert mine["inference_p50_us"].sum() == pytest.approx(stored["inference_p50_us"].sum())
+    assert (mine["case_id"].to_numpy() == stored["case_id"].to_numpy()).all()
+    dataset.close()
+
+
+def test_state_key_changes_when_a_run_lands(tmp_path: Path) -> None:
+    assert state_key(tmp_path) == (0, 0, 0)
+    store = farm.write_farm_results(tmp_path)
+    before = state_key(tmp_path)
+    assert before[0] == 8 + 1 + 2  # 2 runs x 4 devices, the accuracy file, 2 manifests
+    farm.append_run(store, "run-late", farm.RUNS[farm.RUN_B])
+    assert state_key(tmp_path)[0] == before[0] + 1
+
+
+def test_a_damaged_file_is_skipped_and_reported(tmp_path: Path) -> None:
+    farm.write_farm_results(tmp_path)
+    damaged = farm.write_damaged_file(tmp_path)
+    dataset = Dataset.open(tmp_path)
+    assert dataset.source == "store"  # DuckDB cannot read it: the store's reader judges every file
+    assert [skipped.path for skipped in dataset.skipped] == [damaged]
+    assert dataset.row_count == 576
+
+
+def test_a_newer_schema_is_refused_with_the_stores_words(tmp_path: Path) -> None:
+    farm.write_farm_results(tmp_path)
+    farm.write_newer_schema_file(tmp_path)
+    with pytest.raises(SchemaError, match=r"holds results schema v2, but this tflite-farm reads up to v1"):
+        Dataset.open(tmp_path)
+
+
+def test_selection_filters_model_and_runs(farm_root: Path) -> None:
+    dataset = Dataset.open(farm_root)
+    where, params = Selection(farm.MODEL, (farm.RUN_B,)).where()
+    counts = dataset.sql(f"SELECT run_id, count(*) AS n FROM rows WHERE {where} GROUP BY run_id", params)
+    assert counts.to_dict("records") == [{"run_id": farm.RUN_B, "n": 288}]
+    where, params = Selection("other_model", (farm.RUN_A, farm.RUN_B)).where()
+    assert dataset.sql(f"SELECT count(*) AS n FROM rows WHERE {where}", params)["n"].iloc[0] == 0
+
+
+def test_results_root_comes_from_the_command_line_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    monkeypatch.setattr("sys.argv", ["pytest", "--results", "/not/for/us"])
+    assert session.results_root() == Path("results")  # someone else's argv is not ours
+    monkeypatch.setenv(RESULTS_ENV, "/from/env")
+    assert session.results_root() == Path("/from/env")
+    monkeypatch.setattr("sys.argv", [str(APP), "--results", "/from/argv"])
+    assert session.results_root() == Path("/from/argv")
+
+
+# -- Overview ------------------------------------------------------------------------------
+
+
+def test_overview_counts_tiers_statuses_and_failures(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch)
+    assert app.title[0].value == "Overview"
+    assert metrics(app) == {"Runs": "2", "Devices": "4", "Tiers": "3", "Rows ok": "525", "Rows failed": "51"}
+
+    charts = figures(app)
+    status = charts["status_by_tier"]
+    by_status = {trace.name: dict(zip(trace.x, trace.y)) for trace in status.data}
+    assert list(status.layout.xaxis.categoryarray) == ["high", "mid", "low"]  # tiers.toml order
+    assert by_status["ok"] == {"high": 144, "mid": 240, "low": 141}
+    assert by_status["delegate_failed"] == {"mid": 48}
+    assert by_status["failed"] == {"low": 3}
+    devices = charts["devices_per_tier"].data[0]
+    assert dict(zip(devices.x, devices.y)) == {"high": 1, "mid": 2, "low": 1}
+
+    failures = table(app, "failures")
+    crash = failures.iloc[0]  # a crash sorts before the delegates that are simply absent
+    assert (crash["run_id"], crash["serial"], crash["variant"], crash["delegate"], crash["num_threads"]) == (
+        farm.RUN_B, "vd-low", "fp32", "cpu", 2)
+    assert (crash["status"], crash["error_type"], crash["error_message"], crash["repetitions"]) == (
+        "failed", "crash", farm.CRASH_MESSAGE, 3)
+    assert crash["raw_log_path"].startswith(f"runs/{farm.RUN_B}/raw/vd-low-")
+    gpu = failures[failures["status"] == "delegate_failed"]
+    assert len(gpu) == 2 * 4 * 2  # runs x variants x threads, repetitions folded
+    assert set(gpu["serial"]) == {farm.GPU_FAILED_SERIAL} and set(gpu["delegate"]) == {"gpu"}
+    assert set(gpu["error_message"]) == {farm.GPU_FAILED_MESSAGE}
+
+    device_table, runs_table = table(app, "devices"), table(app, "runs")
+    assert dict(zip(device_table["serial"], device_table["tier"])) == {p.serial: p.tier for p in farm.PHONES}
+    assert list(runs_table["run_id"]) == [farm.RUN_A, farm.RUN_B]
+    assert list(runs_table["failed"]) == [24, 27]
+    assert not app.warning  # nothing skipped
+
+
+def test_sidebar_narrows_to_chosen_runs(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch)
+    assert app.sidebar.selectbox(key="model").value == farm.MODEL
+    app.sidebar.toggle(key="all_runs").set_value(False).run()
+    assert app.sidebar.multiselect(key="runs").value == [farm.RUN_B]  # the latest run by default
+    assert metrics(app)["Runs"] == "1"
+    assert metrics(app)["Rows ok"] == "261"
+    assert metrics(app)["Rows failed"] == "27"
+    app.sidebar.multiselect(key="runs").set_value([]).run()
+    assert "Pick at least one run" in texts(app.info)
+    assert not app.exception
+
+
+def test_a_new_run_appears_on_the_next_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = farm.write_farm_results(tmp_path)
+    app = open_app(tmp_path, monkeypatch)
+    assert metrics(app)["Runs"] == "2"
+    late = "20260315T100000Z-cccccc"
+    farm.append_run(store, late, farm.RUNS[farm.RUN_B] + timedelta(days=7))
+    app.run()  # no restart: the cache is keyed on the folder's state
+    assert metrics(app)["Runs"] == "3"
+    assert late in list(table(app, "runs")["run_id"])
+
+
+# -- Device ---------------------------------------------------------------------------------
+
+
+def test_device_page_shows_latency_temperatures_and_measured_power(
+        farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch, DEVICE)
+    assert app.selectbox(key="device").value == "vd-high"
+    assert metrics(app) == {"Tier": "high", "Android SDK": "34", "RAM": "12.0 GiB", "Rows ok": "144 of 144"}
+    charts = figures(app)
+
+    latency = charts["latency"]
+    points = {}  # configuration -> its repetitions' p50 in ms
+    for trace in latency.data:
+        for configuration, value in zip(trace.x, trace.y):
+            points.setdefault(configuration, []).append(value)
+    assert len(points) == 4 * 3 * 2
+    assert all(len(values) == 2 * farm.REPETITIONS for values in points.values())  # both runs
+    fastest = min(points, key=lambda c: sum(points[c]) / len(points[c]))
+    assert fastest.startswith("fp16 · gpu")  # WINNERS["high"]
+    assert list(latency.layout.xaxis.categoryarray)[:3] == ["fp32 · cpu · 1t", "fp32 · cpu · 2t", "fp32 · gpu · 1t"]
+    assert "p50 latency" in latency.layout.yaxis.title.text
+
+    temperatures = charts["temperatures"]
+    assert {trace.name for trace in temperatures.data} == {"before the case", "after the case"}
+    assert "No case ran throttled." in texts(app.caption)
+
+    assert "`fuel_gauge` (measured (fuel gauge))" in texts(app.caption)
+    assert "modelled" not in texts(app.warning)
+    assert {trace.name for trace in charts["energy"].data} == {"measured (fuel gauge)"}
+    assert "None." in texts(app.success)  # no failure on this phone
+
+    app.radio(key="metric").set_value("inference_p95_us").run()
+    assert "p95 latency" in figures(app)["latency"].layout.yaxis.title.text
+
+
+def test_device_page_labels_modelled_power_and_throttling(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch, DEVICE)
+    app.selectbox(key="device").set_value("vd-low").run()
+    assert not app.exception
+    assert metrics(app)["Tier"] == "low"
+    warnings = texts(app.warning)
+    assert "36 repetition(s) ran throttled" in warnings  # 12 two-thread configurations x 3, second run
+    throttled = table(app, "throttled")
+    assert len(throttled) == 12 and set(throttled["throttled repetitions"]) == {farm.REPETITIONS}
+    assert all(configuration.endswith("· 2t") for configuration in throttled["configuration"])
+    assert "modelled, not measured" in warnings
+    charts = figures(app)
+    assert "after, throttled" in {trace.name for trace in charts["temperatures"].data}
+    assert {trace.name for trace in charts["energy"].data} == {"modelled, not measured"}
+    failed = table(app, "device_failures")
+    assert set(failed["status"]) == {"failed"} and set(failed["error_type"]) == {"crash"}
+    assert len(failed) == farm.REPETITIONS
+
+
+def test_device_page_lists_a_failing_delegate(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch, DEVICE)
+    app.selectbox(key="device").set_value(farm.GPU_FAILED_SERIAL).run()
+    failed = table(app, "device_failures")
+    assert len(failed) == 2 * 4 * 2 * farm.REPETITIONS
+    assert set(failed["status"]) == {"delegate_failed"}
+    assert all(configuration.split(" · ")[1] == "gpu" for configuration in failed["configuration"])
+    latency = figures(app)["latency"]
+    assert not any("gpu" in str(x) for trace in latency.data for x in trace.x)  # no made-up GPU numbers
+
+
+# -- Rankings ---------------------------------------------------------------------------------
+
+
+def test_rankings_show_each_tiers_winner_and_ties(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch, RANKINGS)
+    best = table(app, "best_per_tier")
+    assert list(best["tier"]) == list(farm.TIERS)  # tiers.toml order
+    winners = dict(zip(best["tier"], best["best"]))
+    # In high the GPU configurations differ by less than the 5% min_effect: four tie, the smallest model with
+    # the fewest threads wins; mid and low have a clear winner.
+    assert winners == {"high": "fp16/gpu/x1", "mid": "int8/xnnpack/x2", "low": "int8/xnnpack/x2"}
+    high = best.set_index("tier").loc["high"]
+    assert set(high["tied with best"].split(", ")) == {"fp16/gpu/x2", "fp32/gpu/x1", "fp32/gpu/x2"}
+    assert high["tie decided by"] == "threads"
+    assert "fp16/gpu/x1 is tied with" in texts(app.info)
+
+    ranked = table(app, "ranking")  # tier high, the first
+    assert list(ranked["rank"][:5]) == ["=1", "=1", "=1", "=1", "5"]
+    assert set(ranked["config"][:4]) == {"fp16/gpu/x1", "fp16/gpu/x2", "fp32/gpu/x1", "fp32/gpu/x2"}
+    charts = figures(app)
+    bars = [trace for trace in charts["ranking_bars"].data if trace.type == "bar"]
+    labels = {x: text for trace in bars for x, text in zip(trace.x, trace.text)}
+    assert labels["fp16/gpu/x1"] == "=1" and labels["int8/xnnpack/x2"] == "5"
+    heat = {trace.name: trace for trace in charts["ranking_heatmap"].data}
+    assert list(heat) == list(farm.VARIANTS)
+    fp16 = heat["fp16"]
+    assert list(fp16.text[list(fp16.y).index("gpu")]) == ["=1", "=1"]
+
+
+def test_rankings_show_exclusions_with_their_reason(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch, RANKINGS)
+    app.radio(key="rank_tier").set_value("mid").run()
+    ranked = table(app, "ranking")
+    excluded = ranked[ranked["status"] == "excluded"]
+    assert len(excluded) == 4 * 2  # every GPU configuration: the delegate failed on vd-mid-2
+    assert set(excluded["rank"]) == {"-"}
+    assert all("delegate_failed on Virtual Nord CE" in reason for reason in excluded["reason"])
+    heat = {trace.name: trace for trace in figures(app)["ranking_heatmap"].data}
+    assert list(heat["int8"].text[list(heat["int8"].y).index("gpu")]) == ["✗", "✗"]
+
+    app.radio(key="rank_tier").set_value("low").run()
+    ranked = table(app, "ranking")
+    crash = ranked[ranked["config"] == "fp32/cpu/x2"].iloc[0]
+    assert crash["status"] == "excluded" and "failed (crash) on Virtual Moto E" in crash["reason"]
+
+
+def test_rankings_follow_the_chosen_metric(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch, RANKINGS)
+    app.selectbox(key="rank_metric").set_value("accuracy_drop").run()
+    assert not app.exception
+    best = table(app, "best_per_tier")
+    assert all(config.startswith("fp32/") for config in best["best"])  # the only variant with no drop
+    assert "accuracy drop vs fp32" in figures(app)["ranking_bars"].layout.yaxis.title.text
+    app.selectbox(key="rank_metric").set_value("memory_mb").run()
+    assert "peak memory" in figures(app)["ranking_bars"].layout.yaxis.title.text
+
+
+# -- Pareto -----------------------------------------------------------------------------------
+
+
+def test_pareto_highlights_the_front(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch, PARETO)
+    app.radio(key="pareto_tier").set_value("mid").run()
+    front = table(app, "front")
+    # The fastest configuration of each variant: every other one is slower at the same drop and size.
+    assert set(front["config"]) == {"int8/xnnpack/x2", "dynamic/xnnpack/x2", "fp16/xnnpack/x2", "fp32/xnnpack/x2"}
+    assert "On the front in tier mid: 4 of 16 candidates" in texts(app.subheader)
+    scatter = figures(app)["pareto"]
+    on_front = [trace for trace in scatter.data if trace.name.startswith("Pareto front")]
+    assert {label for trace in on_front for label in trace.text} == set(front["config"])
+    assert scatter.layout.yaxis.title.text == "accuracy drop vs fp32"
+
+
+def test_pareto_without_accuracy_uses_latency_and_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    farm.write_farm_results(tmp_path)
+    for path in (tmp_path / "accuracy").iterdir():
+        path.unlink()  # as after converting untrained weights: no accuracy figures at all
+    app = open_app(tmp_path, monkeypatch, PARETO)
+    assert "No accuracy figures" in texts(app.info)
+    assert figures(app)["pareto"].layout.yaxis.title.text == "model size (bytes)"
+    assert len(table(app, "front")) >= 1
+
+
+# -- Compare runs -----------------------------------------------------------------------------
+
+
+def test_compare_runs_puts_the_regression_first(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch, COMPARE)
+    assert app.selectbox(key="run_a").value == farm.RUN_A and app.selectbox(key="run_b").value == farm.RUN_B
+    assert metrics(app) == {"Regression": "1", "Newly failing": "1", "Improvement": "0", "Fixed": "0",
+                            "Unchanged": "86"}
+    changes = table(app, "changes")
+    first = changes.iloc[0]
+    assert (first["verdict"], first["serial"], first["variant"], first["delegate"], first["num_threads"]) == (
+        "regression", farm.REGRESSION["serial"], farm.REGRESSION["variant"], farm.REGRESSION["delegate"],
+        farm.REGRESSION["num_threads"])
+    assert first["change_pct"] == pytest.approx((farm.REGRESSION["factor"] - 1) * 100, abs=3)
+    assert bool(first["significant"]) and first["p_value"] < 0.05
+    second = changes.iloc[1]
+    assert (second["verdict"], second["serial"], second["failures_b"]) == ("newly failing", "vd-low", "failed (crash)")
+    assert set(changes["verdict"].iloc[2:]) == {"unchanged", "failing in both"}
+    worse = texts(app.markdown)
+    assert "Got worse in run B** (2)" in worse
+    assert re.search(r"\*\*mid\*\* · Virtual Galaxy A54 \(`vd-mid-1`\) · `fp32/cpu/x1`: \+(2[5-9]|3[0-5])\.\d% p50 "
+                     r"\(p = [0-9.e-]+\)", worse)  # +30% give or take the noise
+    assert "**low** · Virtual Moto E (`vd-low`) · `fp32/cpu/x2`: now fails: failed (crash)" in worse
+    regression = [t for t in figures(app)["run_changes"].data if t.name == "regression"]
+    assert len(regression) == 1 and len(regression[0].x) == 1
+
+    app.selectbox(key="run_a").set_value(farm.RUN_B)
+    app.selectbox(key="run_b").set_value(farm.RUN_A).run()
+    assert metrics(app)["Improvement"] == "1" and metrics(app)["Fixed"] == "1" and metrics(app)["Regression"] == "0"
+
+
+def test_compare_runs_needs_two_runs(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch, COMPARE)
+    app.sidebar.toggle(key="all_runs").set_value(False).run()
+    assert "Comparing needs two runs" in texts(app.info)
+    assert not app.exception and not app.get("plotly_chart")
+
+
+# -- Policy -----------------------------------------------------------------------------------
+
+
+def test_policy_page_is_what_harness_policy_derive_writes(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.policy import DeriveRequest, derive
+
+    app = open_app(farm_root, monkeypatch, POLICY)
+    shown = table(app, "policy_tiers")
+    document = derive(DeriveRequest(results_root=farm_root, model_name=farm.MODEL)).document
+    expected = {(e["name"], e["rule"]): f"{e['choice']['variant']}/{e['choice']['delegate']}/x{e['choice']['num_threads']}"
+                for e in document["tiers"]}
+    assert dict(zip(zip(shown["tier"], shown["rule"]), shown["choice"])) == expected
+    choices = dict(zip(shown["tier"], shown["choice"]))
+    assert choices == {"high": "fp16/gpu/x1", "mid": "int8/xnnpack/x2", "low": "int8/xnnpack/x2"}
+    assert "harness policy derive --results" in texts(app.code) and f"--model {farm.MODEL}" in texts(app.code)
+    assert app.download_button[0].label == "Download policy JSON"
+
+    assert metrics(app) == {"Within noise of the best": "100%", "Failed choices": "0",
+                            "Goal (≥ 95 %, no failed choice)": "met"}
+    coverage = table(app, "coverage")
+    assert set(coverage["serial"]) == {phone.serial for phone in farm.PHONES}
+    assert set(figures(app)["coverage"].data[0].x) == {f"{p.model} ({p.serial})" for p in farm.PHONES}
+
+
+def test_policy_constraints_change_the_choice(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(farm_root, monkeypatch, POLICY)
+    app.number_input(key="max_accuracy_drop").set_value(0.01).run()
+    choices = dict(zip(table(app, "policy_tiers")["tier"], table(app, "policy_tiers")["choice"]))
+    assert choices["mid"] == "dynamic/xnnpack/x2" and choices["low"] == "dynamic/xnnpack/x2"  # int8 drops 0.025
+    assert "--max-accuracy-drop 0.01" in texts(app.code)
+
+    app.number_input(key="max_latency_us").set_value(1.0).run()  # nothing is that fast
+    assert not app.exception
+    message = texts(app.error)
+    assert "No policy for these settings" in message and "max_latency_us" in message
+    assert not app.download_button
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_missing_folder_says_how_to_get_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str) -> None:
+    app = open_app(tmp_path / "nowhere", monkeypatch, page)
+    message = texts(app.error)
+    assert "There is no results folder" in message and "harness demo" in message
+    assert not app.get("plotly_chart")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_empty_folder_says_no_results_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str) -> None:
+    app = open_app(tmp_path, monkeypatch, page)
+    assert "No results in" in texts(app.info) and "harness run" in texts(app.info)
+    assert not app.error and not app.get("plotly_chart")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_newer_schema_names_the_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str) -> None:
+    farm.write_farm_results(tmp_path)
+    future = farm.write_newer_schema_file(tmp_path)
+    app = open_app(tmp_path, monkeypatch, page)
+    message = texts(app.error)
+    assert f"{future} holds results schema v2, but this tflite-farm reads up to v1" in message
+    assert "pip install -U tflite-farm" in message
+    assert not app.get("plotly_chart")
+
+
+def test_damaged_file_is_a_warning_and_the_rest_still_shows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    farm.write_farm_results(tmp_path)
+    damaged = farm.write_damaged_file(tmp_path)
+    app = open_app(tmp_path, monkeypatch)
+    warning = texts(app.warning)
+    assert "1 file(s) could not be read" in warning and str(damaged) in warning
+    assert "not a readable Parquet file" in warning
+    assert metrics(app)["Runs"] == "2" and metrics(app)["Rows ok"] == "525"
+
+
+@pytest.fixture(scope="module")
+def failures_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("only_failures")
+    farm.write_only_failures(root)
+    return root
+
+
+def test_a_run_with_only_failures_explains_itself(failures_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(failures_root, monkeypatch, OVERVIEW)
+    assert metrics(app)["Rows ok"] == "0" and metrics(app)["Rows failed"] == "12"
+    assert "No case of the selected runs produced a measurement" in texts(app.info)
+    failures = table(app, "failures")
+    assert set(failures["status"]) == {"failed", "timeout", "device_lost"}
+    assert failures.iloc[0]["error_message"] == farm.CRASH_MESSAGE
+
+    app = open_app(failures_root, monkeypatch, DEVICE)
+    assert "vd-mid-2 has no successful measurement" in texts(app.info)
+    assert "No power figures" in texts(app.info)
+    assert len(table(app, "device_failures")) == 12
+
+    app = open_app(failures_root, monkeypatch, RANKINGS)
+    assert "No configuration qualifies in tier mid" in texts(app.warning)
+    assert set(table(app, "ranking")["status"]) == {"excluded"}
+
+    app = open_app(failures_root, monkeypatch, PARETO)
+    assert "No candidate in tier mid" in texts(app.warning)
+
+    app = open_app(failures_root, monkeypatch, COMPARE)
+    assert "Comparing needs two runs of digits_cnn, and one is stored" in texts(app.info)
+
+    app = open_app(failures_root, monkeypatch, POLICY)
+    assert "No policy for these settings: no valid configuration for tier mid" in texts(app.error)
+    assert not app.get("plotly_chart")
+
+
+# -- harness dashboard -----------------------------------------------------------------------
+
+
+def test_cli_refuses_a_missing_results_folder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["dashboard", "--results", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "no results folder at" in result.output and "run 'harness demo' or 'harness run' first" in result.output
+
+
+def test_cli_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["dashboard", "--results", str(tmp_path), "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output
+
+
+def test_cli_serves_the_app_on_loopback_only(tmp_path: Path) -> None:
+    command = streamlit_command(tmp_path, 8600)
+    assert command[1:4] == ["-m", "streamlit", "run"] and Path(command[4]) == APP
+    options = dict(zip(command[5:command.index("--"):2], command[6:command.index("--"):2]))
+    assert options["--server.address"] == "127.0.0.1"
+    assert options["--server.port"] == "8600"
+    assert options["--server.headless"] == "true"
+    assert options["--browser.gatherUsageStats"] == "false"
+    assert command[command.index("--"):] == ["--", "--results", str(tmp_path)]
