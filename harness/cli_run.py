@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -173,3 +175,8 @@ def demo_command(results_dir: Path) -> None:
     click.echo(f"every row: harness results show {summary.run_id} --results {results_dir}")
     for line in write_policies(results_dir, summary.run_id):
         click.echo(line)
+    # The console script next to this interpreter, so the line works from a fresh clone's .venv too.
+    harness_path = Path(sys.executable).parent / "harness"
+    program = os.path.relpath(harness_path) if harness_path.exists() else "harness"
+    command = shlex.join([program, "dashboard", "--results", str(results_dir)])
+    click.echo(f"open the dashboard on these results: {command}")

@@ -279,8 +279,10 @@ def accuracy_from_results(results_root: Path) -> dict[str, VariantAccuracy]:
     table = read_accuracy(results_root)
     found: dict[str, VariantAccuracy] = {}
     for row in table[table["status"] == "ok"].itertuples():  # oldest first: later rows overwrite
-        found[row.sha256] = VariantAccuracy(_none_if_na(row.accuracy_drop), _none_if_na(row.accepted),
-                                            _none_if_na(row.reason))
+        drop, accepted = _none_if_na(row.accuracy_drop), _none_if_na(row.accepted)
+        # Plain Python values: callers test `accepted is False`, which a numpy bool never is.
+        found[row.sha256] = VariantAccuracy(None if drop is None else float(drop),
+                                            None if accepted is None else bool(accepted), _none_if_na(row.reason))
     return found
 
 

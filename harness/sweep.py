@@ -516,7 +516,8 @@ def plan_manifest(models: Sequence[ModelArtifact], params: SweepParams) -> dict[
     return {
         "params": {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(params).items()},
         "models": [
-            {"name": m.name, "variant": m.variant, "quantization": m.quantization, "path": str(m.path),
+            # Absolute, so policy derive and the dashboard find the files' manifest from any folder.
+            {"name": m.name, "variant": m.variant, "quantization": m.quantization, "path": str(m.path.resolve()),
              "sha256": m.sha256, "size_bytes": m.size_bytes}
             for m in models
         ],

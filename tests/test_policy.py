@@ -156,6 +156,30 @@ def test_manifest_gives_signatures_and_the_accuracy_gate(results: Path, tmp_path
     assert document["objective"]["constraints"] == {"max_accuracy_drop": 0.01}
 
 
+def test_accuracy_gate_from_the_results_accuracy_table(tmp_path: Path) -> None:
+    """Without --manifest the gate comes from results/accuracy/, as `harness convert` wrote it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from harness.convert import ACCURACY_SCHEMA_VERSION, accuracy_schema
+
+    root = tmp_path / "results"
+    known.write_results(root)
+    rows = [{"schema_version": ACCURACY_SCHEMA_VERSION, "conversion_id": "c1", "model_name": known.MODEL,
+             "variant": variant, "status": "ok", "sha256": model_sha, "size_bytes": size,
+             "accuracy_drop": 0.05 if variant == "int8" else 0.0, "accepted": variant != "int8",
+             "reason": "top-1 accuracy drop 0.0500 > 0.01" if variant == "int8" else None}
+            for variant, (model_sha, size, _) in known.VARIANTS.items()]
+    (root / "accuracy").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=accuracy_schema()), root / "accuracy" / "part-c1.parquet")
+    document = derive(DeriveRequest(results_root=root)).document
+    assert chain_of(document, "mid")[0] == "fp32/xnnpack/x2"
+    excluded = {e["config"]: e["reason"] for e in evidence_of(document, "mid")["excluded"]}
+    assert excluded["int8/xnnpack/x2"] == "rejected by the convert accuracy gate: top-1 accuracy drop 0.0500 > 0.01"
+    report = coverage(document, load_rows(root), ranking.accuracy_from_results(root))
+    assert all(not (d.best_config or "").startswith("int8/") for d in report.devices)
+
+
 # --- coverage -----------------------------------------------------------------------
 
 
