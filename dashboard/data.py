@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from harness.errors import HarnessError
 from harness.records import RESULTS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_METADATA_KEY
-from harness.store import ResultsStore, SkippedFile
+from harness.store import ResultsStore, SkippedFile, manifest_time
 
 log = logging.getLogger(__name__)
 
@@ -321,8 +321,8 @@ def _read_runs(root: Path, connection: duckdb.DuckDBPyConnection) -> tuple[list[
 
 def _run_info(run_id: str, manifest: Mapping[str, Any], figures: Any) -> RunInfo:
     # Same precedence as ResultsStore.list_runs: the manifest, then the rows for what it lacks.
-    started_at = _iso_time(manifest.get("started_at"))
-    ended_at = _iso_time(manifest.get("ended_at"))
+    started_at = manifest_time(manifest.get("started_at"))
+    ended_at = manifest_time(manifest.get("ended_at"))
     if figures is not None:
         if started_at is None:
             started_at = pd.Timestamp(figures.first_row).to_pydatetime()
@@ -343,16 +343,6 @@ def _run_info(run_id: str, manifest: Mapping[str, Any], figures: Any) -> RunInfo
         argv=tuple(str(arg) for arg in argv) if isinstance(argv, list) else (),
         has_manifest=bool(manifest),
     )
-
-
-def _iso_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def runs_frame(runs: Iterable[RunInfo]) -> pd.DataFrame:

@@ -228,8 +228,8 @@ class ResultsStore:
     def _summarise(self, run_id: str, rows: pd.DataFrame) -> RunSummary:
         manifest_path = self._run_dir(run_id) / "run.json"
         manifest = self.read_run_manifest(run_id) if manifest_path.exists() else {}
-        started_at = _manifest_time(manifest.get("started_at"))
-        ended_at = _manifest_time(manifest.get("ended_at"))
+        started_at = manifest_time(manifest.get("started_at"))
+        ended_at = manifest_time(manifest.get("ended_at"))
         if not rows.empty:
             # Rows fill in what a crashed run never wrote to its manifest.
             if started_at is None:
@@ -380,7 +380,8 @@ def _json_default(value: object) -> object:
     raise TypeError(f"run manifest value {value!r} is not JSON-serialisable")
 
 
-def _manifest_time(value: object) -> datetime | None:
+def manifest_time(value: object) -> datetime | None:
+    """An ISO 8601 time from run.json (naive means UTC), or None when absent or unreadable."""
     if not isinstance(value, str):
         return None
     try:
