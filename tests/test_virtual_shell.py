@@ -250,3 +250,10 @@ def test_profile_errors_name_the_fix(tmp_path):
     with pytest.raises(ProfileError, match="schema_version 2"):
         load_profile(future)
     assert os.path.exists(PROFILES / "README.md")
+
+
+def test_too_few_operands_is_toybox_usage_error(device: VirtualDevice) -> None:
+    for command in ("mv only", "cp only", "chmod 755", "cp -r"):
+        status, out, err = sh(device, command)
+        assert (status, out) == (1, ""), command
+        assert err == f"{command.split()[0]}: Needs 2 arguments\n", command

@@ -36,8 +36,10 @@ class _Usage(Exception):
     pass
 
 
-def _flags(args: list[str], allowed: str, with_value: str = "") -> tuple[set[str], dict[str, str], list[str]]:
-    """Parse toybox-style short options ('-rf', '-n 5', '--' ends options)."""
+def _flags(args: list[str], allowed: str, with_value: str = "", min_operands: int = 0
+           ) -> tuple[set[str], dict[str, str], list[str]]:
+    """Parse toybox-style short options ('-rf', '-n 5', '--' ends options); fewer than
+    `min_operands` operands after them is a usage error, worded as toybox words it."""
     flags: set[str] = set()
     values: dict[str, str] = {}
     rest = list(args)
@@ -55,6 +57,8 @@ def _flags(args: list[str], allowed: str, with_value: str = "") -> tuple[set[str
             if ch not in allowed:
                 raise _Usage(f"Unknown option '{ch}'")
             flags.add(ch)
+    if len(rest) < min_operands:
+        raise _Usage(f"Needs {min_operands} argument{'s' if min_operands > 1 else ''}")
     return flags, values, rest
 
 
@@ -614,9 +618,7 @@ def _parse_mode(spec: str, current: int) -> int:
 @builtin("chmod")
 async def _chmod(ctx: CommandContext) -> int:
     try:
-        flags, _, args = _flags(ctx.argv[1:], "Rfv")
-        if len(args) < 2:
-            raise _Usage("Needs 2 arguments")
+        flags, _, args = _flags(ctx.argv[1:], "Rfv", min_operands=2)
     except _Usage as e:
         return await _usage(ctx, str(e))
     spec, paths = args[0], args[1:]
@@ -653,9 +655,7 @@ async def _touch(ctx: CommandContext) -> int:
 @builtin("mv")
 async def _mv(ctx: CommandContext) -> int:
     try:
-        _, _, args = _flags(ctx.argv[1:], "fin")
-        if len(args) < 2:
-            raise _Usage("Needs 2 arguments")
+        _, _, args = _flags(ctx.argv[1:], "fin", min_operands=2)
     except _Usage as e:
         return await _usage(ctx, str(e))
     status = 0
@@ -690,9 +690,7 @@ async def _copy_tree(ctx: CommandContext, src: str, dst: str) -> None:
 @builtin("cp")
 async def _cp(ctx: CommandContext) -> int:
     try:
-        flags, _, args = _flags(ctx.argv[1:], "rRfpaiv")
-        if len(args) < 2:
-            raise _Usage("Needs 2 arguments")
+        flags, _, args = _flags(ctx.argv[1:], "rRfpaiv", min_operands=2)
     except _Usage as e:
         return await _usage(ctx, str(e))
     fs, cwd = ctx.device.fs, ctx.session.cwd
