@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from harness.errors import HarnessError
 from harness.records import RESULTS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_METADATA_KEY
-from harness.store import ResultsStore, SkippedFile, manifest_time
+from harness.store import ResultsStore, SkippedFile, run_times
 
 log = logging.getLogger(__name__)
 
@@ -320,14 +320,12 @@ def _read_runs(root: Path, connection: duckdb.DuckDBPyConnection) -> tuple[list[
 
 
 def _run_info(run_id: str, manifest: Mapping[str, Any], figures: Any) -> RunInfo:
-    # Same precedence as ResultsStore.list_runs: the manifest, then the rows for what it lacks.
-    started_at = manifest_time(manifest.get("started_at"))
-    ended_at = manifest_time(manifest.get("ended_at"))
-    if figures is not None:
-        if started_at is None:
-            started_at = pd.Timestamp(figures.first_row).to_pydatetime()
-        if ended_at is None and "ended_at" not in manifest:
-            ended_at = datetime.fromtimestamp(float(figures.last_end_s), UTC)
+    # The same precedence as ResultsStore.list_runs: the manifest, then the rows for what it lacks.
+    started_at, ended_at = run_times(
+        manifest,
+        pd.Timestamp(figures.first_row).to_pydatetime() if figures is not None else None,
+        datetime.fromtimestamp(float(figures.last_end_s), UTC) if figures is not None else None,
+    )
     argv = manifest.get("argv")
     version = manifest.get("harness_version")
     return RunInfo(

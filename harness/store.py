@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -228,15 +228,11 @@ class ResultsStore:
     def _summarise(self, run_id: str, rows: pd.DataFrame) -> RunSummary:
         manifest_path = self._run_dir(run_id) / "run.json"
         manifest = self.read_run_manifest(run_id) if manifest_path.exists() else {}
-        started_at = manifest_time(manifest.get("started_at"))
-        ended_at = manifest_time(manifest.get("ended_at"))
+        first_row_at = last_end_at = None
         if not rows.empty:
-            # Rows fill in what a crashed run never wrote to its manifest.
-            if started_at is None:
-                started_at = rows["started_at"].min().to_pydatetime()
-            if ended_at is None and "ended_at" not in manifest:
-                ends = rows["started_at"] + pd.to_timedelta(rows["duration_s"], unit="s")
-                ended_at = ends.max().to_pydatetime()
+            first_row_at = rows["started_at"].min().to_pydatetime()
+            last_end_at = (rows["started_at"] + pd.to_timedelta(rows["duration_s"], unit="s")).max().to_pydatetime()
+        started_at, ended_at = run_times(manifest, first_row_at, last_end_at)
         status = rows["status"]
         return RunSummary(
             run_id=run_id,
@@ -380,7 +376,18 @@ def _json_default(value: object) -> object:
     raise TypeError(f"run manifest value {value!r} is not JSON-serialisable")
 
 
-def manifest_time(value: object) -> datetime | None:
+def run_times(manifest: Mapping[str, object], first_row_at: datetime | None, last_end_at: datetime | None
+              ) -> tuple[datetime | None, datetime | None]:
+    """(started_at, ended_at) of a run: its manifest's, with the rows filling in what a
+    crashed run never wrote (an `ended_at` of null means the run never finished)."""
+    started_at = _manifest_time(manifest.get("started_at")) or first_row_at
+    ended_at = _manifest_time(manifest.get("ended_at"))
+    if ended_at is None and "ended_at" not in manifest:
+        ended_at = last_end_at
+    return started_at, ended_at
+
+
+def _manifest_time(value: object) -> datetime | None:
     """An ISO 8601 time from run.json (naive means UTC), or None when absent or unreadable."""
     if not isinstance(value, str):
         return None
