@@ -102,6 +102,5 @@ def derive_policy(dataset: Dataset, selection: Selection, metric: str, constrain
     request = DeriveRequest(results_root=dataset.root, run_ids=selection.run_ids, model_name=selection.model_name,
                             metric=metric, constraints=constraints, tie_test=tie_test)
     derived = derive(request, rows)
-    # coverage takes the accuracy figures explicitly, as `harness policy coverage` passes them.
-    _, accuracy, _ = model_facts(dataset.root, rows, selection.model_name)
-    return PolicyOutcome(derived, coverage(derived.document, rows, accuracy))
+    # Coverage judges "best" with the accuracy figures the policy was derived with.
+    return PolicyOutcome(derived, coverage(derived.document, rows, derived.accuracy))

@@ -137,7 +137,7 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             runs, position = (None, label), index
             break
         allowed = [r for r in by_config.values() if r["ok_rows"] > 0 and r["failures"] == 0
-                   and _allowed(accuracy.get(r["model_sha256"]), limit)]
+                   and ranking.accuracy_exclusion(accuracy.get(r["model_sha256"]), limit) is None]
         best = min(allowed, key=lambda r: r[metric]) if allowed else None
         runs_row, runs_label = runs if runs else (None, None)
         ratio = within = p_value = None
@@ -155,14 +155,6 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             ratio=ratio, within_noise=within, p_value=p_value,
         ))
     return CoverageReport(model_name, metric, tuple(out))
-
-
-def _allowed(accuracy: VariantAccuracy | None, limit: float | None) -> bool:
-    if accuracy is not None and accuracy.accepted is False:
-        return False
-    if limit is None:
-        return True
-    return accuracy is not None and accuracy.accuracy_drop is not None and accuracy.accuracy_drop <= limit
 
 
 def _device_info(serial: str, facts: Mapping) -> DeviceInfo:

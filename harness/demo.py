@@ -18,7 +18,7 @@ from harness.convert import convert_model
 from harness.coverage import coverage
 from harness.discovery import discover, select
 from harness.examples import build_examples
-from harness.policy import DeriveRequest, derive, load_rows, model_facts, write_policy
+from harness.policy import DeriveRequest, derive, load_rows, write_policy
 from harness.profiles import load_farm, load_tiers
 from harness.store import ResultsStore
 from harness.virtual import farm as farm_lib
@@ -98,6 +98,5 @@ def write_policies(results_dir: Path, run_id: str) -> list[str]:
     for model_name in sorted(rows["model_name"].unique()):
         derived = derive(DeriveRequest(results_root=results_dir, run_ids=(run_id,), model_name=model_name), rows)
         path = write_policy(derived.document, results_dir / "policy" / f"{model_name}.json")
-        _, accuracy, _ = model_facts(results_dir, rows, model_name)
-        lines += [*derived.lines(), f"  wrote {path}", *coverage(derived.document, rows, accuracy).lines()]
+        lines += [*derived.lines(), f"  wrote {path}", *coverage(derived.document, rows, derived.accuracy).lines()]
     return lines

@@ -286,6 +286,25 @@ def accuracy_from_results(results_root: Path) -> dict[str, VariantAccuracy]:
     return found
 
 
+def accuracy_exclusion(accuracy: VariantAccuracy | None, max_accuracy_drop: float | None) -> tuple[str, str] | None:
+    """(reason, constraint) when a file's accuracy rules it out, else None.
+
+    Rejected by the convert gate, or beyond `max_accuracy_drop` (an unknown drop
+    cannot be shown to be within a limit that was asked for).
+    """
+    if accuracy and accuracy.accepted is False:
+        return f"rejected by the convert accuracy gate: {accuracy.reason}", "accuracy_gate"
+    if max_accuracy_drop is None:
+        return None
+    drop = accuracy.accuracy_drop if accuracy else None
+    if drop is None:
+        why = accuracy.reason if accuracy and accuracy.reason else "no accuracy measured for this file"
+        return f"max_accuracy_drop: unknown ({why})", "max_accuracy_drop"
+    if drop > max_accuracy_drop:
+        return f"max_accuracy_drop: {drop:.4f} > {max_accuracy_drop:g}", "max_accuracy_drop"
+    return None
+
+
 def _none_if_na(value: object) -> object:
     return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
 
@@ -393,14 +412,9 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
     missing = [s for s in devices if s not in ok]
     if missing:
         return excluded(f"not measured ok on {', '.join(names.get(s, s) for s in missing)}", "not_measured")
-    if accuracy and accuracy.accepted is False:
-        return excluded(f"rejected by the convert accuracy gate: {accuracy.reason}", "accuracy_gate")
-    if constraints.max_accuracy_drop is not None:
-        if drop is None:
-            why = accuracy.reason if accuracy and accuracy.reason else "no accuracy measured for this file"
-            return excluded(f"max_accuracy_drop: unknown ({why})", "max_accuracy_drop")
-        if drop > constraints.max_accuracy_drop:
-            return excluded(f"max_accuracy_drop: {drop:.4f} > {constraints.max_accuracy_drop:g}", "max_accuracy_drop")
+    ruled_out = accuracy_exclusion(accuracy, constraints.max_accuracy_drop)
+    if ruled_out:
+        return excluded(*ruled_out)
     latency_metric = metric if metric in LATENCY_METRICS else "inference_p50_us"
     checks = (
         ("max_latency_us", constraints.max_latency_us, latency_metric, "us"),
