@@ -16,9 +16,10 @@ The document's shape is checked by harness.policy_file before it is written.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,11 +130,16 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
                          "relax the constraint named, or sweep the configurations it needs")
 
     accuracy_only = Constraints(max_accuracy_drop=request.constraints.max_accuracy_drop)
-    relaxed = {r.tier: r for r in ranking.rank_tiers(stats, model_name, request.metric, accuracy_only, accuracy,
-                                                      request.tie_test)}
+
+    @functools.cache
+    def relaxed() -> dict[str, TierRanking]:
+        # Ranked again without latency, memory and energy limits only if some tier needs it.
+        ranked = ranking.rank_tiers(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test)
+        return {r.tier: r for r in ranked}
+
     default_ranking = _default_ranking(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test)
     default = _default_candidate(default_ranking)
-    chains = {r.tier: _chain(r, relaxed[r.tier]) for r in rankings}
+    chains = {r.tier: _chain(r, relaxed) for r in rankings}
     chosen = {c.config.model_sha256 for chain, _ in chains.values() for c in chain} | {default.config.model_sha256}
     version = request.model_version or _content_version(chosen)
 
@@ -186,10 +192,11 @@ def write_policy(document: dict, path: Path) -> Path:
 # --- choosing ----------------------------------------------------------------------
 
 
-def _chain(tier: TierRanking, relaxed: TierRanking) -> tuple[list[Candidate], list[str]]:
+def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]]
+           ) -> tuple[list[Candidate], list[str]]:
     """Choice, then the best candidate of each other delegate, ending on plain CPU.
 
-    `relaxed` is the same tier ranked without latency, memory and energy
+    `relaxed()` gives every tier ranked without latency, memory and energy
     limits: when no CPU configuration meets them, the chain still ends on the
     best CPU configuration that ran everywhere, and the evidence says so.
     """
@@ -201,7 +208,7 @@ def _chain(tier: TierRanking, relaxed: TierRanking) -> tuple[list[Candidate], li
     if chain[0].config.delegate != CPU:
         cpu = next((c for c in tier.candidates if c.config.delegate == CPU), None)
         if cpu is None:
-            cpu = next((c for c in relaxed.candidates if c.config.delegate == CPU), None)
+            cpu = next((c for c in relaxed()[tier.tier].candidates if c.config.delegate == CPU), None)
             if cpu is None:
                 raise UsageError(f"tier {tier.tier}: no plain-CPU configuration of {tier.model_name} ran ok on "
                                  "every device of the tier",
