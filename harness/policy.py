@@ -68,7 +68,6 @@ class DeriveRequest:
 @dataclass(frozen=True)
 class DerivedPolicy:
     document: dict
-    rankings: tuple[TierRanking, ...]  # per tier, then the all-devices ranking the default came from
     accuracy: Mapping[str, VariantAccuracy]  # by sha256, as derive judged it (coverage takes the same)
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
@@ -179,7 +178,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
     problems = validate(document)
     if problems:  # a bug here, not the user's: never write a policy an app would reject
         raise AssertionError("derived policy is invalid: " + "; ".join(f"{p.where}: {p.message}" for p in problems))
-    return DerivedPolicy(document, rankings + (default_ranking,), accuracy, tuple(warnings))
+    return DerivedPolicy(document, accuracy, tuple(warnings))
 
 
 def write_policy(document: dict, path: Path) -> Path:

@@ -241,16 +241,10 @@ def device_stats(con: duckdb.DuckDBPyConnection, relation: str = "rows", by_run:
     return frame
 
 
-def frame_connection(rows: pd.DataFrame) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection on which `rows` is the relation named "rows"."""
-    con = duckdb.connect()
-    con.register("rows", rows)
-    return con
-
-
 def stats_of(rows: pd.DataFrame, by_run: bool = False) -> pd.DataFrame:
     """device_stats of an in-memory frame of result rows (as ResultsStore.read returns)."""
-    con = frame_connection(rows)
+    con = duckdb.connect()
+    con.register("rows", rows)
     try:
         return device_stats(con, by_run=by_run)
     finally:
