@@ -12,6 +12,7 @@ import functools
 import pandas as pd
 
 from dashboard.data import ROWS, Dataset, Selection
+from harness.convert import Variant
 from harness.errors import HarnessError
 from harness.records import CaseStatus
 
@@ -20,7 +21,7 @@ NO_TIER = "unclassified"
 
 FAILED_STATUSES = tuple(s.value for s in CaseStatus if s not in (CaseStatus.OK, CaseStatus.SKIPPED))
 STATUS_ORDER = tuple(s.value for s in CaseStatus)
-VARIANT_ORDER = ("fp32", "fp16", "dynamic", "int8")
+VARIANT_ORDER = tuple(variant.value for variant in Variant)  # the order harness convert makes them in
 
 LATENCY_METRICS = {
     "inference_p50_us": "p50 latency",
