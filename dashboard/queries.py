@@ -14,10 +14,8 @@ import pandas as pd
 from dashboard.data import ROWS, Dataset, Selection
 from harness.convert import Variant
 from harness.errors import HarnessError
+from harness.ranking import NO_TIER, ordered_tiers
 from harness.records import CaseStatus
-
-NO_TIER = "unclassified"
-"""Label of rows without a tier (a device no tier rule matched when it ran)."""
 
 FAILED_STATUSES = tuple(s.value for s in CaseStatus if s not in (CaseStatus.OK, CaseStatus.SKIPPED))
 STATUS_ORDER = tuple(s.value for s in CaseStatus)
@@ -48,11 +46,7 @@ def profile_tiers() -> tuple[str, ...]:
 
 def tier_order(tiers: list[str] | pd.Series) -> list[str]:
     """Tiers as tiers.toml lists them (best first), then any others alphabetically, unclassified last."""
-    known = profile_tiers()
-    present = {str(tier) for tier in tiers}
-    ordered = [tier for tier in known if tier in present]
-    ordered += sorted(present - set(known) - {NO_TIER})
-    return ordered + ([NO_TIER] if NO_TIER in present else [])
+    return ordered_tiers((str(tier) for tier in tiers), profile_tiers())
 
 
 def configuration_order(configurations: pd.DataFrame) -> list[str]:

@@ -35,6 +35,8 @@ import pandas as pd
 from harness.errors import UsageError
 
 LATENCY_METRICS = ("inference_p50_us", "inference_avg_us", "inference_p95_us")
+NO_TIER = "unclassified"
+"""The tier of rows stored without one (a device no tier rule matched when it ran)."""
 
 
 @dataclass(frozen=True)
@@ -352,18 +354,26 @@ def rank_tiers(
     """The ranking of every tier that has rows of `model_name`, in `tier_order` first."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}", f"use one of {', '.join(METRICS)}")
-    model_stats = stats[stats["model_name"] == model_name]
+    model_stats = stats[stats["model_name"] == model_name].assign(tier=lambda f: f["tier"].fillna(NO_TIER))
     if model_stats.empty:
         known = sorted(stats["model_name"].unique())
         raise UsageError(f"no results for model {model_name!r}",
                          f"pick one of {', '.join(known)}" if known else "run a sweep first ('harness run' or 'harness demo')")
-    present = list(dict.fromkeys(model_stats["tier"]))
-    tiers = [t for t in tier_order if t in present] + sorted(t for t in present if t not in tier_order)
+    tiers = ordered_tiers(model_stats["tier"], tier_order)
     accuracy = accuracy or {}
     return tuple(
         _rank_tier(model_stats[model_stats["tier"] == tier], tier, model_name, metric, constraints, accuracy, tie_test)
         for tier in tiers
     )
+
+
+def ordered_tiers(present: Iterable[str], tier_order: Sequence[str]) -> list[str]:
+    """The tiers present, as `tier_order` lists them (tiers.toml: best first), then any others
+    alphabetically, unclassified last."""
+    present = set(present)
+    ordered = [tier for tier in tier_order if tier in present]
+    ordered += sorted(present - set(tier_order) - {NO_TIER})
+    return ordered + ([NO_TIER] if NO_TIER in present else [])
 
 
 def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, constraints: Constraints,

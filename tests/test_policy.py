@@ -74,6 +74,14 @@ def test_device_stats_use_repetitions_and_count_failures(results: Path) -> None:
     assert gpu["failures"] == 3 and gpu["ok_rows"] == 0 and gpu["failure_kinds"] == "delegate_failed"
 
 
+def test_rows_without_a_tier_rank_as_unclassified_after_the_known_tiers(results: Path) -> None:
+    rows = ResultsStore(results).read()
+    rows.loc[rows["serial"] == "low-1", "tier"] = None
+    rankings = ranking.rank_tiers(ranking.stats_of(rows), known.MODEL, tier_order=load_tiers().tiers)
+    assert [r.tier for r in rankings] == ["high", "mid", ranking.NO_TIER]
+    assert rankings[-1].devices == ("low-1",)
+
+
 def test_pareto_front_keeps_only_undominated_rows() -> None:
     import pandas as pd
 
