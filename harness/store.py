@@ -231,7 +231,9 @@ class ResultsStore:
         first_row_at = last_end_at = None
         if not rows.empty:
             first_row_at = rows["started_at"].min().to_pydatetime()
-            last_end_at = (rows["started_at"] + pd.to_timedelta(rows["duration_s"], unit="s")).max().to_pydatetime()
+            ends = rows["started_at"] + pd.to_timedelta(rows["duration_s"], unit="s")
+            # datetime holds microseconds; flooring says so instead of warning about the lost nanoseconds.
+            last_end_at = ends.max().floor("us").to_pydatetime()
         started_at, ended_at = run_times(manifest, first_row_at, last_end_at)
         status = rows["status"]
         return RunSummary(
