@@ -4,7 +4,8 @@ Per tier of device_profiles/tiers.toml the choice is the best candidate of
 harness.ranking (ran ok on every measured device of the tier, passed the
 accuracy gate and the constraints; statistical ties go to the smaller model,
 then fewer threads, then lower energy). The fallbacks are the best candidate of
-each other delegate in ranking order, ending on plain CPU. Configurations that
+each other delegate in ranking order, up to the first plain-CPU one (a CPU choice
+has no fallbacks), so every chain ends on CPU by construction. Configurations that
 failed anywhere in the tier never appear: the evidence says where they failed.
 The `default` (phones that match no tier, and the end of every chain) is the
 plain-CPU configuration with the fewest threads that ran ok on every measured
@@ -193,29 +194,29 @@ def write_policy(document: dict, path: Path) -> Path:
 
 def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]]
            ) -> tuple[list[Candidate], list[str]]:
-    """Choice, then the best candidate of each other delegate, ending on plain CPU.
+    """The choice, then the best candidate of each delegate not yet in the chain, in ranking
+    order, up to and including the first plain-CPU one: every chain ends on CPU by construction,
+    and a CPU choice needs no fallback.
 
-    `relaxed()` gives every tier ranked without latency, memory and energy
-    limits: when no CPU configuration meets them, the chain still ends on the
+    A delegate ranked below the best CPU configuration is left out: falling back to it
+    would be slower than CPU. `relaxed()` gives every tier ranked without latency, memory
+    and energy limits: when no CPU configuration meets them, the chain still ends on the
     best CPU configuration that ran everywhere, and the evidence says so.
     """
-    chain = [tier.candidates[0]]
-    for candidate in tier.candidates[1:]:
-        if candidate.config.delegate not in {c.config.delegate for c in chain} | {CPU}:
-            chain.append(candidate)
-    notes: list[str] = []
-    if chain[0].config.delegate != CPU:
-        cpu = next((c for c in tier.candidates if c.config.delegate == CPU), None)
-        if cpu is None:
-            cpu = next((c for c in relaxed()[tier.tier].candidates if c.config.delegate == CPU), None)
-            if cpu is None:
-                raise UsageError(f"tier {tier.tier}: no plain-CPU configuration of {tier.model_name} ran ok on "
-                                 "every device of the tier",
-                                 "sweep with --delegates including cpu: every fallback chain must end on CPU")
-            reason = next(e.reason for e in tier.excluded if e.config == cpu.config)
-            notes.append(f"the CPU fallback {cpu.config.label} is outside the constraints ({reason})")
-        chain.append(cpu)
-    return chain, notes
+    chain: list[Candidate] = []
+    for candidate in tier.candidates:
+        if candidate.config.delegate in {c.config.delegate for c in chain}:
+            continue
+        chain.append(candidate)
+        if candidate.config.delegate == CPU:
+            return chain, []
+    cpu = next((c for c in relaxed()[tier.tier].candidates if c.config.delegate == CPU), None)
+    if cpu is None:
+        raise UsageError(f"tier {tier.tier}: no plain-CPU configuration of {tier.model_name} ran ok on "
+                         "every device of the tier",
+                         "sweep with --delegates including cpu: every fallback chain must end on CPU")
+    reason = next(e.reason for e in tier.excluded if e.config == cpu.config)
+    return [*chain, cpu], [f"the CPU fallback {cpu.config.label} is outside the constraints ({reason})"]
 
 
 def _default_ranking(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,

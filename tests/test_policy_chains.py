@@ -1,0 +1,79 @@
+"""Fallback chains are correct by construction: a choice on every delegate, CPU included, only
+CPU measured, CPU slowest; and derive on rows shaped like published numbers of real phones."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.errors import UsageError
+from harness.policy import DeriveRequest, derive
+from harness.policy_file import validate
+from harness.records import CaseStatus, ResultRow, case_id_for
+from harness.store import ResultsStore
+
+def chain_of(document: dict, tier: str) -> list[str]:
+    entry = next(t for t in document["tiers"] if t["name"] == tier)
+    return [f"{e['variant']}/{e['delegate']}/x{e['num_threads']}" for e in [entry["choice"], *entry["fallbacks"]]]
+
+
+# --- every shape of candidates gives a valid chain -----------------------------------
+
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
+# per delegate: None = not measured, "fail" = delegate_failed, else a p50 in us
+_outcome = st.one_of(st.none(), st.just("fail"), st.integers(min_value=100, max_value=100_000))
+
+
+def _rows(outcomes: dict[str, object], serials: tuple[str, ...]) -> list[ResultRow]:
+    import datetime as dt
+
+    started = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    rows = []
+    for serial, (delegate, outcome), repetition in itertools.product(serials, outcomes.items(), range(3)):
+        if outcome is None:
+            continue
+        common = dict(
+            run_id="shapes", repetition=repetition, case_id=case_id_for(serial, "f" * 64, delegate, 1, ()),
+            started_at=started + dt.timedelta(seconds=len(rows)), duration_s=1.0, harness_version="test",
+            adb_server="127.0.0.1:5037", serial=serial, device_model=serial, manufacturer="test", soc="SM8650",
+            abi="arm64-v8a", android_sdk=34, ram_bytes=11_000_000_000, tier="high", model_name="net",
+            variant="fp32", model_sha256="f" * 64, model_size_bytes=1000, delegate=delegate, num_threads=1,
+            num_runs=50, warmup_runs=1, bench_binary_sha256="b" * 64,
+        )
+        if outcome == "fail":
+            rows.append(ResultRow(**common, status=CaseStatus.DELEGATE_FAILED, error_type="delegate_failed",
+                                  error_message="Failed to apply delegate."))
+        else:
+            value = float(outcome) * (1.0 + 0.01 * repetition)
+            rows.append(ResultRow(**common, status=CaseStatus.OK, inference_avg_us=value, inference_p50_us=value,
+                                  inference_std_us=value * 0.02))
+    return rows
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(outcomes=st.fixed_dictionaries({delegate: _outcome for delegate in DELEGATES}))
+def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes: dict[str, object]) -> None:
+    rows = _rows(outcomes, ("a", "b"))
+    cpu_works = isinstance(outcomes["cpu"], int)
+    if not rows:
+        return
+    store = ResultsStore(tmp_path_factory.mktemp("shapes"))
+    for serial in ("a", "b"):
+        store.append([row for row in rows if row.serial == serial])
+    request = DeriveRequest(results_root=store.root)
+    if not cpu_works:
+        # No plain-CPU configuration ran: no chain can end safely, and derive says why (never an assertion).
+        with pytest.raises(UsageError):
+            derive(request)
+        return
+    document = derive(request).document
+    assert validate(document) == ()
+    chain = chain_of(document, "high")
+    assert chain[-1] == "fp32/cpu/x1"
+    working = {d: o for d, o in outcomes.items() if isinstance(o, int)}
+    assert working[chain[0].split("/")[1]] == min(working.values())
+    # Nothing slower than plain CPU comes before it, and nothing failed is in it.
+    assert all(working[label.split("/")[1]] <= working["cpu"] for label in chain)
