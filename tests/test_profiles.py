@@ -131,3 +131,68 @@ def test_farm_file_with_several_servers(tmp_path: Path) -> None:
     path.write_text('schema_version = 1\n[[servers]]\nport = 70000\n')
     with pytest.raises(SchemaError, match="TCP port"):
         load_farm(path)
+
+
+# --- the shipped rules on every widely sold SoC of the last eight years ---------------
+
+SOC_TABLE = Path(__file__).resolve().parent / "data" / "soc_tiers.csv"
+
+
+def _soc_rows() -> list[dict[str, str]]:
+    import csv
+
+    with SOC_TABLE.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _identities(row: dict[str, str]) -> list[tuple[str, DeviceInfo]]:
+    """Each way a phone with this SoC can name it, alone: ro.soc.model (Android 12+), each board
+    name (with Qualcomm's generic ro.hardware), each distinctive ro.hardware / ro.chipname."""
+    ram, sdk = int(row["ram_bytes"]), int(row["sdk"])
+    ways = []
+    if row["soc_model"]:
+        ways.append((f"ro.soc.model={row['soc_model']}", DeviceInfo("x", soc_model=row["soc_model"], ram_bytes=ram,
+                                                                   sdk=sdk)))
+    for board in row["board_platforms"].split():
+        ways.append((f"ro.board.platform={board}", DeviceInfo("x", board_platform=board, hardware="qcom",
+                                                                 ram_bytes=ram, sdk=sdk)))
+    for value in row["hardware"].split():
+        ways.append((f"ro.hardware={value}", DeviceInfo("x", hardware=value, ram_bytes=ram, sdk=sdk)))
+        ways.append((f"ro.chipname={value}", DeviceInfo("x", chipname=value, ram_bytes=ram, sdk=sdk)))
+    return ways
+
+
+def test_the_soc_table_covers_every_family_and_tier() -> None:
+    rows = _soc_rows()
+    assert len(rows) >= 100 and all(row["source"].strip() for row in rows)
+    names = " ".join(row["name"] for row in rows)
+    for family in ("Snapdragon 8", "Snapdragon 7", "Snapdragon 6", "Snapdragon 4", "Exynos", "Dimensity", "Helio",
+                   "Tensor", "Unisoc", "Kirin"):
+        assert family in names, family
+    assert {row["expected_tier"] for row in rows} == set(load_tiers().tiers)
+
+
+@pytest.mark.parametrize("row", _soc_rows(), ids=lambda row: row["name"])
+def test_shipped_rules_give_each_soc_its_tier_however_the_phone_names_it(rules, row: dict[str, str]) -> None:
+    ways = _identities(row)
+    assert ways, f"{row['name']} has no identifier to test"
+    for how, device in ways:
+        assert rules.classify(device).tier == row["expected_tier"], f"{row['name']} by {how} ({row['source']})"
+
+
+def test_the_reported_2018_and_2019_flagships_are_mid_not_low(rules) -> None:
+    # Snapdragon 845 (4 GB) and 855 (6 GB) on Android 10 name only their boards; the T606 stays low.
+    assert rules.classify(DeviceInfo("a", board_platform="sdm845", hardware="qcom", ram_bytes=3_700_000_000,
+                                     sdk=29)).rule_id == "mid-former-flagship-soc"
+    assert rules.classify(DeviceInfo("b", board_platform="msmnile", hardware="qcom", ram_bytes=5_600_000_000,
+                                     sdk=29)).rule_id == "mid-former-flagship-soc"
+    assert rules.classify(DeviceInfo("c", soc_model="T606", board_platform="ums9230", ram_bytes=3_700_000_000,
+                                     sdk=33)).tier == "low"
+
+
+def test_no_shipped_glob_matches_a_board_name_shared_by_socs_of_different_tiers(rules) -> None:
+    shared = ("lahaina", "taro", "pineapple", "cliffs", "parrot", "holi", "sm6150", "qcom", "exynos5")
+    for board in shared:
+        hits = [rule.id for rule in rules.rules if rule.soc_globs and rule.matches(
+            DeviceInfo("x", board_platform=board, ram_bytes=16_000_000_000, sdk=36))]
+        assert hits == [], f"{board} is matched by {hits}"
