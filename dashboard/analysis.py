@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dashboard.data import ROWS, Dataset, Selection
-from dashboard.queries import profile_tiers
+from dashboard.queries import profile_rules, profile_tiers
 from harness import ranking
 from harness.coverage import CoverageReport, coverage
 from harness.policy import DerivedPolicy, DeriveRequest, derive, model_facts
@@ -59,7 +59,11 @@ def model_accuracy(dataset: Dataset, selection: Selection) -> tuple[dict[str, Va
 
 def rank(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,
          accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest) -> tuple[TierRanking, ...]:
-    """harness.ranking.rank_tiers, tiers in tiers.toml order (as the policy lists them)."""
+    """harness.ranking.rank_tiers, tiers in tiers.toml order (as the policy lists them); devices stored
+    without a tier get the one derive would give them."""
+    rules = profile_rules()
+    if rules is not None:
+        stats, _ = ranking.assign_missing_tiers(stats, rules)
     return ranking.rank_tiers(stats, model_name, metric, constraints, accuracy, tie_test, tier_order=profile_tiers())
 
 

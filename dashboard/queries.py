@@ -8,12 +8,14 @@ harness.ranking, and the pages that need it call that instead.
 from __future__ import annotations
 
 import functools
+import logging
 
 import pandas as pd
 
 from dashboard.data import ROWS, Dataset, Selection
 from harness.convert import Variant
 from harness.errors import HarnessError
+from harness.profiles import TierRules, load_tiers
 from harness.ranking import NO_TIER, ordered_tiers
 from harness.records import CaseStatus
 
@@ -29,19 +31,27 @@ LATENCY_METRICS = {
     "init_us": "init time",
 }
 
+log = logging.getLogger(__name__)
+
 _TIER = f"coalesce(tier, '{NO_TIER}')"
 _CONFIGURATION = "variant || ' · ' || delegate || ' · ' || num_threads || 't'"
 
 
 @functools.cache
+def profile_rules() -> TierRules | None:
+    """The tier rules of device_profiles/tiers.toml; None (with a logged warning) when they cannot be read."""
+    try:
+        return load_tiers()
+    except (HarnessError, OSError) as error:
+        log.warning("tier rules unreadable, tiers are shown alphabetically and untiered rows stay unclassified: %s",
+                    error)
+        return None
+
+
 def profile_tiers() -> tuple[str, ...]:
     # The tier order of device_profiles/tiers.toml (best first) is the order people read tiers in.
-    from harness.profiles import load_tiers
-
-    try:
-        return load_tiers().tiers
-    except (HarnessError, OSError):
-        return ()
+    rules = profile_rules()
+    return rules.tiers if rules else ()
 
 
 def tier_order(tiers: list[str] | pd.Series) -> list[str]:

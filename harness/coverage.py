@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness import ranking
-from harness.devicefacts import DeviceInfo
 from harness.policy_file import resolve
 from harness.ranking import TieTest, VariantAccuracy
 
@@ -29,7 +28,7 @@ GOAL_SHARE = 0.95
 class DeviceCoverage:
     serial: str
     device_model: str
-    measured_tier: str  # the tier the sweep classified it into
+    measured_tier: str | None  # the tier the sweep classified it into; None: stored without one
     policy_tier: str | None  # the tier the policy resolves it to (None: default only)
     policy_rule: str | None
     runs_config: str | None  # label of the configuration it would run; None: none worked
@@ -81,7 +80,7 @@ class CoverageReport:
             best = f"best {d.best_config} {_us(d.best_p50_us)}" if d.best_config else "no ok configuration"
             ratio = f"x{d.ratio:.2f}" if d.ratio is not None else "x?"
             walked = f"; walked past {', '.join(d.failed_before)}" if d.failed_before else ""
-            out.append(f"  {d.device_model:<14} {d.measured_tier:<5} -> {d.policy_tier or 'default':<5} "
+            out.append(f"  {d.device_model:<14} {d.measured_tier or '-':<5} -> {d.policy_tier or 'default':<5} "
                        f"runs {runs}; {best}; {ratio} {d.verdict}{walked}")
         goal = "meets" if self.meets_goal else "misses"
         out.append(f"  within noise of the best on {self.share_within_noise:.0%} of devices, "
@@ -120,7 +119,7 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
         if (device["skipped_rows"] == device["rows"]).all():
             continue  # never benchmarked (no binary for its ABI): nothing to judge
         facts = device.iloc[0]
-        resolution = resolve(document, _device_info(serial, facts))
+        resolution = resolve(document, ranking.row_tier_facts(facts))
         by_config = {(r["model_sha256"], r["delegate"], int(r["num_threads"])): r for r in device.to_dict("records")}
         failed_before: list[str] = []
         runs = position = None
@@ -146,7 +145,8 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             differs, p_value = ranking.compare(ranking.test_stats(runs_row), ranking.test_stats(best), test)
             within = not differs
         out.append(DeviceCoverage(
-            serial=serial, device_model=str(facts["device_model"]), measured_tier=str(facts["tier"]),
+            serial=serial, device_model=str(facts["device_model"]),
+            measured_tier=None if pd.isna(facts["tier"]) else str(facts["tier"]),
             policy_tier=resolution.tier, policy_rule=resolution.rule, runs_config=runs_label,
             chain_position=position, failed_before=tuple(failed_before),
             runs_p50_us=None if runs_row is None else float(runs_row[metric]),
@@ -155,13 +155,6 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             ratio=ratio, within_noise=within, p_value=p_value,
         ))
     return CoverageReport(model_name, metric, tuple(out))
-
-
-def _device_info(serial: str, facts: Mapping) -> DeviceInfo:
-    """The facts the sweep stored with the rows: the SoC identity it classified by, RAM, SDK."""
-    ram = facts["ram_bytes"]
-    return DeviceInfo(serial=serial, model=str(facts["device_model"]), soc_model=facts["soc"] or None,
-                      ram_bytes=None if pd.isna(ram) else int(ram), sdk=int(facts["android_sdk"]) or None)
 
 
 def _us(value: float | None) -> str:

@@ -20,7 +20,7 @@ from typing import TypeVar
 from harness.device import DeviceLost, Phone, PhoneFacts, read_exact
 from harness.devicefacts import AdbDeviceLine, AdbState, parse_adb_devices_l
 from harness.errors import DeviceError, HarnessError, UsageError
-from harness.profiles import DEFAULT_ADB_PORT, AdbServer, TierRules
+from harness.profiles import DEFAULT_ADB_PORT, AdbServer, TierRules, soc_name
 
 DEFAULT_TIMEOUT_S = 15.0
 _AGAIN = "then run 'harness devices' again"
@@ -60,10 +60,7 @@ class DeviceEntry:
     @property
     def soc(self) -> str | None:
         """The most specific SoC name the phone gives (ro.soc.model only exists since Android 12)."""
-        if self.facts is None:
-            return None
-        info = self.facts.info
-        return info.soc_model or info.chipname or info.board_platform or info.hardware or info.cpu_hardware
+        return soc_name(self.facts.info) if self.facts else None
 
     def to_json(self) -> dict[str, object]:
         info = self.facts.info if self.facts else None

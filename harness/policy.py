@@ -117,10 +117,14 @@ def load_rows(results_root: Path, run_ids: Sequence[str] = ()) -> pd.DataFrame:
 def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedPolicy:
     """The policy for one model; `rows` defaults to the stored rows of the request's runs."""
     rows = load_rows(request.results_root, request.run_ids) if rows is None else rows
-    stats = ranking.stats_of(rows)
+    rules = load_tiers(request.tiers_file)
+    stats, assigned = ranking.assign_missing_tiers(ranking.stats_of(rows), rules)
     model_name = _model_name(stats, request.model_name)
     files, accuracy, warnings = model_facts(request.results_root, rows, model_name, request.manifest_path)
-    rules = load_tiers(request.tiers_file)
+    if assigned:
+        names = sorted(set(stats.loc[stats["serial"].isin(assigned), "device_model"]))
+        warnings.append(f"{len(assigned)} device(s) stored without a tier ({', '.join(names)}) were assigned one "
+                        f"at derive time from their stored SoC, RAM and SDK by {request.tiers_file}")
     rankings = ranking.rank_tiers(stats, model_name, request.metric, request.constraints, accuracy,
                                   request.tie_test, tier_order=rules.tiers)
     by_tier = {r.tier: r for r in rankings}
@@ -156,7 +160,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
             continue
         chain, notes = chains[match["name"]]
         tiers.append({**match, "choice": entry(chain[0]), "fallbacks": [entry(c) for c in chain[1:]],
-                      "evidence": _evidence(tier_ranking, chain, notes, request)})
+                      "evidence": _evidence(tier_ranking, chain, notes, request, assigned)})
     for missing in (t for t in rules.tiers if t not in by_tier):
         warnings.append(f"tier {missing}: no device of this tier was measured; it gets the default configuration")
     unknown = sorted(set(by_tier) - set(rules.tiers))
@@ -252,7 +256,8 @@ def _no_candidate_message(tier: TierRanking, constraints: Constraints) -> str:
 # --- describing ---------------------------------------------------------------------
 
 
-def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str], request: DeriveRequest) -> dict:
+def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str], request: DeriveRequest,
+              assigned: frozenset[str]) -> dict:
     best = chain[0]
     failed = [e for e in tier.excluded if e.constraint == "failure"]
     evidence: dict[str, object] = {
@@ -269,6 +274,9 @@ def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str
                 **request.tie_test.describe()},
         "excluded": [{"config": e.config.label, "reason": e.reason} for e in tier.excluded],
     }
+    if assigned & set(tier.devices):
+        # Stored without a tier: classified now, by today's rules, not when it was measured.
+        evidence["tier_assigned_at_derive"] = sorted(tier.device_models.get(s, s) for s in assigned & set(tier.devices))
     if tier.unmeasured_devices:
         evidence["unmeasured_devices"] = sorted(tier.device_models.get(s, s) for s in tier.unmeasured_devices)
     if best.memory_mb is not None:

@@ -32,7 +32,7 @@ from harness.devicefacts import (
     parse_meminfo,
 )
 from harness.errors import DeviceError, InputFileError, SchemaError, UsageError
-from harness.profiles import TierRule, TierRules, glob_problem, soc_identities
+from harness.profiles import TierFacts, TierRule, TierRules, glob_problem, tier_facts
 
 if TYPE_CHECKING:
     from harness.discovery import DeviceEntry
@@ -517,24 +517,26 @@ class Resolution:
         }
 
 
-def resolve(document: dict[str, Any], device: DeviceInfo) -> Resolution:
+def resolve(document: dict[str, Any], device: DeviceInfo | TierFacts) -> Resolution:
     """The chain the app on `device` walks. `document` must be valid (see `validate`)."""
+    facts = device if isinstance(device, TierFacts) else tier_facts(device)
     reasons = []
     for entry in document["tiers"]:
         rule = _rule_of(entry)
-        matched = rule.matches(device)
-        reasons.append(f"{rule.tier} ({rule.id}): {'yes' if matched else 'no'}: {_why(rule, device, matched)}")
+        matched = rule.matches(facts)
+        reasons.append(f"{rule.tier} ({rule.id}): {'yes' if matched else 'no'}: {_why(rule, facts, matched)}")
         if matched:
             return Resolution(
                 tier=rule.tier,
                 rule=rule.id,
                 chain=(entry["choice"], *entry["fallbacks"], document["default"]),
-                identity=soc_identities(device),
-                ram_bytes=device.ram_bytes,
-                sdk=device.sdk,
+                identity=facts.soc_identities,
+                ram_bytes=facts.ram_bytes,
+                sdk=facts.sdk,
                 reasons=tuple(reasons),
             )
-    return Resolution(None, None, (document["default"],), soc_identities(device), device.ram_bytes, device.sdk, tuple(reasons))
+    return Resolution(None, None, (document["default"],), facts.soc_identities, facts.ram_bytes, facts.sdk,
+                      tuple(reasons))
 
 
 def _gb(size_bytes: int) -> str:
@@ -542,7 +544,7 @@ def _gb(size_bytes: int) -> str:
     return f"{size_bytes / 1e9:.2f} GB"
 
 
-def _why(rule: TierRule, device: DeviceInfo, matched: bool) -> str:
+def _why(rule: TierRule, facts: TierFacts, matched: bool) -> str:
     """Each condition of `rule`, judged by a TierRule holding that condition alone.
 
     The verdict itself comes from `rule.matches`; judging the conditions through
@@ -550,15 +552,14 @@ def _why(rule: TierRule, device: DeviceInfo, matched: bool) -> str:
     """
     checks: list[tuple[bool, str]] = []
     if rule.soc_globs:
-        identity = soc_identities(device)
-        # Which identity matched which glob: a device whose ro.soc.model is that identity
-        # is matched on it alone (see soc_identities).
+        identity = facts.soc_identities
+        # Which identity matched which glob: each is judged on its own.
         hit = next(
             (
                 (value, glob)
                 for glob in rule.soc_globs
                 for value in identity
-                if TierRule(rule.id, rule.tier, soc_globs=(glob,)).matches(replace(device, soc_model=value))
+                if TierRule(rule.id, rule.tier, soc_globs=(glob,)).matches(replace(facts, soc_identities=(value,)))
             ),
             None,
         )
@@ -571,17 +572,17 @@ def _why(rule: TierRule, device: DeviceInfo, matched: bool) -> str:
             count = len(rule.soc_globs)
             checks.append((False, f"SoC {named} matches none of {count} pattern{'s' if count > 1 else ''}"))
     if rule.min_ram_bytes is not None:
-        held = TierRule(rule.id, rule.tier, min_ram_bytes=rule.min_ram_bytes).matches(device)
-        if device.ram_bytes is None:
+        held = TierRule(rule.id, rule.tier, min_ram_bytes=rule.min_ram_bytes).matches(facts)
+        if facts.ram_bytes is None:
             checks.append((held, f"RAM unknown, needs >= {_gb(rule.min_ram_bytes)}"))
         else:
-            checks.append((held, f"RAM {_gb(device.ram_bytes)} {'>=' if held else '<'} {_gb(rule.min_ram_bytes)}"))
+            checks.append((held, f"RAM {_gb(facts.ram_bytes)} {'>=' if held else '<'} {_gb(rule.min_ram_bytes)}"))
     if rule.min_sdk is not None:
-        held = TierRule(rule.id, rule.tier, min_sdk=rule.min_sdk).matches(device)
-        if device.sdk is None:
+        held = TierRule(rule.id, rule.tier, min_sdk=rule.min_sdk).matches(facts)
+        if facts.sdk is None:
             checks.append((held, f"SDK unknown, needs >= {rule.min_sdk}"))
         else:
-            checks.append((held, f"SDK {device.sdk} {'>=' if held else '<'} {rule.min_sdk}"))
+            checks.append((held, f"SDK {facts.sdk} {'>=' if held else '<'} {rule.min_sdk}"))
     if not checks:
         return "no conditions (catch-all)"
     return "; ".join(text for held, text in checks if matched or not held)

@@ -28,16 +28,17 @@ class TierRule:
     min_ram_bytes: int | None = None
     min_sdk: int | None = None
 
-    def matches(self, device: DeviceInfo) -> bool:
+    def matches(self, device: DeviceInfo | TierFacts) -> bool:
+        facts = device if isinstance(device, TierFacts) else tier_facts(device)
         if self.soc_globs and not any(
             fnmatch.fnmatchcase(identity.lower(), glob.lower())
-            for identity in soc_identities(device)
+            for identity in facts.soc_identities
             for glob in self.soc_globs
         ):
             return False
-        if self.min_ram_bytes is not None and (device.ram_bytes or 0) < self.min_ram_bytes:
+        if self.min_ram_bytes is not None and (facts.ram_bytes or 0) < self.min_ram_bytes:
             return False
-        if self.min_sdk is not None and (device.sdk or 0) < self.min_sdk:
+        if self.min_sdk is not None and (facts.sdk or 0) < self.min_sdk:
             return False
         return True
 
@@ -53,12 +54,26 @@ class TierRules:
     tiers: tuple[str, ...]  # display order, best first
     rules: tuple[TierRule, ...]
 
-    def classify(self, device: DeviceInfo) -> Classification:
+    def classify(self, device: DeviceInfo | TierFacts) -> Classification:
+        facts = device if isinstance(device, TierFacts) else tier_facts(device)
         for rule in self.rules:
-            if rule.matches(device):
+            if rule.matches(facts):
                 return Classification(rule.tier, rule.id)
         # load_tiers guarantees a catch-all rule, so this is a broken invariant.
         raise AssertionError("tier rules without a catch-all rule")
+
+
+@dataclass(frozen=True)
+class TierFacts:
+    """All a tier rule looks at: the SoC identities, RAM and SDK of one phone.
+
+    The sweep stores these with every row, so a phone is classified the same way
+    when it is discovered, swept, resolved against a policy and judged by coverage.
+    """
+
+    soc_identities: tuple[str, ...]
+    ram_bytes: int | None = None
+    sdk: int | None = None
 
 
 def soc_identities(device: DeviceInfo) -> tuple[str, ...]:
@@ -73,6 +88,15 @@ def soc_identities(device: DeviceInfo) -> tuple[str, ...]:
     return tuple(
         value for value in (device.chipname, device.board_platform, device.hardware) if value
     )
+
+
+def tier_facts(device: DeviceInfo) -> TierFacts:
+    return TierFacts(soc_identities(device), device.ram_bytes, device.sdk)
+
+
+def soc_name(device: DeviceInfo) -> str | None:
+    """The most specific SoC name the phone gives, for people to read (never for matching)."""
+    return device.soc_model or device.chipname or device.board_platform or device.hardware or device.cpu_hardware
 
 
 def glob_problem(pattern: str) -> str | None:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.profiles import TierFacts, TierRules
 
 LATENCY_METRICS = ("inference_p50_us", "inference_avg_us", "inference_p95_us")
 NO_TIER = "unclassified"
@@ -251,6 +252,26 @@ def stats_of(rows: pd.DataFrame, by_run: bool = False) -> pd.DataFrame:
         return device_stats(con, by_run=by_run)
     finally:
         con.close()
+
+
+def row_tier_facts(row: Mapping[str, object]) -> TierFacts:
+    """The facts a results (or device_stats) row keeps of its phone, as the tier rules read them."""
+    soc, ram, sdk = (_none_if_na(row.get(name)) for name in ("soc", "ram_bytes", "android_sdk"))
+    return TierFacts((str(soc),) if soc else (), None if ram is None else int(ram), None if sdk is None else int(sdk))
+
+
+def assign_missing_tiers(stats: pd.DataFrame, rules: TierRules) -> tuple[pd.DataFrame, frozenset[str]]:
+    """device_stats whose devices were stored without a tier (by another tool, or an older
+    harness) classified by the same rules from their stored SoC, RAM and SDK, and the serials
+    so assigned: the caller says that their tier was assigned now, not when they were measured."""
+    missing = stats["tier"].isna()
+    if not missing.any():
+        return stats, frozenset()
+    assigned = {serial: rules.classify(row_tier_facts(group.iloc[0])).tier
+                for serial, group in stats[missing].groupby("serial")}
+    stats = stats.copy()
+    stats.loc[missing, "tier"] = stats.loc[missing, "serial"].map(assigned)
+    return stats, frozenset(assigned)
 
 
 # --- accuracy --------------------------------------------------------------------

@@ -34,6 +34,7 @@ from harness.devicefacts import big_cores
 from harness.digest import file_sha256
 from harness.discovery import DeviceEntry
 from harness.errors import DeviceError, InputFileError, UsageError
+from harness.profiles import soc_name
 from harness.records import BenchmarkRun, CaseStatus, Delegate, ErrorType, ResultRow, case_id_for
 from harness.store import ResultsStore
 
@@ -267,7 +268,7 @@ class _DeviceSweep:
             serial=self.entry.serial,
             device_model=info.model or "unknown",
             manufacturer=info.manufacturer or "unknown",
-            soc=info.soc_model or info.chipname or info.board_platform,
+            soc=soc_name(info),
             abi=info.abi or "unknown",
             android_sdk=info.sdk or 0,
             ram_bytes=info.ram_bytes,

@@ -4,20 +4,59 @@ CPU measured, CPU slowest; and derive on rows shaped like published numbers of r
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
+import published_phones as published
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.coverage import coverage
 from harness.errors import UsageError
-from harness.policy import DeriveRequest, derive
+from harness.policy import DeriveRequest, derive, load_rows
 from harness.policy_file import validate
 from harness.records import CaseStatus, ResultRow, case_id_for
 from harness.store import ResultsStore
 
+EXPECTED_CHAINS = {
+    "mobilenet_v1": ["fp32/cpu/x4"],
+    "mobilenet_v2": ["fp32/gpu/x4", "fp32/nnapi/x4", "fp32/cpu/x4"],
+    "inception_v3": ["fp32/nnapi/x4", "fp32/cpu/x4"],
+    "resnet50": ["fp32/cpu/x4"],
+    "efficientnet_lite0": ["fp32/nnapi/x4", "fp32/cpu/x4"],
+    "deeplab_v3": ["fp32/gpu/x4", "fp32/nnapi/x4", "fp32/cpu/x4"],
+}
+
+
 def chain_of(document: dict, tier: str) -> list[str]:
     entry = next(t for t in document["tiers"] if t["name"] == tier)
     return [f"{e['variant']}/{e['delegate']}/x{e['num_threads']}" for e in [entry["choice"], *entry["fallbacks"]]]
+
+
+@pytest.fixture(scope="module")
+def published_results(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("published")
+    published.write(base / "results")
+    return base / "results", published.write_manifest(base / "models")
+
+
+@pytest.mark.parametrize("model", sorted(published.LATENCIES_MS))
+def test_derive_on_published_phones_picks_each_phones_fastest(published_results, model: str) -> None:
+    results, manifest = published_results
+    derived = derive(DeriveRequest(results_root=results, model_name=model, manifest_path=manifest))
+    document = derived.document
+    assert validate(document) == ()
+    # Both 2018/2019 flagships are classified at derive time (no tier was stored) as mid.
+    assert chain_of(document, "mid") == EXPECTED_CHAINS[model]
+    evidence = next(t for t in document["tiers"] if t["name"] == "mid")["evidence"]
+    assert evidence["devices"] == 2
+    assert evidence["tier_assigned_at_derive"] == ["GM1901", "Pixel 3"]
+    assert any("assigned one at derive time" in warning for warning in derived.warnings)
+    report = coverage(document, load_rows(results), derived.accuracy)
+    for device in report.devices:
+        index = list(published.PHONES).index(device.serial)
+        assert device.policy_tier == "mid" and device.failed_before == ()
+        assert device.runs_config == device.best_config == published.fastest(model, index)
 
 
 # --- every shape of candidates gives a valid chain -----------------------------------
@@ -77,3 +116,14 @@ def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes
     assert working[chain[0].split("/")[1]] == min(working.values())
     # Nothing slower than plain CPU comes before it, and nothing failed is in it.
     assert all(working[label.split("/")[1]] <= working["cpu"] for label in chain)
+
+
+def test_the_dashboard_ranks_untiered_devices_in_the_tier_derive_gives_them(published_results) -> None:
+    from dashboard import analysis
+    from harness import ranking
+
+    results, _ = published_results
+    stats = ranking.stats_of(load_rows(results))
+    rankings = analysis.rank(stats, "mobilenet_v2", "inference_p50_us", ranking.Constraints(), {},
+                             ranking.TieTest())
+    assert [(r.tier, r.devices) for r in rankings] == [("mid", ("oneplus7", "pixel3"))]
