@@ -19,7 +19,7 @@ from dashboard.queries import profile_rules, profile_tiers
 from harness import ranking
 from harness.coverage import CoverageReport, coverage
 from harness.policy import DerivedPolicy, DeriveRequest, derive, model_facts
-from harness.ranking import Constraints, TierRanking, TieTest, VariantAccuracy
+from harness.ranking import Constraints, MixingAllowed, TierRanking, TieTest, VariantAccuracy
 
 SELECTED = "selected"
 """Name of the cursor-local view holding the selection's rows, as harness.ranking reads them."""
@@ -58,13 +58,15 @@ def model_accuracy(dataset: Dataset, selection: Selection) -> tuple[dict[str, Va
 
 
 def rank(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,
-         accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest) -> tuple[TierRanking, ...]:
+         accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest,
+         mixing: MixingAllowed = MixingAllowed()) -> tuple[TierRanking, ...]:
     """harness.ranking.rank_tiers, tiers in tiers.toml order (as the policy lists them); devices stored
     without a tier get the one derive would give them."""
     rules = profile_rules()
     if rules is not None:
         stats, _ = ranking.assign_missing_tiers(stats, rules)
-    return ranking.rank_tiers(stats, model_name, metric, constraints, accuracy, tie_test, tier_order=profile_tiers())
+    return ranking.rank_tiers(stats, model_name, metric, constraints, accuracy, tie_test, tier_order=profile_tiers(),
+                              mixing=mixing)
 
 
 def pareto(tier: TierRanking) -> tuple[pd.DataFrame, tuple[str, ...]]:
@@ -84,10 +86,11 @@ def pareto(tier: TierRanking) -> tuple[pd.DataFrame, tuple[str, ...]]:
     return candidates, objectives
 
 
-def compare_runs(dataset: Dataset, selection: Selection, run_a: str, run_b: str, tie_test: TieTest) -> pd.DataFrame:
+def compare_runs(dataset: Dataset, selection: Selection, run_a: str, run_b: str, tie_test: TieTest,
+                 mixing: MixingAllowed = MixingAllowed()) -> pd.DataFrame:
     """harness.ranking.compare_runs of run B against run A: regressions first."""
     pair = Selection(selection.model_name, (run_a, run_b))
-    return ranking.compare_runs(device_stats(dataset, pair, by_run=True), run_a, run_b, tie_test)
+    return ranking.compare_runs(device_stats(dataset, pair, by_run=True), run_a, run_b, tie_test, mixing)
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,14 @@ class PolicyOutcome:
 
 
 def derive_policy(dataset: Dataset, selection: Selection, metric: str, constraints: Constraints,
-                  tie_test: TieTest) -> PolicyOutcome:
+                  tie_test: TieTest, mixing: MixingAllowed = MixingAllowed()) -> PolicyOutcome:
     """The policy `harness policy derive --run ... --model ...` writes for these settings, and its coverage.
 
     Raises UsageError (with the fix) when a tier has no valid configuration.
     """
     rows = selected_rows(dataset, selection)
     request = DeriveRequest(results_root=dataset.root, run_ids=selection.run_ids, model_name=selection.model_name,
-                            metric=metric, constraints=constraints, tie_test=tie_test)
+                            metric=metric, constraints=constraints, tie_test=tie_test, mixing=mixing)
     derived = derive(request, rows)
     # Coverage judges "best" with the accuracy figures the policy was derived with.
-    return PolicyOutcome(derived, coverage(derived.document, rows, derived.accuracy))
+    return PolicyOutcome(derived, coverage(derived.document, rows, derived.accuracy, mixing=mixing))

@@ -14,7 +14,7 @@ import streamlit as st
 from dashboard import analysis
 from dashboard.data import Dataset, Selection, StateKey
 from dashboard.session import Context
-from harness.ranking import Constraints, TierRanking, TieTest, VariantAccuracy
+from harness.ranking import Constraints, MixingAllowed, TierRanking, TieTest, VariantAccuracy
 
 _ENTRIES = 32
 NO_CONSTRAINTS = Constraints()
@@ -44,26 +44,27 @@ def _accuracy(root: str, state: StateKey, model_name: str, run_ids: tuple[str, .
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner="Ranking…")
 def _rankings(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], metric: str,
-              constraints: tuple[float | None, ...], alpha: float, min_effect: float,
+              constraints: tuple[float | None, ...], alpha: float, min_effect: float, mixing: MixingAllowed,
               _dataset: Dataset) -> tuple[TierRanking, ...]:
     stats = _device_stats(root, state, model_name, run_ids, False, _dataset)
     accuracy, _ = _accuracy(root, state, model_name, run_ids, _dataset)
-    return analysis.rank(stats, model_name, metric, _constraints(constraints), accuracy, TieTest(alpha, min_effect))
+    return analysis.rank(stats, model_name, metric, _constraints(constraints), accuracy, TieTest(alpha, min_effect),
+                         mixing)
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner="Comparing runs…")
 def _compare(root: str, state: StateKey, model_name: str, run_a: str, run_b: str, alpha: float, min_effect: float,
-             _dataset: Dataset) -> pd.DataFrame:
+             mixing: MixingAllowed, _dataset: Dataset) -> pd.DataFrame:
     return analysis.compare_runs(_dataset, Selection(model_name, (run_a, run_b)), run_a, run_b,
-                                 TieTest(alpha, min_effect))
+                                 TieTest(alpha, min_effect), mixing)
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner="Deriving the policy…")
 def _policy(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], metric: str,
-            constraints: tuple[float | None, ...], alpha: float, min_effect: float,
+            constraints: tuple[float | None, ...], alpha: float, min_effect: float, mixing: MixingAllowed,
             _dataset: Dataset) -> analysis.PolicyOutcome:
     return analysis.derive_policy(_dataset, Selection(model_name, run_ids), metric, _constraints(constraints),
-                                  TieTest(alpha, min_effect))
+                                  TieTest(alpha, min_effect), mixing)
 
 
 def _args(context: Context) -> tuple[str, StateKey, str, tuple[str, ...]]:
@@ -76,16 +77,16 @@ def accuracy(context: Context) -> tuple[dict[str, VariantAccuracy], list[str]]:
 
 def rankings(context: Context, metric: str, constraints: Constraints = NO_CONSTRAINTS,
              tie_test: TieTest = DEFAULT_TIE_TEST) -> tuple[TierRanking, ...]:
-    return _rankings(*_args(context), metric, _key(constraints), tie_test.alpha, tie_test.min_effect,
+    return _rankings(*_args(context), metric, _key(constraints), tie_test.alpha, tie_test.min_effect, context.mixing,
                      _dataset=context.dataset)
 
 
 def compare_runs(context: Context, run_a: str, run_b: str, tie_test: TieTest = DEFAULT_TIE_TEST) -> pd.DataFrame:
     root, state, model_name, _ = _args(context)
-    return _compare(root, state, model_name, run_a, run_b, tie_test.alpha, tie_test.min_effect,
+    return _compare(root, state, model_name, run_a, run_b, tie_test.alpha, tie_test.min_effect, context.mixing,
                     _dataset=context.dataset)
 
 
 def policy(context: Context, metric: str, constraints: Constraints, tie_test: TieTest) -> analysis.PolicyOutcome:
-    return _policy(*_args(context), metric, _key(constraints), tie_test.alpha, tie_test.min_effect,
+    return _policy(*_args(context), metric, _key(constraints), tie_test.alpha, tie_test.min_effect, context.mixing,
                    _dataset=context.dataset)

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 
 from dashboard.queries import LATENCY_METRICS, STATUS_ORDER
 from harness.ranking import METRICS
+from harness.records import config_label
 
 STATUS_COLORS = {
     "ok": "#2e7d32",
@@ -78,7 +79,7 @@ def latency_distribution(rows: pd.DataFrame, metric: str, configurations: list[s
         points="all",
         category_orders={"configuration": configurations},
         hover_data={"run_id": True, "repetition": True, "num_threads": True},
-        labels={"latency": f"{label} ({unit}, from {metric})", "configuration": "variant · delegate · threads"},
+        labels={"latency": f"{label} ({unit}, from {metric})", "configuration": "variant/delegate/threads"},
         title=f"{label} per configuration",
     )
     # Points on the box, not beside it: with a handful of repetitions the points are the data.
@@ -87,9 +88,10 @@ def latency_distribution(rows: pd.DataFrame, metric: str, configurations: list[s
 
 
 def temperatures(rows: pd.DataFrame, configurations: list[str]) -> go.Figure:
-    """Hottest thermal zone before and after each repetition, per configuration; throttled ones marked."""
-    frame = rows.melt(
-        id_vars=["configuration", "run_id", "repetition", "throttled"],
+    """Hottest thermal zone before and after each repetition, per configuration; throttled ones marked,
+    modelled ones labelled as such (a model's temperature is no measurement)."""
+    frame = rows.assign(temperature_method=rows["temperature_method"].fillna("sensor")).melt(
+        id_vars=["configuration", "run_id", "repetition", "throttled", "temperature_method"],
         value_vars=["temp_start_c", "temp_end_c"],
         var_name="when",
         value_name="temp_c",
@@ -98,17 +100,19 @@ def temperatures(rows: pd.DataFrame, configurations: list[str]) -> go.Figure:
     # The throttled flag belongs to the case; it shows on the temperature the case ended at.
     throttled = frame["throttled"].fillna(False).astype(bool) & (frame["when"] == "after the case")
     frame.loc[throttled, "when"] = "after, throttled"
+    modelled = frame["temperature_method"] == "model"
+    frame.loc[modelled, "when"] = frame.loc[modelled, "when"] + " (modelled)"
+    colors = {"before the case": "#90caf9", "after the case": "#1565c0", "after, throttled": STATUS_COLORS["failed"],
+              "before the case (modelled)": "#bdbdbd", "after the case (modelled)": "#616161"}
     figure = px.strip(
         frame,
         x="configuration",
         y="temp_c",
         color="when",
-        category_orders={"configuration": configurations,
-                         "when": ["before the case", "after the case", "after, throttled"]},
-        color_discrete_map={"before the case": "#90caf9", "after the case": "#1565c0",
-                            "after, throttled": STATUS_COLORS["failed"]},
-        hover_data={"run_id": True, "repetition": True},
-        labels={"temp_c": "hottest zone (°C)", "configuration": "variant · delegate · threads"},
+        category_orders={"configuration": configurations, "when": list(colors)},
+        color_discrete_map=colors,
+        hover_data={"run_id": True, "repetition": True, "temperature_method": True},
+        labels={"temp_c": "hottest zone (°C)", "configuration": "variant/delegate/threads"},
         title="Temperatures and throttling",
     )
     return _layout(figure)
@@ -126,7 +130,7 @@ def energy(rows: pd.DataFrame, configurations: list[str]) -> go.Figure:
         hover_data={"avg_power_mw": ":.0f", "power_method": True, "run_id": True},
         labels={
             "energy_mj_per_inference": "energy per inference (mJ)",
-            "configuration": "variant · delegate · threads",
+            "configuration": "variant/delegate/threads",
         },
         title="Energy per inference",
     )
@@ -290,7 +294,7 @@ def run_changes(frame: pd.DataFrame) -> go.Figure:
     shown = frame.dropna(subset=["change"]).assign(
         p50_a=lambda f: f["p50_a_us"] * factor,
         change_pct=lambda f: f["change"] * 100.0,
-        config=lambda f: f["variant"] + "/" + f["delegate"] + "/x" + f["num_threads"].astype(str),
+        config=lambda f: [config_label(*c) for c in zip(f["variant"], f["delegate"], f["num_threads"])],
     )
     figure = px.scatter(
         shown,

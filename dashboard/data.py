@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 RESULTS_ENV = "TFLITE_FARM_RESULTS"
 """Environment variable naming the results root when no --results is given."""
 
-DEFAULT_RESULTS = Path("results")
 ROWS = "rows"
 """Name of the DuckDB table holding the result rows."""
 
@@ -55,6 +54,7 @@ _DUCKDB_TYPES = {
     pa.string(): "VARCHAR",
     pa.bool_(): "BOOLEAN",
     pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
+    pa.list_(pa.string()): "VARCHAR[]",
 }
 
 StateKey = tuple[int, int, int]

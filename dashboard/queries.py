@@ -17,7 +17,7 @@ from harness.convert import Variant
 from harness.errors import HarnessError
 from harness.profiles import TierRules, load_tiers
 from harness.ranking import NO_TIER, ordered_tiers
-from harness.records import CaseStatus
+from harness.records import CONFIG_LABEL_SQL, CaseStatus
 
 FAILED_STATUSES = tuple(s.value for s in CaseStatus if s not in (CaseStatus.OK, CaseStatus.SKIPPED))
 STATUS_ORDER = tuple(s.value for s in CaseStatus)
@@ -34,7 +34,7 @@ LATENCY_METRICS = {
 log = logging.getLogger(__name__)
 
 _TIER = f"coalesce(tier, '{NO_TIER}')"
-_CONFIGURATION = "variant || ' · ' || delegate || ' · ' || num_threads || 't'"
+
 
 
 @functools.cache
@@ -86,6 +86,7 @@ def devices(dataset: Dataset, selection: Selection) -> pd.DataFrame:
     return dataset.sql(
         f"""
         SELECT serial,
+               arg_max(device_kind, started_at) AS device_kind,
                arg_max(device_model, started_at) AS device_model,
                arg_max(manufacturer, started_at) AS manufacturer,
                arg_max(soc, started_at) AS soc,
@@ -97,6 +98,19 @@ def devices(dataset: Dataset, selection: Selection) -> pd.DataFrame:
                count(*) AS rows,
                count(*) FILTER (WHERE status = 'ok') AS ok
         FROM {ROWS} WHERE {where} GROUP BY serial ORDER BY serial
+        """,
+        params,
+    )
+
+
+def device_kinds(dataset: Dataset, selection: Selection) -> pd.DataFrame:
+    """device_kind (null: unknown, an older harness's rows) and the devices of each kind in the selection."""
+    where, params = selection.where()
+    return dataset.sql(
+        f"""
+        SELECT device_kind, string_agg(DISTINCT coalesce(device_model, serial), ', ') AS device_model,
+               count(DISTINCT serial) AS devices
+        FROM {ROWS} WHERE {where} GROUP BY device_kind ORDER BY device_kind
         """,
         params,
     )
@@ -142,7 +156,7 @@ def device_rows(dataset: Dataset, selection: Selection, serial: str) -> pd.DataF
     where, params = selection.where()
     return dataset.sql(
         f"""
-        SELECT *, {_CONFIGURATION} AS configuration, {_TIER} AS tier_label
+        SELECT *, {CONFIG_LABEL_SQL} AS configuration, {_TIER} AS tier_label
         FROM {ROWS} WHERE {where} AND serial = $serial
         ORDER BY started_at, case_id, repetition
         """,

@@ -20,7 +20,6 @@ import pyarrow as pa
 import streamlit as st
 
 from dashboard.data import (
-    DEFAULT_RESULTS,
     RESULTS_ENV,
     Dataset,
     RunInfo,
@@ -29,6 +28,8 @@ from dashboard.data import (
     state_key,
 )
 from harness.errors import HarnessError
+from harness.locations import DEFAULT_RESULTS
+from harness.ranking import MixingAllowed
 
 APP = Path(__file__).resolve().parent / "app.py"
 _CONTEXT = "_tflite_farm_context"
@@ -43,6 +44,7 @@ class Context:
     state: StateKey  # what the dataset was read at: the cache key of everything computed from it
     dataset: Dataset
     selection: Selection
+    mixing: MixingAllowed = MixingAllowed()  # what the sidebar lets rankings and comparisons combine
 
     @property
     def runs(self) -> tuple[RunInfo, ...]:
@@ -100,10 +102,12 @@ def load() -> Context | None:
         st.info(f"No results in `{root}` yet: {NO_RESULTS_FIX}. They appear here when you reload this page; "
                 "the dashboard need not be restarted.")
         return None
-    selection = _sidebar(root, dataset)
-    if selection is None:
+    chosen = _sidebar(root, dataset)
+    if chosen is None:
         return None
-    context = Context(root=root, state=state, dataset=dataset, selection=selection)
+    selection, mixing = chosen
+    _mark_virtual_devices(dataset, selection)
+    context = Context(root=root, state=state, dataset=dataset, selection=selection, mixing=mixing)
     st.session_state[_CONTEXT] = context
     return context
 
@@ -129,7 +133,21 @@ def _warn_about_skipped(dataset: Dataset) -> None:
         )
 
 
-def _sidebar(root: Path, dataset: Dataset) -> Selection | None:
+def _mark_virtual_devices(dataset: Dataset, selection: Selection) -> None:
+    """Every page says when its numbers include virtual devices: never let one pass for a phone."""
+    from dashboard.queries import device_kinds
+
+    kinds = device_kinds(dataset, selection)
+    virtual = kinds[kinds["device_kind"] == "virtual"]
+    if virtual.empty:
+        return
+    names = ", ".join(virtual["device_model"])
+    st.warning(f"**Virtual devices** in this selection ({names}): their latencies are this host's timings under "
+               "phones' names, not a phone's, and their power and temperatures are modelled, never measured. "
+               "Derive a policy to ship from a phone lab's results.", icon=":material/developer_board:")
+
+
+def _sidebar(root: Path, dataset: Dataset) -> tuple[Selection, MixingAllowed] | None:
     sidebar = st.sidebar
     models = dataset.models()
     model = sidebar.selectbox("Model", models, key="model", help="Results may hold several models.")
@@ -143,12 +161,18 @@ def _sidebar(root: Path, dataset: Dataset) -> Selection | None:
         chosen = sidebar.multiselect(
             "Runs", run_ids, default=run_ids[-1:], key="runs", format_func=lambda run_id: _run_label(runs[run_id])
         )
+    with sidebar.expander("Compare across instruments"):
+        # Off by default, like the CLI: numbers measured differently are never ranked together unasked.
+        kinds = st.toggle("Allow mixing physical and virtual devices", value=False, key="allow_mixed_kinds",
+                          help="The same as --allow-mixed-kinds.")
+        binaries = st.toggle("Allow mixing benchmark binaries", value=False, key="allow_mixed_binaries",
+                             help="The same as --allow-mixed-binaries.")
     sidebar.caption(f"Results: `{root}` · {dataset.row_count:,} rows · {len(dataset.runs)} run(s)")
     sidebar.button("Reload", help="Read the results folder again (new runs also appear on any rerun).")
     if not chosen:
         st.info("Pick at least one run in the sidebar.")
         return None
-    return Selection(model_name=model, run_ids=tuple(chosen))
+    return Selection(model_name=model, run_ids=tuple(chosen)), MixingAllowed(kinds, binaries)
 
 
 def _run_label(run: RunInfo) -> str:

@@ -25,6 +25,8 @@ from harness.records import BenchmarkRun, Delegate, ErrorType
 # Lines longer than this are not benchmark output (real lines are < 1 KiB);
 # skipping them keeps 10 MB of single-line noise linear-time.
 _MAX_LINE_CHARS = 8192
+VERSION_ECHO = "benchmark binary version"
+"""Key of the parameter-echo line `Benchmark binary version: [...]`, which the project's runner prints."""
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 
@@ -186,7 +188,7 @@ class _RunBuilder:
     memory_init_mb: float | None = None
     memory_overall_mb: float | None = None
     memory_peak_mb: float | None = None
-    num_runs: int | None = None  # LiteRT block states it directly
+    inference_count: int | None = None  # LiteRT block states it directly
     min_us: float | None = None
     max_us: float | None = None
     std_us: float | None = None
@@ -260,6 +262,11 @@ class _RunBuilder:
         after_second = [line for line in complete if line.loop_index >= 2]
         return after_second[-1].values if after_second else None
 
+    def warmup(self) -> dict[str, float] | None:
+        """The count line of the warmup loop (after the first `Running benchmark`, before the second)."""
+        complete = [line for line in self.count_lines if line.loop_index == 1 and _is_complete(line.values)]
+        return complete[-1].values if complete and self.loop_markers >= 2 else None
+
     def build(self) -> BenchmarkRun:
         measured = self.measured() or {}
         delegate = self.delegate()
@@ -300,7 +307,8 @@ class _RunBuilder:
             inference_max_us=self.max_us if self.max_us is not None else measured.get("max"),
             inference_p50_us=measured.get("median"),
             inference_p95_us=measured.get("p95"),
-            num_runs=self.num_runs if self.num_runs is not None else _int(measured.get("count")),
+            inference_count=self.inference_count if self.inference_count is not None else _int(measured.get("count")),
+            warmup_count=_int((self.warmup() or {}).get("count")),
             memory_init_mb=self.memory_init_mb,
             memory_overall_mb=self.memory_overall_mb,
             memory_peak_mb=self.memory_peak_mb,
@@ -312,6 +320,7 @@ class _RunBuilder:
             delegated_nodes=self.delegated_nodes,
             total_nodes=self.total_nodes,
             perf_option=self.perf_option,
+            binary_version=self.echoed.get(VERSION_ECHO),
             error=error,
             error_type=error_type,
         )
@@ -614,7 +623,7 @@ class _Parser:
         elif key == "inference (avg)":
             run.summary.setdefault("inference", to_us)
             if count is not None:
-                run.num_runs = int(count)
+                run.inference_count = int(count)
         elif key == "inference (min)":
             run.min_us = to_us
         elif key == "inference (max)":

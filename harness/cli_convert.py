@@ -14,8 +14,8 @@ import click
 
 from harness.convert import DEFAULT_CALIBRATION_SAMPLES, DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MAX_MSE
 from harness.errors import UsageError
+from harness.locations import DEFAULT_RESULTS
 
-DEFAULT_RESULTS = Path("results")
 _OFF = "off"
 
 

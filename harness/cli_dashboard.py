@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from harness.errors import InputFileError, UsageError
+from harness.locations import DEFAULT_RESULTS
 
-DEFAULT_RESULTS = Path("results")
 DEFAULT_PORT = 8501
 ADDRESS = "127.0.0.1"  # loopback only: the dashboard has no authentication
 

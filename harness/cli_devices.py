@@ -17,7 +17,7 @@ from rich.text import Text
 from harness.discovery import DeviceEntry, discover
 from harness.profiles import load_farm, load_tiers
 
-_HEADERS = ["server", "serial", "state", "model", "soc", "abi", "sdk", "RAM GB", "tier", "problem"]
+_HEADERS = ["server", "serial", "state", "kind", "model", "soc", "abi", "sdk", "RAM GB", "tier", "problem"]
 
 
 def _row(entry: DeviceEntry) -> list[str]:
@@ -29,7 +29,7 @@ def _row(entry: DeviceEntry) -> list[str]:
     # Decimal GB, like the min_ram_bytes thresholds of tiers.toml the tier came from.
     ram_gb = f"{info.ram_bytes / 1e9:.1f}" if info and info.ram_bytes else ""
     return [
-        entry.server.address, entry.serial, entry.state.value, text(entry.model), text(entry.soc),
+        entry.server.address, entry.serial, entry.state.value, text(entry.kind), text(entry.model), text(entry.soc),
         text(info.abi if info else None), text(info.sdk if info else None), ram_gb, text(entry.tier),
         text(entry.problem),
     ]

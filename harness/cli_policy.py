@@ -1,9 +1,5 @@
-"""`harness policy ...`: thin shells over harness.policy_file.
-
-The `policy` group is the one place every policy subcommand hangs off
-(validate, resolve and diff here; derive and coverage are added to it the same
-way, with `@policy.command(...)` or `policy.add_command(...)`).
-"""
+"""`harness policy ...`: thin shells over harness.policy (derive), harness.coverage and
+harness.policy_file (validate, resolve, diff)."""
 
 from __future__ import annotations
 
@@ -14,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from harness.errors import InputFileError, UsageError
+from harness.locations import DEFAULT_RESULTS
 
 if TYPE_CHECKING:
     from harness.policy_file import Problem
@@ -25,6 +22,14 @@ if TYPE_CHECKING:
 EXIT_INVALID = 2
 # Exit status of `diff` when an app must not hot-swap to the new policy's models.
 EXIT_INCOMPATIBLE = 1
+
+
+allow_mixed_kinds_option = click.option(
+    "--allow-mixed-kinds", is_flag=True,
+    help="Rank physical and virtual devices together (refused by default: not measured the same way).")
+allow_mixed_binaries_option = click.option(
+    "--allow-mixed-binaries", is_flag=True,
+    help="Compare rows of different benchmark binaries (refused by default: different instruments).")
 
 
 @click.group("policy")
@@ -64,25 +69,41 @@ def _read_dump(path: Path, what: str) -> str:
 
 @policy.command("validate")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help='Print {"valid": bool, "problems": [{"where", "message"}]}.')
+@click.option("--require-physical", is_flag=True,
+              help="Also refuse a policy whose numbers were not all measured on physical phones (for a CI step "
+                   "that publishes policies).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"valid": bool, "problems": [{"where", "message"}], "warnings": [...]}.')
 @click.pass_context
-def validate_command(ctx: click.Context, file: Path, as_json: bool) -> None:
+def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_json: bool) -> None:
     """Check FILE against policy schema v1 and the rules a schema cannot express.
 
     Exit status 0 when valid, 2 when not (each problem on stderr: where, what is
-    wrong, how to fix it) or when FILE is not a policy at all.
+    wrong, how to fix it), when FILE is not a policy at all, or, with
+    --require-physical, when any of its numbers come from virtual devices.
+    Warnings (e.g. measured on virtual devices) go to stderr and keep exit 0.
     """
-    from harness.policy_file import load_policy, validate
+    from harness.policy_file import Problem, load_policy, physical_only, provenance_warnings, validate
 
     document = load_policy(file)
     problems = validate(document)
+    warnings = provenance_warnings(document) if not problems else ()
+    if require_physical and not problems and not physical_only(document):
+        kinds = document.get("source", {}).get("device_kinds")
+        problems = (Problem("source.device_kinds", f"is {kinds!r}, not ['physical']: --require-physical refuses a "
+                                                   "policy measured on virtual devices (or an unknown kind); derive "
+                                                   "it from a phone lab's results"),)
     if as_json:
-        click.echo(json.dumps({"valid": not problems, "problems": [problem.to_json() for problem in problems]}, indent=2))
-    elif problems:
-        _problems_on_stderr(file, problems)
+        click.echo(json.dumps({"valid": not problems, "problems": [problem.to_json() for problem in problems],
+                               "warnings": list(warnings)}, indent=2))
     else:
-        names = {entry["name"] for entry in document["tiers"]}
-        click.echo(f"{file}: valid ({len(document['tiers'])} tier entries, {len(names)} tiers)")
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        if problems:
+            _problems_on_stderr(file, problems)
+        else:
+            names = {entry["name"] for entry in document["tiers"]}
+            click.echo(f"{file}: valid ({len(document['tiers'])} tier entries, {len(names)} tiers)")
     if problems:
         ctx.exit(EXIT_INVALID)
 
@@ -164,7 +185,7 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
 
 
 @policy.command("derive")
-@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS,
               show_default=True, help="Results folder the sweeps wrote.")
 @click.option("--run", "run_ids", multiple=True, help="Only these runs (repeatable); default: every run.")
 @click.option("--model", "model_name", help="Model name; needed when the results hold several.")
@@ -188,16 +209,19 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
 @click.option("--tiers", "tiers_file", type=click.Path(path_type=Path),
               help="Tier rules; default: device_profiles/tiers.toml.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Policy JSON to write.")
+@allow_mixed_kinds_option
+@allow_mixed_binaries_option
 @click.option("--json", "as_json", is_flag=True, help="Print the policy JSON on stdout too.")
 def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str | None, manifest_path: Path | None,
                    metric: str, max_latency_us: float | None, max_memory_mb: float | None,
                    max_accuracy_drop: float | None, max_energy_mj: float | None, alpha: float | None,
                    min_effect: float | None, model_version: str | None, model_url_template: str | None,
-                   tiers_file: Path | None, out_path: Path, as_json: bool) -> None:
+                   tiers_file: Path | None, out_path: Path, allow_mixed_kinds: bool, allow_mixed_binaries: bool,
+                   as_json: bool) -> None:
     """Compile the measurements into a tiered deployment policy (one model)."""
     from harness.policy import DeriveRequest, check_url_template, derive, write_policy
     from harness.profiles import TIERS_FILE
-    from harness.ranking import Constraints, TieTest
+    from harness.ranking import Constraints, MixingAllowed, TieTest
 
     given = {"alpha": alpha, "min_effect": min_effect}
     request = DeriveRequest(
@@ -205,7 +229,7 @@ def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str 
         metric=metric, constraints=Constraints(max_latency_us, max_memory_mb, max_accuracy_drop, max_energy_mj),
         tie_test=TieTest(**{k: v for k, v in given.items() if v is not None}), model_version=model_version,
         model_url_template=check_url_template(model_url_template) if model_url_template else None,
-        tiers_file=tiers_file or TIERS_FILE,
+        tiers_file=tiers_file or TIERS_FILE, mixing=MixingAllowed(allow_mixed_kinds, allow_mixed_binaries),
     )
     derived = derive(request)
     write_policy(derived.document, out_path)
@@ -221,23 +245,25 @@ def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str 
 
 @policy.command("coverage")
 @click.argument("policy_file", type=click.Path(path_type=Path))
-@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS,
               show_default=True)
 @click.option("--run", "run_ids", multiple=True, help="Only these runs (repeatable); default: every run.")
 @click.option("--manifest", "manifest_path", type=click.Path(path_type=Path),
               help="Convert manifest whose accuracy figures rule variants out of 'best' (as for derive).")
+@allow_mixed_binaries_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def coverage_command(ctx: click.Context, policy_file: Path, results_dir: Path, run_ids: tuple[str, ...], manifest_path: Path | None,
-                     as_json: bool) -> None:
+def coverage_command(ctx: click.Context, policy_file: Path, results_dir: Path, run_ids: tuple[str, ...],
+                     manifest_path: Path | None, allow_mixed_binaries: bool, as_json: bool) -> None:
     """Per measured device: the policy's configuration there vs the best measured there."""
     from harness.coverage import coverage
     from harness.policy import load_rows, model_facts
+    from harness.ranking import MixingAllowed
 
     document = _load_valid(ctx, policy_file)
     rows = load_rows(results_dir, run_ids)
     _, accuracy, _ = model_facts(results_dir, rows, document["model"]["name"], manifest_path)
-    report = coverage(document, rows, accuracy)
+    report = coverage(document, rows, accuracy, mixing=MixingAllowed(binaries=allow_mixed_binaries))
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, default=str))
         return

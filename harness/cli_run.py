@@ -11,8 +11,7 @@ from pathlib import Path
 import click
 
 from harness.errors import UsageError
-
-DEFAULT_RESULTS = Path("results")
+from harness.locations import DEFAULT_RESULTS
 
 
 def _csv(kind: type, text: str, flag: str) -> tuple:
@@ -112,7 +111,7 @@ def run_command(selector, model_paths, delegates, threads, repetitions, num_runs
 
 @click.group("results")
 def results_group() -> None:
-    """Stored runs: list them, show one."""
+    """Stored runs: list them, show one, upgrade older files."""
 
 
 @results_group.command("ls")
@@ -151,6 +150,27 @@ def results_show(run_id: str, results_dir: Path, as_json: bool) -> None:
         click.echo(rows.to_json(orient="records", date_format="iso", indent=2))
         return
     click.echo(rows[columns].to_string(index=False, max_colwidth=60))
+
+
+@results_group.command("upgrade")
+@click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def results_upgrade(results_dir: Path, as_json: bool) -> None:
+    """Rewrite result files of an older schema as the current one, in place (each atomically).
+
+    Reading upgrades older files anyway; this saves the work on every later read."""
+    from harness.records import SCHEMA_VERSION
+    from harness.store import ResultsStore
+
+    report = ResultsStore(results_dir).upgrade()
+    if as_json:
+        click.echo(json.dumps({"schema_version": SCHEMA_VERSION, "upgraded": [str(p) for p in report.upgraded],
+                               "skipped": [{"path": str(s.path), "reason": s.reason} for s in report.skipped]},
+                              indent=2))
+        return
+    click.echo(f"upgraded {len(report.upgraded)} file(s) in {results_dir} to results schema v{SCHEMA_VERSION}")
+    for skipped in report.skipped:
+        click.echo(f"warning: skipped {skipped.path}: {skipped.reason}", err=True)
 
 
 def _iso(value) -> str | None:

@@ -39,15 +39,17 @@ from pathlib import Path
 import numpy as np
 
 import harness
+from harness.atomic import write_atomically
 from harness.datasets import RANDOM, DataKind, Dataset, InputSpec, Preprocessing, load_data, random_data
 from harness.digest import file_sha256
 from harness.errors import InputFileError, ModelError, SchemaError, UsageError
+from harness.locations import DEFAULT_RESULTS
+from harness.versioned import checked_version
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 ACCURACY_SCHEMA_VERSION = 1
 ACCURACY_VERSION_METADATA_KEY = "tflite_farm.accuracy_schema_version"
-DEFAULT_RESULTS_ROOT = Path("results")
 DEFAULT_CALIBRATION_SAMPLES = 200
 MIN_CALIBRATION_SAMPLES = 100
 DEFAULT_MAX_ACCURACY_DROP = 0.01
@@ -66,7 +68,6 @@ WEIGHTLESS_ERROR = (
 )
 REFERENCE = "the source model run by TensorFlow in float32"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_UPGRADE_FIX = "upgrade tflite-farm: pip install -U tflite-farm"
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class ConvertRequest:
     thresholds: Thresholds = Thresholds()
     untrained: bool = False  # weights=None models: run every variant, report no accuracy
     name: str | None = None  # default: the model file's or folder's name
-    results_root: Path = DEFAULT_RESULTS_ROOT
+    results_root: Path = DEFAULT_RESULTS
 
 
 @dataclass(frozen=True)
@@ -637,14 +638,11 @@ def read_manifest(out_dir: Path) -> dict[str, object]:
         raise SchemaError(f"{path} is not valid JSON ({error})",
                           f"delete {path} and convert the models in {out_dir} again") from None
     version = document.get("schema_version") if isinstance(document, dict) else None
-    models = document.get("models") if isinstance(document, dict) else None
-    if not isinstance(version, int) or not isinstance(models, dict) or not all(
-            isinstance(entry, dict) for entry in models.values()):
-        raise SchemaError(f"{path} is not a tflite-farm variants manifest",
+    checked_version(path, "convert manifest", version, MANIFEST_SCHEMA_VERSION)
+    models = document.get("models")
+    if not isinstance(models, dict) or not all(isinstance(entry, dict) for entry in models.values()):
+        raise SchemaError(f"{path} is not a tflite-farm convert manifest (no models)",
                           "convert into an empty folder, or move that file away")
-    if version > MANIFEST_SCHEMA_VERSION:
-        raise SchemaError(f"{path} is manifest v{version}, but this tflite-farm reads up to "
-                          f"v{MANIFEST_SCHEMA_VERSION}", _UPGRADE_FIX)
     return document
 
 
@@ -720,13 +718,11 @@ def _write_accuracy_rows(request: ConvertRequest, entry: dict, results: Sequence
         })
     table = pa.Table.from_pylist(rows, schema=accuracy_schema())
     path = Path(request.results_root) / "accuracy" / f"part-{entry['conversion_id']}.parquet"
-    from harness.store import write_atomically
-
     write_atomically(path, lambda out: pq.write_table(table, out))
     return path
 
 
-def read_accuracy(results_root: Path = DEFAULT_RESULTS_ROOT):  # type: ignore[no-untyped-def]
+def read_accuracy(results_root: Path = DEFAULT_RESULTS):  # type: ignore[no-untyped-def]
     """Every accuracy row under <results>/accuracy/ as a DataFrame, oldest conversion first.
 
     Refuses a file newer than this harness understands rather than dropping it
@@ -746,13 +742,10 @@ def read_accuracy(results_root: Path = DEFAULT_RESULTS_ROOT):  # type: ignore[no
             log.warning("skipping accuracy file %s: not a readable Parquet file (%s)", path, error)
             continue
         raw = (table.schema.metadata or {}).get(ACCURACY_VERSION_METADATA_KEY.encode())
-        version = int(raw) if raw is not None else 0
-        if version > ACCURACY_SCHEMA_VERSION:
-            raise SchemaError(f"{path} holds accuracy schema v{version}, but this tflite-farm reads up to "
-                              f"v{ACCURACY_SCHEMA_VERSION}", _UPGRADE_FIX)
-        if version < 1:
-            log.warning("skipping %s: not a tflite-farm accuracy file", path)
+        if raw is None or not raw.isdigit():
+            log.warning("skipping %s: not a tflite-farm accuracy table (no schema version)", path)
             continue
+        checked_version(path, "accuracy table", int(raw), ACCURACY_SCHEMA_VERSION)
         tables.append(table.cast(schema))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     frame = table.sort_by([("converted_at", "ascending"), ("model_name", "ascending")]).to_pandas(
@@ -834,6 +827,4 @@ def _tree_sha256(folder: Path) -> str:
 
 
 def _write_bytes(path: Path, content: bytes) -> None:
-    from harness.store import write_atomically
-
     write_atomically(path, lambda out: out.write(content))

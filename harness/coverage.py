@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness import ranking
-from harness.policy_file import resolve
-from harness.ranking import TieTest, VariantAccuracy
+from harness.policy_file import entry_label, resolve
+from harness.ranking import MixingAllowed, TieTest, VariantAccuracy
+from harness.records import config_label
 
 GOAL_SHARE = 0.95
 
@@ -99,7 +100,7 @@ class CoverageReport:
 
 
 def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, VariantAccuracy] | None = None,
-             tie_test: TieTest | None = None) -> CoverageReport:
+             tie_test: TieTest | None = None, mixing: MixingAllowed = MixingAllowed()) -> CoverageReport:
     """Judge `document` (a policy) against stored result rows of its model.
 
     The "best" on a device is its fastest configuration that ran ok and is
@@ -118,6 +119,7 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
     for serial, device in stats.groupby("serial", sort=True):
         if (device["skipped_rows"] == device["rows"]).all():
             continue  # never benchmarked (no binary for its ABI): nothing to judge
+        ranking.refuse_mixed(device, f"coverage on {serial}", mixing)
         facts = device.iloc[0]
         resolution = resolve(document, ranking.row_tier_facts(facts))
         by_config = {(r["model_sha256"], r["delegate"], int(r["num_threads"])): r for r in device.to_dict("records")}
@@ -125,7 +127,7 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
         runs = position = None
         for index, entry in enumerate(resolution.chain):
             row = by_config.get((entry["model"]["sha256"], entry["delegate"], int(entry["num_threads"])))
-            label = f"{entry['variant']}/{entry['delegate']}/x{entry['num_threads']}"
+            label = entry_label(entry)
             if row is not None and row["failures"] > 0:
                 failed_before.append(label)
                 continue
@@ -150,7 +152,7 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             policy_tier=resolution.tier, policy_rule=resolution.rule, runs_config=runs_label,
             chain_position=position, failed_before=tuple(failed_before),
             runs_p50_us=None if runs_row is None else float(runs_row[metric]),
-            best_config=None if best is None else f"{best['variant']}/{best['delegate']}/x{best['num_threads']}",
+            best_config=None if best is None else config_label(best["variant"], best["delegate"], best["num_threads"]),
             best_p50_us=None if best is None else float(best[metric]),
             ratio=ratio, within_noise=within, p_value=p_value,
         ))

@@ -20,6 +20,7 @@ from harness.discovery import discover, select
 from harness.examples import build_examples
 from harness.policy import DeriveRequest, derive, load_rows, write_policy
 from harness.profiles import load_farm, load_tiers
+from harness.records import config_label
 from harness.store import ResultsStore
 from harness.virtual import farm as farm_lib
 
@@ -86,7 +87,7 @@ def best_per_device(store: ResultsStore, run_id: str) -> list[str]:
             top = ok.iloc[0]
             p50_us = top["inference_p50_us"]
             latency = f"{p50_us / 1000:.2f} ms" if p50_us >= 1000 else f"{p50_us:.0f} us"
-            best = f"best {top['variant']}/{top['delegate']} x{top['num_threads']}: p50 {latency}"
+            best = f"best {config_label(top['variant'], top['delegate'], top['num_threads'])}: p50 {latency}"
         lines.append(f"  {model:<12} {tier:<5} {model_name:<13} {best}; not ok: {failed or 'none'}")
     return lines
 

@@ -26,6 +26,7 @@ REMOTE_ROOT = "/data/local/tmp/harness"
 CONNECT_TIMEOUT_S = 10.0
 DEFAULT_COMMAND_TIMEOUT_S = 30.0
 _SYNC_CHUNK_BYTES = 64 * 1024  # adb's sync DATA limit
+EXIT_NOT_FOUND = 127  # what sh (mksh, toolbox's sh) returns for a command it cannot find
 
 
 class DeviceLost(DeviceError):
@@ -52,7 +53,9 @@ class PhoneFacts:
     props: dict[str, str]
 
     @property
-    def is_virtual(self) -> bool:
+    def modelled_sensors(self) -> bool:
+        """A phone of this project's virtual farm: its battery and thermal zones follow a
+        documented model (device_profiles/virtual/README.md), they measure nothing."""
         return self.props.get("ro.harness.virtual") == "1"
 
 
@@ -150,7 +153,14 @@ class Phone:
     # --- files ---------------------------------------------------------------
 
     def remote_sha256(self, remote: str) -> str | None:
+        """The file's sha256 as the phone computes it; None when it is absent (or unreadable)."""
         result = self.shell(f"sha256sum {shlex.quote(remote)} 2>/dev/null")
+        if result.exit_code == EXIT_NOT_FOUND:
+            raise DeviceError(
+                f"{self.serial} has no 'sha256sum' command (exit code 127), so pushed files cannot be checked",
+                "the harness needs toybox's sha256sum (Android 6 and later); on an older phone put a static "
+                "busybox on its PATH as sha256sum, or sweep newer phones",
+            )
         if result.exit_code != 0:
             return None
         first = result.text.split(maxsplit=1)

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from harness.records import DeviceKind
+
 # A lone CR, CRLF and CR CR LF (old adb PTYs) all end one line: splitting on
 # them alone keeps the CR CR LF case from inventing blank lines, which
 # /proc/cpuinfo uses as block separators.
@@ -610,6 +612,22 @@ class DeviceInfo:
     ram_bytes: int | None = None
     cores: tuple[CoreInfo, ...] = ()
     fingerprint: str | None = None
+    device_kind: DeviceKind | None = None  # None: not read from props (a hand-made DeviceInfo)
+
+
+# What emulators say about themselves: the Android emulator (goldfish/ranchu, ro.kernel.qemu),
+# Cuttlefish, Genymotion; and this project's virtual farm (ro.harness.virtual).
+_VIRTUAL_PROPS = {"ro.harness.virtual": "1", "ro.kernel.qemu": "1", "ro.boot.qemu": "1"}
+_VIRTUAL_HARDWARE = {"goldfish", "ranchu", "cutf_cvm", "vbox86"}
+
+
+def device_kind(props: dict[str, str]) -> DeviceKind:
+    """Physical or virtual, from what the phone reports about itself."""
+    if any(props.get(name) == value for name, value in _VIRTUAL_PROPS.items()):
+        return DeviceKind.VIRTUAL
+    if props.get("ro.hardware") in _VIRTUAL_HARDWARE or props.get("ro.product.manufacturer") == "Genymotion":
+        return DeviceKind.VIRTUAL
+    return DeviceKind.PHYSICAL
 
 
 def device_info_from(
@@ -664,6 +682,7 @@ def device_info_from(
         ram_bytes=meminfo.mem_total_bytes or _ram_bytes_from_props(props),
         cores=cores,
         fingerprint=prop("ro.build.fingerprint"),
+        device_kind=device_kind(props),
     )
 
 

@@ -58,6 +58,12 @@ class DeviceEntry:
         return self.facts.info.model if self.facts else None
 
     @property
+    def kind(self) -> str | None:
+        """physical or virtual, as the phone says (see devicefacts.device_kind)."""
+        kind = self.facts.info.device_kind if self.facts else None
+        return kind.value if kind else None
+
+    @property
     def soc(self) -> str | None:
         """The most specific SoC name the phone gives (ro.soc.model only exists since Android 12)."""
         return soc_name(self.facts.info) if self.facts else None
@@ -70,6 +76,7 @@ class DeviceEntry:
             "serial": self.serial,
             "state": self.state.value,
             "usable": self.usable,
+            "kind": self.kind,
             "model": self.model,
             "soc": self.soc,
             "abi": info.abi if info else None,

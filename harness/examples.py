@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.atomic import replace_atomically
 from harness.convert import ConvertRequest
 from harness.datasets import Preprocessing
 
@@ -146,15 +147,11 @@ def _write_digit_images(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    temp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.npz")
-    np.savez(temp, **arrays)
-    os.replace(temp, path)
+    replace_atomically(path, lambda temp: np.savez(temp, **arrays), suffix=".npz")  # numpy adds .npz otherwise
 
 
 def _save_keras(model, path: Path) -> None:  # type: ignore[no-untyped-def]
-    temp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.keras")  # Keras insists on the suffix
-    model.save(temp)
-    os.replace(temp, path)
+    replace_atomically(path, model.save, suffix=".keras")  # Keras insists on the suffix
 
 
 def _keras():  # type: ignore[no-untyped-def]

@@ -28,27 +28,32 @@ import pandas as pd
 
 import harness
 from harness import ranking
+from harness.atomic import write_atomically
 from harness.convert import read_manifest
-from harness.errors import InputFileError, SchemaError, UsageError
-from harness.policy_file import POLICY_SCHEMA_VERSION, tier_entries, validate
+from harness.errors import InputFileError, UsageError
+from harness.policy_file import POLICY_SCHEMA_VERSION, entry_label, tier_entries, validate
 from harness.profiles import TIERS_FILE, load_tiers
 from harness.ranking import (
     Candidate,
     Constraints,
+    ExclusionKind,
+    MixingAllowed,
     TierRanking,
     TieTest,
     VariantAccuracy,
 )
-from harness.store import ResultsStore, write_atomically
+from harness.records import DeviceKind
+from harness.store import ResultsStore
 
 CPU = "cpu"
 ALL_DEVICES = "all measured devices"
 URL_FIELDS = ("model", "variant", "version", "sha256", "file")
 _CONSTRAINT_FLAGS = {
-    "max_latency_us": "--max-latency-us", "max_memory_mb": "--max-memory-mb",
-    "max_accuracy_drop": "--max-accuracy-drop", "max_energy_mj": "--max-energy-mj",
-    "failure": "a sweep with working delegates", "not_measured": "a sweep that covers every device of the tier",
-    "accuracy_gate": "a variant that passes the 'harness convert' accuracy gate",
+    ExclusionKind.MAX_LATENCY_US: "--max-latency-us", ExclusionKind.MAX_MEMORY_MB: "--max-memory-mb",
+    ExclusionKind.MAX_ACCURACY_DROP: "--max-accuracy-drop", ExclusionKind.MAX_ENERGY_MJ: "--max-energy-mj",
+    ExclusionKind.FAILURE: "a sweep with working delegates",
+    ExclusionKind.NOT_MEASURED: "a sweep that covers every device of the tier",
+    ExclusionKind.ACCURACY_GATE: "a variant that passes the 'harness convert' accuracy gate",
 }
 
 
@@ -64,6 +69,7 @@ class DeriveRequest:
     model_version: str | None = None  # None: "<date>+<digest of the chosen files>"
     model_url_template: str | None = None  # e.g. https://cdn.example.com/{model}/{version}/{file}
     tiers_file: Path = TIERS_FILE
+    mixing: MixingAllowed = MixingAllowed()
 
 
 @dataclass(frozen=True)
@@ -77,20 +83,24 @@ class DerivedPolicy:
         doc = self.document
         out = [f"policy for {doc['model']['name']} version {doc['model']['version']} "
                f"(objective {doc['objective']['metric']}, constraints {doc['objective']['constraints'] or 'none'}):"]
+        if doc["source"].get("device_kinds") == [DeviceKind.VIRTUAL.value]:
+            out.append("  measured on VIRTUAL devices only: this host's timings under phones' names, not a phone's; "
+                       "'harness policy validate --require-physical' refuses it")
         seen = set()
         for tier in doc["tiers"]:
             if tier["name"] in seen:
                 continue
             seen.add(tier["name"])
-            chain = " -> ".join(_label(e) for e in [tier["choice"], *tier["fallbacks"]])
+            chain = " -> ".join(entry_label(e) for e in [tier["choice"], *tier["fallbacks"]])
             evidence = tier["evidence"]
             tie = evidence.get("tie", {})
             why = (f"tied with {', '.join(tie['tied_with_best'])}, decided by {tie['decided_by']}"
                    if tie.get("tied_with_best") else "clear winner" if evidence["devices"] else evidence.get("note", ""))
-            measured = f"p50 {evidence['inference_p50_us']:,.0f} us on {evidence['devices']} device(s); " \
+            kinds = "/".join(evidence.get("measured_on", {}).get("device_kinds", []))
+            measured = f"p50 {evidence['inference_p50_us']:,.0f} us on {evidence['devices']} {kinds} device(s); " \
                 if evidence["devices"] else ""
             out.append(f"  {tier['name']:<5} {chain}  [{measured}{why}]")
-        out.append(f"  default {_label(doc['default'])}")
+        out.append(f"  default {entry_label(doc['default'])}")
         return out
 
 
@@ -126,7 +136,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
         warnings.append(f"{len(assigned)} device(s) stored without a tier ({', '.join(names)}) were assigned one "
                         f"at derive time from their stored SoC, RAM and SDK by {request.tiers_file}")
     rankings = ranking.rank_tiers(stats, model_name, request.metric, request.constraints, accuracy,
-                                  request.tie_test, tier_order=rules.tiers)
+                                  request.tie_test, tier_order=rules.tiers, mixing=request.mixing)
     by_tier = {r.tier: r for r in rankings}
     problems = [_no_candidate_message(r, request.constraints) for r in rankings if not r.candidates]
     if problems:
@@ -138,10 +148,12 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
     @functools.cache
     def relaxed() -> dict[str, TierRanking]:
         # Ranked again without latency, memory and energy limits only if some tier needs it.
-        ranked = ranking.rank_tiers(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test)
+        ranked = ranking.rank_tiers(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test,
+                                    mixing=request.mixing)
         return {r.tier: r for r in ranked}
 
-    default_ranking = _default_ranking(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test)
+    default_ranking = _default_ranking(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test,
+                                       request.mixing)
     default = _default_candidate(default_ranking)
     chains = {r.tier: _chain(r, relaxed) for r in rankings}
     chosen = {c.config.model_sha256 for chain, _ in chains.values() for c in chain} | {default.config.model_sha256}
@@ -176,7 +188,8 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
         "objective": {"metric": request.metric, "aggregate": "median over the tier's devices",
                       "constraints": request.constraints.given(), "tie_test": request.tie_test.describe()},
         "source": {"results": str(request.results_root), "runs": sorted(rows["run_id"].unique().tolist()),
-                   "manifest": str(request.manifest_path) if request.manifest_path else None},
+                   "manifest": str(request.manifest_path) if request.manifest_path else None,
+                   **default_ranking.measured_on.to_json()},
         "tiers": tiers,
         "default": entry(default),
     }
@@ -224,10 +237,11 @@ def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]]
 
 
 def _default_ranking(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,
-                     accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest) -> TierRanking:
+                     accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest,
+                     mixing: MixingAllowed) -> TierRanking:
     """All measured devices as one group: any phone may end up on the default."""
     everyone = stats.assign(tier=ALL_DEVICES)
-    return ranking.rank_tiers(everyone, model_name, metric, constraints, accuracy, tie_test)[0]
+    return ranking.rank_tiers(everyone, model_name, metric, constraints, accuracy, tie_test, mixing=mixing)[0]
 
 
 def _default_candidate(everyone: TierRanking) -> Candidate:
@@ -247,8 +261,8 @@ def _no_candidate_message(tier: TierRanking, constraints: Constraints) -> str:
     parts = []
     for constraint, items in sorted(counts.items(), key=lambda kv: -len(kv[1])):
         example = min(items, key=lambda e: float("inf") if e.value is None else e.value)
-        flag = _CONSTRAINT_FLAGS.get(constraint, constraint)
-        parts.append(f"{constraint} excluded {len(items)} (e.g. {example.config.label}: {example.reason}; needs {flag})")
+        flag = _CONSTRAINT_FLAGS[constraint]
+        parts.append(f"{constraint.value} excluded {len(items)} (e.g. {example.config.label}: {example.reason}; needs {flag})")
     given = ", ".join(f"{k}={v:g}" for k, v in constraints.given().items()) or "no constraints"
     return f"tier {tier.tier} of {tier.model_name} ({given}): " + ", ".join(parts)
 
@@ -259,7 +273,7 @@ def _no_candidate_message(tier: TierRanking, constraints: Constraints) -> str:
 def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str], request: DeriveRequest,
               assigned: frozenset[str]) -> dict:
     best = chain[0]
-    failed = [e for e in tier.excluded if e.constraint == "failure"]
+    failed = [e for e in tier.excluded if e.constraint is ExclusionKind.FAILURE]
     evidence: dict[str, object] = {
         "devices": len(tier.devices),
         "device_models": sorted({tier.device_models.get(s, s) for s in tier.devices}),
@@ -273,6 +287,7 @@ def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str
                 "p_values": {k: (None if v is None else round(v, 4)) for k, v in tier.tie_break.p_values.items()},
                 **request.tie_test.describe()},
         "excluded": [{"config": e.config.label, "reason": e.reason} for e in tier.excluded],
+        "measured_on": tier.measured_on.to_json(),
     }
     if assigned & set(tier.devices):
         # Stored without a tier: classified now, by today's rules, not when it was measured.
@@ -285,26 +300,28 @@ def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str
         evidence["energy_mj_per_inference"] = round(best.energy_mj_per_inference, 4)
     if best.accuracy_drop is not None:
         evidence["accuracy_drop"] = round(best.accuracy_drop, 5)
-    if notes:
-        evidence["notes"] = list(notes)
+    if notes or tier.notes:
+        evidence["notes"] = [*tier.notes, *notes]
     return evidence
 
 
 def _entry(candidate: Candidate, files: Mapping[str, _ModelFile], model_name: str, version: str,
            url_template: str | None) -> dict:
     config = candidate.config
-    known = files.get(config.model_sha256) or _ModelFile(f"{model_name}_{config.variant}.tflite",
-                                                        config.model_sha256, candidate.model_size_bytes, None)
+    known = files.get(config.model_sha256)
+    if known is None:
+        # An app loads the file a policy names: a made-up name would ship a policy that cannot work.
+        raise InputFileError(
+            f"the policy would choose {config.label} of {model_name}, whose file (sha256 {config.model_sha256[:16]}...) "
+            "no convert manifest and no run's plan names",
+            "pass --manifest DIR/manifest.json of the conversion that made it",
+        )
     model = {"file": known.file, "sha256": known.sha256, "size_bytes": known.size_bytes, "version": version}
     if url_template:
         model["url"] = url_template.format(model=model_name, variant=config.variant, version=version,
                                            sha256=known.sha256, file=known.file)
     model["io_signature"] = known.io_signature
     return {"variant": config.variant, "delegate": config.delegate, "num_threads": config.num_threads, "model": model}
-
-
-def _label(entry: Mapping) -> str:
-    return f"{entry['variant']}/{entry['delegate']}/x{entry['num_threads']}"
 
 
 def check_url_template(template: str) -> str:
@@ -347,27 +364,30 @@ def model_facts(results_root: Path, rows: pd.DataFrame, model_name: str, manifes
     """File names, signatures and accuracy of the model's files, by sha256.
 
     From --manifest when given; otherwise from the convert manifests next to the
-    files the runs swept (run.json's plan) and the results' accuracy table.
+    files the runs swept (run.json's plan) and the results' accuracy table. A
+    swept file that no manifest describes is still named as the run's plan names
+    it (without a signature); a file nothing names stays unknown.
     """
     warnings: list[str] = []
+    plan_files: dict[str, _ModelFile] = {}
     if manifest_path:
         manifests = [_read_manifest_file(manifest_path)]
         accuracy = ranking.accuracy_from_manifest(manifests[0])
     else:
-        manifests = _manifests_of_runs(results_root, rows["run_id"].unique())
+        manifests, plan_files = _manifests_of_runs(results_root, rows["run_id"].unique())
         accuracy = ranking.accuracy_from_results(results_root)
         for manifest in manifests:
             accuracy = {**ranking.accuracy_from_manifest(manifest), **accuracy}
-    files: dict[str, _ModelFile] = {}
+    files: dict[str, _ModelFile] = dict(plan_files)
     for manifest in manifests:
         for variant in manifest.get("models", {}).get(model_name, {}).get("variants", {}).values():
             if variant.get("sha256"):
                 files[variant["sha256"]] = _ModelFile(variant["file"], variant["sha256"], variant["size_bytes"],
                                                       _signature(variant))
     swept = set(rows.loc[rows["model_name"] == model_name, "model_sha256"])
-    unknown = sorted(swept - set(files))
-    if unknown:
-        warnings.append(f"{len(unknown)} file(s) of {model_name} are in no convert manifest: their entries "
+    unsigned = sorted(sha for sha in swept if sha in files and files[sha].io_signature is None)
+    if unsigned:
+        warnings.append(f"{len(unsigned)} file(s) of {model_name} are in no convert manifest: their entries "
                         "carry no input/output signature (pass --manifest DIR/manifest.json)")
     if not any(sha in accuracy for sha in swept):
         warnings.append(f"no accuracy figures for {model_name}: the accuracy gate was not applied")
@@ -382,24 +402,26 @@ def _read_manifest_file(path: Path) -> dict:
     return read_manifest(folder)
 
 
-def _manifests_of_runs(results_root: Path, run_ids: Sequence[str]) -> list[dict]:
+def _manifests_of_runs(results_root: Path, run_ids: Sequence[str]) -> tuple[list[dict], dict[str, _ModelFile]]:
+    """The convert manifests next to the files the runs swept, and each swept file as its run's plan names it.
+
+    A run without a readable run.json still ranks; it only lacks file facts. A
+    manifest of a newer version is refused (SchemaError), never skipped.
+    """
     store = ResultsStore(results_root)
     folders: dict[Path, None] = {}
+    plan_files: dict[str, _ModelFile] = {}
     for run_id in run_ids:
         try:
             plan = store.read_run_manifest(run_id).get("plan", {})
-        except (UsageError, SchemaError):
-            continue  # rows without a readable run.json still rank; they only lack file facts
+        except UsageError:
+            continue  # no run.json
         for model in plan.get("models", []):
-            folders[Path(model["path"]).parent] = None
-    manifests = []
-    for folder in folders:
-        if (folder / "manifest.json").is_file():
-            try:
-                manifests.append(read_manifest(folder))
-            except SchemaError:
-                continue
-    return manifests
+            path = Path(model["path"])
+            folders[path.parent] = None
+            plan_files[model["sha256"]] = _ModelFile(path.name, model["sha256"], model["size_bytes"], None)
+    manifests = [read_manifest(folder) for folder in folders if (folder / "manifest.json").is_file()]
+    return manifests, plan_files
 
 
 def _signature(variant: Mapping) -> dict | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from functools import cache
@@ -31,8 +31,10 @@ from harness.devicefacts import (
     parse_getprop,
     parse_meminfo,
 )
-from harness.errors import DeviceError, InputFileError, SchemaError, UsageError
+from harness.errors import DeviceError, InputFileError, UsageError
 from harness.profiles import TierFacts, TierRule, TierRules, glob_problem, tier_facts
+from harness.records import config_label
+from harness.versioned import checked_version
 
 if TYPE_CHECKING:
     from harness.discovery import DeviceEntry
@@ -92,17 +94,8 @@ def load_policy(path: Path | str) -> dict[str, Any]:
             f"{path} holds {_json_kind(document)}, not a policy object",
             "pass a policy file: a JSON object with schema_version, model, tiers and default",
         )
-    version = document.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise SchemaError(
-            f"{path} has schema_version {_short(version)}, not a policy version (an integer from 1)",
-            f'a policy starts with "schema_version": {POLICY_SCHEMA_VERSION}; {_DERIVE_AGAIN}',
-        )
-    if version > POLICY_SCHEMA_VERSION:
-        raise SchemaError(
-            f"{path} is a policy v{version}; this harness reads up to v{POLICY_SCHEMA_VERSION}",
-            "upgrade tflite-farm: pip install -U tflite-farm",
-        )
+    checked_version(path, "policy", document.get("schema_version"), POLICY_SCHEMA_VERSION,
+                    f'a policy starts with "schema_version": {POLICY_SCHEMA_VERSION}; {_DERIVE_AGAIN}')
     return document
 
 
@@ -135,6 +128,32 @@ def validate(document: Any) -> tuple[Problem, ...]:
         problems += _semantic_problems(document)
     # jsonschema gives each missing key its own error, and each is turned into all of them here.
     return tuple(dict.fromkeys(problems))
+
+
+def provenance_warnings(document: dict[str, Any]) -> tuple[str, ...]:
+    """What a person should know about where a valid policy's numbers come from (`validate` prints it).
+
+    A policy measured on virtual devices is valid, but its latencies are the
+    host's, not a phone's: fine for trying the pipeline, never for shipping.
+    """
+    kinds = document.get("source", {}).get("device_kinds")
+    if kinds is None:
+        return ("the policy does not say which kind of device measured it (an older harness derived it): "
+                "derive it again to know",)
+    warnings = []
+    if "virtual" in kinds:
+        share = "every number" if kinds == ["virtual"] else "some numbers"
+        warnings.append(f"{share} in this policy were measured on virtual devices: this host's timings under phones' "
+                        "names, not a phone's; derive it from a phone lab's results before shipping it")
+    if "unknown" in kinds:
+        warnings.append("some numbers come from rows that do not say which kind of device measured them "
+                        "(an older harness)")
+    return tuple(warnings)
+
+
+def physical_only(document: dict[str, Any]) -> bool:
+    """True when every number of the policy was measured on physical phones (`validate --require-physical`)."""
+    return document.get("source", {}).get("device_kinds") == ["physical"]
 
 
 def _sort_key(path: Iterable[str | int]) -> tuple[tuple[int, str | int], ...]:
@@ -588,8 +607,9 @@ def _why(rule: TierRule, facts: TierFacts, matched: bool) -> str:
     return "; ".join(text for held, text in checks if matched or not held)
 
 
-def _entry_line(entry: dict[str, Any]) -> str:
-    return f"{entry['variant']} on {entry['delegate']} x{entry['num_threads']}"
+def entry_label(entry: Mapping[str, Any]) -> str:
+    """The configuration of a policy entry (choice, fallback, default), as records.config_label names it."""
+    return config_label(entry["variant"], entry["delegate"], entry["num_threads"])
 
 
 def format_resolution(resolution: Resolution) -> str:
@@ -607,7 +627,7 @@ def format_resolution(resolution: Resolution) -> str:
     for number, entry in enumerate(resolution.chain, start=1):
         model = entry["model"]
         suffix = "  (default)" if number == len(resolution.chain) else ""
-        lines.append(f"  {number}. {_entry_line(entry)}  {model['file']} sha256 {model['sha256'][:12]}..{suffix}")
+        lines.append(f"  {number}. {entry_label(entry)}  {model['file']} sha256 {model['sha256'][:12]}..{suffix}")
     return "\n".join(lines)
 
 
@@ -708,7 +728,7 @@ def _chain(entry: dict[str, Any]) -> list[dict[str, Any]]:
 def _describe(entry: dict[str, Any] | None) -> str:
     if entry is None:
         return "(none)"
-    return f"{_entry_line(entry)} sha256 {entry['model']['sha256'][:12]}"
+    return f"{entry_label(entry)} sha256 {entry['model']['sha256'][:12]}"
 
 
 def _comparable(entry: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -44,6 +44,7 @@ from typing import Iterator, Sequence
 from harness.device import Phone
 from harness.devicefacts import PowerSupply, parse_power_supply_uevent
 from harness.errors import HarnessError
+from harness.records import PowerMethod
 
 BATTERY_DIR = "/sys/class/power_supply/battery"
 # Printed as uevent lines so devicefacts' parser reads them; a file that cannot
@@ -61,11 +62,6 @@ _MA_BELOW = 10_000
 _MIN_VOLTAGE_UV = 2_500_000
 _MAX_VOLTAGE_UV = 10_000_000
 _MAX_CURRENT_UA = 20_000_000
-
-
-class PowerMethod(str, Enum):
-    FUEL_GAUGE = "fuel_gauge"
-    MODEL = "model"  # virtual devices: derived from their documented power model
 
 
 class NoPowerReason(str, Enum):
@@ -138,15 +134,15 @@ def reading_from_samples(samples: Sequence[PowerSupply], method: PowerMethod) ->
 class PowerSampler:
     """Samples the battery in a background thread between start() and stop().
 
-    Use as `with PowerSampler(phone, is_virtual=...) as sampler: ...`, then
+    Use as `with PowerSampler(phone, method) as sampler: ...`, then
     `sampler.reading`; or start() and stop() (which returns the reading).
     One sampler measures one window. A failing sample is skipped, never raised.
     """
 
-    def __init__(self, phone: Phone, interval_s: float = 0.1, *, is_virtual: bool) -> None:
+    def __init__(self, phone: Phone, method: PowerMethod, interval_s: float = 0.1) -> None:
         self.phone = phone
         self.interval_s = interval_s
-        self.method = PowerMethod.MODEL if is_virtual else PowerMethod.FUEL_GAUGE
+        self.method = method
         self.reading: PowerReading | None = None
         self._samples: list[PowerSupply] = []
         self._stopping = threading.Event()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.devicefacts import DeviceInfo
 from harness.errors import InputFileError, SchemaError
+from harness.versioned import checked_version
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 TIERS_FILE = PROFILES_DIR / "tiers.toml"
@@ -137,12 +138,7 @@ def _read_toml(path: Path) -> dict:
 
 
 def _check_version(data: dict, path: Path) -> None:
-    version = data.get("schema_version")
-    if version != SUPPORTED_SCHEMA_VERSION:
-        raise SchemaError(
-            f"{path} has schema_version {version!r}; this harness reads {SUPPORTED_SCHEMA_VERSION}",
-            f"set schema_version = {SUPPORTED_SCHEMA_VERSION} or upgrade tflite-farm",
-        )
+    checked_version(path, "device_profiles file", data.get("schema_version"), SUPPORTED_SCHEMA_VERSION)
 
 
 def load_tiers(path: Path = TIERS_FILE) -> TierRules:

@@ -23,7 +23,9 @@ differences that a phone's run-to-run drift (thermal, governor) exceeds.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from enum import Enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +36,10 @@ import pandas as pd
 
 from harness.errors import UsageError
 from harness.profiles import TierFacts, TierRules
+from harness.records import DeviceKind, config_label
 
 LATENCY_METRICS = ("inference_p50_us", "inference_avg_us", "inference_p95_us")
+ENERGY = "energy_mj_per_inference"  # measured (fuel gauge) energy only; modelled energy is display-only
 NO_TIER = "unclassified"
 """The tier of rows stored without one (a device no tier rule matched when it ran)."""
 
@@ -52,7 +56,7 @@ METRICS: dict[str, Metric] = {
     "inference_avg_us": Metric("inference_avg_us", "average latency", "us"),
     "inference_p95_us": Metric("inference_p95_us", "p95 latency", "us"),
     "memory_mb": Metric("memory_mb", "peak memory (RSS high-water mark)", "MB"),
-    "energy_mj_per_inference": Metric("energy_mj_per_inference", "energy per inference", "mJ"),
+    "energy_mj_per_inference": Metric("energy_mj_per_inference", "measured energy per inference", "mJ"),
     "accuracy_drop": Metric("accuracy_drop", "accuracy drop vs fp32", ""),
 }
 """Every metric is lower-is-better; the per-device figure of each is a column of device_stats."""
@@ -69,6 +73,76 @@ class Constraints:
 
     def given(self) -> dict[str, float]:
         return {name: value for name, value in vars(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class MixingAllowed:
+    """Which kinds of numbers a ranking or comparison may put side by side.
+
+    By default only numbers measured the same way are compared: one device kind
+    (physical or virtual) and one benchmark binary per tier or comparison.
+    """
+
+    kinds: bool = False  # --allow-mixed-kinds
+    binaries: bool = False  # --allow-mixed-binaries
+
+
+@dataclass(frozen=True)
+class MeasuredOn:
+    """How a group of numbers was measured: recorded with every decision made from them."""
+
+    device_kinds: tuple[str, ...]  # "physical", "virtual", "unknown" (rows of an older harness)
+    bench_binaries: tuple[str, ...]  # "name@sha256"
+    power_methods: tuple[str, ...]
+    temperature_methods: tuple[str, ...]
+
+    @property
+    def virtual_only(self) -> bool:
+        return self.device_kinds == (DeviceKind.VIRTUAL.value,)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"device_kinds": list(self.device_kinds), "bench_binaries": list(self.bench_binaries),
+                "power_methods": list(self.power_methods), "temperature_methods": list(self.temperature_methods)}
+
+
+UNKNOWN_KIND = "unknown"
+
+
+def measured_on(stats: pd.DataFrame) -> MeasuredOn:
+    """How the measured (not only skipped) rows summarised in `stats` were taken."""
+    measured = stats[stats["rows"] > stats["skipped_rows"]]
+
+    def distinct(column: str) -> tuple[str, ...]:
+        return tuple(sorted({str(v) for values in measured[column] if _none_if_na(values) is not None for v in values}))
+
+    kinds = {UNKNOWN_KIND if _none_if_na(kind) is None else str(kind) for kind in measured["device_kind"]}
+    return MeasuredOn(tuple(sorted(kinds)), distinct("bench_binaries"), distinct("power_methods"),
+                      distinct("temperature_methods"))
+
+
+def refuse_mixed(stats: pd.DataFrame, where: str, allowed: MixingAllowed) -> MeasuredOn:
+    """How `stats` was measured, unless it mixes device kinds or benchmark binaries that `allowed` does not let
+    one decision combine: a median across x86 virtual timings and an ARM phone's, or across two builds of the
+    benchmark, is no measurement of anything."""
+    how = measured_on(stats)
+    if len(how.device_kinds) > 1 and not allowed.kinds:
+        measured = stats[stats["rows"] > stats["skipped_rows"]]
+        by_kind: dict[str, set[str]] = {}
+        for row in measured.itertuples():
+            kind = UNKNOWN_KIND if _none_if_na(row.device_kind) is None else str(row.device_kind)
+            by_kind.setdefault(kind, set()).add(str(row.device_model if _none_if_na(row.device_model) else row.serial))
+        detail = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(by_kind.items()))
+        raise UsageError(f"{where} mixes {' and '.join(how.device_kinds)} devices ({detail}); their numbers are "
+                         "not measured the same way",
+                         "select one kind (--run, or a results folder per lab), or pass --allow-mixed-kinds "
+                         "to compare them anyway")
+    if len(how.bench_binaries) > 1 and not allowed.binaries:
+        names = ", ".join(f"{b.split('@')[0]} {b.split('@')[1][:12]}" for b in how.bench_binaries)
+        raise UsageError(f"{where} mixes rows from {len(how.bench_binaries)} benchmark binaries ({names}); "
+                         "different builds are different instruments",
+                         "re-run the older runs with one binary, select runs of one binary (--run), or pass "
+                         "--allow-mixed-binaries to compare them anyway")
+    return how
 
 
 @dataclass(frozen=True)
@@ -102,7 +176,7 @@ class Config:
 
     @property
     def label(self) -> str:
-        return f"{self.variant}/{self.delegate}/x{self.num_threads}"
+        return config_label(self.variant, self.delegate, self.num_threads)
 
 
 @dataclass(frozen=True)
@@ -124,11 +198,23 @@ class Candidate:
     tied: bool  # shares its rank with another candidate
 
 
+class ExclusionKind(str, Enum):
+    """Why a configuration is not a candidate of a tier: a failure, a gap, or the constraint it breaks."""
+
+    FAILURE = "failure"
+    NOT_MEASURED = "not_measured"
+    ACCURACY_GATE = "accuracy_gate"
+    MAX_LATENCY_US = "max_latency_us"  # the Constraints field names, so a limit names its own flag
+    MAX_MEMORY_MB = "max_memory_mb"
+    MAX_ACCURACY_DROP = "max_accuracy_drop"
+    MAX_ENERGY_MJ = "max_energy_mj"
+
+
 @dataclass(frozen=True)
 class Exclusion:
     config: Config
     reason: str
-    constraint: str  # "failure", "not_measured", "accuracy_gate", or a Constraints field name
+    constraint: ExclusionKind
     value: float | None = None  # the metric where measured (for the dashboard)
 
 
@@ -152,6 +238,8 @@ class TierRanking:
     candidates: tuple[Candidate, ...]
     excluded: tuple[Exclusion, ...]
     tie_break: TieBreak
+    measured_on: MeasuredOn
+    notes: tuple[str, ...] = ()  # what the ranking could not apply, and why
 
     @property
     def best(self) -> Candidate | None:
@@ -189,8 +277,10 @@ WITH r AS (
 ), g AS (
     SELECT {run_key} model_name, variant, model_sha256, delegate, num_threads, serial,
         arg_max(tier, started_at) AS tier,
+        arg_max(device_kind, started_at) AS device_kind,
         arg_max(device_model, started_at) AS device_model,
         arg_max(soc, started_at) AS soc,
+        arg_max(soc_identities, started_at) AS soc_identities,
         arg_max(ram_bytes, started_at) AS ram_bytes,
         arg_max(android_sdk, started_at) AS android_sdk,
         max(model_size_bytes) AS model_size_bytes,
@@ -208,8 +298,13 @@ WITH r AS (
         avg(inference_avg_us) FILTER (WHERE is_ok) AS inference_avg_us,
         median(inference_p95_us) FILTER (WHERE is_ok) AS inference_p95_us,
         max(memory_any_mb) FILTER (WHERE is_ok) AS memory_mb,
-        median(energy_mj_per_inference) FILTER (WHERE is_ok) AS energy_mj_per_inference,
-        arg_max(power_method, started_at) FILTER (WHERE is_ok) AS power_method,
+        -- only measured energy decides anything; modelled energy is kept apart, for display
+        median(energy_mj_per_inference) FILTER (WHERE is_ok AND power_method = 'fuel_gauge') AS energy_mj_per_inference,
+        median(energy_mj_per_inference) FILTER (WHERE is_ok AND power_method = 'model') AS modelled_energy_mj_per_inference,
+        list(DISTINCT power_method) FILTER (WHERE power_method IS NOT NULL) AS power_methods,
+        list(DISTINCT temperature_method) FILTER (WHERE temperature_method IS NOT NULL) AS temperature_methods,
+        list(DISTINCT coalesce(bench_binary_name, '?') || '@' || bench_binary_sha256)
+            FILTER (WHERE bench_binary_sha256 IS NOT NULL AND status <> 'skipped') AS bench_binaries,
         max(temp_end_c) FILTER (WHERE is_ok) AS temp_end_max_c,
         count(*) FILTER (WHERE is_ok AND throttled) AS throttled_rows,
         -- what the significance test needs (see the module docstring)
@@ -255,9 +350,12 @@ def stats_of(rows: pd.DataFrame, by_run: bool = False) -> pd.DataFrame:
 
 
 def row_tier_facts(row: Mapping[str, object]) -> TierFacts:
-    """The facts a results (or device_stats) row keeps of its phone, as the tier rules read them."""
-    soc, ram, sdk = (_none_if_na(row.get(name)) for name in ("soc", "ram_bytes", "android_sdk"))
-    return TierFacts((str(soc),) if soc else (), None if ram is None else int(ram), None if sdk is None else int(sdk))
+    """The facts a results (or device_stats) row keeps of its phone, as the tier rules read them:
+    the SoC identities the sweep classified it by (older rows: their one stored SoC), RAM, SDK."""
+    identities, soc, ram, sdk = (_none_if_na(row.get(name)) for name in ("soc_identities", "soc", "ram_bytes",
+                                                                          "android_sdk"))
+    names = tuple(str(i) for i in identities) if identities is not None else (str(soc),) if soc else ()
+    return TierFacts(names, None if ram is None else int(ram), None if sdk is None else int(sdk))
 
 
 def assign_missing_tiers(stats: pd.DataFrame, rules: TierRules) -> tuple[pd.DataFrame, frozenset[str]]:
@@ -303,22 +401,23 @@ def accuracy_from_results(results_root: Path) -> dict[str, VariantAccuracy]:
     return found
 
 
-def accuracy_exclusion(accuracy: VariantAccuracy | None, max_accuracy_drop: float | None) -> tuple[str, str] | None:
+def accuracy_exclusion(accuracy: VariantAccuracy | None, max_accuracy_drop: float | None
+                       ) -> tuple[str, ExclusionKind] | None:
     """(reason, constraint) when a file's accuracy rules it out, else None.
 
     Rejected by the convert gate, or beyond `max_accuracy_drop` (an unknown drop
     cannot be shown to be within a limit that was asked for).
     """
     if accuracy and accuracy.accepted is False:
-        return f"rejected by the convert accuracy gate: {accuracy.reason}", "accuracy_gate"
+        return f"rejected by the convert accuracy gate: {accuracy.reason}", ExclusionKind.ACCURACY_GATE
     if max_accuracy_drop is None:
         return None
     drop = accuracy.accuracy_drop if accuracy else None
     if drop is None:
         why = accuracy.reason if accuracy and accuracy.reason else "no accuracy measured for this file"
-        return f"max_accuracy_drop: unknown ({why})", "max_accuracy_drop"
+        return f"max_accuracy_drop: unknown ({why})", ExclusionKind.MAX_ACCURACY_DROP
     if drop > max_accuracy_drop:
-        return f"max_accuracy_drop: {drop:.4f} > {max_accuracy_drop:g}", "max_accuracy_drop"
+        return f"max_accuracy_drop: {drop:.4f} > {max_accuracy_drop:g}", ExclusionKind.MAX_ACCURACY_DROP
     return None
 
 
@@ -371,8 +470,13 @@ def rank_tiers(
     accuracy: Mapping[str, VariantAccuracy] | None = None,
     tie_test: TieTest = TieTest(),
     tier_order: Sequence[str] = (),
+    mixing: MixingAllowed = MixingAllowed(),
 ) -> tuple[TierRanking, ...]:
-    """The ranking of every tier that has rows of `model_name`, in `tier_order` first."""
+    """The ranking of every tier that has rows of `model_name`, in `tier_order` first.
+
+    Raises UsageError when a tier mixes device kinds or benchmark binaries that
+    `mixing` does not allow, or when the metric is energy and none was measured.
+    """
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}", f"use one of {', '.join(METRICS)}")
     model_stats = stats[stats["model_name"] == model_name].assign(tier=lambda f: f["tier"].fillna(NO_TIER))
@@ -380,10 +484,14 @@ def rank_tiers(
         known = sorted(stats["model_name"].unique())
         raise UsageError(f"no results for model {model_name!r}",
                          f"pick one of {', '.join(known)}" if known else "run a sweep first ('harness run' or 'harness demo')")
+    if metric == ENERGY and model_stats[ENERGY].isna().all():
+        raise UsageError(f"no measured energy for model {model_name!r}: modelled energy (virtual devices) never ranks",
+                         "rank by a latency metric, or sweep phones that run on battery (see README, power)")
     tiers = ordered_tiers(model_stats["tier"], tier_order)
     accuracy = accuracy or {}
     return tuple(
-        _rank_tier(model_stats[model_stats["tier"] == tier], tier, model_name, metric, constraints, accuracy, tie_test)
+        _rank_tier(model_stats[model_stats["tier"] == tier], tier, model_name, metric, constraints, accuracy, tie_test,
+                   mixing)
         for tier in tiers
     )
 
@@ -398,7 +506,14 @@ def ordered_tiers(present: Iterable[str], tier_order: Sequence[str]) -> list[str
 
 
 def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, constraints: Constraints,
-               accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest) -> TierRanking:
+               accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest, mixing: MixingAllowed) -> TierRanking:
+    how = refuse_mixed(stats, f"tier {tier} of {model_name}", mixing)
+    notes = []
+    if constraints.max_energy_mj is not None and stats[ENERGY].isna().all():
+        # Nothing to hold the limit against: saying so beats excluding everything or pretending it holds.
+        notes.append(f"max_energy_mj not applied: no device of tier {tier} measured energy "
+                     f"(power methods: {', '.join(how.power_methods) or 'none'}; modelled energy decides nothing)")
+        constraints = dataclasses.replace(constraints, max_energy_mj=None)
     measured = stats.groupby("serial")["skipped_rows"].sum() < stats.groupby("serial")["rows"].sum()
     devices = tuple(sorted(measured[measured].index))
     unmeasured = tuple(sorted(measured[~measured].index))
@@ -416,7 +531,8 @@ def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, con
             candidates.append(verdict)
     ranked, tie_break = _order(candidates, metric, tie_test)
     excluded.sort(key=lambda e: (math.inf if e.value is None else e.value, e.config.label))
-    return TierRanking(tier, model_name, metric, devices, names, unmeasured, tuple(ranked), tuple(excluded), tie_break)
+    return TierRanking(tier, model_name, metric, devices, names, unmeasured, tuple(ranked), tuple(excluded), tie_break,
+                       how, tuple(notes))
 
 
 def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: Mapping[str, str], metric: str,
@@ -427,36 +543,37 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
     values = {s: (drop if metric == "accuracy_drop" else _none_if_na(r[metric])) for s, r in ok.items()}
     shown = _median([v for v in values.values() if v is not None])
 
-    def excluded(reason: str, constraint: str) -> Exclusion:
+    def excluded(reason: str, constraint: ExclusionKind) -> Exclusion:
         return Exclusion(config, reason, constraint, shown)
 
     failing = [(s, r) for s, r in by_device.items() if r["failures"] > 0]
     if failing:
         where = "; ".join(f"{r['failure_kinds']} on {names.get(s, s)}" for s, r in failing)
-        return excluded(f"failed: {where}", "failure")
+        return excluded(f"failed: {where}", ExclusionKind.FAILURE)
     missing = [s for s in devices if s not in ok]
     if missing:
-        return excluded(f"not measured ok on {', '.join(names.get(s, s) for s in missing)}", "not_measured")
+        return excluded(f"not measured ok on {', '.join(names.get(s, s) for s in missing)}", ExclusionKind.NOT_MEASURED)
     ruled_out = accuracy_exclusion(accuracy, constraints.max_accuracy_drop)
     if ruled_out:
         return excluded(*ruled_out)
     latency_metric = metric if metric in LATENCY_METRICS else "inference_p50_us"
     checks = (
-        ("max_latency_us", constraints.max_latency_us, latency_metric, "us"),
-        ("max_memory_mb", constraints.max_memory_mb, "memory_mb", "MB"),
-        ("max_energy_mj", constraints.max_energy_mj, "energy_mj_per_inference", "mJ"),
+        (ExclusionKind.MAX_LATENCY_US, constraints.max_latency_us, latency_metric, "us"),
+        (ExclusionKind.MAX_MEMORY_MB, constraints.max_memory_mb, "memory_mb", "MB"),
+        (ExclusionKind.MAX_ENERGY_MJ, constraints.max_energy_mj, ENERGY, "mJ"),
     )
-    for name, limit, column, unit in checks:
+    for kind, limit, column, unit in checks:
         if limit is None:
             continue
         for serial, row in ok.items():
             figure = _none_if_na(row[column])
             if figure is None:
-                return excluded(f"{name}: {column} not measured on {names.get(serial, serial)}", name)
+                return excluded(f"{kind.value}: {column} not measured on {names.get(serial, serial)}", kind)
             if figure > limit:
-                return excluded(f"{name}: {figure:,.1f} {unit} on {names.get(serial, serial)} > {limit:g}", name)
+                return excluded(f"{kind.value}: {figure:,.1f} {unit} on {names.get(serial, serial)} > {limit:g}",
+                                kind)
     if any(v is None for v in values.values()):
-        return excluded(f"{metric} not measured", "not_measured")
+        return excluded(f"{metric} not measured", ExclusionKind.NOT_MEASURED)
     rows = list(ok.values())
     memory = [m for m in (_none_if_na(r["memory_mb"]) for r in rows) if m is not None]
     energy = [e for e in (_none_if_na(r["energy_mj_per_inference"]) for r in rows) if e is not None]
@@ -563,12 +680,18 @@ _VERDICT_ORDER = {"regression": 0, "newly failing": 1, "improvement": 2, "fixed"
                   "failing in both": 5, "only in A": 6, "only in B": 7}
 
 
-def compare_runs(stats_by_run: pd.DataFrame, run_a: str, run_b: str, tie_test: TieTest = TieTest()) -> pd.DataFrame:
+def compare_runs(stats_by_run: pd.DataFrame, run_a: str, run_b: str, tie_test: TieTest = TieTest(),
+                 mixing: MixingAllowed = MixingAllowed()) -> pd.DataFrame:
     """Case by case, run B against run A: the p50 change, its significance, a verdict.
 
     `stats_by_run` is device_stats(..., by_run=True). Cases match on device,
     model file, delegate and threads. Regressions come first, largest first.
+    Raises UsageError when the two runs were measured by different benchmark
+    binaries or kinds of device that `mixing` does not allow to compare.
     """
+    both = stats_by_run[stats_by_run["run_id"].isin([run_a, run_b])]
+    if not both.empty:
+        refuse_mixed(both, f"comparing runs {run_a} and {run_b}", mixing)
     key = list(_KEY)
     columns = key + ["tier", "device_model", "ok_rows", "failures", "failure_kinds", "inference_p50_us",
                      "test_mean_us", "test_sd_us", "test_n"]

@@ -6,6 +6,8 @@ import dataclasses
 import functools
 import hashlib
 import json
+import types
+import typing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -26,7 +28,8 @@ class Delegate(str, Enum):
 
 
 class ErrorType(str, Enum):
-    """Why a benchmark run produced no (complete) measurement."""
+    """Why a benchmark run produced no (complete) measurement: what the parser reads in the
+    tool's output, then what the sweep sees around it."""
 
     CRASH = "crash"  # killed by a signal: segfault, abort, ...
     NOT_EXECUTABLE = "not_executable"  # wrong ABI or no exec permission
@@ -38,6 +41,38 @@ class ErrorType(str, Enum):
     BENCHMARK_FAILED = "benchmark_failed"  # the tool said it failed, for another reason
     TRUNCATED = "truncated"  # output ends before the benchmark summary
     GARBAGE = "garbage"  # input is not text output of a benchmark tool
+    # Seen by the sweep, not in the output:
+    EXIT_CODE = "exit_code"  # non-zero exit with a complete summary
+    TIMEOUT = "timeout"  # the case exceeded its wall-clock limit and was killed
+    NO_BINARY = "no_binary"  # no benchmark binary for the phone's ABI
+    PUSH_FAILED = "push_failed"  # the phone refused the files (full, read-only)
+    DEVICE_LOST = "device_lost"  # the transport to the phone broke
+    POWER_CONTROL_FAILED = "power_control_failed"  # the phone refused `dumpsys battery unplug`
+
+
+class DeviceKind(str, Enum):
+    """What a phone reports about itself: a real phone, or an emulator / virtual farm device."""
+
+    PHYSICAL = "physical"
+    VIRTUAL = "virtual"
+
+
+class PowerMethod(str, Enum):
+    """Where a row's power figures come from."""
+
+    FUEL_GAUGE = "fuel_gauge"  # the phone's battery gauge: measured
+    MODEL = "model"  # a virtual device's documented power model: never a measurement
+
+    @property
+    def measured(self) -> bool:
+        return self is PowerMethod.FUEL_GAUGE
+
+
+class TemperatureMethod(str, Enum):
+    """Where a row's temperatures come from."""
+
+    SENSOR = "sensor"  # the phone's thermal zones
+    MODEL = "model"  # a virtual device's model (never a measurement; it never slows the benchmark)
 
 
 @dataclass(frozen=True)
@@ -58,7 +93,8 @@ class BenchmarkRun:
     inference_max_us: float | None = None
     inference_p50_us: float | None = None
     inference_p95_us: float | None = None
-    num_runs: int | None = None
+    inference_count: int | None = None  # `count=` of the measured loop, not the requested --num_runs
+    warmup_count: int | None = None  # `count=` of the warmup loop
     memory_init_mb: float | None = None
     memory_overall_mb: float | None = None
     memory_peak_mb: float | None = None
@@ -70,6 +106,7 @@ class BenchmarkRun:
     delegated_nodes: int | None = None
     total_nodes: int | None = None
     perf_option: str | None = None
+    binary_version: str | None = None  # when the tool prints one
     error: str | None = None
     error_type: ErrorType | None = None
 
@@ -84,8 +121,23 @@ class BenchmarkRun:
         return out
 
 
-SCHEMA_VERSION = 1
-"""Version of the results schema (ResultRow / RESULTS_SCHEMA); bump it with an upgrade in store.UPGRADES."""
+def config_label(variant: str, delegate: str, num_threads: int) -> str:
+    """How a configuration is named wherever a person reads one: `fp16/xnnpack/x2`."""
+    return f"{variant}/{delegate.value if isinstance(delegate, Enum) else delegate}/x{num_threads}"
+
+
+CONFIG_LABEL_SQL = "variant || '/' || delegate || '/x' || num_threads"
+"""config_label as a SQL expression over result columns."""
+
+
+SCHEMA_VERSION = 2
+"""Version of the results schema (ResultRow / RESULTS_SCHEMA).
+
+Compatibility rule: adding a nullable column is compatible (files without it read it as
+null; no version bump). A rename, a removal, a new required column or a change of what a
+column means is a new version, with an upgrade step in store.UPGRADES that turns the
+previous version's table into this one.
+"""
 
 SCHEMA_VERSION_METADATA_KEY = "tflite_farm.schema_version"
 
@@ -105,9 +157,10 @@ class CaseStatus(str, Enum):
 class ResultRow:
     """One row of the results dataset: one (run, device, case, repetition).
 
-    Field order is the column order of RESULTS_SCHEMA. Optional fields are the
-    ones a failed, timed-out or skipped case may not have. Memory figures are
-    the benchmark process's RSS high-water mark, not the model's footprint.
+    Field order is the column order of RESULTS_SCHEMA, which is derived from these
+    annotations: `X | None` is a nullable column. Null means unknown or not measured,
+    never a made-up value. Memory figures are the benchmark process's RSS high-water
+    mark, not the model's footprint.
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -119,11 +172,13 @@ class ResultRow:
     harness_version: str
     adb_server: str
     serial: str
-    device_model: str
-    manufacturer: str
-    soc: str | None = None  # ro.soc.model exists only from Android 12
-    abi: str
-    android_sdk: int
+    device_kind: DeviceKind | None = None  # None only in upgraded v1 rows that cannot tell
+    device_model: str | None = None
+    manufacturer: str | None = None
+    soc: str | None = None  # the most specific SoC name the phone gives, for people
+    soc_identities: tuple[str, ...] | None = None  # what tier rules matched (profiles.soc_identities)
+    abi: str | None = None
+    android_sdk: int | None = None
     ram_bytes: int | None = None
     tier: str | None = None
     build_fingerprint: str | None = None
@@ -132,11 +187,15 @@ class ResultRow:
     quantization: str | None = None
     model_sha256: str
     model_size_bytes: int
-    delegate: str
+    delegate: Delegate
     num_threads: int
-    num_runs: int
-    warmup_runs: int
-    bench_binary_sha256: str
+    num_runs: int  # requested (--num_runs)
+    warmup_runs: int  # requested (--warmup_runs)
+    inference_count: int | None = None  # measured: the inferences the figures below summarise
+    warmup_count: int | None = None  # measured: warmup inferences before them
+    bench_binary_name: str | None = None
+    bench_binary_sha256: str | None = None  # None: no binary reached the phone (skipped, push failed)
+    bench_binary_version: str | None = None  # when the binary prints one
     init_us: float | None = None
     first_inference_us: float | None = None
     warmup_avg_us: float | None = None
@@ -152,12 +211,13 @@ class ResultRow:
     delegated_fraction: float | None = None
     avg_power_mw: float | None = None
     energy_mj_per_inference: float | None = None
-    power_method: str | None = None
+    power_method: PowerMethod | None = None
     temp_start_c: float | None = None
     temp_end_c: float | None = None
-    throttled: bool | None = None
+    temperature_method: TemperatureMethod | None = None
+    throttled: bool | None = None  # judged on sensor temperatures only
     status: CaseStatus
-    error_type: str | None = None
+    error_type: ErrorType | None = None
     error_message: str | None = None
     raw_log_path: str | None = None
 
@@ -166,13 +226,41 @@ class ResultRow:
         if self.started_at.tzinfo is None or self.started_at.utcoffset() is None:
             raise ValueError(f"started_at must be timezone-aware, got {self.started_at!r}")
         object.__setattr__(self, "started_at", self.started_at.astimezone(timezone.utc))
-        object.__setattr__(self, "status", CaseStatus(self.status))
+        for name, enum in _ENUM_FIELDS.items():
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, enum(value))
+        if self.soc_identities is not None:
+            object.__setattr__(self, "soc_identities", tuple(self.soc_identities))
 
     def to_record(self) -> dict[str, object]:
         """The row as plain values, keyed and ordered like RESULTS_SCHEMA."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["status"] = self.status.value
+        out: dict[str, object] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, Enum) else list(value) if isinstance(value, tuple) else value
         return out
+
+
+def _column_types() -> dict[str, tuple[type, bool]]:
+    """ResultRow field -> (value type, nullable), from its annotations."""
+    out = {}
+    for name, hint in typing.get_type_hints(ResultRow).items():
+        args = typing.get_args(hint)
+        nullable = isinstance(hint, types.UnionType) and type(None) in args
+        value_type = next(a for a in args if a is not type(None)) if nullable else hint
+        out[name] = (value_type, nullable)
+    return out
+
+
+_ENUM_FIELDS: dict[str, type[Enum]] = {
+    name: kind for name, (kind, _) in _column_types().items() if isinstance(kind, type) and issubclass(kind, Enum)
+}
+ROW_FIELDS = tuple(f.name for f in dataclasses.fields(ResultRow))
+MEASURED_COLUMNS = tuple(
+    f.name for f in dataclasses.fields(BenchmarkRun) if f.name in ROW_FIELDS and f.name.endswith(("_us", "_mb", "_count"))
+)
+"""What a parsed BenchmarkRun contributes to a results row, under the same names (units in names)."""
 
 
 def case_id_for(
@@ -207,66 +295,17 @@ def case_id_for(
 def _results_schema() -> pyarrow.Schema:
     import pyarrow as pa
 
-    def required(name: str, type_: pyarrow.DataType) -> pyarrow.Field:
-        return pa.field(name, type_, nullable=False)
+    def arrow_type(kind: object) -> pyarrow.DataType:
+        if kind is datetime:
+            return pa.timestamp("us", tz="UTC")
+        if typing.get_origin(kind) is tuple:
+            return pa.list_(arrow_type(typing.get_args(kind)[0]))
+        if isinstance(kind, type) and issubclass(kind, Enum):
+            return pa.string()  # stored as its value
+        return {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}[kind]  # type: ignore[index]
 
-    def optional(name: str, type_: pyarrow.DataType) -> pyarrow.Field:
-        return pa.field(name, type_, nullable=True)
-
-    i64, f64, text = pa.int64(), pa.float64(), pa.string()
     return pa.schema(
-        [
-            required("schema_version", i64),
-            required("run_id", text),
-            required("case_id", text),
-            required("repetition", i64),
-            required("started_at", pa.timestamp("us", tz="UTC")),
-            required("duration_s", f64),
-            required("harness_version", text),
-            required("adb_server", text),
-            required("serial", text),
-            required("device_model", text),
-            required("manufacturer", text),
-            optional("soc", text),
-            required("abi", text),
-            required("android_sdk", i64),
-            optional("ram_bytes", i64),
-            optional("tier", text),
-            optional("build_fingerprint", text),
-            required("model_name", text),
-            required("variant", text),
-            optional("quantization", text),
-            required("model_sha256", text),
-            required("model_size_bytes", i64),
-            required("delegate", text),
-            required("num_threads", i64),
-            required("num_runs", i64),
-            required("warmup_runs", i64),
-            required("bench_binary_sha256", text),
-            optional("init_us", f64),
-            optional("first_inference_us", f64),
-            optional("warmup_avg_us", f64),
-            optional("inference_avg_us", f64),
-            optional("inference_std_us", f64),
-            optional("inference_min_us", f64),
-            optional("inference_max_us", f64),
-            optional("inference_p50_us", f64),
-            optional("inference_p95_us", f64),
-            optional("memory_init_mb", f64),
-            optional("memory_overall_mb", f64),
-            optional("memory_peak_mb", f64),
-            optional("delegated_fraction", f64),
-            optional("avg_power_mw", f64),
-            optional("energy_mj_per_inference", f64),
-            optional("power_method", text),
-            optional("temp_start_c", f64),
-            optional("temp_end_c", f64),
-            optional("throttled", pa.bool_()),
-            required("status", text),
-            optional("error_type", text),
-            optional("error_message", text),
-            optional("raw_log_path", text),
-        ],
+        [pa.field(name, arrow_type(kind), nullable=nullable) for name, (kind, nullable) in _column_types().items()],
         metadata={SCHEMA_VERSION_METADATA_KEY: str(SCHEMA_VERSION)},
     )
 

@@ -26,7 +26,7 @@ def print_runs(runs: Sequence[BenchmarkRun], console: Console | None = None) -> 
     table = Table(title=f"{len(runs)} run(s)")
     for header in (
         "#", "delegate", "threads", "init ms", "first ms", "warmup ms",
-        "avg ms", "p50 ms", "std ms", "runs", "mem MB", "status",
+        "avg ms", "p50 ms", "std ms", "inferences", "mem MB", "status",
     ):
         table.add_column(header, justify="left" if header in ("delegate", "status") else "right")
     for index, run in enumerate(runs, 1):
@@ -44,7 +44,7 @@ def print_runs(runs: Sequence[BenchmarkRun], console: Console | None = None) -> 
             _us_as_ms(run.inference_avg_us),
             _us_as_ms(run.inference_p50_us),
             _us_as_ms(run.inference_std_us),
-            _plain(run.num_runs),
+            _plain(run.inference_count),
             _plain(memory),
             "ok" if run.ok else f"[red]{run.error_type.value if run.error_type else 'error'}[/red]",
         )

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import quote
 
 import pandas as pd
@@ -33,7 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from harness.atomic import write_atomically
 from harness.errors import SchemaError, UsageError
+from harness.locations import DEFAULT_RESULTS
 from harness.records import (
     RESULTS_SCHEMA,
     SCHEMA_VERSION,
@@ -41,23 +41,66 @@ from harness.records import (
     CaseStatus,
     ResultRow,
 )
+from harness.versioned import checked_version, upgraded
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ROOT = Path("results")
 
 MANIFEST_VERSION = 1
 """Version of run.json; it evolves independently of the Parquet schema."""
 
-UPGRADES: dict[int, Callable[[pa.Table], pa.Table]] = {}
-"""Results schema upgrades: UPGRADES[n] turns a version-n table into version n+1.
+def _upgrade_v1_to_v2(table: pa.Table) -> pa.Table:
+    """v1 -> v2: made-up values become null, and what a v1 row shows of its phone's kind is kept.
 
-Empty because v1 is the first schema. When SCHEMA_VERSION becomes 2, add
-UPGRADES[1] here; files of every older version then keep reading.
-"""
+    - `device_model`, `manufacturer`, `abi` "unknown", `android_sdk` 0 and `bench_binary_sha256` ""
+      were stand-ins for "not known": null.
+    - `device_kind`: v1 did not record it. "virtual" where the row itself shows it: power_method
+      "model" (only virtual farm phones wrote it), or ABI x86_64 on a loopback serial (the virtual
+      farm or an Android emulator); otherwise null, never a guessed "physical".
+    - `temperature_method`: "model" on those virtual rows; null where v1 cannot tell.
+    - `throttled` was judged on modelled temperatures too; on virtual rows it becomes null.
+    - `soc_identities`: [soc] (v1 stored the first identity the tier rules matched).
+    New nullable columns (counts, binary name and version) read as null.
+    """
+    n = table.num_rows
 
-UPGRADE_FIX = "upgrade tflite-farm: pip install -U tflite-farm"
+    def column(name: str) -> pa.ChunkedArray:
+        return table[name] if name in table.column_names else pa.chunked_array([pa.nulls(n, pa.string())])
 
+    def null_if(name: str, sentinel: object) -> pa.Array:
+        values = table[name]
+        return pc.if_else(pc.equal(values, sentinel), pa.scalar(None, values.type), values)
+
+    loopback = pc.starts_with(column("serial"), "127.0.0.1:")
+    emulated = pc.and_(pc.equal(column("abi"), "x86_64"), loopback)
+    virtual = pc.fill_null(pc.or_kleene(pc.equal(column("power_method"), "model"), emulated), False)
+    kind = pc.if_else(virtual, pa.scalar("virtual"), pa.scalar(None, pa.string()))
+    has_temperature = pc.or_kleene(pc.is_valid(column("temp_start_c")), pc.is_valid(column("temp_end_c")))
+    temperature_method = pc.if_else(pc.and_(virtual, has_temperature), pa.scalar("model"), pa.scalar(None, pa.string()))
+    soc = column("soc")
+    identities = pa.array([None if value is None else [value] for value in soc.to_pylist()], pa.list_(pa.string()))
+    replaced = {
+        "device_model": null_if("device_model", "unknown"),
+        "manufacturer": null_if("manufacturer", "unknown"),
+        "abi": null_if("abi", "unknown"),
+        "android_sdk": null_if("android_sdk", 0),
+        "bench_binary_sha256": null_if("bench_binary_sha256", ""),
+        "throttled": pc.if_else(virtual, pa.scalar(None, pa.bool_()), column("throttled")),
+    }
+    for name, values in replaced.items():
+        table = table.set_column(table.schema.get_field_index(name), name, values)
+    added = {"device_kind": kind, "temperature_method": temperature_method, "soc_identities": identities}
+    for name, values in added.items():
+        table = table.append_column(name, values)
+    version = pa.array([2] * n, pa.int64())
+    return table.set_column(table.schema.get_field_index("schema_version"), "schema_version", version)
+
+
+UPGRADES: dict[int, Callable[[pa.Table], pa.Table]] = {1: _upgrade_v1_to_v2}
+"""Results schema upgrades: UPGRADES[n] turns a version-n table into version n+1 (see
+records.SCHEMA_VERSION for when a change needs one). Every older file keeps reading."""
+
+RESULTS_KIND = "results file"
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PART_GLOB = "part-*.parquet"
 
@@ -79,6 +122,14 @@ class LoadedResults:
 
 
 @dataclass(frozen=True)
+class UpgradeReport:
+    """What `ResultsStore.upgrade` rewrote, and what it could not read."""
+
+    upgraded: tuple[Path, ...]
+    skipped: tuple[SkippedFile, ...]
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """One run at a glance. `cases` counts distinct case_ids; `ok` and `failed`
     count rows (one per repetition); skipped rows count as neither."""
@@ -95,7 +146,7 @@ class RunSummary:
 class ResultsStore:
     """The results dataset, run manifests and raw logs under one root folder."""
 
-    def __init__(self, root: Path = DEFAULT_ROOT) -> None:
+    def __init__(self, root: Path = DEFAULT_RESULTS) -> None:
         self.root = Path(root)
         self.dataset_dir = self.root / "dataset"
         self.runs_dir = self.root / "runs"
@@ -156,17 +207,7 @@ class ResultsStore:
                 f"restore it from a backup or delete {path} to drop the run's manifest",
             ) from None
         version = document.get("schema_version") if isinstance(document, dict) else None
-        if not isinstance(version, int):
-            raise SchemaError(
-                f"{path} has no schema_version",
-                f"it was not written by tflite-farm; move it out of {self.runs_dir}",
-            )
-        if version > MANIFEST_VERSION:
-            raise SchemaError(
-                f"{path} is run manifest v{version}, but this tflite-farm reads up to "
-                f"v{MANIFEST_VERSION}",
-                UPGRADE_FIX,
-            )
+        checked_version(path, "run manifest", version, MANIFEST_VERSION)
         return document
 
     def read(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
@@ -204,6 +245,27 @@ class ResultsStore:
         )
         frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
         return LoadedResults(frame=frame, skipped=tuple(skipped))
+
+    def upgrade(self) -> UpgradeReport:
+        """Rewrite every file of an older schema as the current one, in place.
+
+        Reading upgrades on the fly anyway; rewriting once saves that work on every
+        read (and lets the dashboard read the files directly). Each file is replaced
+        by write-then-rename, so a kill leaves either the old file or the new one.
+        A newer file stops the upgrade (SchemaError); a damaged one is skipped.
+        """
+        upgraded, skipped = [], []
+        for path in sorted(self.dataset_dir.glob(f"run_id=*/device=*/{_PART_GLOB}")):
+            try:
+                if _file_version(path, pq.ParquetFile(path).read()) >= SCHEMA_VERSION:
+                    continue
+                table = _read_file(path)
+            except (_Unreadable, pa.ArrowException, OSError) as exc:
+                skipped.append(SkippedFile(path, getattr(exc, "reason", str(exc))))
+                continue
+            write_atomically(path, lambda out, table=table: pq.write_table(table, out))
+            upgraded.append(path)
+        return UpgradeReport(tuple(upgraded), tuple(skipped))
 
     def stored_case_keys(self, run_id: str) -> set[tuple[str, int]]:
         """(case_id, repetition) pairs already stored for a run: what `--resume` skips.
@@ -272,21 +334,8 @@ def _read_file(path: Path) -> pa.Table:
         table = pq.ParquetFile(path).read()
     except (pa.ArrowException, OSError) as exc:
         raise _Unreadable(f"not a readable Parquet file ({exc})") from None
-    version = _file_version(path, table)
-    if version > SCHEMA_VERSION:
-        raise SchemaError(
-            f"{path} holds results schema v{version}, but this tflite-farm reads up to v{SCHEMA_VERSION}",
-            UPGRADE_FIX,
-        )
-    for from_version in range(version, SCHEMA_VERSION):
-        upgrade = UPGRADES.get(from_version)
-        if upgrade is None:
-            raise SchemaError(
-                f"{path} holds results schema v{version} and there is no upgrade from v{from_version}",
-                "read it with the tflite-farm release that wrote it and re-run the benchmark",
-            )
-        table = upgrade(table)
-    return _conform(path, table)
+    version = checked_version(path, RESULTS_KIND, _file_version(path, table), SCHEMA_VERSION)
+    return _conform(path, upgraded(table, path, RESULTS_KIND, version, SCHEMA_VERSION, UPGRADES))
 
 
 def _file_version(path: Path, table: pa.Table) -> int:
@@ -323,32 +372,6 @@ def _conform(path: Path, table: pa.Table) -> pa.Table:
         return pa.Table.from_arrays(columns, names=RESULTS_SCHEMA.names).cast(RESULTS_SCHEMA)
     except (pa.ArrowException, ValueError) as exc:
         raise _Unreadable(f"columns do not fit the results schema ({exc})") from None
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename into place.
-
-    The temporary name starts with '.', which this store, pyarrow.dataset and
-    duckdb's hive readers all ignore, so a crash leaves nothing half-written in view.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temp, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    if os.name == "posix":
-        # Make the rename itself durable, not only the file's bytes.
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
 
 
 def _path_safe(serial: str) -> str:

@@ -34,8 +34,20 @@ from harness.devicefacts import big_cores
 from harness.digest import file_sha256
 from harness.discovery import DeviceEntry
 from harness.errors import DeviceError, InputFileError, UsageError
-from harness.profiles import soc_name
-from harness.records import BenchmarkRun, CaseStatus, Delegate, ErrorType, ResultRow, case_id_for
+from harness.profiles import soc_identities, soc_name
+from harness.records import (
+    MEASURED_COLUMNS,
+    BenchmarkRun,
+    CaseStatus,
+    Delegate,
+    DeviceKind,
+    ErrorType,
+    PowerMethod,
+    ResultRow,
+    TemperatureMethod,
+    case_id_for,
+    config_label,
+)
 from harness.store import ResultsStore
 
 DELEGATE_FLAGS = {
@@ -47,12 +59,6 @@ DELEGATE_FLAGS = {
 ACCELERATORS = (Delegate.GPU.value, Delegate.NNAPI.value)
 _KNOWN_VARIANTS = {"fp32": None, "fp16": "float16", "dynamic": "dynamic_range_int8", "int8": "full_int8"}
 RECONNECT_BACKOFF_S = (1.0, 2.0, 4.0)
-# What a parsed run contributes to a results row, under the same names.
-_MEASURED_COLUMNS = (
-    "init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us", "inference_std_us",
-    "inference_min_us", "inference_max_us", "inference_p50_us", "inference_p95_us",
-    "memory_init_mb", "memory_overall_mb", "memory_peak_mb",
-)
 WHERE_TO_GET_BINARIES = (
     "download the official prebuilt benchmark_model for that ABI (android_aarch64_benchmark_model or "
     "android_arm_benchmark_model from the TensorFlow Lite performance measurement page) and name it "
@@ -194,18 +200,19 @@ def case_command(binary: str, model: str, args: tuple[str, ...], mask: str | Non
     return f"taskset {mask} {command}" if mask else command
 
 
-def status_of(result: ShellResult, run: BenchmarkRun | None, delegate: str) -> tuple[CaseStatus, str | None, str | None]:
+def status_of(result: ShellResult, run: BenchmarkRun | None, delegate: str
+              ) -> tuple[CaseStatus, ErrorType | None, str | None]:
     """(status, error_type, error_message) of a finished or failed case."""
     if result.timed_out:
-        return CaseStatus.TIMEOUT, "timeout", "the case exceeded its wall-clock limit and was killed"
+        return CaseStatus.TIMEOUT, ErrorType.TIMEOUT, "the case exceeded its wall-clock limit and was killed"
     if run is None:
         detail = result.stderr.decode("utf-8", errors="replace").strip() or "no benchmark output"
-        return CaseStatus.FAILED, ErrorType.TRUNCATED.value, detail[:500]
+        return CaseStatus.FAILED, ErrorType.TRUNCATED, detail[:500]
     if run.error_type is ErrorType.DELEGATE_FAILED or (delegate in ACCELERATORS and run.delegate_applied is False):
-        return CaseStatus.DELEGATE_FAILED, ErrorType.DELEGATE_FAILED.value, run.error or f"{delegate} delegate was not applied"
+        return CaseStatus.DELEGATE_FAILED, ErrorType.DELEGATE_FAILED, run.error or f"{delegate} delegate was not applied"
     if result.exit_code != 0 or not run.ok:
         message = run.error or f"exit code {result.exit_code}"
-        return CaseStatus.FAILED, (run.error_type.value if run.error_type else "exit_code"), message
+        return CaseStatus.FAILED, run.error_type or ErrorType.EXIT_CODE, message
     return CaseStatus.OK, None, None
 
 
@@ -246,12 +253,18 @@ class _DeviceSweep:
         self.ctx = ctx
         self.entry = entry
         self.info = entry.facts.info
-        self.is_virtual = entry.facts.is_virtual
+        # A virtual device's temperatures are never sensor readings, and only this project's
+        # virtual phones have a documented power model; an emulator's battery is measured by nothing.
+        self.temperature_method = (TemperatureMethod.MODEL if self.info.device_kind is DeviceKind.VIRTUAL
+                                   else TemperatureMethod.SENSOR)
+        self.power_method = (PowerMethod.MODEL if entry.facts.modelled_sensors
+                             else None if self.info.device_kind is DeviceKind.VIRTUAL else PowerMethod.FUEL_GAUGE)
         self.phone = Phone(entry.server, entry.serial)
         self.progress = progress
         self.raw_dir = ctx.store.raw_log_dir(ctx.run_id) / _path_part(entry.serial)
         self.cores_khz = {core.index: core.max_freq_khz for core in self.info.cores if core.max_freq_khz}
-        self.binary_sha: str | None = None
+        self.binary: Path | None = None
+        self.binary_sha: str | None = None  # set once the binary is on the phone
 
     # The device's columns of every row.
     def _row(self, case: Case, started: dt.datetime, duration_s: float, **values) -> ResultRow:
@@ -266,11 +279,13 @@ class _DeviceSweep:
             harness_version=harness.__version__,
             adb_server=self.entry.server.address,
             serial=self.entry.serial,
-            device_model=info.model or "unknown",
-            manufacturer=info.manufacturer or "unknown",
+            device_kind=info.device_kind,
+            device_model=info.model,
+            manufacturer=info.manufacturer,
             soc=soc_name(info),
-            abi=info.abi or "unknown",
-            android_sdk=info.sdk or 0,
+            soc_identities=soc_identities(info),
+            abi=info.abi,
+            android_sdk=info.sdk,
             ram_bytes=info.ram_bytes,
             tier=self.entry.tier,
             build_fingerprint=info.fingerprint,
@@ -283,7 +298,8 @@ class _DeviceSweep:
             num_threads=case.num_threads,
             num_runs=params.num_runs,
             warmup_runs=params.warmup_runs,
-            bench_binary_sha256=self.binary_sha or "",
+            bench_binary_name=self.binary.name if self.binary else None,
+            bench_binary_sha256=self.binary_sha,
             **values,
         )
 
@@ -303,35 +319,52 @@ class _DeviceSweep:
         binary = self.ctx.binaries.get(self.info.abi or "")
         if binary is None:
             reason = f"no benchmark binary for ABI {self.info.abi}: {WHERE_TO_GET_BINARIES}"
-            self._store_all(cases, CaseStatus.SKIPPED, "no_binary", reason)
+            self._store_all(cases, CaseStatus.SKIPPED, ErrorType.NO_BINARY, reason)
             return
+        self.binary = binary
         try:
             remote_binary, remote_models = self._push(binary)
         except DeviceLost as error:
-            self._store_all(cases[:1], CaseStatus.DEVICE_LOST, "device_lost", str(error))
+            self._store_all(cases[:1], CaseStatus.DEVICE_LOST, ErrorType.DEVICE_LOST, str(error))
             self.progress.note = "lost while pushing"
             return
         except DeviceError as error:
             # A full or read-only phone: every case fails the same way, the other phones go on.
-            self._store_all(cases, CaseStatus.FAILED, "push_failed", str(error))
+            self._store_all(cases, CaseStatus.FAILED, ErrorType.PUSH_FAILED, str(error))
             self.progress.note = "push failed"
             return
-        power_context = power.unplugged(self.phone) if self.ctx.params.measure_power else contextlib.nullcontext()
-        try:
-            with power_context:
+        with contextlib.ExitStack() as charger:
+            if self.ctx.params.measure_power and self.power_method is not None:
+                try:
+                    charger.enter_context(power.unplugged(self.phone))
+                except DeviceLost as error:
+                    self._store_all(cases[:1], CaseStatus.DEVICE_LOST, ErrorType.DEVICE_LOST, str(error))
+                    self.progress.note = "lost at 'dumpsys battery unplug'"
+                    return
+                except DeviceError as error:
+                    # Some builds refuse dumpsys to the shell user: a failure of this phone, stored as data.
+                    message = f"{error.message}; sweep this phone with --no-power to benchmark it without power figures"
+                    self._store_all(cases, CaseStatus.FAILED, ErrorType.POWER_CONTROL_FAILED, message)
+                    self.progress.note = "refused dumpsys battery unplug"
+                    return
+            try:
                 for index, case in enumerate(cases):
                     if not self._run_case(case, remote_binary, remote_models[case.model.sha256]):
                         self.progress.note = f"lost; {len(cases) - index - 1} case(s) left for --resume"
                         return
                     if self.ctx.params.pause_s and index + 1 < len(cases):
                         time.sleep(self.ctx.params.pause_s)
-        except DeviceLost as error:
-            # Restoring the charger state failed: the cases are stored, the phone is gone.
-            self.progress.note = f"lost at the end: {error.message}"
+            finally:
+                try:
+                    charger.close()
+                except DeviceError as error:
+                    # Restoring the charger state failed: the cases are stored, the phone is gone or refuses.
+                    self.progress.note = f"could not restore the charger state: {error.message}"
 
     def _push(self, binary: Path) -> tuple[str, dict[str, str]]:
-        self.binary_sha = file_sha256(binary)
-        remote_binary, pushed = self.phone.ensure_file(binary, self.binary_sha, mode=0o755)
+        binary_sha = file_sha256(binary)
+        remote_binary, pushed = self.phone.ensure_file(binary, binary_sha, mode=0o755)
+        self.binary_sha = binary_sha
         self.progress.bytes_pushed += pushed
         remote_models = {}
         for model in self.ctx.models:
@@ -339,7 +372,7 @@ class _DeviceSweep:
             self.progress.bytes_pushed += pushed
         return remote_binary, remote_models
 
-    def _store_all(self, cases: Sequence[Case], status: CaseStatus, error_type: str, message: str) -> None:
+    def _store_all(self, cases: Sequence[Case], status: CaseStatus, error_type: ErrorType, message: str) -> None:
         now = dt.datetime.now(dt.timezone.utc)
         rows = [self._row(case, now, 0.0, status=status, error_type=error_type, error_message=message) for case in cases]
         self.ctx.store.append(rows)
@@ -349,14 +382,21 @@ class _DeviceSweep:
     def _run_case(self, case: Case, remote_binary: str, remote_model: str) -> bool:
         """Runs and stores one case; False when the phone is lost."""
         params = self.ctx.params
-        self.progress.current = f"{case.model.name}/{case.model.variant} {case.delegate} x{case.num_threads}"
+        self.progress.current = f"{case.model.name} {config_label(case.model.variant, case.delegate, case.num_threads)}"
         started = dt.datetime.now(dt.timezone.utc)
         clock = time.monotonic()
+        sensor_temperatures = self.temperature_method is TemperatureMethod.SENSOR
         try:
-            cool = thermal.wait_until_cool(self.phone, params.thermal_threshold_c, params.thermal_max_wait_s)
+            if sensor_temperatures:
+                cool = thermal.wait_until_cool(self.phone, params.thermal_threshold_c, params.thermal_max_wait_s)
+            else:
+                # A modelled temperature never makes the sweep wait: the model never slows the benchmark.
+                now_c = thermal.hottest_c(self.phone)
+                cool = thermal.CoolWait(start_c=now_c, end_c=now_c, waited_s=0.0, cooled=True)
             mask = affinity_mask(self.cores_khz, case.num_threads)
             command = case_command(remote_binary, remote_model, params.benchmark_args(case.delegate, case.num_threads), mask)
-            sampler = power.PowerSampler(self.phone, is_virtual=self.is_virtual) if params.measure_power else None
+            sampler = (power.PowerSampler(self.phone, self.power_method)
+                       if params.measure_power and self.power_method is not None else None)
             if sampler:
                 sampler.start()
             try:
@@ -364,11 +404,15 @@ class _DeviceSweep:
             finally:
                 reading = sampler.stop() if sampler else None
             if result.exit_code is None and not result.timed_out and not self._reachable():
-                raise DeviceLost("transport broke during the case and the phone did not come back")
+                raise DeviceLost(
+                    f"{self.entry.serial} on adb server {self.entry.server.address}: the transport broke during "
+                    "the case and the phone did not come back",
+                    "reconnect it ('harness devices' shows its state), then 'harness run --resume latest'",
+                )
         except DeviceLost as error:
             self.ctx.store.append([
                 self._row(case, started, time.monotonic() - clock, status=CaseStatus.DEVICE_LOST,
-                          error_type="device_lost", error_message=str(error)[:500])
+                          error_type=ErrorType.DEVICE_LOST, error_message=str(error)[:500])
             ])
             self.progress.statuses[CaseStatus.DEVICE_LOST.value] += 1
             self.progress.done += 1
@@ -388,19 +432,23 @@ class _DeviceSweep:
         run = runs[-1] if runs else None
         status, error_type, message = status_of(result, run, case.delegate)
         if status is CaseStatus.FAILED and (signal := _killed_by_signal(result)):
-            error_type, message = ErrorType.CRASH.value, f"{signal}; {message}"
+            error_type, message = ErrorType.CRASH, f"{signal}; {message}"
         measured = run if run is not None and status is not CaseStatus.TIMEOUT else BenchmarkRun()
         avg_power_mw = reading.avg_power_mw if reading and status is CaseStatus.OK else None
+        any_temperature = cool.start_c is not None or temp_end is not None
         row = self._row(
             case, started, time.monotonic() - clock,
-            **{name: getattr(measured, name) for name in _MEASURED_COLUMNS},
+            **{name: getattr(measured, name) for name in MEASURED_COLUMNS},
+            bench_binary_version=run.binary_version if run else None,
             delegated_fraction=_delegated_fraction(measured, case.delegate),
             avg_power_mw=avg_power_mw,
             energy_mj_per_inference=power.energy_mj_per_inference(avg_power_mw, measured.inference_avg_us),
-            power_method=reading.power_method.value if avg_power_mw is not None else None,
+            power_method=reading.power_method if avg_power_mw is not None else None,
             temp_start_c=cool.start_c,
             temp_end_c=temp_end,
-            throttled=_throttled(cool, temp_end, params.thermal_threshold_c),
+            temperature_method=self.temperature_method if any_temperature else None,
+            # Throttling is judged on measured temperatures only: a modelled one slows nothing.
+            throttled=_throttled(cool, temp_end, params.thermal_threshold_c) if sensor_temperatures else None,
             status=status,
             error_type=error_type,
             error_message=message,

@@ -1,12 +1,16 @@
 """Results folders for the dashboard tests, written by the project's own store code.
 
-`write_farm_results(root)` writes two runs of the digits_cnn model on four
-virtual phones (tiers high, mid, mid, low): fp32/fp16/dynamic/int8 x
-cpu/xnnpack/gpu x 1/2 threads x 3 repetitions, with latencies from a formula
-so the winners are known (see WINNERS), the GPU delegate failing on one mid
-phone, one crashing case, a regression between the runs, modelled and measured
-power, and accuracy rows for every variant. The other writers build the bad
-inputs the dashboard must explain rather than crash on.
+The rows are designed, not measured: latencies come from a formula so that the
+answers are known. `write_lab_results(root)` writes what a phone lab's sweeps
+would store: two runs of the digits_cnn model on four physical phones (tiers
+high, mid, mid, low), fp32/fp16/dynamic/int8 x cpu/xnnpack/gpu x 1/2 threads x
+3 repetitions (see WINNERS), the GPU delegate failing on one mid phone, one
+crashing case, a regression between the runs, fuel-gauge power (one phone was
+charging: none), sensor temperatures with throttling on the low phone, and
+accuracy rows for every variant. `write_virtual_results(root)` writes a run on
+two virtual phones as the virtual farm would: modelled power and temperatures,
+the project's runner as the binary. The other writers build the bad inputs the
+dashboard must explain rather than crash on.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import pyarrow.parquet as pq
 
 from harness.records import (
     RESULTS_SCHEMA,
+    SCHEMA_VERSION,
     SCHEMA_VERSION_METADATA_KEY,
     CaseStatus,
     ResultRow,
@@ -56,26 +61,36 @@ class Phone:
     sdk: int
     base_us: float  # fp32 on cpu, 1 thread
     gpu: bool  # has a working GPU delegate
-    power_method: str
+    power_method: str | None  # None: charging during the run, so no power figure
+    kind: str = "physical"
 
 
 PHONES = (
-    Phone("vd-high", "Virtual Pixel 8", "Google", "Tensor G3", "high", 12 * 2**30, 34, 2000.0, True, "fuel_gauge"),
-    Phone("vd-mid-1", "Virtual Galaxy A54", "Samsung", "s5e8835", "mid", 6 * 2**30, 33, 5000.0, True, "model"),
-    Phone("vd-mid-2", "Virtual Nord CE", "OnePlus", "SM7225", "mid", 6 * 2**30, 31, 5500.0, False, "model"),
-    Phone("vd-low", "Virtual Moto E", "Motorola", "MT6765", "low", 2 * 2**30, 29, 12000.0, True, "model"),
+    Phone("lab-high", "Pixel 8", "Google", "Tensor G3", "high", 12 * 2**30, 34, 2000.0, True, "fuel_gauge"),
+    Phone("lab-mid-1", "Galaxy A54", "Samsung", "s5e8835", "mid", 6 * 2**30, 33, 5000.0, True, "fuel_gauge"),
+    Phone("lab-mid-2", "Nord CE", "OnePlus", "SM7225", "mid", 6 * 2**30, 31, 5500.0, False, None),
+    Phone("lab-low", "Moto E", "Motorola", "MT6765", "low", 2 * 2**30, 29, 12000.0, True, "fuel_gauge"),
 )
+LAB_BINARY = ("android_aarch64_benchmark_model", "b" * 64)
+VIRTUAL_PHONES = (
+    Phone("127.0.0.1:40001", "Virtual Pixel 8 Pro", "Google", "Tensor G3", "high", 12 * 2**30, 34, 900.0, False,
+          "model", kind="virtual"),
+    Phone("127.0.0.1:40002", "Virtual Galaxy A03", "Samsung", "T606", "low", 3 * 2**30, 33, 1500.0, False, "model",
+          kind="virtual"),
+)
+RUNNER_BINARY = ("benchmark_model_x86_64", "c" * 64)
+RUN_VIRTUAL = "20260309T100000Z-vvvvvv"
 TIERS = ("high", "mid", "low")
 WINNERS = {  # fastest configuration by p50 per tier (gpu latency does not depend on threads: a tie)
     "high": ("fp16", "gpu"),
     "mid": ("int8", "xnnpack", 2),
     "low": ("int8", "xnnpack", 2),
 }
-CRASH = {"run_id": RUN_B, "serial": "vd-low", "variant": "fp32", "delegate": "cpu", "num_threads": 2}
+CRASH = {"run_id": RUN_B, "serial": "lab-low", "variant": "fp32", "delegate": "cpu", "num_threads": 2}
 CRASH_MESSAGE = "benchmark_model was killed by signal 11 (SIGSEGV)"
-GPU_FAILED_SERIAL = "vd-mid-2"
+GPU_FAILED_SERIAL = "lab-mid-2"
 GPU_FAILED_MESSAGE = "Failed to apply GPU delegate."
-REGRESSION = {"serial": "vd-mid-1", "variant": "fp32", "delegate": "cpu", "num_threads": 1, "factor": 1.3}
+REGRESSION = {"serial": "lab-mid-1", "variant": "fp32", "delegate": "cpu", "num_threads": 1, "factor": 1.3}
 
 
 def sha256_of(variant: str) -> str:
@@ -94,8 +109,8 @@ def p50_us(phone: Phone, variant: str, delegate: str, threads: int) -> float:
     return phone.base_us * variant_factor * delegate_factor * thread_factor
 
 
-def write_farm_results(root: Path) -> ResultsStore:
-    """The realistic two-run dataset described in the module docstring."""
+def write_lab_results(root: Path) -> ResultsStore:
+    """The two-run phone-lab dataset described in the module docstring."""
     store = ResultsStore(root)
     for run_id, started in RUNS.items():
         for index, phone in enumerate(PHONES):
@@ -106,8 +121,19 @@ def write_farm_results(root: Path) -> ResultsStore:
     return store
 
 
+def write_virtual_results(root: Path) -> ResultsStore:
+    """One run on two virtual phones, as the virtual farm stores it (see the module docstring)."""
+    store = ResultsStore(root)
+    started = datetime(2026, 3, 9, 10, 0, tzinfo=UTC)
+    for index, phone in enumerate(VIRTUAL_PHONES):
+        store.append(list(_phone_rows(RUN_VIRTUAL, started + timedelta(minutes=index), phone)))
+    _write_manifest(store, RUN_VIRTUAL, started, VIRTUAL_PHONES)
+    write_accuracy(root)
+    return store
+
+
 def append_run(store: ResultsStore, run_id: str, started: datetime) -> Path:
-    """One more (small) run landing in an existing results folder: one ok row of vd-high."""
+    """One more (small) run landing in an existing results folder: one ok row of lab-high."""
     phone = PHONES[0]
     return store.append([_row(run_id, started, phone, "fp32", "cpu", 1, 0, p50=p50_us(phone, "fp32", "cpu", 1))])
 
@@ -119,7 +145,7 @@ def write_only_failures(root: Path) -> ResultsStore:
     started = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
     phone = PHONES[2]
     outcomes = [
-        (CaseStatus.DEVICE_LOST, "device_lost", "device vd-mid-2 went offline"),
+        (CaseStatus.DEVICE_LOST, "device_lost", "device lab-mid-2 went offline"),
         (CaseStatus.TIMEOUT, "timeout", "case exceeded 300 s"),
         (CaseStatus.FAILED, "crash", CRASH_MESSAGE),
     ]
@@ -135,19 +161,19 @@ def write_only_failures(root: Path) -> ResultsStore:
 
 
 def write_newer_schema_file(root: Path) -> Path:
-    """A results file from a future harness: schema v2 in its metadata and its column."""
+    """A results file from a future harness: the next schema version in its metadata and its column."""
     row = _row(RUN_A, RUNS[RUN_A], PHONES[0], "fp32", "cpu", 1, 0).to_record()
-    row["schema_version"] = 2
-    schema = RESULTS_SCHEMA.with_metadata({SCHEMA_VERSION_METADATA_KEY: "2"})
+    row["schema_version"] = SCHEMA_VERSION + 1
+    schema = RESULTS_SCHEMA.with_metadata({SCHEMA_VERSION_METADATA_KEY: str(SCHEMA_VERSION + 1)})
     table = pa.Table.from_pylist([row], schema=schema)
-    path = Path(root) / "dataset" / "run_id=20260401T000000Z-999999" / "device=vd-high" / "part-future.parquet"
+    path = Path(root) / "dataset" / "run_id=20260401T000000Z-999999" / "device=lab-high" / "part-future.parquet"
     write_atomically(path, lambda out: pq.write_table(table, out))
     return path
 
 
 def write_damaged_file(root: Path) -> Path:
     """Bytes that are not Parquet under a name the readers look at (a disk error, a bad copy)."""
-    path = Path(root) / "dataset" / f"run_id={RUN_B}" / "device=vd-high" / "part-damaged.parquet"
+    path = Path(root) / "dataset" / f"run_id={RUN_B}" / "device=lab-high" / "part-damaged.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"PAR1 this is not a parquet file")
     return path
@@ -214,16 +240,22 @@ def _row(run_id: str, started: datetime, phone: Phone, variant: str, delegate: s
     measured = p50 is not None
     memory = {"fp32": 60.0, "fp16": 45.0, "dynamic": 35.0, "int8": 30.0}[variant] + (50.0 if delegate == "gpu" else 0)
     power_mw = {"high": 1400.0, "mid": 900.0, "low": 600.0}[phone.tier] * (1.5 if delegate == "gpu" else 1.0)
-    temp_start = 31.0 + repetition * 0.5 + (6.0 if phone.tier == "low" else 0.0)
-    throttled = phone.tier == "low" and threads == 2 and run_id == RUN_B
+    virtual = phone.kind == "virtual"
+    # Virtual phones' modelled zones run hot (above the 45 degC threshold) and slow nothing: never "throttled".
+    temp_start = (48.0 if virtual else 31.0) + repetition * 0.5 + (6.0 if phone.tier == "low" else 0.0)
+    throttled = None if virtual else phone.tier == "low" and threads == 2 and run_id == RUN_B
+    binary_name, binary_sha = RUNNER_BINARY if virtual else LAB_BINARY
+    powered = measured and phone.power_method is not None
     return ResultRow(
         run_id=run_id, case_id=case_id, repetition=repetition, started_at=started, duration_s=3.2,
-        harness_version="0.1.0", adb_server="127.0.0.1:5037", serial=phone.serial, device_model=phone.model,
-        manufacturer=phone.manufacturer, soc=phone.soc, abi="x86_64", android_sdk=phone.sdk,
-        ram_bytes=phone.ram_bytes, tier=phone.tier, build_fingerprint=f"virtual/{phone.serial}:14/user",
+        harness_version="0.1.0", adb_server="127.0.0.1:5037", serial=phone.serial, device_kind=phone.kind,
+        device_model=phone.model, manufacturer=phone.manufacturer, soc=phone.soc, soc_identities=(phone.soc,),
+        abi="x86_64" if virtual else "arm64-v8a", android_sdk=phone.sdk,
+        ram_bytes=phone.ram_bytes, tier=phone.tier, build_fingerprint=f"lab/{phone.serial}:14/user",
         model_name=MODEL, variant=variant, quantization=QUANTIZATION[variant], model_sha256=sha256_of(variant),
         model_size_bytes=SIZE_BYTES[variant], delegate=delegate, num_threads=threads, num_runs=50, warmup_runs=1,
-        bench_binary_sha256="b" * 64,
+        inference_count=50 if measured else None, warmup_count=1 if measured else None,
+        bench_binary_name=binary_name, bench_binary_sha256=binary_sha,
         init_us=15000.0 if measured else None,
         first_inference_us=p50 * 3 if measured else None,
         warmup_avg_us=p50 * 1.5 if measured else None,
@@ -237,22 +269,28 @@ def _row(run_id: str, started: datetime, phone: Phone, variant: str, delegate: s
         memory_overall_mb=memory if measured else None,
         memory_peak_mb=memory if measured else None,
         delegated_fraction=(1.0 if delegate != "cpu" else 0.0) if measured else None,
-        avg_power_mw=power_mw if measured else None,
-        energy_mj_per_inference=power_mw * p50 / 1e6 if measured else None,
-        power_method=phone.power_method if measured else None,
+        avg_power_mw=power_mw if powered else None,
+        energy_mj_per_inference=power_mw * p50 / 1e6 if powered else None,
+        power_method=phone.power_method if powered else None,
         temp_start_c=temp_start,
         temp_end_c=temp_start + (12.0 if throttled else 2.5),
+        temperature_method="model" if virtual else "sensor",
         throttled=throttled,
         status=status, error_type=error_type, error_message=error_message,
         raw_log_path=f"runs/{run_id}/raw/{phone.serial}-{case_id}-r{repetition}.log",
     )
 
 
-def _write_manifest(store: ResultsStore, run_id: str, started: datetime) -> None:
+def _write_manifest(store: ResultsStore, run_id: str, started: datetime, phones: tuple[Phone, ...] = PHONES) -> None:
+    # The plan names the swept files, as a sweep's run.json does: policies name them the same way.
+    models = [{"name": MODEL, "variant": variant, "quantization": QUANTIZATION[variant],
+               "path": f"/lab/models/{MODEL}_{variant}.tflite", "sha256": sha256_of(variant),
+               "size_bytes": SIZE_BYTES[variant]} for variant in VARIANTS]
     store.write_run_manifest(run_id, {
         "argv": ["harness", "run", "--devices", "all", "--models", "models/"],
         "harness_version": "0.1.0",
-        "devices": [{"key": phone.serial, "serial": phone.serial, "tier": phone.tier} for phone in PHONES],
+        "plan": {"models": models},
+        "devices": [{"key": phone.serial, "serial": phone.serial, "tier": phone.tier} for phone in phones],
         "started_at": started,
         "ended_at": started + timedelta(minutes=30),
     })

@@ -7,6 +7,8 @@ Model `net` in three variants on four devices (high, mid, mid, low):
   on mid-a (500 us) but `delegate_failed` on mid-b, so it can never be the mid choice.
 - low: everything >= 3,000 us (a --max-latency-us 1500 leaves it no candidate).
 - every device has plain CPU at 1 and 2 threads.
+The devices are physical phones measured by one benchmark_model with a fuel gauge and
+sensor temperatures; `overrides` changes any column per device (kind, binary, power).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from harness.records import CaseStatus, ResultRow, case_id_for
@@ -54,8 +57,13 @@ def p50_us(serial: str, variant: str, delegate: str, threads: int) -> float | No
     return base + {"xnnpack": 0.0, "cpu": 400.0}[delegate] + (0.0 if threads == 2 else 200.0)
 
 
-def rows(run_id: str = RUN_ID, scale: float = 1.0) -> list[ResultRow]:
+BINARY = ("android_aarch64_benchmark_model", sha("benchmark_model 2.19"))
+
+
+def rows(run_id: str = RUN_ID, scale: float = 1.0, overrides: Mapping[str, Mapping[str, object]] | None = None
+         ) -> list[ResultRow]:
     started = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+    overrides = overrides or {}
     out = []
     for serial, (tier, device_model, soc, ram, sdk) in DEVICES.items():
         for variant, (model_sha, size, quantization) in VARIANTS.items():
@@ -70,12 +78,16 @@ def rows(run_id: str = RUN_ID, scale: float = 1.0) -> list[ResultRow]:
                             case_id=case_id_for(serial, model_sha, delegate, threads, ("--num_runs=50",)),
                             started_at=started + dt.timedelta(seconds=len(out)), duration_s=1.0,
                             harness_version="test", adb_server="127.0.0.1:5037", serial=serial,
-                            device_model=device_model, manufacturer="test", soc=soc, abi="x86_64",
+                            device_kind="physical", device_model=device_model, manufacturer="test", soc=soc,
+                            soc_identities=(soc,), abi="arm64-v8a",
                             android_sdk=sdk, ram_bytes=ram, tier=tier, model_name=MODEL, variant=variant,
                             quantization=quantization, model_sha256=model_sha, model_size_bytes=size,
                             delegate=delegate, num_threads=threads, num_runs=50, warmup_runs=1,
-                            bench_binary_sha256=sha("runner"),
+                            bench_binary_name=BINARY[0], bench_binary_sha256=BINARY[1],
                         )
+                        measured = {"power_method": "fuel_gauge", "temperature_method": "sensor",
+                                    **overrides.get(serial, {})}
+                        common.update({k: v for k, v in measured.items() if k in common})
                         if median is None:
                             out.append(ResultRow(**common, status=CaseStatus.DELEGATE_FAILED,
                                                  error_type="delegate_failed",
@@ -86,19 +98,27 @@ def rows(run_id: str = RUN_ID, scale: float = 1.0) -> list[ResultRow]:
                             **common, status=CaseStatus.OK, inference_avg_us=value, inference_std_us=value * 0.05,
                             inference_min_us=value * 0.9, inference_max_us=value * 1.2, inference_p50_us=value,
                             inference_p95_us=value * 1.1, memory_peak_mb=20.0 + size / 1e4,
-                            energy_mj_per_inference=value / 1000.0, avg_power_mw=1000.0, power_method="model",
-                            temp_start_c=35.0, temp_end_c=37.0, throttled=False,
+                            energy_mj_per_inference=value / 1000.0, avg_power_mw=1000.0,
+                            power_method=measured["power_method"], temp_start_c=35.0, temp_end_c=37.0,
+                            temperature_method=measured["temperature_method"], throttled=False,
                         ))
     return out
 
 
-def write_results(root: Path, run_id: str = RUN_ID, scale: float = 1.0) -> ResultsStore:
+def write_results(root: Path, run_id: str = RUN_ID, scale: float = 1.0,
+                  overrides: Mapping[str, Mapping[str, object]] | None = None) -> ResultsStore:
+    """The rows, and a run.json whose plan names the swept files (under root/../models) as a sweep's does."""
     store = ResultsStore(root)
     by_device: dict[str, list[ResultRow]] = {}
-    for row in rows(run_id, scale):
+    for row in rows(run_id, scale, overrides):
         by_device.setdefault(row.serial, []).append(row)
     for batch in by_device.values():
         store.append(batch)
+    models = [{"name": MODEL, "variant": variant, "quantization": quantization,
+               "path": str(Path(root).resolve().parent / "models" / f"{MODEL}_{variant}.tflite"),
+               "sha256": model_sha, "size_bytes": size}
+              for variant, (model_sha, size, quantization) in VARIANTS.items()]
+    store.write_run_manifest(run_id, {"argv": ["harness", "run"], "plan": {"models": models}})
     return store
 
 

@@ -77,7 +77,7 @@ def test_shared_fixture_matches_hand_read_values(path: Path) -> None:
         assert close(init_ms, want["init_ms"]), where
         for key in ("first_inference_us", "warmup_avg_us", "inference_avg_us", "inference_std_us"):
             assert close(getattr(run, key), want[key]), f"{where}: {key}"
-        assert run.num_runs == want["num_runs"], where
+        assert run.inference_count == want["num_runs"], where
         # The old 'Peak memory footprint' line is the same quantity as the newer delta line.
         memory_init = want["memory_init_mb"] if want["memory_init_mb"] is not None else want["peak_memory_init_mb"]
         memory_overall = (
@@ -155,7 +155,7 @@ def test_litert_results_block_in_ms_becomes_us() -> None:
     assert close(run.warmup_avg_us, 21920) and close(run.inference_avg_us, 21350)
     assert close(run.inference_min_us, 20540) and close(run.inference_max_us, 23880)
     assert close(run.inference_std_us, 610)
-    assert run.num_runs == 50
+    assert run.inference_count == 50
     assert (run.memory_init_mb, run.memory_overall_mb, run.memory_peak_mb) == (6.12, 38.5, 44.75)
     assert run.inference_p50_us == 21222 and run.inference_p95_us == 22514
 
@@ -172,7 +172,7 @@ def test_litert_block_after_classic_summary_is_the_same_run() -> None:
 def test_litert_block_alone() -> None:
     block = LITERT_BLOCK.split("INFO: [benchmark_litert_model.h:72]\n", 1)[1]
     runs = parse_log(block + block)
-    assert len(runs) == 2 and all(run.ok and run.num_runs == 50 for run in runs)
+    assert len(runs) == 2 and all(run.ok and run.inference_count == 50 for run in runs)
 
 
 ANDROID_STUDIO_NEW = """\
@@ -199,7 +199,7 @@ def test_android_studio_logcat_new_format() -> None:
     [run] = parse_log(ANDROID_STUDIO_NEW)
     assert run.ok and run.num_threads == 2 and run.delegate == "xnnpack"
     assert run.delegate_applied is True and run.delegated_kernels == 3
-    assert run.num_runs == 50 and run.inference_avg_us == 5050.5
+    assert run.inference_count == 50 and run.inference_avg_us == 5050.5
 
 
 def test_android_studio_logcat_old_format_and_replacing_line() -> None:
@@ -229,7 +229,7 @@ INFO: Memory footprint delta from the start of the tool (MB): init=1.5 overall=3
 INFO: Overall peak memory footprint (MB) via periodic monitoring: 40.125
 """
     [run] = parse_log(text)
-    assert run.num_runs == 5 and run.inference_std_us == 0
+    assert run.inference_count == 5 and run.inference_std_us == 0
     assert run.inference_min_us == run.inference_max_us == run.inference_p50_us == 1200
     assert (run.memory_init_mb, run.memory_overall_mb, run.memory_peak_mb) == (1.5, 3.25, 40.125)
 
@@ -322,7 +322,7 @@ def test_perf_options_runs_merge_with_their_summary_rows() -> None:
         ("gpu", 1, "gpu-default"),
         ("cpu", 1, "cpu w/ 1 threads"),
     ]
-    assert runs[0].ok and runs[0].num_runs == 200 and runs[0].init_us == 2100
+    assert runs[0].ok and runs[0].inference_count == 200 and runs[0].init_us == 2100
     assert runs[1].error_type is ErrorType.DELEGATE_FAILED and runs[1].delegate_applied is False
     assert runs[1].inference_avg_us is None and runs[1].init_us is None
     assert runs[2].ok and runs[2].inference_avg_us == 8004 and runs[2].init_us == 1900
@@ -412,7 +412,8 @@ def test_cli_parse_log_json(tmp_path: Path) -> None:
     [run] = json.loads(result.output)
     assert set(run) >= {
         "init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us", "inference_std_us",
-        "inference_min_us", "inference_max_us", "inference_p50_us", "inference_p95_us", "num_runs",
+        "inference_min_us", "inference_max_us", "inference_p50_us", "inference_p95_us", "inference_count",
+        "warmup_count", "binary_version",
         "memory_init_mb", "memory_overall_mb", "memory_peak_mb", "model_size_mb", "num_threads",
         "delegate", "delegate_applied", "delegated_kernels", "delegated_nodes", "total_nodes",
         "perf_option", "error",
@@ -429,3 +430,23 @@ def test_cli_parse_log_table_and_missing_file(tmp_path: Path) -> None:
     missing = CliRunner().invoke(main, ["parse-log", str(tmp_path / "nope.txt")])
     assert missing.exit_code == 2
     assert re.search(r"no such file: .*nope\.txt: pass the path", missing.output)
+
+
+def test_measured_and_warmup_counts_come_from_their_own_loops() -> None:
+    # Fixture 09: the warmup loop printed count=37, the measured loop count=74.
+    [run] = parse_log(verbatim(FIXTURES / "09_tf73862_host_build_info_prefix_xnnpack.txt"))
+    assert (run.warmup_count, run.inference_count) == (37, 74)
+    assert run.binary_version is None  # the classic tool prints no version
+
+
+def test_the_runners_version_line_is_read_as_the_binary_version() -> None:
+    text = ("INFO: STARTING!\nINFO: Log parameter values verbosely: [0]\nINFO: Graph: [m.tflite]\n"
+            "INFO: Benchmark binary version: [tflite-farm runner 0.1.0, ai-edge-litert 2.3.0]\n"
+            "INFO: Loaded model m.tflite\nINFO: Running benchmark for at least 1 iterations\n"
+            "INFO: count=5 first=3 curr=2 min=2 max=3 avg=2.4 std=0\n"
+            "INFO: Running benchmark for at least 50 iterations\n"
+            "INFO: count=50 first=3 curr=2 min=2 max=3 avg=2.2 std=0\n"
+            "INFO: Inference timings in us: Init: 10, First inference: 3, Warmup (avg): 2.4, Inference (avg): 2.2\n")
+    [run] = parse_log(text)
+    assert run.ok and run.binary_version == "tflite-farm runner 0.1.0, ai-edge-litert 2.3.0"
+    assert (run.warmup_count, run.inference_count) == (5, 50)

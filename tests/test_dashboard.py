@@ -10,7 +10,7 @@ import socket
 from datetime import timedelta
 from pathlib import Path
 
-import dashboard_data as farm
+import dashboard_data as lab
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -37,9 +37,9 @@ TIMEOUT_S = 60  # the first run imports plotly, duckdb and pandas
 
 
 @pytest.fixture(scope="module")
-def farm_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("farm_results")
-    farm.write_farm_results(root)
+def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lab_results")
+    lab.write_lab_results(root)
     return root
 
 
@@ -105,20 +105,20 @@ def texts(elements) -> str:  # type: ignore[no-untyped-def]
 # -- data layer ------------------------------------------------------------------------
 
 
-def test_dataset_reads_the_store_rows_runs_and_accuracy(farm_root: Path) -> None:
-    dataset = Dataset.open(farm_root)
+def test_dataset_reads_the_store_rows_runs_and_accuracy(lab_root: Path) -> None:
+    dataset = Dataset.open(lab_root)
     assert dataset.source == "duckdb"  # every file current and readable: the fast path
     assert dataset.row_count == 2 * 4 * 4 * 3 * 2 * 3
-    assert dataset.models() == [farm.MODEL]
-    assert [run.run_id for run in dataset.runs] == [farm.RUN_A, farm.RUN_B]
+    assert dataset.models() == [lab.MODEL]
+    assert [run.run_id for run in dataset.runs] == [lab.RUN_A, lab.RUN_B]
     first = dataset.runs[0]
-    assert first.started_at == farm.RUNS[farm.RUN_A]  # from the manifest
-    assert first.ended_at == farm.RUNS[farm.RUN_A] + timedelta(minutes=30)
+    assert first.started_at == lab.RUNS[lab.RUN_A]  # from the manifest
+    assert first.ended_at == lab.RUNS[lab.RUN_A] + timedelta(minutes=30)
     assert (first.devices, first.cases, first.ok, first.failed) == (4, 96, 264, 24)
     assert first.argv[:2] == ("harness", "run")
-    assert dict(zip(dataset.accuracy["variant"], dataset.accuracy["accuracy_drop"])) == farm.ACCURACY_DROP
+    assert dict(zip(dataset.accuracy["variant"], dataset.accuracy["accuracy_drop"])) == lab.ACCURACY_DROP
     # The same rows as the store's own reader, column for column.
-    stored = ResultsStore(farm_root).read()
+    stored = ResultsStore(lab_root).read()
     mine = dataset.sql("SELECT * FROM rows ORDER BY started_at, serial, case_id, repetition")
     assert list(mine.columns) == list(stored.columns)
     assert mine["inference_p50_us"].sum() == pytest.approx(stored["inference_p50_us"].sum())
@@ -128,16 +128,16 @@ def test_dataset_reads_the_store_rows_runs_and_accuracy(farm_root: Path) -> None
 
 def test_state_key_changes_when_a_run_lands(tmp_path: Path) -> None:
     assert state_key(tmp_path) == (0, 0, 0)
-    store = farm.write_farm_results(tmp_path)
+    store = lab.write_lab_results(tmp_path)
     before = state_key(tmp_path)
     assert before[0] == 8 + 1 + 2  # 2 runs x 4 devices, the accuracy file, 2 manifests
-    farm.append_run(store, "run-late", farm.RUNS[farm.RUN_B])
+    lab.append_run(store, "run-late", lab.RUNS[lab.RUN_B])
     assert state_key(tmp_path)[0] == before[0] + 1
 
 
 def test_a_damaged_file_is_skipped_and_reported(tmp_path: Path) -> None:
-    farm.write_farm_results(tmp_path)
-    damaged = farm.write_damaged_file(tmp_path)
+    lab.write_lab_results(tmp_path)
+    damaged = lab.write_damaged_file(tmp_path)
     dataset = Dataset.open(tmp_path)
     assert dataset.source == "store"  # DuckDB cannot read it: the store's reader judges every file
     assert [skipped.path for skipped in dataset.skipped] == [damaged]
@@ -145,18 +145,18 @@ def test_a_damaged_file_is_skipped_and_reported(tmp_path: Path) -> None:
 
 
 def test_a_newer_schema_is_refused_with_the_stores_words(tmp_path: Path) -> None:
-    farm.write_farm_results(tmp_path)
-    farm.write_newer_schema_file(tmp_path)
-    with pytest.raises(SchemaError, match=r"holds results schema v2, but this tflite-farm reads up to v1"):
+    lab.write_lab_results(tmp_path)
+    lab.write_newer_schema_file(tmp_path)
+    with pytest.raises(SchemaError, match=r"is results file v3, but this tflite-farm reads up to v2"):
         Dataset.open(tmp_path)
 
 
-def test_selection_filters_model_and_runs(farm_root: Path) -> None:
-    dataset = Dataset.open(farm_root)
-    where, params = Selection(farm.MODEL, (farm.RUN_B,)).where()
+def test_selection_filters_model_and_runs(lab_root: Path) -> None:
+    dataset = Dataset.open(lab_root)
+    where, params = Selection(lab.MODEL, (lab.RUN_B,)).where()
     counts = dataset.sql(f"SELECT run_id, count(*) AS n FROM rows WHERE {where} GROUP BY run_id", params)
-    assert counts.to_dict("records") == [{"run_id": farm.RUN_B, "n": 288}]
-    where, params = Selection("other_model", (farm.RUN_A, farm.RUN_B)).where()
+    assert counts.to_dict("records") == [{"run_id": lab.RUN_B, "n": 288}]
+    where, params = Selection("other_model", (lab.RUN_A, lab.RUN_B)).where()
     assert dataset.sql(f"SELECT count(*) AS n FROM rows WHERE {where}", params)["n"].iloc[0] == 0
 
 
@@ -173,8 +173,8 @@ def test_results_root_comes_from_the_command_line_then_the_environment(monkeypat
 # -- Overview ------------------------------------------------------------------------------
 
 
-def test_overview_counts_tiers_statuses_and_failures(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch)
+def test_overview_counts_tiers_statuses_and_failures(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch)
     assert app.title[0].value == "Overview"
     assert metrics(app) == {"Runs": "2", "Devices": "4", "Tiers": "3", "Rows ok": "525", "Rows failed": "51"}
 
@@ -191,27 +191,27 @@ def test_overview_counts_tiers_statuses_and_failures(farm_root: Path, monkeypatc
     failures = table(app, "failures")
     crash = failures.iloc[0]  # a crash sorts before the delegates that are simply absent
     assert (crash["run_id"], crash["serial"], crash["variant"], crash["delegate"], crash["num_threads"]) == (
-        farm.RUN_B, "vd-low", "fp32", "cpu", 2)
+        lab.RUN_B, "lab-low", "fp32", "cpu", 2)
     assert (crash["status"], crash["error_type"], crash["error_message"], crash["repetitions"]) == (
-        "failed", "crash", farm.CRASH_MESSAGE, 3)
-    assert crash["raw_log_path"].startswith(f"runs/{farm.RUN_B}/raw/vd-low-")
+        "failed", "crash", lab.CRASH_MESSAGE, 3)
+    assert crash["raw_log_path"].startswith(f"runs/{lab.RUN_B}/raw/lab-low-")
     gpu = failures[failures["status"] == "delegate_failed"]
     assert len(gpu) == 2 * 4 * 2  # runs x variants x threads, repetitions folded
-    assert set(gpu["serial"]) == {farm.GPU_FAILED_SERIAL} and set(gpu["delegate"]) == {"gpu"}
-    assert set(gpu["error_message"]) == {farm.GPU_FAILED_MESSAGE}
+    assert set(gpu["serial"]) == {lab.GPU_FAILED_SERIAL} and set(gpu["delegate"]) == {"gpu"}
+    assert set(gpu["error_message"]) == {lab.GPU_FAILED_MESSAGE}
 
     device_table, runs_table = table(app, "devices"), table(app, "runs")
-    assert dict(zip(device_table["serial"], device_table["tier"])) == {p.serial: p.tier for p in farm.PHONES}
-    assert list(runs_table["run_id"]) == [farm.RUN_A, farm.RUN_B]
+    assert dict(zip(device_table["serial"], device_table["tier"])) == {p.serial: p.tier for p in lab.PHONES}
+    assert list(runs_table["run_id"]) == [lab.RUN_A, lab.RUN_B]
     assert list(runs_table["failed"]) == [24, 27]
     assert not app.warning  # nothing skipped
 
 
-def test_sidebar_narrows_to_chosen_runs(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch)
-    assert app.sidebar.selectbox(key="model").value == farm.MODEL
+def test_sidebar_narrows_to_chosen_runs(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch)
+    assert app.sidebar.selectbox(key="model").value == lab.MODEL
     app.sidebar.toggle(key="all_runs").set_value(False).run()
-    assert app.sidebar.multiselect(key="runs").value == [farm.RUN_B]  # the latest run by default
+    assert app.sidebar.multiselect(key="runs").value == [lab.RUN_B]  # the latest run by default
     assert metrics(app)["Runs"] == "1"
     assert metrics(app)["Rows ok"] == "261"
     assert metrics(app)["Rows failed"] == "27"
@@ -221,11 +221,11 @@ def test_sidebar_narrows_to_chosen_runs(farm_root: Path, monkeypatch: pytest.Mon
 
 
 def test_a_new_run_appears_on_the_next_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = farm.write_farm_results(tmp_path)
+    store = lab.write_lab_results(tmp_path)
     app = open_app(tmp_path, monkeypatch)
     assert metrics(app)["Runs"] == "2"
     late = "20260315T100000Z-cccccc"
-    farm.append_run(store, late, farm.RUNS[farm.RUN_B] + timedelta(days=7))
+    lab.append_run(store, late, lab.RUNS[lab.RUN_B] + timedelta(days=7))
     app.run()  # no restart: the cache is keyed on the folder's state
     assert metrics(app)["Runs"] == "3"
     assert late in list(table(app, "runs")["run_id"])
@@ -235,9 +235,9 @@ def test_a_new_run_appears_on_the_next_rerun(tmp_path: Path, monkeypatch: pytest
 
 
 def test_device_page_shows_latency_temperatures_and_measured_power(
-        farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch, DEVICE)
-    assert app.selectbox(key="device").value == "vd-high"
+        lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, DEVICE)
+    assert app.selectbox(key="device").value == "lab-high"
     assert metrics(app) == {"Tier": "high", "Android SDK": "34", "RAM": "12.0 GiB", "Rows ok": "144 of 144"}
     charts = figures(app)
 
@@ -247,10 +247,10 @@ def test_device_page_shows_latency_temperatures_and_measured_power(
         for configuration, value in zip(trace.x, trace.y):
             points.setdefault(configuration, []).append(value)
     assert len(points) == 4 * 3 * 2
-    assert all(len(values) == 2 * farm.REPETITIONS for values in points.values())  # both runs
+    assert all(len(values) == 2 * lab.REPETITIONS for values in points.values())  # both runs
     fastest = min(points, key=lambda c: sum(points[c]) / len(points[c]))
-    assert fastest.startswith("fp16 · gpu")  # WINNERS["high"]
-    assert list(latency.layout.xaxis.categoryarray)[:3] == ["fp32 · cpu · 1t", "fp32 · cpu · 2t", "fp32 · gpu · 1t"]
+    assert fastest.startswith("fp16/gpu")  # WINNERS["high"]
+    assert list(latency.layout.xaxis.categoryarray)[:3] == ["fp32/cpu/x1", "fp32/cpu/x2", "fp32/gpu/x1"]
     assert "p50 latency" in latency.layout.yaxis.title.text
 
     temperatures = charts["temperatures"]
@@ -266,32 +266,74 @@ def test_device_page_shows_latency_temperatures_and_measured_power(
     assert "p95 latency" in figures(app)["latency"].layout.yaxis.title.text
 
 
-def test_device_page_labels_modelled_power_and_throttling(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch, DEVICE)
-    app.selectbox(key="device").set_value("vd-low").run()
+def test_device_page_shows_sensor_throttling(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, DEVICE)
+    app.selectbox(key="device").set_value("lab-low").run()
     assert not app.exception
     assert metrics(app)["Tier"] == "low"
     warnings = texts(app.warning)
     assert "36 repetition(s) ran throttled" in warnings  # 12 two-thread configurations x 3, second run
     throttled = table(app, "throttled")
-    assert len(throttled) == 12 and set(throttled["throttled repetitions"]) == {farm.REPETITIONS}
-    assert all(configuration.endswith("· 2t") for configuration in throttled["configuration"])
-    assert "modelled, not measured" in warnings
+    assert len(throttled) == 12 and set(throttled["throttled repetitions"]) == {lab.REPETITIONS}
+    assert all(configuration.endswith("/x2") for configuration in throttled["configuration"])
+    assert "modelled" not in warnings and "virtual" not in warnings.lower()
     charts = figures(app)
     assert "after, throttled" in {trace.name for trace in charts["temperatures"].data}
-    assert {trace.name for trace in charts["energy"].data} == {"modelled, not measured"}
+    assert {trace.name for trace in charts["energy"].data} == {"measured (fuel gauge)"}
     failed = table(app, "device_failures")
     assert set(failed["status"]) == {"failed"} and set(failed["error_type"]) == {"crash"}
-    assert len(failed) == farm.REPETITIONS
+    assert len(failed) == lab.REPETITIONS
 
 
-def test_device_page_lists_a_failing_delegate(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch, DEVICE)
-    app.selectbox(key="device").set_value(farm.GPU_FAILED_SERIAL).run()
+@pytest.fixture(scope="module")
+def virtual_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("virtual_results")
+    lab.write_virtual_results(root)
+    return root
+
+
+def test_a_virtual_device_says_so_and_its_modelled_sensors_throttle_nothing(
+        virtual_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for page in (OVERVIEW, RANKINGS, DEVICE, POLICY):
+        app = open_app(virtual_root, monkeypatch, page)
+        assert not app.exception
+        assert "Virtual devices" in texts(app.warning), page  # every page says its numbers are virtual
+    app = open_app(virtual_root, monkeypatch, DEVICE)
+    app.selectbox(key="device").set_value(lab.VIRTUAL_PHONES[1].serial).run()
+    assert "a virtual device" in texts(app.caption) and "virtual device" in texts(app.info)
+    # Its modelled zones ran above the 45 degC threshold, yet nothing claims it throttled.
+    assert "modelled temperatures, not measured" in texts(app.info)
+    assert "ran throttled" not in texts(app.warning)
+    charts = figures(app)
+    assert {trace.name for trace in charts["temperatures"].data} == {"before the case (modelled)",
+                                                                      "after the case (modelled)"}
+    assert "modelled, not measured" in texts(app.warning)
+    assert {trace.name for trace in charts["energy"].data} == {"modelled, not measured"}
+
+
+def test_mixed_kinds_are_refused_on_the_page_until_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab.write_lab_results(tmp_path)
+    lab.write_virtual_results(tmp_path)
+    app = open_app(tmp_path, monkeypatch, RANKINGS)
+    errors = texts(app.error)
+    assert "mixes physical and virtual devices" in errors and "--allow-mixed-kinds" in errors
+    app.sidebar.toggle(key="allow_mixed_kinds").set_value(True).run()
+    # A phone lab's benchmark_model and the virtual farm's runner are different instruments too.
+    assert "mixes rows from 2 benchmark binaries" in texts(app.error) and "--allow-mixed-binaries" in texts(app.error)
+    app.sidebar.toggle(key="allow_mixed_binaries").set_value(True).run()
+    assert not app.error and table(app, "best_per_tier") is not None
+    # Energy: only measured figures rank; the virtual phones' modelled energy is left out, not ranked.
+    app.selectbox(key="rank_metric").set_value("energy_mj_per_inference").run()
+    assert not app.exception
+
+
+def test_device_page_lists_a_failing_delegate(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, DEVICE)
+    app.selectbox(key="device").set_value(lab.GPU_FAILED_SERIAL).run()
     failed = table(app, "device_failures")
-    assert len(failed) == 2 * 4 * 2 * farm.REPETITIONS
+    assert len(failed) == 2 * 4 * 2 * lab.REPETITIONS
     assert set(failed["status"]) == {"delegate_failed"}
-    assert all(configuration.split(" · ")[1] == "gpu" for configuration in failed["configuration"])
+    assert all(configuration.split("/")[1] == "gpu" for configuration in failed["configuration"])
     latency = figures(app)["latency"]
     assert not any("gpu" in str(x) for trace in latency.data for x in trace.x)  # no made-up GPU numbers
 
@@ -299,51 +341,51 @@ def test_device_page_lists_a_failing_delegate(farm_root: Path, monkeypatch: pyte
 # -- Rankings ---------------------------------------------------------------------------------
 
 
-def test_rankings_show_each_tiers_winner_and_ties(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch, RANKINGS)
+def test_rankings_show_each_tiers_winner_and_ties(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, RANKINGS)
     best = table(app, "best_per_tier")
-    assert list(best["tier"]) == list(farm.TIERS)  # tiers.toml order
+    assert list(best["tier"]) == list(lab.TIERS)  # tiers.toml order
     winners = dict(zip(best["tier"], best["best"]))
-    # In high the GPU configurations differ by less than the 5% min_effect: four tie, the smallest model with
-    # the fewest threads wins; mid and low have a clear winner.
+    # In high the GPU configurations are within the 5% min_effect of each other: three tie with the best, the
+    # smallest model with the fewest threads wins; mid and low have a clear winner.
     assert winners == {"high": "fp16/gpu/x1", "mid": "int8/xnnpack/x2", "low": "int8/xnnpack/x2"}
     high = best.set_index("tier").loc["high"]
-    assert set(high["tied with best"].split(", ")) == {"fp16/gpu/x2", "fp32/gpu/x1", "fp32/gpu/x2"}
+    assert set(high["tied with best"].split(", ")) == {"fp16/gpu/x2", "fp32/gpu/x2"}
     assert high["tie decided by"] == "threads"
     assert "fp16/gpu/x1 is tied with" in texts(app.info)
 
     ranked = table(app, "ranking")  # tier high, the first
-    assert list(ranked["rank"][:5]) == ["=1", "=1", "=1", "=1", "5"]
-    assert set(ranked["config"][:4]) == {"fp16/gpu/x1", "fp16/gpu/x2", "fp32/gpu/x1", "fp32/gpu/x2"}
+    assert list(ranked["rank"][:5]) == ["=1", "=1", "=1", "4", "5"]
+    assert set(ranked["config"][:3]) == {"fp16/gpu/x1", "fp16/gpu/x2", "fp32/gpu/x2"}
     charts = figures(app)
     bars = [trace for trace in charts["ranking_bars"].data if trace.type == "bar"]
     labels = {x: text for trace in bars for x, text in zip(trace.x, trace.text)}
     assert labels["fp16/gpu/x1"] == "=1" and labels["int8/xnnpack/x2"] == "5"
     heat = {trace.name: trace for trace in charts["ranking_heatmap"].data}
-    assert list(heat) == list(farm.VARIANTS)
+    assert list(heat) == list(lab.VARIANTS)
     fp16 = heat["fp16"]
     assert list(fp16.text[list(fp16.y).index("gpu")]) == ["=1", "=1"]
 
 
-def test_rankings_show_exclusions_with_their_reason(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch, RANKINGS)
+def test_rankings_show_exclusions_with_their_reason(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, RANKINGS)
     app.radio(key="rank_tier").set_value("mid").run()
     ranked = table(app, "ranking")
     excluded = ranked[ranked["status"] == "excluded"]
-    assert len(excluded) == 4 * 2  # every GPU configuration: the delegate failed on vd-mid-2
+    assert len(excluded) == 4 * 2  # every GPU configuration: the delegate failed on lab-mid-2
     assert set(excluded["rank"]) == {"-"}
-    assert all("delegate_failed on Virtual Nord CE" in reason for reason in excluded["reason"])
+    assert all("delegate_failed on Nord CE" in reason for reason in excluded["reason"])
     heat = {trace.name: trace for trace in figures(app)["ranking_heatmap"].data}
     assert list(heat["int8"].text[list(heat["int8"].y).index("gpu")]) == ["✗", "✗"]
 
     app.radio(key="rank_tier").set_value("low").run()
     ranked = table(app, "ranking")
     crash = ranked[ranked["config"] == "fp32/cpu/x2"].iloc[0]
-    assert crash["status"] == "excluded" and "failed (crash) on Virtual Moto E" in crash["reason"]
+    assert crash["status"] == "excluded" and "failed (crash) on Moto E" in crash["reason"]
 
 
-def test_rankings_follow_the_chosen_metric(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch, RANKINGS)
+def test_rankings_follow_the_chosen_metric(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, RANKINGS)
     app.selectbox(key="rank_metric").set_value("accuracy_drop").run()
     assert not app.exception
     best = table(app, "best_per_tier")
@@ -356,8 +398,8 @@ def test_rankings_follow_the_chosen_metric(farm_root: Path, monkeypatch: pytest.
 # -- Pareto -----------------------------------------------------------------------------------
 
 
-def test_pareto_highlights_the_front(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch, PARETO)
+def test_pareto_highlights_the_front(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, PARETO)
     app.radio(key="pareto_tier").set_value("mid").run()
     front = table(app, "front")
     # The fastest configuration of each variant: every other one is slower at the same drop and size.
@@ -370,7 +412,7 @@ def test_pareto_highlights_the_front(farm_root: Path, monkeypatch: pytest.Monkey
 
 
 def test_pareto_without_accuracy_uses_latency_and_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    farm.write_farm_results(tmp_path)
+    lab.write_lab_results(tmp_path)
     for path in (tmp_path / "accuracy").iterdir():
         path.unlink()  # as after converting untrained weights: no accuracy figures at all
     app = open_app(tmp_path, monkeypatch, PARETO)
@@ -382,36 +424,36 @@ def test_pareto_without_accuracy_uses_latency_and_size(tmp_path: Path, monkeypat
 # -- Compare runs -----------------------------------------------------------------------------
 
 
-def test_compare_runs_puts_the_regression_first(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch, COMPARE)
-    assert app.selectbox(key="run_a").value == farm.RUN_A and app.selectbox(key="run_b").value == farm.RUN_B
+def test_compare_runs_puts_the_regression_first(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, COMPARE)
+    assert app.selectbox(key="run_a").value == lab.RUN_A and app.selectbox(key="run_b").value == lab.RUN_B
     assert metrics(app) == {"Regression": "1", "Newly failing": "1", "Improvement": "0", "Fixed": "0",
                             "Unchanged": "86"}
     changes = table(app, "changes")
     first = changes.iloc[0]
     assert (first["verdict"], first["serial"], first["variant"], first["delegate"], first["num_threads"]) == (
-        "regression", farm.REGRESSION["serial"], farm.REGRESSION["variant"], farm.REGRESSION["delegate"],
-        farm.REGRESSION["num_threads"])
-    assert first["change_pct"] == pytest.approx((farm.REGRESSION["factor"] - 1) * 100, abs=3)
+        "regression", lab.REGRESSION["serial"], lab.REGRESSION["variant"], lab.REGRESSION["delegate"],
+        lab.REGRESSION["num_threads"])
+    assert first["change_pct"] == pytest.approx((lab.REGRESSION["factor"] - 1) * 100, abs=3)
     assert bool(first["significant"]) and first["p_value"] < 0.05
     second = changes.iloc[1]
-    assert (second["verdict"], second["serial"], second["failures_b"]) == ("newly failing", "vd-low", "failed (crash)")
+    assert (second["verdict"], second["serial"], second["failures_b"]) == ("newly failing", "lab-low", "failed (crash)")
     assert set(changes["verdict"].iloc[2:]) == {"unchanged", "failing in both"}
     worse = texts(app.markdown)
     assert "Got worse in run B** (2)" in worse
-    assert re.search(r"\*\*mid\*\* · Virtual Galaxy A54 \(`vd-mid-1`\) · `fp32/cpu/x1`: \+(2[5-9]|3[0-5])\.\d% p50 "
+    assert re.search(r"\*\*mid\*\* · Galaxy A54 \(`lab-mid-1`\) · `fp32/cpu/x1`: \+(2[5-9]|3[0-5])\.\d% p50 "
                      r"\(p = [0-9.e-]+\)", worse)  # +30% give or take the noise
-    assert "**low** · Virtual Moto E (`vd-low`) · `fp32/cpu/x2`: now fails: failed (crash)" in worse
+    assert "**low** · Moto E (`lab-low`) · `fp32/cpu/x2`: now fails: failed (crash)" in worse
     regression = [t for t in figures(app)["run_changes"].data if t.name == "regression"]
     assert len(regression) == 1 and len(regression[0].x) == 1
 
-    app.selectbox(key="run_a").set_value(farm.RUN_B)
-    app.selectbox(key="run_b").set_value(farm.RUN_A).run()
+    app.selectbox(key="run_a").set_value(lab.RUN_B)
+    app.selectbox(key="run_b").set_value(lab.RUN_A).run()
     assert metrics(app)["Improvement"] == "1" and metrics(app)["Fixed"] == "1" and metrics(app)["Regression"] == "0"
 
 
-def test_compare_runs_needs_two_runs(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch, COMPARE)
+def test_compare_runs_needs_two_runs(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, COMPARE)
     app.sidebar.toggle(key="all_runs").set_value(False).run()
     assert "Comparing needs two runs" in texts(app.info)
     assert not app.exception and not app.get("plotly_chart")
@@ -420,29 +462,29 @@ def test_compare_runs_needs_two_runs(farm_root: Path, monkeypatch: pytest.Monkey
 # -- Policy -----------------------------------------------------------------------------------
 
 
-def test_policy_page_is_what_harness_policy_derive_writes(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_policy_page_is_what_harness_policy_derive_writes(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.policy import DeriveRequest, derive
 
-    app = open_app(farm_root, monkeypatch, POLICY)
+    app = open_app(lab_root, monkeypatch, POLICY)
     shown = table(app, "policy_tiers")
-    document = derive(DeriveRequest(results_root=farm_root, model_name=farm.MODEL)).document
+    document = derive(DeriveRequest(results_root=lab_root, model_name=lab.MODEL)).document
     expected = {(e["name"], e["rule"]): f"{e['choice']['variant']}/{e['choice']['delegate']}/x{e['choice']['num_threads']}"
                 for e in document["tiers"]}
     assert dict(zip(zip(shown["tier"], shown["rule"]), shown["choice"])) == expected
     choices = dict(zip(shown["tier"], shown["choice"]))
     assert choices == {"high": "fp16/gpu/x1", "mid": "int8/xnnpack/x2", "low": "int8/xnnpack/x2"}
-    assert "harness policy derive --results" in texts(app.code) and f"--model {farm.MODEL}" in texts(app.code)
+    assert "harness policy derive --results" in texts(app.code) and f"--model {lab.MODEL}" in texts(app.code)
     assert app.download_button[0].label == "Download policy JSON"
 
     assert metrics(app) == {"Within noise of the best": "100%", "Failed choices": "0",
                             "Goal (≥ 95 %, no failed choice)": "met"}
     coverage = table(app, "coverage")
-    assert set(coverage["serial"]) == {phone.serial for phone in farm.PHONES}
-    assert set(figures(app)["coverage"].data[0].x) == {f"{p.model} ({p.serial})" for p in farm.PHONES}
+    assert set(coverage["serial"]) == {phone.serial for phone in lab.PHONES}
+    assert set(figures(app)["coverage"].data[0].x) == {f"{p.model} ({p.serial})" for p in lab.PHONES}
 
 
-def test_policy_constraints_change_the_choice(farm_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = open_app(farm_root, monkeypatch, POLICY)
+def test_policy_constraints_change_the_choice(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, POLICY)
     app.number_input(key="max_accuracy_drop").set_value(0.01).run()
     choices = dict(zip(table(app, "policy_tiers")["tier"], table(app, "policy_tiers")["choice"]))
     assert choices["mid"] == "dynamic/xnnpack/x2" and choices["low"] == "dynamic/xnnpack/x2"  # int8 drops 0.025
@@ -475,18 +517,18 @@ def test_empty_folder_says_no_results_yet(tmp_path: Path, monkeypatch: pytest.Mo
 
 @pytest.mark.parametrize("page", PAGES)
 def test_newer_schema_names_the_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str) -> None:
-    farm.write_farm_results(tmp_path)
-    future = farm.write_newer_schema_file(tmp_path)
+    lab.write_lab_results(tmp_path)
+    future = lab.write_newer_schema_file(tmp_path)
     app = open_app(tmp_path, monkeypatch, page)
     message = texts(app.error)
-    assert f"{future} holds results schema v2, but this tflite-farm reads up to v1" in message
+    assert f"{future} is results file v3, but this tflite-farm reads up to v2" in message
     assert "pip install -U tflite-farm" in message
     assert not app.get("plotly_chart")
 
 
 def test_damaged_file_is_a_warning_and_the_rest_still_shows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    farm.write_farm_results(tmp_path)
-    damaged = farm.write_damaged_file(tmp_path)
+    lab.write_lab_results(tmp_path)
+    damaged = lab.write_damaged_file(tmp_path)
     app = open_app(tmp_path, monkeypatch)
     warning = texts(app.warning)
     assert "1 file(s) could not be read" in warning and str(damaged) in warning
@@ -497,7 +539,7 @@ def test_damaged_file_is_a_warning_and_the_rest_still_shows(tmp_path: Path, monk
 @pytest.fixture(scope="module")
 def failures_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("only_failures")
-    farm.write_only_failures(root)
+    lab.write_only_failures(root)
     return root
 
 
@@ -507,10 +549,10 @@ def test_a_run_with_only_failures_explains_itself(failures_root: Path, monkeypat
     assert "No case of the selected runs produced a measurement" in texts(app.info)
     failures = table(app, "failures")
     assert set(failures["status"]) == {"failed", "timeout", "device_lost"}
-    assert failures.iloc[0]["error_message"] == farm.CRASH_MESSAGE
+    assert failures.iloc[0]["error_message"] == lab.CRASH_MESSAGE
 
     app = open_app(failures_root, monkeypatch, DEVICE)
-    assert "vd-mid-2 has no successful measurement" in texts(app.info)
+    assert "lab-mid-2 has no successful measurement" in texts(app.info)
     assert "No power figures" in texts(app.info)
     assert len(table(app, "device_failures")) == 12
 

@@ -41,8 +41,8 @@ def test_shell_deadline_returns_instead_of_hanging(farm) -> None:  # noqa: F811
 
 def test_facts_and_tier(farm) -> None:  # noqa: F811
     facts = phone(farm, "nothing-phone-1").facts()
-    assert facts.is_virtual
-    assert facts.info.model == "A063" and facts.info.soc_model == "SM7325"
+    assert facts.modelled_sensors
+    assert facts.info.model == "Virtual Nothing Phone (1)" and facts.info.soc_model == "SM7325"
     assert facts.info.abi == "x86_64" and facts.info.sdk == 34
     assert facts.info.ram_bytes and facts.info.ram_bytes > 7e9
     assert len(facts.info.cores) == 8 and all(core.max_freq_khz for core in facts.info.cores)

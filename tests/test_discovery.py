@@ -29,11 +29,11 @@ RULES = load_tiers()
 
 # name -> (ro.product.model, ro.soc.model, sdk, tier) as the shipped profiles and tiers.toml say.
 EXPECTED = {
-    "pixel-8-pro": ("Pixel 8 Pro", "Tensor G3", 34, "high"),
-    "nothing-phone-1": ("A063", "SM7325", 34, "mid"),
-    "galaxy-a54": ("SM-A546B", "S5E8835", 34, "mid"),
-    "galaxy-a03": ("SM-A035F", "T606", 33, "low"),
-    "tiny-quota": ("SM-A035F", "T606", 33, "low"),
+    "pixel-8-pro": ("Virtual Pixel 8 Pro", "Tensor G3", 34, "high"),
+    "nothing-phone-1": ("Virtual Nothing Phone (1)", "SM7325", 34, "mid"),
+    "galaxy-a54": ("Virtual Galaxy A54", "S5E8835", 34, "mid"),
+    "galaxy-a03": ("Virtual Galaxy A03", "T606", 33, "low"),
+    "tiny-quota": ("Virtual Galaxy A03", "T606", 33, "low"),
 }
 
 
@@ -105,7 +105,7 @@ def test_every_virtual_device_is_discovered_with_facts_and_tier(farm) -> None:  
         entry = by_serial[serial(farm, name)]
         assert entry.usable and entry.state is AdbState.DEVICE and entry.problem is None
         assert (entry.model, entry.soc, entry.facts.info.sdk, entry.tier) == (model, soc, sdk, tier)
-        assert entry.facts.info.abi == "x86_64" and entry.facts.is_virtual
+        assert entry.facts.info.abi == "x86_64" and entry.facts.modelled_sensors
         assert entry.facts.info.ram_bytes and entry.tier_rule
         assert entry.key == f"127.0.0.1:{farm.adb_port}/{entry.serial}"
 
@@ -126,7 +126,7 @@ def test_two_adb_servers_form_one_farm(farm, tmp_path: Path) -> None:  # noqa: F
         assert len(result.entries) == len(farm.state.devices) + 2
         assert [(e.server.port, e.serial) for e in result.entries] == sorted((e.server.port, e.serial) for e in result.entries)
         remote = next(entry for entry in result.entries if entry.serial == record.serial)
-        assert remote.server == second and (remote.model, remote.tier) == ("A063", "mid")
+        assert remote.server == second and (remote.model, remote.tier) == ("Virtual Nothing Phone (1)", "mid")
         twins = [entry for entry in result.entries if entry.serial == shared]
         assert {entry.server for entry in twins} == {second, server_of(farm)}
         assert all(entry.tier == "high" for entry in twins) and len({entry.key for entry in twins}) == 2
@@ -143,11 +143,11 @@ def test_selectors(farm) -> None:  # noqa: F811
     assert select(entries, "all") == list(entries)
     pixel, a03 = serial(farm, "pixel-8-pro"), serial(farm, "galaxy-a03")
     assert {e.serial for e in select(entries, f"{pixel}, {a03}")} == {pixel, a03}
-    assert {e.model for e in select(entries, "tier:mid")} == {"A063", "SM-A546B"}
-    assert [e.serial for e in select(entries, "model:Pixel*")] == [pixel]
-    assert [e.serial for e in select(entries, "model:pixel 8*")] == [pixel]
-    mixed = select(entries, f"tier:low,model:a063,{pixel},{pixel}")
-    assert sorted(e.model for e in mixed) == ["A063", "Pixel 8 Pro", "SM-A035F", "SM-A035F"]
+    assert {e.model for e in select(entries, "tier:mid")} == {"Virtual Nothing Phone (1)", "Virtual Galaxy A54"}
+    assert [e.serial for e in select(entries, "model:Virtual Pixel*")] == [pixel]
+    assert [e.serial for e in select(entries, "model:virtual pixel 8*")] == [pixel]
+    mixed = select(entries, f"tier:low,model:virtual nothing*,{pixel},{pixel}")
+    assert sorted(e.model for e in mixed) == ["Virtual Galaxy A03", "Virtual Galaxy A03", "Virtual Nothing Phone (1)", "Virtual Pixel 8 Pro"]
     assert mixed == [e for e in entries if e in mixed]  # farm order, no duplicates
 
 
@@ -157,7 +157,7 @@ def test_a_selector_matching_nothing_lists_what_exists(farm) -> None:  # noqa: F
         select(entries, f"tier:ultra,{serial(farm, 'galaxy-a54')},NOPE123")
     message = str(raised.value)
     assert "'tier:ultra', 'NOPE123' match no usable device" in message
-    assert f"{serial(farm, 'pixel-8-pro')} (Pixel 8 Pro, tier high)" in message
+    assert f"{serial(farm, 'pixel-8-pro')} (Virtual Pixel 8 Pro, tier high)" in message
     assert "tier:high, tier:low, tier:mid" in message
     with pytest.raises(UsageError, match="model:iPhone"):
         select(entries, "model:iPhone*")
@@ -256,7 +256,8 @@ def test_cli_json(farm) -> None:  # noqa: F811
         "serial": pixel["serial"],
         "state": "device",
         "usable": True,
-        "model": "Pixel 8 Pro",
+        "kind": "virtual",
+        "model": "Virtual Pixel 8 Pro",
         "soc": "Tensor G3",
         "abi": "x86_64",
         "sdk": 34,
@@ -272,17 +273,16 @@ def test_cli_table(farm) -> None:  # noqa: F811
     result = CliRunner().invoke(devices, [], env={farm_lib.ENV_ADB_PORT: str(farm.adb_port)})
     assert result.exit_code == 0, result.output
     header, *rows = [line.split("\t") for line in result.stdout.splitlines()]
-    assert header == ["server", "serial", "state", "model", "soc", "abi", "sdk", "RAM GB", "tier", "problem"]
+    assert header == ["server", "serial", "state", "kind", "model", "soc", "abi", "sdk", "RAM GB", "tier", "problem"]
     assert len(rows) == len(farm.state.devices)
     pixel = next(row for row in rows if row[1] == serial(farm, "pixel-8-pro"))
-    assert pixel == [f"127.0.0.1:{farm.adb_port}", pixel[1], "device", "Pixel 8 Pro", "Tensor G3", "x86_64", "34", "12.9", "high", ""]
+    assert pixel == [f"127.0.0.1:{farm.adb_port}", pixel[1], "device", "virtual", "Virtual Pixel 8 Pro", "Tensor G3", "x86_64", "34", "12.9", "high", ""]
 
 
 def test_cli_registered_on_main_and_no_server_exits_2() -> None:
     from harness.cli import main
 
-    if main.commands.get("devices") is not devices:
-        pytest.skip("harness.cli does not register harness.cli_devices.devices on `main` yet")
+    assert main.commands.get("devices") is devices
     result = CliRunner().invoke(main, ["devices"], env={farm_lib.ENV_ADB_PORT: str(free_port())})
     assert result.exit_code == 2
     assert result.stderr.startswith("error: adb server 127.0.0.1:") and "start-server" in result.stderr

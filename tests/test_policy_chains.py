@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.coverage import coverage
-from harness.errors import UsageError
+from harness.errors import InputFileError, UsageError
 from harness.policy import DeriveRequest, derive, load_rows
 from harness.policy_file import validate
 from harness.records import CaseStatus, ResultRow, case_id_for
@@ -102,6 +102,9 @@ def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes
     store = ResultsStore(tmp_path_factory.mktemp("shapes"))
     for serial in ("a", "b"):
         store.append([row for row in rows if row.serial == serial])
+    models = [{"name": "net", "variant": "fp32", "quantization": None, "path": "/models/net_fp32.tflite",
+               "sha256": "f" * 64, "size_bytes": 1000}]
+    store.write_run_manifest("shapes", {"plan": {"models": models}})  # names the swept file, as a sweep does
     request = DeriveRequest(results_root=store.root)
     if not cpu_works:
         # No plain-CPU configuration ran: no chain can end safely, and derive says why (never an assertion).
@@ -116,6 +119,16 @@ def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes
     assert working[chain[0].split("/")[1]] == min(working.values())
     # Nothing slower than plain CPU comes before it, and nothing failed is in it.
     assert all(working[label.split("/")[1]] <= working["cpu"] for label in chain)
+
+
+def test_derive_never_invents_a_file_name(published_results) -> None:
+    """Rows from another tool name no file: the policy cannot say what an app should load."""
+    results, manifest = published_results
+    with pytest.raises(InputFileError, match="no convert manifest and no run's plan names") as error:
+        derive(DeriveRequest(results_root=results, model_name="resnet50"))
+    assert "--manifest" in str(error.value)
+    entry = derive(DeriveRequest(results_root=results, model_name="resnet50", manifest_path=manifest)).document["default"]
+    assert entry["model"]["file"] == "resnet50.tflite"
 
 
 def test_the_dashboard_ranks_untiered_devices_in_the_tier_derive_gives_them(published_results) -> None:

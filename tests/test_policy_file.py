@@ -181,7 +181,10 @@ def test_cli_validate_accepts_a_valid_policy(tmp_path: Path, policy: dict) -> No
 
     result = run("validate", path, "--json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == {"valid": True, "problems": []}
+    # This hand-written policy does not say what measured it: valid, with a warning saying so.
+    assert json.loads(result.stdout) == {"valid": True, "problems": [], "warnings": [
+        "the policy does not say which kind of device measured it (an older harness derived it): "
+        "derive it again to know"]}
 
 
 def _add_catch_all_early(document: dict) -> None:
@@ -408,7 +411,7 @@ def test_a_phone_no_entry_matches_gets_the_default_alone(policy: dict) -> None:
     assert "SoC unknown (the phone sets none of ro.soc.model" in resolution.reasons[0]
     text = format_resolution(resolution)
     assert text.splitlines()[0] == "tier: none (no entry matches: the phone gets the default)"
-    assert text.splitlines()[-1] == f"  1. fp32 on cpu x1  digits_cnn_fp32.tflite sha256 {sha('fp32')[:12]}..  (default)"
+    assert text.splitlines()[-1] == f"  1. fp32/cpu/x1  digits_cnn_fp32.tflite sha256 {sha('fp32')[:12]}..  (default)"
 
 
 _GLOBS = sorted({glob for rule in RULES.rules for glob in rule.soc_globs})
@@ -453,10 +456,10 @@ def test_cli_resolve_prints_tier_reasons_and_numbered_chain(tmp_path: Path) -> N
     assert lines[1] == "phone: SoC 'Tensor G3', RAM 12.88 GB, SDK 36"
     fp16, fp32 = sha("fp16")[:12], sha("fp32")[:12]
     assert lines[-4:] == [
-        f"  1. fp16 on gpu x1  digits_cnn_fp16.tflite sha256 {fp16}..",
-        f"  2. fp16 on xnnpack x2  digits_cnn_fp16.tflite sha256 {fp16}..",
-        f"  3. fp32 on cpu x2  digits_cnn_fp32.tflite sha256 {fp32}..",
-        f"  4. fp32 on cpu x1  digits_cnn_fp32.tflite sha256 {fp32}..  (default)",
+        f"  1. fp16/gpu/x1  digits_cnn_fp16.tflite sha256 {fp16}..",
+        f"  2. fp16/xnnpack/x2  digits_cnn_fp16.tflite sha256 {fp16}..",
+        f"  3. fp32/cpu/x2  digits_cnn_fp32.tflite sha256 {fp32}..",
+        f"  4. fp32/cpu/x1  digits_cnn_fp32.tflite sha256 {fp32}..  (default)",
     ]
 
     result = run("resolve", path, "--getprop", ASUS_TF201, "--meminfo", TF201_MEMINFO, "--json")
@@ -550,7 +553,7 @@ def test_a_new_float_variant_with_the_same_signature_is_compatible(tmp_path: Pat
         (ChangeKind.CHAIN, "tier 'low' choice", False)
     ]
     assert changes.changes[0].detail == (
-        f"fp32 on cpu x1 sha256 {sha('fp32')[:12]} -> fp16 on cpu x1 sha256 {sha('fp16')[:12]}"
+        f"fp32/cpu/x1 sha256 {sha('fp32')[:12]} -> fp16/cpu/x1 sha256 {sha('fp16')[:12]}"
     )
     result = run("diff", write(tmp_path / "old.json", VALID), write(tmp_path / "new.json", policy))
     assert result.exit_code == 0, result.output
@@ -597,7 +600,7 @@ def test_tiers_added_removed_and_match_changes_are_reported(tmp_path: Path, poli
     policy["tiers"][HIGH]["match"]["soc_any"].append("SM8850*")
     lines = format_diff(diff(VALID, policy)).splitlines()
     assert "tier 'low': removed (rules low-entry-soc, low-fallback): its phones now match a later entry or get the default" in lines
-    assert any(line.startswith("tier 'entry': added (rules low-entry-soc, low-fallback): fp32 on cpu x1") for line in lines)
+    assert any(line.startswith("tier 'entry': added (rules low-entry-soc, low-fallback): fp32/cpu/x1") for line in lines)
     assert "tier 'high' rule 'high-flagship-soc': soc_any +['SM8850*']; min_ram_bytes 5000000000 -> 6000000000" in lines
     result = run("diff", write(tmp_path / "old.json", VALID), write(tmp_path / "new.json", policy))
     assert result.exit_code == 0 and result.stdout.splitlines() == lines

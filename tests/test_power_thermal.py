@@ -189,7 +189,7 @@ def test_wait_until_cool_is_bounded_by_the_sleeps_it_hands_out(farm) -> None:  #
 
 def test_plugged_in_phone_gives_no_power(farm) -> None:  # noqa: F811
     p = phone(farm, "galaxy-a03")
-    with PowerSampler(p, is_virtual=p.facts().is_virtual) as sampler:
+    with PowerSampler(p, PowerMethod.MODEL) as sampler:
         time.sleep(0.6)
     reading = sampler.reading
     assert reading is not None and reading.samples >= 2
@@ -200,14 +200,14 @@ def test_unplugged_phone_power_follows_its_load(farm, tmp_path: Path) -> None:  
     profile = tomllib.loads((SHIPPED_PROFILES / "high_pixel_8_pro.toml").read_text())
     idle_mw, big_core_mw = profile["power"]["idle_mw"], profile["cpu"]["clusters"][-1]["active_mw"]
     p = phone(farm, "pixel-8-pro")
-    is_virtual = p.facts().is_virtual
+    assert p.facts().modelled_sensors
     probe = build_probe_zipapp(tmp_path / "probe")
     remote, _ = p.ensure_file(probe, file_sha256(probe), mode=0o755)
     with unplugged(p):
         assert p.check_output("cat /sys/class/power_supply/battery/status").strip() == "Discharging"
-        with PowerSampler(p, is_virtual=is_virtual) as idle:
+        with PowerSampler(p, PowerMethod.MODEL) as idle:
             time.sleep(0.8)
-        sampler = PowerSampler(p, is_virtual=is_virtual).start()
+        sampler = PowerSampler(p, PowerMethod.MODEL).start()
         spin = p.shell(f"{remote} --spin=2.5", timeout_s=30)
         busy = sampler.stop()
     assert p.check_output("cat /sys/class/power_supply/battery/status").strip() in ("Charging", "Full")
@@ -224,7 +224,7 @@ def test_unplugged_phone_power_follows_its_load(farm, tmp_path: Path) -> None:  
 
 def test_sampler_skips_failing_reads_without_raising(farm) -> None:  # noqa: F811
     gone = Phone(AdbServer("127.0.0.1", farm.adb_port), "127.0.0.1:1")  # no such device
-    sampler = PowerSampler(gone, is_virtual=False).start()
+    sampler = PowerSampler(gone, PowerMethod.FUEL_GAUGE).start()
     time.sleep(0.3)
     started = time.monotonic()
     reading = sampler.stop()

@@ -585,7 +585,7 @@ def test_output_parses_into_one_run_with_the_printed_figures(tiny_models: dict[s
     assert len(runs) == 1
     run = runs[0]
     assert run.ok and run.error_type is None
-    assert run.num_runs == out.counts()[1] == 6
+    assert run.inference_count == out.counts()[1] == 6
     assert run.inference_avg_us == float(out.inference_avg())
     assert run.num_threads == 2
     init_us = re.search(r"Init: (\d+),", out.stdout)

@@ -137,7 +137,7 @@ def write_table(path: Path, table: pa.Table) -> Path:
 # -- records ---------------------------------------------------------------------
 
 
-def test_result_row_fields_match_the_arrow_schema() -> None:
+def test_the_arrow_schema_is_derived_from_the_result_row() -> None:
     fields = dataclasses.fields(ResultRow)
     assert [f.name for f in fields] == RESULTS_SCHEMA.names
     # Optional in Python <=> nullable in Arrow, so a failed row is storable and nothing else is null.
@@ -146,6 +146,15 @@ def test_result_row_fields_match_the_arrow_schema() -> None:
     }
     assert RESULTS_SCHEMA.metadata == {b"tflite_farm.schema_version": str(SCHEMA_VERSION).encode()}
     assert RESULTS_SCHEMA.field("started_at").type == pa.timestamp("us", tz="UTC")
+    assert RESULTS_SCHEMA.field("soc_identities").type == pa.list_(pa.string())
+    # Closed sets are stored as their values.
+    for name in ("delegate", "status", "error_type", "device_kind", "power_method", "temperature_method"):
+        assert RESULTS_SCHEMA.field(name).type == pa.string(), name
+    # Unknown facts are null, never 0 or "unknown"; what every row has is required.
+    for name in ("device_model", "manufacturer", "abi", "android_sdk", "bench_binary_sha256", "device_kind"):
+        assert RESULTS_SCHEMA.field(name).nullable, name
+    for name in ("run_id", "serial", "model_sha256", "delegate", "num_runs", "status"):
+        assert not RESULTS_SCHEMA.field(name).nullable, name
 
 
 def test_result_row_refuses_naive_datetimes_and_unknown_statuses() -> None:
@@ -282,8 +291,8 @@ def test_append_refuses_mixed_batches_and_missing_required_values(tmp_path: Path
     store = ResultsStore(tmp_path)
     with pytest.raises(ValueError, match="one run and one device"):
         store.append([make_row(), make_row(serial="other")])
-    with pytest.raises(ValueError, match="required columns are None: device_model"):
-        store.append([make_row(device_model=None)])
+    with pytest.raises(ValueError, match="required columns are None: model_name"):
+        store.append([make_row(model_name=None)])
     with pytest.raises(UsageError, match="not a valid run id"):
         store.append([make_row(run_id="../escape")])
     assert not list(tmp_path.rglob("*.parquet"))
@@ -336,7 +345,7 @@ def _table_with_version(version: int, metadata_version: int) -> pa.Table:
     return table.replace_schema_metadata({"tflite_farm.schema_version": str(metadata_version)})
 
 
-@pytest.mark.parametrize(("column", "metadata"), [(2, 2), (1, 2), (2, 1)])
+@pytest.mark.parametrize(("column", "metadata"), [(3, 3), (2, 3), (3, 2)])
 def test_a_newer_file_is_refused_with_the_upgrade_command(tmp_path: Path, column: int, metadata: int) -> None:
     store = ResultsStore(tmp_path)
     store.append([make_row()])
@@ -347,46 +356,54 @@ def test_a_newer_file_is_refused_with_the_upgrade_command(tmp_path: Path, column
 
     with pytest.raises(SchemaError) as raised:
         store.read()
-    assert "schema v2" in str(raised.value) and "reads up to v1" in str(raised.value)
+    assert "results file v3, but this tflite-farm reads up to v2" in str(raised.value)
     assert raised.value.fix == "upgrade tflite-farm: pip install -U tflite-farm"
 
 
-def _v0_table() -> pa.Table:
-    """What a (hypothetical) v0 writer stored: no power_method, inference_avg_us named avg_latency_us."""
-    record = make_row(run_id="run-old", inference_avg_us=None).to_record()
-    record.pop("power_method")
-    record.pop("inference_avg_us")
-    record["schema_version"] = 0
-    record["avg_latency_us"] = 5000.0
-    table = pa.Table.from_pylist([record])
-    return table.replace_schema_metadata({"tflite_farm.schema_version": "0"})
+V1_DATASET = REPO / "tests" / "data" / "results_v1"
 
 
-def test_older_files_are_upgraded_through_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert store_module.UPGRADES == {}  # v1 is the first schema: nothing to upgrade yet
+def test_the_checked_in_v1_dataset_reads_as_v2_rows() -> None:
+    """tests/data/results_v1 was written by the v1 harness; every read upgrades it (v1 -> v2)."""
+    rows = ResultsStore(V1_DATASET).read()
+    assert len(rows) == 30 and list(rows.columns) == RESULTS_SCHEMA.names
+    assert set(rows["schema_version"]) == {SCHEMA_VERSION}
+    x86 = rows[rows["abi"] == "x86_64"]
+    arm = rows[rows["abi"] == "arm64-v8a"]
+    # The virtual farm shows itself in v1 rows (modelled power, x86_64 on loopback) ...
+    assert set(x86["device_kind"]) == {"virtual"} and len(x86) == 24
+    # ... but the ARM stand-in only ever skipped: nothing says what it was, so nothing is claimed.
+    assert arm["device_kind"].isna().all() and set(arm["status"]) == {"skipped"}
+    assert set(x86["temperature_method"]) == {"model"} and x86["throttled"].isna().all()
+    # Made-up values became null; v1's measurements are kept as they were.
+    assert arm["bench_binary_sha256"].isna().all() and x86["bench_binary_sha256"].notna().all()
+    assert (rows["device_model"] != "unknown").all() and rows["android_sdk"].notna().all()
+    assert [list(v) for v in rows.loc[rows["device_model"] == "Pixel 8 Pro", "soc_identities"].head(1)] == [["Tensor G3"]]
+    ok = rows[rows["status"] == "ok"]
+    assert len(ok) == 16 and ok["inference_p50_us"].notna().all() and set(ok["power_method"]) == {"model"}
+    assert rows["inference_count"].isna().all()  # v1 never stored the measured count
 
-    def v0_to_v1(table: pa.Table) -> pa.Table:
-        names = ["inference_avg_us" if n == "avg_latency_us" else n for n in table.column_names]
-        return table.rename_columns(names)
 
-    monkeypatch.setitem(store_module.UPGRADES, 0, v0_to_v1)
-    store = ResultsStore(tmp_path)
-    store.append([make_row(run_id="run-new")])
-    write_table(tmp_path / "dataset" / "run_id=run-old" / "device=x" / "part-0.parquet", _v0_table())
-
-    old = store.read(["run-old"])
-    assert list(old.columns) == RESULTS_SCHEMA.names
-    assert old.loc[0, "inference_avg_us"] == 5000.0
-    assert plain(old.loc[0, "power_method"]) is None and str(old["power_method"].dtype) == "str"
-    assert old.loc[0, "schema_version"] == SCHEMA_VERSION
-    assert len(store.read()) == 2
+def test_an_older_file_without_its_upgrade_step_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(store_module.UPGRADES) == {1}  # one named step per version: v1 -> v2
+    monkeypatch.delitem(store_module.UPGRADES, 1)
+    with pytest.raises(SchemaError, match="results file v1 and there is no upgrade from v1"):
+        ResultsStore(V1_DATASET).read()
 
 
-def test_an_older_file_without_an_upgrade_path_is_refused(tmp_path: Path) -> None:
-    store = ResultsStore(tmp_path)
-    write_table(tmp_path / "dataset" / "run_id=run-old" / "device=x" / "part-0.parquet", _v0_table())
-    with pytest.raises(SchemaError, match="no upgrade from v0"):
-        store.read()
+def test_results_upgrade_rewrites_older_files_in_place(tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(V1_DATASET, root)
+    before = ResultsStore(root).read()
+    report = ResultsStore(root).upgrade()
+    files = sorted(root.glob("dataset/run_id=*/device=*/part-*.parquet"))
+    assert sorted(report.upgraded) == files and report.skipped == ()
+    assert {pq.read_schema(f).metadata[b"tflite_farm.schema_version"] for f in files} == {b"2"}
+    assert [p.name for p in root.rglob(".*")] == []  # no temporary file left
+    pd.testing.assert_frame_equal(ResultsStore(root).read(), before)
+    assert ResultsStore(root).upgrade().upgraded == ()  # nothing left to do
 
 
 # -- damaged files ---------------------------------------------------------------
@@ -495,3 +512,18 @@ def test_list_runs_summarises_rows_and_manifests(tmp_path: Path) -> None:
     assert (b.started_at, b.ended_at) == (later, later + timedelta(seconds=2))
     assert (b.devices, b.cases, b.ok, b.failed) == (("emulator-5554",), 1, 1, 0)
     assert (c.ended_at, c.devices, c.cases, c.ok, c.failed) == (None, (), 0, 0, 0)
+
+
+def test_results_upgrade_command(tmp_path: Path) -> None:
+    import shutil
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    root = tmp_path / "results"
+    shutil.copytree(V1_DATASET, root)
+    result = CliRunner().invoke(main, ["results", "upgrade", "--results", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["schema_version"] == SCHEMA_VERSION and len(report["upgraded"]) == 25 and report["skipped"] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -115,6 +116,16 @@ def test_two_servers_one_sweep_every_status(farms, tmp_path: Path, weird_model: 
     ok = rows[rows["status"] == "ok"]
     assert (ok["power_method"] == "model").all() and (ok["avg_power_mw"] > 0).all()
     assert ok["temp_start_c"].notna().all() and ok["tier"].notna().all()
+    # Where every number came from: virtual phones, modelled sensors, the runner binary and its version.
+    measured = rows[rows["status"] != "skipped"]
+    assert set(rows["device_kind"]) == {"virtual"} and set(measured["temperature_method"]) == {"model"}
+    assert measured["throttled"].isna().all()  # a modelled temperature slows nothing
+    assert set(measured["bench_binary_name"]) == {"benchmark_model_x86_64"}
+    assert measured["bench_binary_sha256"].str.fullmatch("[0-9a-f]{64}").all() and arm["bench_binary_sha256"].isna().all()
+    assert ok["bench_binary_version"].str.startswith("tflite-farm runner ").all()
+    # The counts measured, not the ones asked for: --min-secs stretches the loop beyond --num-runs.
+    assert (ok["inference_count"] >= ok["num_runs"]).all() and (ok["warmup_count"] >= 1).all()
+    assert set(ok["soc_identities"].map(tuple)) == {("T606",), ("SM7325",), ("S5E8835",), ("Tensor G3",)}
     assert set(rows["tier"].dropna()) == {"high", "mid", "low"}
     for path in ok["raw_log_path"]:
         assert "Inference timings in us" in (store.root / path).read_text()
@@ -241,7 +252,7 @@ def test_cli_errors_name_the_fix(farms, tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such model" in missing.stderr
     (tmp_path / "m.tflite").write_bytes(b"x")
     unknown = harness("run", "--devices", "tier:ultra", "--models", str(tmp_path / "m.tflite"), "--results", str(tmp_path))
-    assert unknown.returncode == 2 and "tier:ultra" in unknown.stderr and "SM-A035F" in unknown.stderr
+    assert unknown.returncode == 2 and "tier:ultra" in unknown.stderr and "Virtual Galaxy A03" in unknown.stderr
     bad = harness("run", "--delegates", "tpu", "--models", str(tmp_path / "m.tflite"))
     assert bad.returncode == 2 and "unknown delegate" in bad.stderr
     devices = harness("devices", "--json")
@@ -269,5 +280,85 @@ def test_a_full_phone_fails_its_cases_and_the_sweep_goes_on(tmp_path: Path, tiny
         other = rows[rows["serial"] != full["serial"].iloc[0]]
         # The random 'model' fails to load; the real one runs: the sweep went on.
         assert set(other["status"]) == {"failed", "ok"}
+    finally:
+        farm_lib.stop_private(state_dir)
+
+
+def test_phones_without_dumpsys_or_sha256sum_get_rows_that_say_why(tmp_path: Path, tiny_models,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    profiles = {name: (SHIPPED / name).read_text()
+                for name in ("low_galaxy_a03.toml", "gpu_galaxy_a54.toml", "mid_nothing_phone_1.toml")}
+    state_dir, port = _start_farm(tmp_path / "d", profiles)
+    try:
+        farm_lib.fault("galaxy-a03", Fault.HIDE, state_dir=state_dir, command="dumpsys")
+        farm_lib.fault("galaxy-a54", Fault.HIDE, state_dir=state_dir, command="sha256sum")
+
+        def no_waiting(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the sweep waited for a modelled temperature")
+
+        # Virtual phones' temperatures are modelled: the sweep must never wait for them to cool.
+        monkeypatch.setattr(sweep.thermal, "wait_until_cool", no_waiting)
+        devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
+        store = ResultsStore(tmp_path / "results")
+        params = sweep.SweepParams(delegates=("xnnpack",), threads=(1, 2), num_runs=3, warmup_runs=1, min_secs=0.05,
+                                   thermal_threshold_c=0.0, thermal_max_wait_s=600.0)
+        summary = sweep.run_sweep(devices, sweep.collect_models([tiny_models["dense"]]), params,
+                                  sweep.build_binaries({}, tmp_path / "bin"), store, show_progress=False)
+        rows = store.read([summary.run_id])
+        by_model = {model: group for model, group in rows.groupby("device_model")}
+        refused = by_model["Virtual Galaxy A03"]
+        assert len(refused) == 2 and set(refused["status"]) == {"failed"}
+        assert set(refused["error_type"]) == {"power_control_failed"}
+        assert "dumpsys battery unplug" in refused["error_message"].iloc[0] and "--no-power" in refused["error_message"].iloc[0]
+        no_sha = by_model["Virtual Galaxy A54"]
+        assert set(no_sha["error_type"]) == {"push_failed"} and no_sha["bench_binary_sha256"].isna().all()
+        assert "no 'sha256sum' command" in no_sha["error_message"].iloc[0]
+        fine = by_model["Virtual Nothing Phone (1)"]
+        assert set(fine["status"]) == {"ok"} and (fine["temp_start_c"] > 0).all()
+        assert fine["throttled"].isna().all() and set(fine["temperature_method"]) == {"model"}
+    finally:
+        farm_lib.stop_private(state_dir)
+
+
+def test_a_phone_named_only_by_ro_hardware_gets_one_tier_everywhere(tmp_path: Path, tiny_models) -> None:
+    """Android 10 Galaxy S10-like: no ro.soc.model, a generic board; only ro.hardware names the SoC."""
+    from harness.coverage import coverage
+    from harness.device import Phone
+    from harness.policy import DeriveRequest, derive
+    from harness.policy_file import device_from_dumps, resolve
+    from harness.ranking import assign_missing_tiers, stats_of
+
+    low = (SHIPPED / "low_galaxy_a03.toml").read_text()
+    changes = {r'^"ro\.soc\..*\n': "", r'^name = .*$': 'name = "galaxy-s10"',
+               r'^"ro\.board\.platform" = .*$': '"ro.board.platform" = "exynos5"',
+               r'^"ro\.hardware" = .*$': '"ro.hardware" = "samsungexynos9820"',
+               r'^"ro\.build\.version\.sdk" = .*$': '"ro.build.version.sdk" = "29"',
+               r'^ram_bytes = .*$': "ram_bytes = 8_000_000_000"}
+    s10 = low
+    for pattern, replacement in changes.items():
+        s10, count = re.subn(pattern, replacement, s10, flags=re.MULTILINE)
+        assert count >= 1, pattern
+    state_dir, port = _start_farm(tmp_path / "e", {"s10.toml": s10})
+    try:
+        [entry] = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
+        assert (entry.tier, entry.tier_rule) == ("mid", "mid-former-flagship-soc")  # discovery
+        model = tmp_path / "models" / "net_fp32.tflite"
+        model.parent.mkdir()
+        shutil.copy(tiny_models["dense"], model)
+        store = ResultsStore(tmp_path / "results")
+        sweep.run_sweep([entry], sweep.collect_models([model]),
+                        sweep.SweepParams(delegates=("cpu",), threads=(1,), **QUICK),
+                        sweep.build_binaries({}, tmp_path / "bin"), store, show_progress=False)
+        rows = store.read()
+        assert set(rows["tier"]) == {"mid"}  # the sweep
+        assert [list(v) for v in rows["soc_identities"].head(1)] == [["exynos5", "samsungexynos9820"]]
+        untiered = stats_of(rows.assign(tier=None))
+        assert set(assign_missing_tiers(untiered, load_tiers())[0]["tier"]) == {"mid"}  # derive-time classification
+        document = derive(DeriveRequest(results_root=store.root)).document
+        [device] = coverage(document, rows).devices
+        assert device.measured_tier == device.policy_tier == "mid"  # coverage
+        phone = Phone(AdbServer("127.0.0.1", port), entry.serial)
+        dumps = device_from_dumps(phone.shell("getprop").text, phone.shell("cat /proc/meminfo").text)
+        assert resolve(document, dumps).tier == "mid"  # `harness policy resolve --getprop --meminfo`
     finally:
         farm_lib.stop_private(state_dir)

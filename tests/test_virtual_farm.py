@@ -76,7 +76,7 @@ def test_getprop_values_round_trip(farm):
     assert d.shell2("setprop debug.harness.probe 42 && getprop debug.harness.probe", v2=True).output == "42\n"
     refused = d.shell2("setprop ro.product.model Other", v2=True)
     assert refused.returncode == 1 and "Failed to set property" in refused.stderr
-    assert d.getprop("ro.product.model") == "Pixel 8 Pro"
+    assert d.getprop("ro.product.model") == "Virtual Pixel 8 Pro"
 
 
 def test_the_harness_fact_query_reads_every_profile(farm):
@@ -295,7 +295,12 @@ def test_kill_from_the_device_shell_and_close_from_the_server(farm, probe):
     conn.check_okay()
     seen = b""
     while b"args" not in seen:
-        seen += conn.read(1)
+        # Shell v2 packets: id (1 byte), length (4, little-endian), payload. Under load the output
+        # arrives in several packets, so only the payloads are joined (a header can split "pid ").
+        kind, length = conn.read(1)[0], int.from_bytes(conn.read(4), "little")
+        payload = conn.read(length)
+        if kind == 1:
+            seen += payload
     host_pid = int(seen.split(b"pid ")[1].split(b"\n")[0])
     assert Path(f"/proc/{host_pid}").exists()
     conn.close()  # the server sends CLSE: the program must die

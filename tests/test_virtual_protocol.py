@@ -92,7 +92,7 @@ def connect(port: int, max_payload: int) -> RawServerSide:
     link.send(Command.CNXN, A_VERSION, max_payload, b"host::features=shell_v2\0")
     command, version, device_max, banner = link.recv()
     assert command is Command.CNXN and version == A_VERSION and device_max == 1024 * 1024
-    assert banner.startswith(b"device::ro.product.name=husky;ro.product.model=Pixel 8 Pro;")
+    assert banner.startswith(b"device::ro.product.name=husky;ro.product.model=Virtual Pixel 8 Pro;")
     return link
 
 

@@ -104,7 +104,7 @@ def test_redirections_cd_and_globs(device):
 
 
 def test_pipes(device):
-    assert sh(device, "getprop | grep ro.product.model")[1] == "[ro.product.model]: [A063]\n"
+    assert sh(device, "getprop | grep ro.product.model")[1] == "[ro.product.model]: [Virtual Nothing Phone (1)]\n"
     assert sh(device, "cat /proc/cpuinfo | grep -c processor")[1] == "8\n"
     assert sh(device, "echo a; echo b | wc -l")[1] == "a\n1\n"
 
@@ -238,7 +238,7 @@ def test_power_thermal_model_equations(tmp_path):
 
 def test_profile_errors_name_the_fix(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text((PROFILES / "low_galaxy_a03.toml").read_text().replace('"ro.product.model" = "SM-A035F"\n', ""))
+    bad.write_text((PROFILES / "low_galaxy_a03.toml").read_text().replace('"ro.product.model" = "Virtual Galaxy A03"\n', ""))
     with pytest.raises(ProfileError, match="lacks ro.product.model: add them"):
         load_profile(bad)
     arm = tmp_path / "arm.toml"

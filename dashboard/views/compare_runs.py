@@ -7,7 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, charts, session
+from harness.errors import HarnessError
 from harness.ranking import TieTest
+from harness.records import config_label
 
 context = session.context()
 runs = list(context.selection.run_ids)
@@ -31,7 +33,11 @@ if run_a == run_b:
     st.stop()
 
 tie_test = TieTest()
-changes = cached.compare_runs(context, run_a, run_b, tie_test)
+try:
+    changes = cached.compare_runs(context, run_a, run_b, tie_test)
+except HarnessError as error:  # the runs were measured by different binaries or kinds of device
+    st.error(str(error))
+    st.stop()
 if changes.empty:
     st.info("The two runs share no case of this model.")
     st.stop()
@@ -49,7 +55,7 @@ if worse.empty:
 else:
     lines = []
     for case in worse.head(10).itertuples():
-        config = f"{case.variant}/{case.delegate}/x{case.num_threads}"
+        config = config_label(case.variant, case.delegate, case.num_threads)
         p_value = "" if pd.isna(case.p_value) else f" (p = {case.p_value:.2g})"  # no spread: no p-value
         what = f"{case.change:+.1%} p50{p_value}" if case.verdict == "regression" else f"now fails: {case.failures_b}"
         lines.append(f"- **{case.tier}** · {case.device_model} (`{case.serial}`) · `{config}`: {what}")

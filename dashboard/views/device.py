@@ -12,7 +12,8 @@ dataset, selection = context.dataset, context.selection
 
 st.title("Device")
 devices = queries.devices(dataset, selection)
-labels = {row.serial: f"{row.serial} · {row.device_model} · {row.tier}" for row in devices.itertuples()}
+labels = {row.serial: f"{row.serial} · {row.device_model} · {row.tier}" + (" · virtual" if row.device_kind == "virtual" else "")
+          for row in devices.itertuples()}
 serial = st.selectbox("Device", list(labels), format_func=labels.get, key="device")
 
 facts = devices.set_index("serial").loc[serial]
@@ -23,8 +24,12 @@ columns[1].metric("Android SDK", int(facts["android_sdk"]))
 columns[2].metric("RAM", "unknown" if pd.isna(ram) else f"{ram / 2**30:.1f} GiB")
 columns[3].metric("Rows ok", f"{int(facts['ok'])} of {int(facts['rows'])}")
 soc = "unknown SoC" if pd.isna(facts["soc"]) else f"SoC {facts['soc']}"
-st.caption(f"{facts['manufacturer']} {facts['device_model']}, {soc}, ABI {facts['abi']}; "
+kind = "unknown kind (an older harness's rows)" if pd.isna(facts["device_kind"]) else f"a {facts['device_kind']} device"
+st.caption(f"{facts['manufacturer']} {facts['device_model']}, {soc}, ABI {facts['abi']}: {kind}; "
            f"{int(facts['runs'])} run(s) of model `{selection.model_name}`.")
+if facts["device_kind"] == "virtual":
+    st.info("A **virtual device**: its latencies are this host's timings under the name of the phone it stands in "
+            "for; its temperatures and power come from a documented model, never from a sensor.")
 
 rows = queries.device_rows(dataset, selection, serial)
 measured = rows[rows["status"] == "ok"]
@@ -53,9 +58,16 @@ if temperatures.empty:
     st.info(f"{serial} reported no temperatures.")
 else:
     st.plotly_chart(charts.temperatures(temperatures, order), key="temperatures")
-    throttled = temperatures[temperatures["throttled"].fillna(False).astype(bool)]
+    sensed = temperatures[temperatures["temperature_method"] == "sensor"]
+    modelled = temperatures[temperatures["temperature_method"] == "model"]
+    if not modelled.empty:
+        st.info(f"{len(modelled)} repetition(s) have **modelled temperatures, not measured** "
+                "(`temperature_method = model`): the model slows nothing, so no latency here ran throttled.")
+    # Only a sensor's temperature can say that a phone throttled its clocks.
+    throttled = sensed[sensed["throttled"].fillna(False).astype(bool)]
     if throttled.empty:
-        st.caption("No case ran throttled.")
+        if not sensed.empty:
+            st.caption("No case ran throttled.")
     else:
         table = throttled.groupby("configuration").size().rename("throttled repetitions").reset_index()
         st.warning(f"{len(throttled)} repetition(s) ran throttled: their latencies may be pessimistic.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import analysis, cached, charts, session
+from harness.errors import HarnessError
 
 context = session.context()
 
@@ -15,7 +16,11 @@ st.caption(
     "and better on one: lower p50 latency, lower accuracy drop, smaller model. Candidates are those of the p50 "
     "ranking: they ran ok on every measured device of the tier."
 )
-rankings = cached.rankings(context, "inference_p50_us")
+try:
+    rankings = cached.rankings(context, "inference_p50_us")
+except HarnessError as error:
+    st.error(str(error))
+    st.stop()
 tier_names = [tier.tier for tier in rankings]
 chosen = st.radio("Tier", tier_names, horizontal=True, key="pareto_tier")
 tier = rankings[tier_names.index(chosen)]
@@ -33,7 +38,8 @@ st.plotly_chart(charts.pareto_scatter(frame, objectives), key="pareto")
 front = frame[frame["on_front"]].sort_values("p50_us")
 st.subheader(f"On the front in tier {tier.tier}: {len(front)} of {len(frame)} candidates")
 columns = ["rank", "config", "p50_us", "accuracy_drop", "model_size_bytes", "memory_mb", "energy_mj_per_inference"]
-st.dataframe(front[columns], hide_index=True)
+# Only measured energy is shown here: a virtual device's modelled energy is no figure to trade latency against.
+st.dataframe(front[columns].rename(columns={"energy_mj_per_inference": "measured energy (mJ)"}), hide_index=True)
 if tier.excluded:
     st.caption(f"{len(tier.excluded)} configuration(s) of this tier are not candidates and not plotted; "
                "Rankings lists why.")

@@ -11,14 +11,11 @@ import streamlit as st
 
 from dashboard import cached, charts, session
 from harness.errors import HarnessError
+from harness.policy_file import entry_label
 from harness.ranking import METRICS, Constraints, TieTest
 
 context = session.context()
 selection = context.selection
-
-
-def label(entry: dict) -> str:
-    return f"{entry['variant']}/{entry['delegate']}/x{entry['num_threads']}"
 
 
 st.title("Policy")
@@ -69,8 +66,8 @@ entries = pd.DataFrame([
     {
         "tier": entry["name"],
         "rule": entry["rule"],
-        "choice": label(entry["choice"]),
-        "fallbacks": " → ".join(label(fallback) for fallback in entry["fallbacks"]),
+        "choice": entry_label(entry["choice"]),
+        "fallbacks": " → ".join(entry_label(fallback) for fallback in entry["fallbacks"]),
         "devices": entry["evidence"].get("devices"),
         "p50 (ms)": (entry["evidence"]["inference_p50_us"] / 1000.0
                      if entry["evidence"].get("inference_p50_us") is not None else None),
@@ -81,7 +78,7 @@ entries = pd.DataFrame([
 ])
 st.dataframe(entries, hide_index=True)
 default = document["default"]
-st.caption(f"Default (phones no rule matches, and the end of every chain): {label(default)}. "
+st.caption(f"Default (phones no rule matches, and the end of every chain): {entry_label(default)}. "
            f"Model version {document['model']['version']}.")
 st.code("\n".join(outcome.policy.lines()), language="text")
 

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, charts, queries, session
+from harness.errors import HarnessError
 from harness.ranking import METRICS, TieTest
 
 context = session.context()
@@ -23,7 +24,11 @@ st.caption(
     "as 'harness policy derive'."
 )
 
-rankings = cached.rankings(context, metric, tie_test=tie_test)
+try:
+    rankings = cached.rankings(context, metric, tie_test=tie_test)
+except HarnessError as error:  # mixed instruments, or no measured energy: the same refusal as the CLI's
+    st.error(str(error))
+    st.stop()
 _, accuracy_warnings = cached.accuracy(context)
 if metric == "accuracy_drop" and accuracy_warnings:
     st.info(" ".join(accuracy_warnings))
@@ -52,7 +57,9 @@ tier = rankings[tier_names.index(chosen)]
 table = tier.table()
 names = ", ".join(tier.device_models.get(serial, serial) for serial in tier.devices)
 st.subheader(f"Tier {tier.tier}")
-st.caption(f"{len(tier.devices)} measured device(s): {names}.")
+st.caption(f"{len(tier.devices)} measured {'/'.join(tier.measured_on.device_kinds)} device(s): {names}.")
+for note in tier.notes:
+    st.info(note)
 if tier.unmeasured_devices:
     st.caption(f"Not measured (no benchmark binary for their ABI): {', '.join(tier.unmeasured_devices)}.")
 

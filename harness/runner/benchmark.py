@@ -15,8 +15,10 @@ import sys
 import time
 
 import numpy as np
+from ai_edge_litert import __version__ as litert_version
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from harness import __version__
 from harness.runner import delegates, memory
 from harness.runner.flags import BenchmarkFailed, Params, log_params, parse_flags, validate
 from harness.runner.inputs import InputLayer, parse_input_layers, random_data, read_value_file
@@ -62,6 +64,8 @@ def _benchmark(argv: list[str], log: Log, baseline_kb: int | None) -> None:
     params = validate(parse_flags(argv, log), log)
     layers = parse_input_layers(params)
     log_params(params, log)
+    # Rows from different builds are never compared as one series: say which build this is.
+    log.info(f"Benchmark binary version: [tflite-farm runner {__version__}, ai-edge-litert {litert_version}]")
     if params.enable_op_profiling:
         log.warn("Op profiling is not supported by this runner; benchmarking without it.")
 

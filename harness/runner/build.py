@@ -9,8 +9,6 @@ bytes do not depend on the zlib build either.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -42,16 +40,8 @@ def build_runner(out_path: Path) -> Path:
             entry.external_attr = _ENTRY_MODE
             entry.create_system = 3  # Unix, whatever system builds it
             archive.writestr(entry, source.read_bytes())
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # Written next to the target and renamed, so a reader never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(buffer.getvalue())
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, out_path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return out_path
+    # Imported here: this module ships inside the zipapp, which carries only the runner.
+    from harness.atomic import write_atomically
+
+    write_atomically(Path(out_path), lambda out: out.write(buffer.getvalue()), mode=0o755)
+    return Path(out_path)

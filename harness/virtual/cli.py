@@ -89,11 +89,18 @@ def status(state_dir: Path | None, as_json: bool) -> None:
 @farm.command("fault")
 @click.argument("serial")
 @click.argument("action", type=click.Choice([f.value for f in Fault]))
-@click.argument("kbps", type=float, required=False)
+@click.argument("argument", required=False)
 @state_dir_option
-def fault(serial: str, action: str, kbps: float | None, state_dir: Path | None) -> None:
-    """Inject a fault: drop | freeze | thaw | crash-next | slow KBPS (kilobytes per second)."""
-    state = farm_lib.fault(serial, Fault(action), kbps, state_dir)
+def fault(serial: str, action: str, argument: str | None, state_dir: Path | None) -> None:
+    """Inject a fault: drop | freeze | thaw | crash-next | slow KBPS (kilobytes per second) | hide COMMAND."""
+    op = Fault(action)
+    kbps = None
+    if op is Fault.SLOW and argument is not None:
+        try:
+            kbps = float(argument)
+        except ValueError:
+            raise click.BadParameter(f"{argument!r} is not a rate in KB/s", param_hint="KBPS") from None
+    state = farm_lib.fault(serial, op, kbps, state_dir, command=argument if op is Fault.HIDE else None)
     click.echo(json.dumps(state))
 
 

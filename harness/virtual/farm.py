@@ -23,7 +23,9 @@ from pathlib import Path
 import adbutils
 
 import harness
+from harness.atomic import write_atomically
 from harness.errors import DeviceError, SchemaError, UsageError
+from harness.versioned import checked_version
 from harness.virtual.profile import load_profiles
 from harness.virtual.server import Fault
 
@@ -73,14 +75,10 @@ class FarmState:
     def from_json(cls, path: Path) -> "FarmState":
         try:
             data = json.loads(path.read_text())
-            version = data["version"]
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError) as e:
             raise SchemaError(f"farm state {path} is unreadable ({e})", f"delete {path} after stopping any device processes by hand") from None
-        if version > STATE_VERSION:
-            raise SchemaError(
-                f"farm state {path} has version {version}, this harness reads up to {STATE_VERSION}",
-                "stop the farm with the harness version that started it",
-            )
+        version = checked_version(path, "farm state", data.get("version") if isinstance(data, dict) else None,
+                                  STATE_VERSION)
         return cls(
             adb_server_port=data["adb_server_port"],
             parallel=data["parallel"],
@@ -144,9 +142,7 @@ def load_state(state_dir: Path) -> FarmState | None:
 
 
 def _write_state(state_dir: Path, state: FarmState) -> None:
-    tmp = state_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(state.to_json())
-    tmp.replace(state_dir / STATE_FILE)
+    write_atomically(state_dir / STATE_FILE, lambda out: out.write(state.to_json().encode()))
 
 
 # --- processes -------------------------------------------------------------------------
@@ -427,7 +423,8 @@ def _control(record: DeviceRecord, request: dict[str, object], timeout_s: float 
     return json.loads(reply) if reply else {}
 
 
-def fault(serial_or_name: str, op: Fault, kbps: float | None = None, state_dir: Path | None = None) -> dict[str, object]:
+def fault(serial_or_name: str, op: Fault, kbps: float | None = None, state_dir: Path | None = None,
+          command: str | None = None) -> dict[str, object]:
     sd = resolve_state_dir(state_dir)
     state = load_state(sd)
     if state is None:
@@ -435,7 +432,9 @@ def fault(serial_or_name: str, op: Fault, kbps: float | None = None, state_dir: 
     record = find_device(state, serial_or_name)
     if op is Fault.SLOW and (kbps is None or kbps <= 0):
         raise UsageError("'slow' needs a rate", "give one in kilobytes per second, e.g. 'harness farm fault SERIAL slow 500'")
-    reply = _control(record, {"op": op.value, "kbps": kbps})
+    if op is Fault.HIDE and not command:
+        raise UsageError("'hide' needs a command name", "e.g. 'harness farm fault SERIAL hide sha256sum'")
+    reply = _control(record, {"op": op.value, "kbps": kbps, "command": command})
     if not reply.get("ok"):
         raise FarmError(f"{record.name} refused fault {op.value}: {reply.get('error')}", "see the device log")
     if op is Fault.THAW and adb_server_running(state.adb_server_port):

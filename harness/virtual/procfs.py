@@ -42,11 +42,12 @@ def generated_files(profile: Profile, model: DeviceModel, accounting: CpuAccount
 
     def cpuinfo() -> str:
         n = profile.core_count
+        soc = profile.props.get("ro.soc.model") or profile.props["ro.hardware"]
         blocks = []
         for core in range(n):
             blocks.append(
                 f"processor\t: {core}\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n"
-                f"model name\t: {profile.props['ro.soc.model']} (virtual x86_64)\nstepping\t: 7\n"
+                f"model name\t: {soc} (virtual x86_64)\nstepping\t: 7\n"
                 f"cpu MHz\t\t: {model.core_freq_khz(core) / 1000:.3f}\ncache size\t: 512 KB\n"
                 f"physical id\t: 0\nsiblings\t: {n}\ncore id\t\t: {core}\ncpu cores\t: {n}\n"
                 f"apicid\t\t: {core}\nfpu\t\t: yes\nflags\t\t: {flags}\nbogomips\t: 4800.00\n"

@@ -27,8 +27,7 @@ REQUIRED_PROPS = (
     "ro.product.name",
     "ro.product.device",
     "ro.product.brand",
-    "ro.soc.manufacturer",
-    "ro.soc.model",
+    # ro.soc.manufacturer / ro.soc.model exist from Android 12 (SDK 31) only: an older phone's profile omits them.
     "ro.board.platform",
     "ro.hardware",
     "ro.build.version.sdk",

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from harness.atomic import write_atomically
+from harness.virtual.commands import BUILTINS
 from harness.virtual.device import VirtualDevice
 from harness.virtual.protocol import MAX_PAYLOAD_BYTES, device_banner
 from harness.virtual.services import service_factory
@@ -32,6 +34,7 @@ class Fault(str, Enum):
     THAW = "thaw"  # back to normal (also lifts `slow`)
     CRASH_NEXT = "crash-next"  # the next executed program dies of SIGSEGV
     SLOW = "slow"  # throttle the link to `kbps` kilobytes per second
+    HIDE = "hide"  # the shell command `command` is gone, as on a phone without it (until the farm restarts)
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,9 @@ class DeviceServer:
         finally:
             self.connections.discard(conn)
 
-    def apply(self, op: Fault, kbps: float | None = None) -> None:
-        self.log.info("fault %s%s", op.value, f" {kbps} KB/s" if kbps is not None else "")
+    def apply(self, op: Fault, kbps: float | None = None, command: str | None = None) -> None:
+        self.log.info("fault %s%s%s", op.value, f" {kbps} KB/s" if kbps is not None else "",
+                      f" {command}" if command else "")
         if op is Fault.DROP:
             self.faults.dropped = True
             for conn in list(self.connections):
@@ -84,6 +88,10 @@ class DeviceServer:
             if kbps is None or kbps <= 0:
                 raise ValueError("slow needs a rate in KB/s above 0")
             self.faults.rate_bytes_per_s = kbps * 1000.0
+        elif op is Fault.HIDE:
+            if command not in self.device.builtins:
+                raise ValueError(f"hide needs one of the device's commands, got {command!r}")
+            self.device.builtins = {name: run for name, run in self.device.builtins.items() if name != command}
 
     def state(self) -> dict[str, object]:
         if self.faults.dropped:
@@ -97,6 +105,7 @@ class DeviceServer:
             "link": link,
             "slow_kbps": rate / 1000.0 if rate is not None else None,
             "crash_next": self.device.executor.crash_next,
+            "hidden_commands": sorted(set(BUILTINS) - set(self.device.builtins)),
             "adb_connections": len(self.connections),
             "running_programs": sum(1 for p in self.device.processes.all() if p.host_pid is not None),
         }
@@ -108,7 +117,7 @@ class DeviceServer:
                     request = json.loads(line)
                     op = request.get("op")
                     if op != "status":
-                        self.apply(Fault(op), request.get("kbps"))
+                        self.apply(Fault(op), request.get("kbps"), request.get("command"))
                     reply = {"ok": True, "state": self.state()}
                 except (ValueError, TypeError, AttributeError) as e:
                     reply = {"ok": False, "error": str(e)}
@@ -129,9 +138,7 @@ class DeviceServer:
         control = await asyncio.start_server(self._on_control, "127.0.0.1", 0)
         ticker = asyncio.create_task(self.device.run_model())
         ready = Ready(os.getpid(), adb.sockets[0].getsockname()[1], control.sockets[0].getsockname()[1])
-        tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(ready.__dict__))
-        tmp.replace(ready_file)
+        write_atomically(ready_file, lambda out: out.write(json.dumps(ready.__dict__).encode()))
         self.log.info("listening: adb on 127.0.0.1:%d, control on 127.0.0.1:%d", ready.adb_port, ready.control_port)
         await stop.wait()
         self.log.info("stopping")
