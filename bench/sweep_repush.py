@@ -66,7 +66,7 @@ def main() -> int:
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
         store = ResultsStore(work / "results")
         models = sweep.collect_models([model])
-        params = sweep.SweepParams(delegates=("xnnpack",), threads=(1,), min_secs=0.2 if args.quick else 0.5)
+        params = sweep.SweepParams(repetitions=1, delegates=("xnnpack",), threads=(1,), min_secs=0.2 if args.quick else 0.5)
         model_remote = remote_path_for(models[0].sha256, model.name)
 
         runs = []

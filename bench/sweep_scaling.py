@@ -114,7 +114,7 @@ def main() -> int:
             phone = Phone(entry.server, entry.serial)
             phone.ensure_file(binaries["x86_64"], sweep.file_sha256(binaries["x86_64"]), mode=0o755)
             phone.ensure_file(model, models[0].sha256)
-        params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), min_secs=min_secs, measure_power=not args.no_power)
+        params = sweep.SweepParams(repetitions=1, delegates=("cpu", "xnnpack"), threads=(1, 2), min_secs=min_secs, measure_power=not args.no_power)
 
         walls: dict[int, list[float]] = {1: [], 4: []}
         inside: dict[int, list[float]] = {1: [], 4: []}

@@ -17,6 +17,7 @@ import pandas as pd
 from dashboard.data import ROWS, Dataset, Selection
 from dashboard.queries import profile_rules, profile_tiers
 from harness import ranking
+from harness.compare import GateResult, gate
 from harness.coverage import CoverageReport, coverage
 from harness.policy import DerivedPolicy, DeriveRequest, derive, model_facts
 from harness.ranking import Constraints, MixingAllowed, TierRanking, TieTest, VariantAccuracy
@@ -86,11 +87,11 @@ def pareto(tier: TierRanking) -> tuple[pd.DataFrame, tuple[str, ...]]:
     return candidates, objectives
 
 
-def compare_runs(dataset: Dataset, selection: Selection, run_a: str, run_b: str, tie_test: TieTest,
-                 mixing: MixingAllowed = MixingAllowed()) -> pd.DataFrame:
-    """harness.ranking.compare_runs of run B against run A: regressions first."""
+def compare_runs(dataset: Dataset, selection: Selection, run_a: str, run_b: str, max_regression: float,
+                 alpha: float, mixing: MixingAllowed = MixingAllowed()) -> GateResult:
+    """harness.compare.gate of run B against run A (what `harness compare A B` reports): worst first."""
     pair = Selection(selection.model_name, (run_a, run_b))
-    return ranking.compare_runs(device_stats(dataset, pair, by_run=True), run_a, run_b, tie_test, mixing)
+    return gate(device_stats(dataset, pair, by_run=True), run_a, run_b, max_regression, alpha, mixing)
 
 
 @dataclass(frozen=True)

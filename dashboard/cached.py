@@ -14,7 +14,10 @@ import streamlit as st
 from dashboard import analysis
 from dashboard.data import Dataset, Selection, StateKey
 from dashboard.session import Context
+from harness import ranking
+from harness.compare import GateResult
 from harness.ranking import Constraints, MixingAllowed, TierRanking, TieTest, VariantAccuracy
+from harness.stats import NoiseFloor
 
 _ENTRIES = 32
 NO_CONSTRAINTS = Constraints()
@@ -53,10 +56,10 @@ def _rankings(root: str, state: StateKey, model_name: str, run_ids: tuple[str, .
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner="Comparing runs…")
-def _compare(root: str, state: StateKey, model_name: str, run_a: str, run_b: str, alpha: float, min_effect: float,
-             mixing: MixingAllowed, _dataset: Dataset) -> pd.DataFrame:
-    return analysis.compare_runs(_dataset, Selection(model_name, (run_a, run_b)), run_a, run_b,
-                                 TieTest(alpha, min_effect), mixing)
+def _compare(root: str, state: StateKey, model_name: str, run_a: str, run_b: str, max_regression: float,
+             alpha: float, mixing: MixingAllowed, _dataset: Dataset) -> GateResult:
+    return analysis.compare_runs(_dataset, Selection(model_name, (run_a, run_b)), run_a, run_b, max_regression,
+                                 alpha, mixing)
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner="Deriving the policy…")
@@ -71,6 +74,11 @@ def _args(context: Context) -> tuple[str, StateKey, str, tuple[str, ...]]:
     return str(context.root.resolve()), context.state, context.selection.model_name, context.selection.run_ids
 
 
+def noise_floors(context: Context) -> dict[str, NoiseFloor]:
+    """Each device's noise floor over the selection (harness.ranking.noise_floors)."""
+    return ranking.noise_floors(_device_stats(*_args(context), False, _dataset=context.dataset))
+
+
 def accuracy(context: Context) -> tuple[dict[str, VariantAccuracy], list[str]]:
     return _accuracy(*_args(context), _dataset=context.dataset)
 
@@ -81,9 +89,9 @@ def rankings(context: Context, metric: str, constraints: Constraints = NO_CONSTR
                      _dataset=context.dataset)
 
 
-def compare_runs(context: Context, run_a: str, run_b: str, tie_test: TieTest = DEFAULT_TIE_TEST) -> pd.DataFrame:
+def compare_runs(context: Context, run_a: str, run_b: str, max_regression: float) -> GateResult:
     root, state, model_name, _ = _args(context)
-    return _compare(root, state, model_name, run_a, run_b, tie_test.alpha, tie_test.min_effect, context.mixing,
+    return _compare(root, state, model_name, run_a, run_b, max_regression, DEFAULT_TIE_TEST.alpha, context.mixing,
                     _dataset=context.dataset)
 
 

@@ -7,8 +7,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from dashboard.queries import LATENCY_METRICS, STATUS_ORDER
+from harness.compare import Change
+from harness.coverage import CoverageVerdict
 from harness.ranking import METRICS
-from harness.records import config_label
 
 STATUS_COLORS = {
     "ok": "#2e7d32",
@@ -140,20 +141,27 @@ def energy(rows: pd.DataFrame, configurations: list[str]) -> go.Figure:
 # -- rankings, Pareto, comparisons, coverage: figures of what harness.ranking returned ---------
 
 VERDICT_COLORS = {
-    "regression": "#c62828",
-    "newly failing": "#ef6c00",
-    "improvement": "#2e7d32",
-    "fixed": "#66bb6a",
-    "unchanged": "#90a4ae",
-    "failing in both": "#6a1b9a",
-    "only in A": "#b0bec5",
-    "only in B": "#b0bec5",
+    Change.REGRESSION.value: "#c62828",
+    Change.NEWLY_FAILING.value: "#ef6c00",
+    Change.SUSPICIOUS.value: "#f9a825",
+    Change.IMPROVEMENT.value: "#2e7d32",
+    Change.FIXED.value: "#66bb6a",
+    Change.UNDECIDED.value: "#b0bec5",
+    Change.UNTESTED.value: "#cfd8dc",
+    Change.UNCHANGED.value: "#90a4ae",
+    Change.FAILING_IN_BOTH.value: "#6a1b9a",
+    Change.ONLY_IN_BASE.value: "#eceff1",
+    Change.ONLY_IN_NEW.value: "#eceff1",
 }
 COVERAGE_COLORS = {
-    "within noise of best": "#2e7d32",
-    "slower than best": "#ef6c00",
-    "walked past a failure": "#c62828",
-    "no working configuration": "#6a1b9a",
+    CoverageVerdict.BEST.value: "#1b5e20",
+    CoverageVerdict.WITHIN.value: "#2e7d32",
+    CoverageVerdict.UNDECIDED.value: "#b0bec5",
+    CoverageVerdict.UNTESTED.value: "#cfd8dc",
+    CoverageVerdict.SLOWER.value: "#ef6c00",
+    CoverageVerdict.NOT_MEASURED.value: "#eceff1",
+    CoverageVerdict.WALKED_PAST_FAILURE.value: "#c62828",
+    CoverageVerdict.NO_WORKING.value: "#6a1b9a",
 }
 _TIE_GROUPS = {True: "best, and tied with it", False: "other candidates"}
 
@@ -289,22 +297,21 @@ def pareto_scatter(frame: pd.DataFrame, objectives: tuple[str, ...]) -> go.Figur
 
 
 def run_changes(frame: pd.DataFrame) -> go.Figure:
-    """Each case measured ok in both runs: its p50 change (B vs A) against its p50 in A."""
-    factor, unit = time_scale(frame["p50_a_us"])
+    """Each case measured ok in both runs: its p50 change (new vs base) against its p50 in the base run."""
+    factor, unit = time_scale(frame["p50_base_us"])
     shown = frame.dropna(subset=["change"]).assign(
-        p50_a=lambda f: f["p50_a_us"] * factor,
+        p50_base=lambda f: f["p50_base_us"] * factor,
         change_pct=lambda f: f["change"] * 100.0,
-        config=lambda f: [config_label(*c) for c in zip(f["variant"], f["delegate"], f["num_threads"])],
     )
     figure = px.scatter(
         shown,
-        x="p50_a",
+        x="p50_base",
         y="change_pct",
         color="verdict",
         color_discrete_map=VERDICT_COLORS,
-        hover_data={"device_model": True, "serial": True, "config": True, "p_value": ":.3g"},
-        labels={"p50_a": f"p50 in run A ({unit})", "change_pct": "p50 change, B vs A (%)"},
-        title="Change per case (significant ones coloured)",
+        hover_data={"device_model": True, "serial": True, "configuration": True, "more_repetitions": True},
+        labels={"p50_base": f"p50 in run A ({unit})", "change_pct": "p50 change, B vs A (%)"},
+        title="Change per case, by verdict",
     )
     figure.add_hline(y=0, line_dash="dot", line_color="#607d8b")
     return _layout(figure)
@@ -319,7 +326,7 @@ def coverage_ratios(table: pd.DataFrame) -> go.Figure:
         y="ratio",
         color="verdict",
         color_discrete_map=COVERAGE_COLORS,
-        hover_data={"runs_config": True, "best_config": True, "policy_tier": True, "p_value": ":.3g"},
+        hover_data={"runs_config": True, "best_config": True, "policy_tier": True, "versus_best": True},
         labels={"ratio": "policy's latency / best measured", "device": "device"},
         title="What the policy runs vs the best on each device",
     )

@@ -41,9 +41,17 @@ def _binaries(pairs: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--models", "model_paths", multiple=True, type=click.Path(path_type=Path), help=".tflite file or folder (repeatable).")
 @click.option("--delegates", default="cpu,xnnpack", show_default=True, help="Any of cpu,xnnpack,gpu,nnapi.")
 @click.option("--threads", default="1,2,4", show_default=True)
-@click.option("--repetitions", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--repetitions", default=3, show_default=True, type=click.IntRange(1),
+              help="Rounds of every configuration, interleaved; fewer than 3 make no statistical claim.")
+@click.option("--until-decided", is_flag=True,
+              help="After the planned rounds, add repetitions where the order against the best is undecided.")
+@click.option("--max-repetitions", default=10, show_default=True, type=click.IntRange(1),
+              help="With --until-decided: the most repetitions of one configuration on one phone.")
+@click.option("--min-effect", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+              help="With --until-decided: the relative difference that must be resolved (as policy derive's).")
 @click.option("--num-runs", default=50, show_default=True, type=click.IntRange(1))
 @click.option("--warmup-runs", default=1, show_default=True, type=click.IntRange(0))
+@click.option("--warmup-min-secs", type=click.FloatRange(0), help="Warmup loop duration (the tool's default: 0.5 s).")
 @click.option("--min-secs", default=1.0, show_default=True, type=click.FloatRange(0))
 @click.option("--case-timeout", "case_timeout_s", default=300.0, show_default=True, type=click.FloatRange(1), help="Wall-clock limit per case, seconds.")
 @click.option("--pause", "pause_s", default=0.0, show_default=True, type=click.FloatRange(0), help="Pause between cases, seconds.")
@@ -55,9 +63,9 @@ def _binaries(pairs: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
 @click.option("--resume", "resume", default=None, help="RUN_ID or 'latest': run only the cases that run lacks.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
-def run_command(selector, model_paths, delegates, threads, repetitions, num_runs, warmup_runs, min_secs,
-                case_timeout_s, pause_s, thermal_threshold_c, thermal_max_wait_s, seed, no_power,
-                binary_pairs, results_dir, resume, as_json) -> None:
+def run_command(selector, model_paths, delegates, threads, repetitions, until_decided, max_repetitions, min_effect,
+                num_runs, warmup_runs, warmup_min_secs, min_secs, case_timeout_s, pause_s, thermal_threshold_c, thermal_max_wait_s,
+                seed, no_power, binary_pairs, results_dir, resume, as_json) -> None:
     """Benchmark every model x delegate x thread count on the selected devices."""
     from harness import sweep
     from harness.discovery import discover, select
@@ -85,9 +93,11 @@ def run_command(selector, model_paths, delegates, threads, repetitions, num_runs
             raise UsageError(f"unknown delegate(s) {unknown}", f"use any of {sorted(known)}")
         params = sweep.SweepParams(
             delegates=chosen, threads=_csv(int, threads, "--threads"), repetitions=repetitions,
-            num_runs=num_runs, warmup_runs=warmup_runs, min_secs=min_secs, case_timeout_s=case_timeout_s,
+            num_runs=num_runs, warmup_runs=warmup_runs, warmup_min_secs=warmup_min_secs, min_secs=min_secs,
+            case_timeout_s=case_timeout_s,
             thermal_threshold_c=thermal_threshold_c, thermal_max_wait_s=thermal_max_wait_s,
-            pause_s=pause_s, seed=seed, measure_power=not no_power,
+            pause_s=pause_s, seed=seed, measure_power=not no_power, until_decided=until_decided,
+            max_repetitions=max_repetitions, min_effect=min_effect,
         )
         models = sweep.collect_models(model_paths)
     found = discover(load_farm(), load_tiers())
@@ -143,13 +153,27 @@ def results_show(run_id: str, results_dir: Path, as_json: bool) -> None:
     store = ResultsStore(results_dir)
     store.read_run_manifest(run_id)  # a clear error for an unknown run
     rows = store.read([run_id])
-    columns = ["serial", "tier", "model_name", "variant", "delegate", "num_threads", "repetition",
+    columns = ["serial", "device_kind", "tier", "model_name", "variant", "delegate", "num_threads", "repetition",
                "status", "inference_avg_us", "inference_p50_us", "memory_overall_mb", "avg_power_mw", "error_message"]
     rows = rows.sort_values(["serial", "model_name", "variant", "delegate", "num_threads", "repetition"])
     if as_json:
         click.echo(rows.to_json(orient="records", date_format="iso", indent=2))
         return
     click.echo(rows[columns].to_string(index=False, max_colwidth=60))
+    from harness.ranking import noise_floors, stats_of
+    from harness.stats import TieTest
+
+    min_effect = TieTest().min_effect
+    click.echo(f"\nnoise floor per device (run-to-run variation of repeated configurations; rankings resolve "
+               f"{min_effect:.0%}):")
+    for serial, noise in noise_floors(stats_of(rows)).items():
+        if noise.cv is None:
+            click.echo(f"  {serial}: unknown (no configuration with 2 or more repetitions)")
+            continue
+        tail = "" if noise.p95_over_p50 is None else f", p95/p50 x{noise.p95_over_p50:.2f}"
+        warning = noise.warning(min_effect)
+        click.echo(f"  {serial}: CV {noise.cv:.1%}, max/min x{noise.max_over_min:.2f}{tail} over "
+                   f"{noise.configurations} configuration(s)" + (f": {warning}" if warning else ""))
 
 
 @results_group.command("upgrade")

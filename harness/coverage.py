@@ -4,16 +4,17 @@ For every measured device: the tier the policy resolves it to (from the
 facts stored with its rows), the configuration it would run there (the first
 entry of its chain that did not fail on that device, as an app walking the
 fallbacks would end up), that configuration's latency on the device, and the
-best configuration measured on the device, with the ratio and whether the
-difference is within noise (the same test as the rankings). The goal: within
-noise of the best on at least 95% of devices, and never a configuration that
-failed on that device.
+best configuration measured on the device, compared on their repetitions as the
+rankings compare (harness.stats): "within 5% of best" only when shown so,
+"undecided", or "slower than best by N%". The goal: within min-effect of the
+best on at least 95% of devices, and never a configuration that failed there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 
 import pandas as pd
 
@@ -21,8 +22,26 @@ from harness import ranking
 from harness.policy_file import entry_label, resolve
 from harness.ranking import MixingAllowed, TieTest, VariantAccuracy
 from harness.records import config_label
+from harness.stats import Comparison, Verdict
 
 GOAL_SHARE = 0.95
+
+
+class CoverageVerdict(str, Enum):
+    """What a device gets from the policy, in the words the rankings and run comparisons use."""
+
+    BEST = "the best"
+    WITHIN = "within min-effect of best"
+    UNDECIDED = "undecided"
+    SLOWER = "slower than best"
+    UNTESTED = "untested"
+    NOT_MEASURED = "not measured here"
+    WALKED_PAST_FAILURE = "walked past a failure"
+    NO_WORKING = "no working configuration"
+
+    @property
+    def at_best(self) -> bool:
+        return self in (CoverageVerdict.BEST, CoverageVerdict.WITHIN)
 
 
 @dataclass(frozen=True)
@@ -38,30 +57,51 @@ class DeviceCoverage:
     runs_p50_us: float | None
     best_config: str | None
     best_p50_us: float | None
-    ratio: float | None  # runs / best (1.0 = the best)
-    within_noise: bool | None
-    p_value: float | None
+    versus_best: Comparison | None  # the configuration it runs against the device's best, on repetitions
+    min_effect: float
 
     @property
-    def verdict(self) -> str:
+    def ratio(self) -> float | None:
+        return None if self.versus_best is None else self.versus_best.ratio
+
+    @property
+    def verdict(self) -> CoverageVerdict:
         if self.runs_config is None:
-            return "no working configuration"
+            return CoverageVerdict.NO_WORKING
         if self.failed_before:
-            return "walked past a failure"
-        if self.within_noise:
-            return "within noise of best"
-        return "slower than best"
+            return CoverageVerdict.WALKED_PAST_FAILURE
+        if self.versus_best is None:
+            return CoverageVerdict.NOT_MEASURED
+        if self.runs_config == self.best_config:
+            return CoverageVerdict.BEST
+        return {Verdict.EQUIVALENT: CoverageVerdict.WITHIN, Verdict.UNDECIDED: CoverageVerdict.UNDECIDED,
+                Verdict.UNTESTED: CoverageVerdict.UNTESTED}.get(self.versus_best.verdict, CoverageVerdict.SLOWER)
+
+    def describe(self) -> str:
+        """The verdict with its numbers: 'within 5% of best', 'slower than best by 58%', ..."""
+        verdict, against = self.verdict, self.versus_best
+        if verdict is CoverageVerdict.WITHIN:
+            return f"within {self.min_effect:.0%} of best"
+        if verdict is CoverageVerdict.SLOWER and against is not None:
+            return f"slower than best by {against.ratio - 1:.0%}"
+        if verdict in (CoverageVerdict.UNDECIDED, CoverageVerdict.UNTESTED) and against is not None:
+            return against.describe(self.min_effect)
+        if verdict is CoverageVerdict.WALKED_PAST_FAILURE:
+            return f"walked past {', '.join(self.failed_before)}"
+        return verdict.value
 
 
 @dataclass(frozen=True)
 class CoverageReport:
     model_name: str
     metric: str
+    min_effect: float
     devices: tuple[DeviceCoverage, ...]
 
     @property
-    def share_within_noise(self) -> float:
-        return sum(bool(d.within_noise) for d in self.devices) / len(self.devices) if self.devices else 0.0
+    def share_at_best(self) -> float:
+        """Devices that run their best configuration or one shown within min-effect of it."""
+        return sum(d.verdict.at_best for d in self.devices) / len(self.devices) if self.devices else 0.0
 
     @property
     def failed_choices(self) -> int:
@@ -70,8 +110,12 @@ class CoverageReport:
 
     @property
     def meets_goal(self) -> bool:
-        return self.share_within_noise >= GOAL_SHARE and self.failed_choices == 0 and all(
+        return self.share_at_best >= GOAL_SHARE and self.failed_choices == 0 and all(
             d.runs_config for d in self.devices)
+
+    @property
+    def goal(self) -> str:
+        return f"within {self.min_effect:.0%} of the best on >= {GOAL_SHARE:.0%} of devices, no failed choice"
 
     def lines(self) -> list[str]:
         """A plain-text report: one line per device, then the verdict against the goal."""
@@ -79,23 +123,24 @@ class CoverageReport:
         for d in self.devices:
             runs = f"{d.runs_config} {_us(d.runs_p50_us)}" if d.runs_config else "nothing that works"
             best = f"best {d.best_config} {_us(d.best_p50_us)}" if d.best_config else "no ok configuration"
-            ratio = f"x{d.ratio:.2f}" if d.ratio is not None else "x?"
-            walked = f"; walked past {', '.join(d.failed_before)}" if d.failed_before else ""
             out.append(f"  {d.device_model:<14} {d.measured_tier or '-':<5} -> {d.policy_tier or 'default':<5} "
-                       f"runs {runs}; {best}; {ratio} {d.verdict}{walked}")
+                       f"runs {runs}; {best}: {d.describe()}")
         goal = "meets" if self.meets_goal else "misses"
-        out.append(f"  within noise of the best on {self.share_within_noise:.0%} of devices, "
-                   f"{self.failed_choices} failed choices: {goal} the goal (>= {GOAL_SHARE:.0%}, no failed choice)")
+        out.append(f"  the best or within {self.min_effect:.0%} of it on {self.share_at_best:.0%} of devices, "
+                   f"{self.failed_choices} failed choices: {goal} the goal ({self.goal})")
         return out
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([{**vars(d), "failed_before": ", ".join(d.failed_before), "verdict": d.verdict}
-                             for d in self.devices])
+        return pd.DataFrame([{
+            **{k: v for k, v in vars(d).items() if k not in ("versus_best", "min_effect")},
+            "failed_before": ", ".join(d.failed_before), "ratio": d.ratio, "verdict": d.verdict.value,
+            "versus_best": d.describe(),
+            "more_repetitions": d.versus_best.more_repetitions if d.versus_best else None,
+        } for d in self.devices])
 
     def to_json(self) -> dict:
-        return {"model": self.model_name, "metric": self.metric, "share_within_noise": self.share_within_noise,
-                "failed_choices": self.failed_choices, "meets_goal": self.meets_goal,
-                "goal": f"within noise of the best on >= {GOAL_SHARE:.0%} of devices, no failed choice",
+        return {"model": self.model_name, "metric": self.metric, "share_at_best": self.share_at_best,
+                "failed_choices": self.failed_choices, "meets_goal": self.meets_goal, "goal": self.goal,
                 "devices": self.table().to_dict("records")}
 
 
@@ -141,11 +186,9 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
                    and ranking.accuracy_exclusion(accuracy.get(r["model_sha256"]), limit) is None]
         best = min(allowed, key=lambda r: r[metric]) if allowed else None
         runs_row, runs_label = runs if runs else (None, None)
-        ratio = within = p_value = None
+        versus = None
         if runs_row is not None and best is not None:
-            ratio = float(runs_row[metric] / best[metric])
-            differs, p_value = ranking.compare(ranking.test_stats(runs_row), ranking.test_stats(best), test)
-            within = not differs
+            versus = test.compare(ranking.repetitions(runs_row, metric), ranking.repetitions(best, metric))
         out.append(DeviceCoverage(
             serial=serial, device_model=str(facts["device_model"]),
             measured_tier=None if pd.isna(facts["tier"]) else str(facts["tier"]),
@@ -154,9 +197,9 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             runs_p50_us=None if runs_row is None else float(runs_row[metric]),
             best_config=None if best is None else config_label(best["variant"], best["delegate"], best["num_threads"]),
             best_p50_us=None if best is None else float(best[metric]),
-            ratio=ratio, within_noise=within, p_value=p_value,
+            versus_best=versus, min_effect=test.min_effect,
         ))
-    return CoverageReport(model_name, metric, tuple(out))
+    return CoverageReport(model_name, metric, test.min_effect, tuple(out))
 
 
 def _us(value: float | None) -> str:

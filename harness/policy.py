@@ -43,6 +43,7 @@ from harness.ranking import (
     VariantAccuracy,
 )
 from harness.records import DeviceKind
+from harness.stats import MIN_REPETITIONS, NoiseFloor, Verdict
 from harness.store import ResultsStore
 
 CPU = "cpu"
@@ -93,15 +94,30 @@ class DerivedPolicy:
             seen.add(tier["name"])
             chain = " -> ".join(entry_label(e) for e in [tier["choice"], *tier["fallbacks"]])
             evidence = tier["evidence"]
-            tie = evidence.get("tie", {})
-            why = (f"tied with {', '.join(tie['tied_with_best'])}, decided by {tie['decided_by']}"
-                   if tie.get("tied_with_best") else "clear winner" if evidence["devices"] else evidence.get("note", ""))
+            why = _why(evidence)
             kinds = "/".join(evidence.get("measured_on", {}).get("device_kinds", []))
             measured = f"p50 {evidence['inference_p50_us']:,.0f} us on {evidence['devices']} {kinds} device(s); " \
                 if evidence["devices"] else ""
             out.append(f"  {tier['name']:<5} {chain}  [{measured}{why}]")
         out.append(f"  default {entry_label(doc['default'])}")
         return out
+
+
+def _why(evidence: Mapping) -> str:
+    """Why a tier's choice won, in the words of harness.stats: a tie, undecided, untested or shown."""
+    if not evidence["devices"]:
+        return evidence.get("note", "")
+    tie = evidence.get("tie", {})
+    if tie.get("tied_with_best"):
+        return f"within {tie['min_effect']:.0%} of {', '.join(tie['tied_with_best'])}, decided by {tie['decided_by']}"
+    if evidence.get("statistics"):
+        return f"best median; untested ({evidence['repetitions']} repetition(s))"
+    undecided = evidence.get("undecided", [])
+    if undecided:
+        names = ", ".join(u["config"] for u in undecided[:3]) + (" ..." if len(undecided) > 3 else "")
+        more = max((u["more_repetitions"] or 0 for u in undecided), default=0)
+        return f"best median; undecided against {names}" + (f" (about {more} more repetitions)" if more else "")
+    return "shown best"
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
     rules = load_tiers(request.tiers_file)
     stats, assigned = ranking.assign_missing_tiers(ranking.stats_of(rows), rules)
     model_name = _model_name(stats, request.model_name)
+    noise = ranking.noise_floors(stats[stats["model_name"] == model_name])
     files, accuracy, warnings = model_facts(request.results_root, rows, model_name, request.manifest_path)
     if assigned:
         names = sorted(set(stats.loc[stats["serial"].isin(assigned), "device_model"]))
@@ -172,7 +189,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
             continue
         chain, notes = chains[match["name"]]
         tiers.append({**match, "choice": entry(chain[0]), "fallbacks": [entry(c) for c in chain[1:]],
-                      "evidence": _evidence(tier_ranking, chain, notes, request, assigned)})
+                      "evidence": _evidence(tier_ranking, chain, notes, request, assigned, noise)})
     for missing in (t for t in rules.tiers if t not in by_tier):
         warnings.append(f"tier {missing}: no device of this tier was measured; it gets the default configuration")
     unknown = sorted(set(by_tier) - set(rules.tiers))
@@ -271,24 +288,35 @@ def _no_candidate_message(tier: TierRanking, constraints: Constraints) -> str:
 
 
 def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str], request: DeriveRequest,
-              assigned: frozenset[str]) -> dict:
+              assigned: frozenset[str], noise: Mapping[str, NoiseFloor]) -> dict:
     best = chain[0]
     failed = [e for e in tier.excluded if e.constraint is ExclusionKind.FAILURE]
+    min_effect = request.tie_test.min_effect
     evidence: dict[str, object] = {
         "devices": len(tier.devices),
         "device_models": sorted({tier.device_models.get(s, s) for s in tier.devices}),
         "runs": best.runs,
+        "repetitions": best.repetitions,
         "inference_p50_us": round(best.p50_us, 1),
         request.metric: round(best.value, 3),
         f"worst_device_{request.metric}": round(best.worst_value, 3),
         "failures": len(failed),
         "candidates": len(tier.candidates),
-        "tie": {"tied_with_best": list(tier.tie_break.tied_with_best), "decided_by": tier.tie_break.decided_by,
-                "p_values": {k: (None if v is None else round(v, 4)) for k, v in tier.tie_break.p_values.items()},
+        "tie": {"tied_with_best": list(tier.tie_break.tied_with_best),
+                "decided_by": tier.tie_break.decided_by.value if tier.tie_break.decided_by else None,
                 **request.tie_test.describe()},
+        # Not shown different and not shown equivalent: the better median won, no tie-breaker was used.
+        "undecided": [{"config": c.config.label, **c.versus_best.to_json()} for c in tier.candidates
+                      if c.versus_best is not None and c.versus_best.verdict is Verdict.UNDECIDED],
         "excluded": [{"config": e.config.label, "reason": e.reason} for e in tier.excluded],
         "measured_on": tier.measured_on.to_json(),
+        "noise_floor": {tier.device_models.get(s, s): noise[s].to_json() for s in tier.devices if s in noise},
     }
+    if tier.tie_break.untested:
+        evidence["statistics"] = (f"no statistical claim: fewer than {MIN_REPETITIONS} repetitions on a device; "
+                                  "the medians alone ordered the configurations")
+    warnings = [f"{tier.device_models.get(s, s)}: {w}" for s in tier.devices if s in noise
+                if (w := noise[s].warning(min_effect))]
     if assigned & set(tier.devices):
         # Stored without a tier: classified now, by today's rules, not when it was measured.
         evidence["tier_assigned_at_derive"] = sorted(tier.device_models.get(s, s) for s in assigned & set(tier.devices))
@@ -300,8 +328,8 @@ def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str
         evidence["energy_mj_per_inference"] = round(best.energy_mj_per_inference, 4)
     if best.accuracy_drop is not None:
         evidence["accuracy_drop"] = round(best.accuracy_drop, 5)
-    if notes or tier.notes:
-        evidence["notes"] = [*tier.notes, *notes]
+    if notes or tier.notes or warnings:
+        evidence["notes"] = [*tier.notes, *notes, *warnings]
     return evidence
 
 

@@ -1,4 +1,4 @@
-"""Statistics and rankings over stored results: the one place that decides what is best.
+"""Rankings over stored results: the one place that decides what is best.
 
 The dashboard renders and `harness policy derive` compiles what this module
 returns; neither ranks on its own, so a page and a policy never disagree.
@@ -6,28 +6,28 @@ returns; neither ranks on its own, so a page and a policy never disagree.
 Two steps:
 1. `device_stats` aggregates result rows (DuckDB SQL, so it runs the same over a
    pandas frame or over a million rows of Parquet) into one row per device x
-   configuration: medians, failures, and the figures the significance test
-   needs.
+   configuration: medians over the repetitions, failures, and the repetitions'
+   own figures, which the statistics compare.
 2. `rank_tiers` turns those into a ranking per tier: candidates (ran `ok` on
    every measured device of the tier, passed the accuracy gate and the
-   constraints), exclusions with the reason, and statistical ties.
+   constraints), exclusions with the reason, and ties.
 
-Ties: two configurations are tied in a tier when on no device of the tier their
-latencies differ significantly. Per device the test is Welch's t-test (unequal
-variances) at `alpha` on the repetitions' p50 latencies when both have at least
-two ok repetitions, else on the single run's mean, standard deviation and
-sample count as benchmark_model reports them. A difference below `min_effect`
-(relative) never counts: with hundreds of samples per run the test flags 1%
-differences that a phone's run-to-run drift (thermal, governor) exceeds.
+Order: candidates by the metric's median over the tier's devices. A tie means
+practically equal (harness.stats): on every device of the tier the interval of
+the ratio lies within +-min_effect. Only a tie is settled by the tie-breakers
+(smaller model, fewer threads, lower measured energy); a difference that is
+neither shown nor excluded is "undecided" and the better median wins. With fewer
+than 3 repetitions no statistical claim is made: the medians decide, and the
+ranking says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from enum import Enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import duckdb
@@ -37,8 +37,10 @@ import pandas as pd
 from harness.errors import UsageError
 from harness.profiles import TierFacts, TierRules
 from harness.records import DeviceKind, config_label
+from harness.stats import MIN_REPETITIONS, Comparison, NoiseFloor, TieTest, Verdict, combine, noise_floor
 
 LATENCY_METRICS = ("inference_p50_us", "inference_avg_us", "inference_p95_us")
+_REPETITION_METRICS = (*LATENCY_METRICS, "memory_mb", "energy_mj_per_inference")  # compared on repetitions
 ENERGY = "energy_mj_per_inference"  # measured (fuel gauge) energy only; modelled energy is display-only
 NO_TIER = "unclassified"
 """The tier of rows stored without one (a device no tier rule matched when it ran)."""
@@ -146,19 +148,6 @@ def refuse_mixed(stats: pd.DataFrame, where: str, allowed: MixingAllowed) -> Mea
 
 
 @dataclass(frozen=True)
-class TieTest:
-    alpha: float = 0.05
-    min_effect: float = 0.05
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "test": "Welch's t-test per device on repetition p50s (or one run's mean/std/count)",
-            "alpha": self.alpha,
-            "min_effect": self.min_effect,
-        }
-
-
-@dataclass(frozen=True)
 class VariantAccuracy:
     """What the convert step measured for one model file (keyed by its sha256)."""
 
@@ -193,9 +182,11 @@ class Candidate:
     accuracy_drop: float | None
     runs: int
     rows: int
+    repetitions: int  # the fewest ok repetitions on a device of the tier
     rank: int  # competition ranking: tied candidates share the rank of the first
     tie_group: int  # 0 = tied with the best
     tied: bool  # shares its rank with another candidate
+    versus_best: TierComparison | None  # None for the best itself
 
 
 class ExclusionKind(str, Enum):
@@ -219,12 +210,53 @@ class Exclusion:
 
 
 @dataclass(frozen=True)
-class TieBreak:
-    """How the best tie group was ordered: recorded in the policy's evidence."""
+class TierComparison:
+    """A candidate against the tier's best: per device, and combined (a tie only if equivalent on all)."""
 
-    tied_with_best: tuple[str, ...]  # labels of the candidates tied with the fastest
-    decided_by: str | None  # "model size", "threads", "energy", "metric" or None (no tie)
-    p_values: Mapping[str, float | None] = field(default_factory=dict)  # label -> smallest p vs the fastest
+    verdict: Verdict
+    ratio: float  # the candidate's tier value / the best's
+    per_device: Mapping[str, Comparison]
+
+    @property
+    def more_repetitions(self) -> int | None:
+        """About how many more repetitions per configuration would decide the undecided devices."""
+        more = [c.more_repetitions for c in self.per_device.values() if c.more_repetitions]
+        return max(more) if more else None
+
+    def describe(self, min_effect: float) -> str:
+        if self.verdict is Verdict.EQUIVALENT:
+            return f"within {min_effect:.0%} of the best on every device"
+        if self.verdict is Verdict.UNDECIDED:
+            more = f"; about {self.more_repetitions} more repetitions would likely decide" if self.more_repetitions else ""
+            return f"undecided against the best (x{self.ratio:.2f}{more})"
+        if self.verdict is Verdict.UNTESTED:
+            return f"x{self.ratio:.2f} by the medians alone (fewer than {MIN_REPETITIONS} repetitions: untested)"
+        return f"{abs(self.ratio - 1):.0%} {'slower' if self.ratio >= 1 else 'faster'} than the best (shown)"
+
+    def to_json(self) -> dict[str, object]:
+        return {"verdict": self.verdict.value, "ratio": round(self.ratio, 4),
+                "more_repetitions": self.more_repetitions,
+                "per_device": {serial: c.to_json() for serial, c in self.per_device.items()}}
+
+
+class TieBreaker(str, Enum):
+    """What settled a tie with the best (only a tie: never an undecided difference)."""
+
+    MODEL_SIZE = "model size"
+    THREADS = "threads"
+    ENERGY = "measured energy"
+    METRIC = "metric"
+    NAME = "name"
+
+
+@dataclass(frozen=True)
+class TieBreak:
+    """How the best was chosen: recorded in the policy's evidence."""
+
+    tied_with_best: tuple[str, ...]  # labels of the candidates shown equivalent to the best
+    decided_by: TieBreaker | None  # None: no tie
+    undecided: tuple[str, ...] = ()  # labels whose order against the best the repetitions could not decide
+    untested: bool = False  # fewer than 3 repetitions somewhere: the medians alone decided
 
 
 @dataclass(frozen=True)
@@ -239,6 +271,7 @@ class TierRanking:
     excluded: tuple[Exclusion, ...]
     tie_break: TieBreak
     measured_on: MeasuredOn
+    min_effect: float
     notes: tuple[str, ...] = ()  # what the ranking could not apply, and why
 
     @property
@@ -255,7 +288,9 @@ class TierRanking:
                 "value": c.value, "worst_value": c.worst_value, "p50_us": c.p50_us, "memory_mb": c.memory_mb,
                 "energy_mj_per_inference": c.energy_mj_per_inference, "accuracy_drop": c.accuracy_drop,
                 "model_size_bytes": c.model_size_bytes, "model_sha256": c.config.model_sha256,
-                "tie_group": c.tie_group, "status": "candidate", "reason": None,
+                "tie_group": c.tie_group, "repetitions": c.repetitions,
+                "versus_best": "the best" if c.versus_best is None else c.versus_best.describe(self.min_effect),
+                "status": "candidate", "reason": None,
             })
         for e in self.excluded:
             rows.append({
@@ -295,7 +330,7 @@ WITH r AS (
                              ELSE status || ' (' || error_type || ')' END END, ', ') AS failure_kinds,
         arg_max(error_message, started_at) FILTER (WHERE NOT is_ok) AS last_error,
         median(inference_p50_us) FILTER (WHERE is_ok) AS inference_p50_us,
-        avg(inference_avg_us) FILTER (WHERE is_ok) AS inference_avg_us,
+        median(inference_avg_us) FILTER (WHERE is_ok) AS inference_avg_us,
         median(inference_p95_us) FILTER (WHERE is_ok) AS inference_p95_us,
         max(memory_any_mb) FILTER (WHERE is_ok) AS memory_mb,
         -- only measured energy decides anything; modelled energy is kept apart, for display
@@ -307,20 +342,18 @@ WITH r AS (
             FILTER (WHERE bench_binary_sha256 IS NOT NULL AND status <> 'skipped') AS bench_binaries,
         max(temp_end_c) FILTER (WHERE is_ok) AS temp_end_max_c,
         count(*) FILTER (WHERE is_ok AND throttled) AS throttled_rows,
-        -- what the significance test needs (see the module docstring)
-        avg(inference_p50_us) FILTER (WHERE is_ok) AS rep_mean_us,
-        stddev_samp(inference_p50_us) FILTER (WHERE is_ok) AS rep_sd_us,
-        arg_max(inference_avg_us, started_at) FILTER (WHERE is_ok) AS run_mean_us,
-        arg_max(inference_std_us, started_at) FILTER (WHERE is_ok) AS run_sd_us,
-        arg_max(num_runs, started_at) FILTER (WHERE is_ok) AS run_n
+        -- each ok repetition's own figures: what harness.stats compares (see the module docstring)
+        list(inference_p50_us ORDER BY started_at) FILTER (WHERE is_ok) AS reps_inference_p50_us,
+        list(inference_avg_us ORDER BY started_at) FILTER (WHERE is_ok) AS reps_inference_avg_us,
+        list(inference_p95_us ORDER BY started_at) FILTER (WHERE is_ok) AS reps_inference_p95_us,
+        list(memory_any_mb ORDER BY started_at) FILTER (WHERE is_ok) AS reps_memory_mb,
+        list(energy_mj_per_inference ORDER BY started_at)
+            FILTER (WHERE is_ok AND power_method = 'fuel_gauge') AS reps_energy_mj_per_inference,
+        list(inference_p95_us / inference_p50_us) FILTER (WHERE is_ok AND inference_p50_us > 0) AS p95_over_p50s
     FROM r
     GROUP BY ALL
 )
-SELECT * EXCLUDE (rep_mean_us, rep_sd_us, run_mean_us, run_sd_us, run_n),
-    CASE WHEN ok_rows >= 2 THEN rep_mean_us ELSE run_mean_us END AS test_mean_us,
-    CASE WHEN ok_rows >= 2 THEN rep_sd_us ELSE run_sd_us END AS test_sd_us,
-    CASE WHEN ok_rows >= 2 THEN ok_rows ELSE run_n END AS test_n
-FROM g
+SELECT * FROM g
 ORDER BY {run_key} model_name, tier, serial, variant, delegate, num_threads
 """
 
@@ -329,8 +362,9 @@ def device_stats(con: duckdb.DuckDBPyConnection, relation: str = "rows", by_run:
     """One row per (model, variant, model file, delegate, threads, device) [, run].
 
     `relation` names a table or view of result rows on `con` (a registered
-    DataFrame or a view over Parquet files). Latency figures are medians over
-    the ok repetitions; `failures` counts rows that are neither ok nor skipped.
+    DataFrame or a view over Parquet files). Latency and energy figures are medians
+    over the ok repetitions (memory: the largest), `reps_<metric>` lists each ok
+    repetition's figure, and `failures` counts rows that are neither ok nor skipped.
     """
     sql = _DEVICE_STATS_SQL.format(relation=relation, run_key="run_id," if by_run else "")
     frame = con.execute(sql).df()
@@ -425,38 +459,21 @@ def _none_if_na(value: object) -> object:
     return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
 
 
-# --- significance ----------------------------------------------------------------
+# --- repetitions ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TestStats:
-    mean_us: float
-    sd_us: float | None
-    n: int | None
+def repetitions(row: Mapping[str, object], metric: str) -> list[float]:
+    """A device_stats row's ok repetitions of `metric` (empty for accuracy, a property of the file)."""
+    return figures(row.get(f"reps_{metric}"))
 
 
-def test_stats(row: Mapping[str, object]) -> TestStats:
-    sd, n = _none_if_na(row["test_sd_us"]), _none_if_na(row["test_n"])
-    return TestStats(float(row["test_mean_us"]), None if sd is None else float(sd), None if n is None else int(n))
-
-
-def compare(a: TestStats, b: TestStats, tie_test: TieTest) -> tuple[bool, float | None]:
-    """(significantly different, p-value or None when untestable)."""
-    from scipy.stats import ttest_ind_from_stats
-
-    low = min(a.mean_us, b.mean_us)
-    effect = abs(a.mean_us - b.mean_us) / low if low > 0 else math.inf
-    testable = a.n and b.n and a.n >= 2 and b.n >= 2 and a.sd_us is not None and b.sd_us is not None
-    p_value = None
-    if testable and (a.sd_us or b.sd_us):
-        p_value = float(ttest_ind_from_stats(a.mean_us, a.sd_us, a.n, b.mean_us, b.sd_us, b.n,
-                                             equal_var=False).pvalue)
-    if effect <= tie_test.min_effect:
-        return False, p_value
-    if p_value is None:
-        # No spread to test (one sample, or every sample equal): the effect size decides.
-        return True, p_value
-    return p_value < tie_test.alpha, p_value
+def figures(values: object) -> list[float]:
+    """A `reps_*` cell (a list, or null for a configuration without ok repetitions) as plain floats."""
+    if values is None or values is pd.NA or (isinstance(values, float) and math.isnan(values)):
+        return []
+    # DuckDB hands lists with nulls over as masked arrays: a masked element is a null, not a figure.
+    present = (v for v in values if v is not None and v is not pd.NA and not np.ma.is_masked(v))
+    return [float(v) for v in present if not math.isnan(float(v))]
 
 
 # --- step 2: per-tier ranking ----------------------------------------------------
@@ -520,7 +537,7 @@ def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, con
     names = dict(zip(stats["serial"], stats["device_model"]))
     stats = stats[stats["serial"].isin(devices)]
 
-    candidates: list[dict] = []
+    candidates: list[_Judged] = []
     excluded: list[Exclusion] = []
     for key, group in stats.groupby(["variant", "delegate", "num_threads", "model_sha256"], sort=True):
         config = Config(key[0], key[1], int(key[2]), key[3])
@@ -532,11 +549,34 @@ def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, con
     ranked, tie_break = _order(candidates, metric, tie_test)
     excluded.sort(key=lambda e: (math.inf if e.value is None else e.value, e.config.label))
     return TierRanking(tier, model_name, metric, devices, names, unmeasured, tuple(ranked), tuple(excluded), tie_break,
-                       how, tuple(notes))
+                       how, tie_test.min_effect, tuple(notes))
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """A configuration that qualifies in a tier, before it is ordered."""
+
+    config: Config
+    model_size_bytes: int
+    quantization: str | None
+    value: float
+    worst_value: float
+    per_device: Mapping[str, float]
+    p50_us: float
+    memory_mb: float | None
+    energy_mj_per_inference: float | None
+    accuracy_drop: float | None
+    runs: int
+    rows: int
+    samples: Mapping[str, Sequence[float]]  # serial -> the metric's ok repetitions (what harness.stats compares)
+
+    @property
+    def repetitions(self) -> int:
+        return min((len(values) for values in self.samples.values()), default=0)
 
 
 def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: Mapping[str, str], metric: str,
-           constraints: Constraints, accuracy: VariantAccuracy | None) -> dict | Exclusion:
+           constraints: Constraints, accuracy: VariantAccuracy | None) -> _Judged | Exclusion:
     by_device = {row["serial"]: row for row in group.to_dict("records")}
     drop = accuracy.accuracy_drop if accuracy else None
     ok = {s: r for s, r in by_device.items() if r["ok_rows"] > 0}
@@ -576,81 +616,94 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
         return excluded(f"{metric} not measured", ExclusionKind.NOT_MEASURED)
     rows = list(ok.values())
     memory = [m for m in (_none_if_na(r["memory_mb"]) for r in rows) if m is not None]
-    energy = [e for e in (_none_if_na(r["energy_mj_per_inference"]) for r in rows) if e is not None]
-    return {
-        "config": config, "model_size_bytes": int(max(r["model_size_bytes"] for r in rows)),
-        "quantization": _none_if_na(rows[0]["quantization"]), "value": _median(list(values.values())),
-        "worst_value": max(values.values()), "per_device": values,
-        "p50_us": _median([float(r["inference_p50_us"]) for r in rows]),
-        "memory_mb": max(memory) if memory else None,
-        "energy_mj_per_inference": _median(energy) if len(energy) == len(rows) else None,
-        "accuracy_drop": drop, "runs": int(max(r["runs"] for r in rows)), "rows": int(sum(r["rows"] for r in rows)),
-        "tests": {s: test_stats(r) for s, r in ok.items()},
-    }
+    energy = [e for e in (_none_if_na(r[ENERGY]) for r in rows) if e is not None]
+    return _Judged(
+        config=config, model_size_bytes=int(max(r["model_size_bytes"] for r in rows)),
+        quantization=_none_if_na(rows[0]["quantization"]), value=_median(list(values.values())),
+        worst_value=max(values.values()), per_device=values,
+        p50_us=_median([float(r["inference_p50_us"]) for r in rows]),
+        memory_mb=max(memory) if memory else None,
+        energy_mj_per_inference=_median(energy) if len(energy) == len(rows) else None,
+        accuracy_drop=drop, runs=int(max(r["runs"] for r in rows)), rows=int(sum(r["rows"] for r in rows)),
+        samples={s: repetitions(r, metric) for s, r in ok.items()},
+    )
 
 
-def _order(candidates: list[dict], metric: str, tie_test: TieTest) -> tuple[list[Candidate], TieBreak]:
-    """Sort by the metric, group statistical ties, and order the best group by size, threads, energy."""
-    remaining = sorted(candidates, key=lambda c: (c["value"], c["model_size_bytes"], c["config"].num_threads,
-                                                  c["config"].label))
-    groups: list[list[dict]] = []
+def _versus(item: _Judged, best: _Judged, metric: str, tie_test: TieTest) -> TierComparison:
+    """`item` against `best` on each device of the tier (a figure of the file, like accuracy, is exact)."""
+    per_device: dict[str, Comparison] = {}
+    for serial, value in item.per_device.items():
+        if metric in _REPETITION_METRICS:
+            per_device[serial] = tie_test.compare(item.samples[serial], best.samples[serial])
+        else:
+            per_device[serial] = _exact(value, best.per_device[serial], tie_test.min_effect)
+    ratio = item.value / best.value if best.value else (1.0 if item.value == best.value else math.inf)
+    return TierComparison(combine(per_device.values()), ratio, per_device)
+
+
+def _exact(value: float, best: float, min_effect: float) -> Comparison:
+    """Two exact figures (accuracy drop): equal within min_effect or not, no repetitions involved."""
+    ratio = value / best if best else (1.0 if value == best else math.inf)
+    if abs(value - best) <= min_effect * max(abs(best), 1e-12) or value == best:
+        verdict = Verdict.EQUIVALENT
+    else:
+        verdict = Verdict.FASTER if value < best else Verdict.SLOWER
+    return Comparison(ratio, ratio, ratio, verdict, (1, 1))
+
+
+def _order(candidates: list[_Judged], metric: str, tie_test: TieTest) -> tuple[list[Candidate], TieBreak]:
+    """Sort by the metric; the candidates shown equivalent to a group's leader tie with it, and a tie (only a
+    tie) is settled by model size, threads, then measured energy."""
+    remaining = sorted(candidates, key=lambda c: (c.value, c.model_size_bytes, c.config.num_threads, c.config.label))
+    groups: list[list[_Judged]] = []
     while remaining:
         leader = remaining[0]
         group, rest = [leader], []
         for other in remaining[1:]:
-            (rest if _differs(leader, other, metric, tie_test)[0] else group).append(other)
-        groups.append(group)
+            (group if _versus(other, leader, metric, tie_test).verdict is Verdict.EQUIVALENT else rest).append(other)
+        groups.append(sorted(group, key=_tie_break_key))
         remaining = rest
     decided_by = None
-    p_values: dict[str, float | None] = {}
     if groups and len(groups[0]) > 1:
-        groups[0].sort(key=_tie_break_key)
-        winner = groups[0][0]
-        decided_by = _decided_by(winner, groups[0][1])
-        p_values = {other["config"].label: _differs(winner, other, metric, tie_test)[1] for other in groups[0][1:]}
+        decided_by = _decided_by(groups[0][0], groups[0][1])
     ranked: list[Candidate] = []
+    best = groups[0][0] if groups else None
     for group_index, group in enumerate(groups):
         rank = len(ranked) + 1
         for item in group:
-            fields = {k: v for k, v in item.items() if k != "tests"}
-            ranked.append(Candidate(**fields, rank=rank, tie_group=group_index, tied=len(group) > 1))
-    tied = tuple(c["config"].label for c in groups[0][1:]) if groups else ()
-    return ranked, TieBreak(tied, decided_by, p_values)
+            versus = None if item is best else _versus(item, best, metric, tie_test)
+            fields = {f.name: getattr(item, f.name) for f in dataclasses.fields(item) if f.name != "samples"}
+            ranked.append(Candidate(**fields, repetitions=item.repetitions, rank=rank, tie_group=group_index,
+                                    tied=len(group) > 1, versus_best=versus))
+    tied = tuple(c.config.label for c in groups[0][1:]) if groups else ()
+    undecided = tuple(c.config.label for c in ranked[1:]
+                      if c.versus_best is not None and c.versus_best.verdict is Verdict.UNDECIDED)
+    untested = any(c.versus_best is not None and Verdict.UNTESTED in {x.verdict for x in c.versus_best.per_device.values()}
+                   for c in ranked)
+    return ranked, TieBreak(tied, decided_by, undecided, untested)
 
 
-def _tie_break_key(item: dict) -> tuple:
-    energy = item["energy_mj_per_inference"]
-    return (item["model_size_bytes"], item["config"].num_threads, math.inf if energy is None else energy,
-            item["value"], item["config"].label)
+def _tie_break_key(item: _Judged) -> tuple:
+    energy = item.energy_mj_per_inference
+    return (item.model_size_bytes, item.config.num_threads, math.inf if energy is None else energy,
+            item.value, item.config.label)
 
 
-def _decided_by(winner: dict, runner_up: dict) -> str:
+def _decided_by(winner: _Judged, runner_up: _Judged) -> TieBreaker:
     """The first tie-break key on which the winner beat the runner-up of its tie group."""
-    names = ("model size", "threads", "energy", "metric", "name")
-    for name, mine, theirs in zip(names, _tie_break_key(winner), _tie_break_key(runner_up)):
+    for breaker, mine, theirs in zip(TieBreaker, _tie_break_key(winner), _tie_break_key(runner_up)):
         if mine != theirs:
-            return name
-    return "name"
+            return breaker
+    return TieBreaker.NAME
 
 
-def _differs(a: dict, b: dict, metric: str, tie_test: TieTest) -> tuple[bool, float | None]:
-    """Significantly different on at least one device of the tier (smallest p-value returned)."""
-    if metric not in LATENCY_METRICS:
-        # No per-run spread for memory, energy or accuracy: only the effect size can decide.
-        low = min(a["value"], b["value"])
-        effect = abs(a["value"] - b["value"]) / low if low > 0 else (0.0 if a["value"] == b["value"] else math.inf)
-        return effect > tie_test.min_effect, None
-    smallest: float | None = None
-    differs = False
-    for serial, stats_a in a["tests"].items():
-        stats_b = b["tests"].get(serial)
-        if stats_b is None:
-            continue
-        device_differs, p_value = compare(stats_a, stats_b, tie_test)
-        differs = differs or device_differs
-        if p_value is not None:
-            smallest = p_value if smallest is None else min(smallest, p_value)
-    return differs, smallest
+def noise_floors(stats: pd.DataFrame) -> dict[str, NoiseFloor]:
+    """Each device's noise floor over every configuration measured on it (repetition p50s, p95/p50)."""
+    return {
+        serial: noise_floor([figures(v) for v in group["reps_inference_p50_us"]],
+                            [x for v in group["p95_over_p50s"] for x in figures(v)])
+        for serial, group in stats.groupby("serial", sort=True)
+    }
 
 
 def _median(values: Iterable[float]) -> float | None:
@@ -674,61 +727,3 @@ def pareto_front(frame: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
         dominated = ((others <= values[i]).all(axis=1) & (others < values[i]).any(axis=1)).any()
         on_front[i] = not dominated
     return pd.Series(on_front, index=frame.index)
-
-
-_VERDICT_ORDER = {"regression": 0, "newly failing": 1, "improvement": 2, "fixed": 3, "unchanged": 4,
-                  "failing in both": 5, "only in A": 6, "only in B": 7}
-
-
-def compare_runs(stats_by_run: pd.DataFrame, run_a: str, run_b: str, tie_test: TieTest = TieTest(),
-                 mixing: MixingAllowed = MixingAllowed()) -> pd.DataFrame:
-    """Case by case, run B against run A: the p50 change, its significance, a verdict.
-
-    `stats_by_run` is device_stats(..., by_run=True). Cases match on device,
-    model file, delegate and threads. Regressions come first, largest first.
-    Raises UsageError when the two runs were measured by different benchmark
-    binaries or kinds of device that `mixing` does not allow to compare.
-    """
-    both = stats_by_run[stats_by_run["run_id"].isin([run_a, run_b])]
-    if not both.empty:
-        refuse_mixed(both, f"comparing runs {run_a} and {run_b}", mixing)
-    key = list(_KEY)
-    columns = key + ["tier", "device_model", "ok_rows", "failures", "failure_kinds", "inference_p50_us",
-                     "test_mean_us", "test_sd_us", "test_n"]
-    a = stats_by_run[stats_by_run["run_id"] == run_a][columns]
-    b = stats_by_run[stats_by_run["run_id"] == run_b][columns]
-    merged = a.merge(b, on=key, how="outer", suffixes=("_a", "_b"), indicator=True)
-    out = []
-    for row in merged.to_dict("records"):
-        ok_a = row["_merge"] != "right_only" and row["ok_rows_a"] > 0 and row["failures_a"] == 0
-        ok_b = row["_merge"] != "left_only" and row["ok_rows_b"] > 0 and row["failures_b"] == 0
-        change = p_value = None
-        significant = False
-        if row["_merge"] == "left_only":
-            verdict = "only in A"
-        elif row["_merge"] == "right_only":
-            verdict = "only in B"
-        elif ok_a and ok_b:
-            stats_a = test_stats({k: row[f"{k}_a"] for k in ("test_mean_us", "test_sd_us", "test_n")})
-            stats_b = test_stats({k: row[f"{k}_b"] for k in ("test_mean_us", "test_sd_us", "test_n")})
-            significant, p_value = compare(stats_a, stats_b, tie_test)
-            change = row["inference_p50_us_b"] / row["inference_p50_us_a"] - 1.0
-            verdict = "unchanged" if not significant else ("regression" if change > 0 else "improvement")
-        else:
-            verdict = {(True, False): "newly failing", (False, True): "fixed"}.get((ok_a, ok_b), "failing in both")
-        out.append({
-            "verdict": verdict,
-            "tier": row["tier_b"] if isinstance(row.get("tier_b"), str) else row["tier_a"],
-            "device_model": row["device_model_b"] if isinstance(row.get("device_model_b"), str) else row["device_model_a"],
-            **{k: row[k] for k in key},
-            "p50_a_us": _none_if_na(row["inference_p50_us_a"]), "p50_b_us": _none_if_na(row["inference_p50_us_b"]),
-            "change": change, "significant": significant, "p_value": p_value,
-            "failures_a": _none_if_na(row.get("failure_kinds_a")), "failures_b": _none_if_na(row.get("failure_kinds_b")),
-        })
-    frame = pd.DataFrame(out)
-    if frame.empty:
-        return frame
-    frame["_order"] = frame["verdict"].map(_VERDICT_ORDER)
-    frame["_size"] = -frame["change"].abs().fillna(0.0)
-    return frame.sort_values(["_order", "_size", "serial", "variant", "delegate", "num_threads"]).drop(
-        columns=["_order", "_size"]).reset_index(drop=True)

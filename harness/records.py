@@ -50,6 +50,13 @@ class ErrorType(str, Enum):
     POWER_CONTROL_FAILED = "power_control_failed"  # the phone refused `dumpsys battery unplug`
 
 
+class RepetitionReason(str, Enum):
+    """Why a repetition ran: planned (--repetitions), or added because the order was still undecided."""
+
+    PLANNED = "planned"
+    UNTIL_DECIDED = "until_decided"
+
+
 class DeviceKind(str, Enum):
     """What a phone reports about itself: a real phone, or an emulator / virtual farm device."""
 
@@ -167,6 +174,7 @@ class ResultRow:
     run_id: str
     case_id: str
     repetition: int
+    repetition_reason: RepetitionReason | None = None  # None in rows of a harness before --until-decided
     started_at: datetime  # timezone-aware; normalised to UTC
     duration_s: float
     harness_version: str

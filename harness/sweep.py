@@ -1,11 +1,15 @@
 """The sweep: every model x delegate x thread count on every selected phone.
 
-Per phone the cases run one at a time in a seeded random order (as
-benchmark_model_performance_options does, so slow drifts spread over all
-configurations); phones run concurrently, each in its own thread, so one
-slow or lost phone never stalls the others. Every finished case is stored at
-once as its own Parquet batch, so a killed harness loses at most the case in
-flight and `--resume` runs exactly what is missing.
+Per phone the cases run one at a time, repetitions interleaved: every
+configuration once per round, each round in its own seeded random order and
+never one configuration twice in a row, so a slow drift (heat, a governor, a
+background job) hits all configurations alike. Phones run concurrently, each
+in its own thread, so one slow or lost phone never stalls the others. With
+`until_decided`, more rounds follow for the configurations whose order
+against the phone's best is still undecided (harness.stats), up to
+`max_repetitions` each. Every finished case is stored at once as its own
+Parquet batch, so a killed harness loses at most the case in flight and
+`--resume` runs exactly what is missing, then goes on deciding.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import random
 import re
 import secrets
 import shlex
+import statistics
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,6 +41,7 @@ from harness.digest import file_sha256
 from harness.discovery import DeviceEntry
 from harness.errors import DeviceError, InputFileError, UsageError
 from harness.profiles import soc_identities, soc_name
+from harness.ranking import TieTest
 from harness.records import (
     MEASURED_COLUMNS,
     BenchmarkRun,
@@ -43,11 +50,13 @@ from harness.records import (
     DeviceKind,
     ErrorType,
     PowerMethod,
+    RepetitionReason,
     ResultRow,
     TemperatureMethod,
     case_id_for,
     config_label,
 )
+from harness.stats import Verdict
 from harness.store import ResultsStore
 
 DELEGATE_FLAGS = {
@@ -80,9 +89,10 @@ class ModelArtifact:
 class SweepParams:
     delegates: tuple[str, ...] = ("cpu", "xnnpack")
     threads: tuple[int, ...] = (1, 2, 4)
-    repetitions: int = 1
+    repetitions: int = 3  # interleaved rounds; fewer than 3 make no statistical claim (harness.stats)
     num_runs: int = 50
     warmup_runs: int = 1
+    warmup_min_secs: float | None = None  # None: the tool's default (0.5 s)
     min_secs: float = 1.0
     case_timeout_s: float = 300.0
     thermal_threshold_c: float = 45.0
@@ -90,12 +100,18 @@ class SweepParams:
     pause_s: float = 0.0
     seed: int = 0
     measure_power: bool = True
+    until_decided: bool = False  # add repetitions where the order against the best is undecided
+    max_repetitions: int = 10  # the budget per configuration and device with until_decided
+    min_effect: float = TieTest().min_effect  # what until_decided must resolve, as the rankings do
 
     def benchmark_args(self, delegate: str, num_threads: int) -> tuple[str, ...]:
+        # --warmup_min_secs only when asked: the args make the case id, and runs from before it must resume.
+        warmup = () if self.warmup_min_secs is None else (f"--warmup_min_secs={self.warmup_min_secs:g}",)
         return (
             f"--num_threads={num_threads}",
             f"--num_runs={self.num_runs}",
             f"--warmup_runs={self.warmup_runs}",
+            *warmup,
             f"--min_secs={self.min_secs:g}",
             *DELEGATE_FLAGS[delegate],
         )
@@ -107,6 +123,11 @@ class Case:
     delegate: str
     num_threads: int
     repetition: int
+    reason: RepetitionReason = RepetitionReason.PLANNED
+
+    @property
+    def configuration(self) -> tuple[str, str, int]:
+        return self.model.sha256, self.delegate, self.num_threads
 
 
 @dataclass(frozen=True)
@@ -166,16 +187,25 @@ def collect_models(paths: Sequence[Path]) -> list[ModelArtifact]:
 
 
 def plan_cases(models: Sequence[ModelArtifact], params: SweepParams, serial: str) -> list[Case]:
-    """The device's cases in their seeded random order (the same order on a resume)."""
-    cases = [
-        Case(model, delegate, threads, repetition)
-        for model in models
-        for delegate in params.delegates
-        for threads in params.threads
-        for repetition in range(params.repetitions)
-    ]
-    random.Random(f"{params.seed}:{serial}").shuffle(cases)
+    """The device's planned cases: `repetitions` rounds of every configuration, each round in its own
+    seeded random order, never one configuration twice in a row (the same plan on a resume)."""
+    rng = random.Random(f"{params.seed}:{serial}")
+    configurations = [Case(model, delegate, threads, 0) for model in models for delegate in params.delegates
+                      for threads in params.threads]
+    cases: list[Case] = []
+    for repetition in range(params.repetitions):
+        cases += interleaved([replace(c, repetition=repetition) for c in configurations], rng,
+                             cases[-1] if cases else None)
     return cases
+
+
+def interleaved(cases: Sequence[Case], rng: random.Random, previous: Case | None) -> list[Case]:
+    """`cases` (one per configuration) in a shuffled order that does not start with `previous`'s configuration."""
+    order = list(cases)
+    rng.shuffle(order)
+    if previous is not None and len(order) > 1 and order[0].configuration == previous.configuration:
+        order.append(order.pop(0))
+    return order
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -274,6 +304,7 @@ class _DeviceSweep:
             run_id=self.ctx.run_id,
             case_id=self.case_id(case),
             repetition=case.repetition,
+            repetition_reason=case.reason,
             started_at=started,
             duration_s=duration_s,
             harness_version=harness.__version__,
@@ -308,13 +339,14 @@ class _DeviceSweep:
         return case_id_for(self.entry.serial, case.model.sha256, case.delegate, case.num_threads, args)
 
     def run(self) -> None:
+        params = self.ctx.params
         cases = [
             case
-            for case in plan_cases(self.ctx.models, self.ctx.params, self.entry.serial)
+            for case in plan_cases(self.ctx.models, params, self.entry.serial)
             if (self.case_id(case), case.repetition) not in self.ctx.done_keys
         ]
         self.progress.total = len(cases)
-        if not cases:
+        if not cases and not params.until_decided:
             return
         binary = self.ctx.binaries.get(self.info.abi or "")
         if binary is None:
@@ -348,18 +380,65 @@ class _DeviceSweep:
                     self.progress.note = "refused dumpsys battery unplug"
                     return
             try:
-                for index, case in enumerate(cases):
-                    if not self._run_case(case, remote_binary, remote_models[case.model.sha256]):
-                        self.progress.note = f"lost; {len(cases) - index - 1} case(s) left for --resume"
-                        return
-                    if self.ctx.params.pause_s and index + 1 < len(cases):
-                        time.sleep(self.ctx.params.pause_s)
+                if self._run_cases(cases, remote_binary, remote_models) and params.until_decided:
+                    self._until_decided(remote_binary, remote_models)
             finally:
                 try:
                     charger.close()
                 except DeviceError as error:
                     # Restoring the charger state failed: the cases are stored, the phone is gone or refuses.
                     self.progress.note = f"could not restore the charger state: {error.message}"
+
+    def _run_cases(self, cases: Sequence[Case], remote_binary: str, remote_models: Mapping[str, str]) -> bool:
+        """Runs and stores the cases in order; False when the phone is lost (the rest is left for --resume)."""
+        for index, case in enumerate(cases):
+            if not self._run_case(case, remote_binary, remote_models[case.model.sha256]):
+                self.progress.note = f"lost; {len(cases) - index - 1} case(s) left for --resume"
+                return False
+            if self.ctx.params.pause_s and index + 1 < len(cases):
+                time.sleep(self.ctx.params.pause_s)
+        return True
+
+    def _until_decided(self, remote_binary: str, remote_models: Mapping[str, str]) -> None:
+        """More rounds for the configurations whose order against this phone's best (per model) the
+        repetitions cannot tell yet, until every order is decided or each has max_repetitions."""
+        params = self.ctx.params
+        test = TieTest(min_effect=params.min_effect)
+        by_key = {(m.sha256, d, t): (m, d, t) for m in self.ctx.models for d in params.delegates for t in params.threads}
+        samples, failed, last = self._stored_repetitions()
+        previous = None
+        while True:
+            wanted = [key for key in _undecided(samples, failed, self.ctx.models, test)
+                      if len(samples.get(key, [])) < params.max_repetitions and key in by_key]
+            if not wanted:
+                return
+            round_ = [Case(*by_key[key], last.get(key, -1) + 1, RepetitionReason.UNTIL_DECIDED) for key in wanted]
+            round_ = interleaved(round_, random.Random(f"{params.seed}:{self.entry.serial}:{len(samples)}:"
+                                                      f"{sum(map(len, samples.values()))}"), previous)
+            self.progress.total += len(round_)
+            if not self._run_cases(round_, remote_binary, remote_models):
+                return
+            for case in round_:
+                last[case.configuration] = case.repetition
+            samples, failed, _ = self._stored_repetitions()
+            previous = round_[-1]
+
+    def _stored_repetitions(self) -> tuple[dict[tuple, list[float]], set[tuple], dict[tuple, int]]:
+        """This run's stored rows of this phone: ok p50s per configuration, the configurations that
+        failed, and each configuration's last repetition index (so --resume goes on where it stopped)."""
+        rows = self.ctx.store.read([self.ctx.run_id])
+        rows = rows[rows["serial"] == self.entry.serial]
+        samples: dict[tuple, list[float]] = {}
+        failed: set[tuple] = set()
+        last: dict[tuple, int] = {}
+        for row in rows.itertuples():
+            key = (row.model_sha256, row.delegate, int(row.num_threads))
+            last[key] = max(last.get(key, -1), int(row.repetition))
+            if row.status == CaseStatus.OK.value and not math.isnan(row.inference_p50_us):
+                samples.setdefault(key, []).append(float(row.inference_p50_us))
+            elif row.status != CaseStatus.SKIPPED.value:
+                failed.add(key)
+        return samples, failed, last
 
     def _push(self, binary: Path) -> tuple[str, dict[str, str]]:
         binary_sha = file_sha256(binary)
@@ -373,6 +452,8 @@ class _DeviceSweep:
         return remote_binary, remote_models
 
     def _store_all(self, cases: Sequence[Case], status: CaseStatus, error_type: ErrorType, message: str) -> None:
+        if not cases:
+            return
         now = dt.datetime.now(dt.timezone.utc)
         rows = [self._row(case, now, 0.0, status=status, error_type=error_type, error_message=message) for case in cases]
         self.ctx.store.append(rows)
@@ -474,6 +555,26 @@ class _DeviceSweep:
         pids = [line.split()[1] for line in listing.splitlines()[1:] if line.split()[-1:] == [name]]
         if pids:
             self.phone.shell("kill -9 " + " ".join(shlex.quote(pid) for pid in pids), timeout_s=10.0)
+
+
+def _undecided(samples: Mapping[tuple, Sequence[float]], failed: set[tuple], models: Sequence[ModelArtifact],
+               test: TieTest) -> list[tuple]:
+    """The configurations (sha256, delegate, threads) that need another repetition: per model, each one whose
+    order against the best median (ok and never failed) is undecided or untested, and that best itself."""
+    wanted: list[tuple] = []
+    names = {m.sha256: m.name for m in models}
+    for name in dict.fromkeys(names.values()):
+        measured = {key: values for key, values in samples.items()
+                    if names.get(key[0]) == name and key not in failed and values}
+        if len(measured) < 2:
+            continue
+        best = min(measured, key=lambda key: (statistics.median(measured[key]), key))
+        for key, values in sorted(measured.items()):
+            if key == best:
+                continue
+            if test.compare(values, measured[best]).verdict in (Verdict.UNDECIDED, Verdict.UNTESTED):
+                wanted += [k for k in (key, best) if k not in wanted]
+    return wanted
 
 
 def _delegated_fraction(run: BenchmarkRun, delegate: str) -> float | None:

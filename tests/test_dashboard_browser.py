@@ -157,7 +157,7 @@ def test_every_page_renders_in_chromium(dashboard: Dashboard, tmp_path: Path) ->
             page.screenshot(path=str(shots / "compare-runs.png"), full_page=True)
 
             main = _visit(page, f"{dashboard.url}/policy", "Policy", charts=1)
-            assert "high  fp16/gpu/x1" in main and "within noise" in main.lower()
+            assert "high  fp16/gpu/x1" in main and "within 5% of" in main.lower()
             page.screenshot(path=str(shots / "policy.png"), full_page=True)
             with page.expect_download() as download:
                 page.get_by_role("button", name="Download policy JSON").click()

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from harness import ranking, sweep
 from harness.cli import main
-from harness.coverage import coverage
+from harness.coverage import CoverageVerdict, coverage
 from harness.discovery import discover, select
 from harness.errors import UsageError
 from harness.policy import DeriveRequest, derive, load_rows
@@ -48,28 +48,12 @@ def policy(results: Path) -> dict:
 # --- statistics -------------------------------------------------------------------
 
 
-def test_welch_test_ties_noise_and_separates_real_differences() -> None:
-    tie = TieTest()
-    noisy_a, noisy_b = ranking.TestStats(1000.0, 40.0, 3), ranking.TestStats(1010.0, 40.0, 3)
-    assert ranking.compare(noisy_a, noisy_b, tie)[0] is False
-    far = ranking.TestStats(2000.0, 40.0, 3)
-    differs, p_value = ranking.compare(noisy_a, far, tie)
-    assert differs and p_value < 0.001
-    # 8% apart but so noisy that 3 samples cannot tell: a tie, with the p-value to show why.
-    differs, p_value = ranking.compare(ranking.TestStats(1000.0, 300.0, 3), ranking.TestStats(1080.0, 300.0, 3), tie)
-    assert not differs and p_value > 0.5
-    # Below min_effect never counts, however many samples say it is "significant".
-    assert ranking.compare(ranking.TestStats(1000.0, 1.0, 10_000), ranking.TestStats(1020.0, 1.0, 10_000), tie)[0] is False
-    # No spread to test: the effect size alone decides.
-    assert ranking.compare(ranking.TestStats(1000.0, 0.0, 1), ranking.TestStats(1100.0, 0.0, 1), tie)[0] is True
-
-
 def test_device_stats_use_repetitions_and_count_failures(results: Path) -> None:
     stats = ranking.stats_of(ResultsStore(results).read())
     row = stats[(stats["serial"] == "mid-a") & (stats["variant"] == "int8") & (stats["delegate"] == "xnnpack")
                 & (stats["num_threads"] == 2)].iloc[0]
-    assert row["ok_rows"] == 3 and row["inference_p50_us"] == 1010.0 and row["test_n"] == 3
-    assert row["test_sd_us"] == pytest.approx(40.0)
+    assert row["ok_rows"] == 3 and row["inference_p50_us"] == 1010.0
+    assert list(row["reps_inference_p50_us"]) == [970.0, 1010.0, 1050.0]  # each repetition, in the order it ran
     gpu = stats[(stats["serial"] == "mid-b") & (stats["delegate"] == "gpu")].iloc[0]
     assert gpu["failures"] == 3 and gpu["ok_rows"] == 0 and gpu["failure_kinds"] == "delegate_failed"
 
@@ -99,13 +83,16 @@ def test_clear_winner_leads_its_tier(policy: dict) -> None:
     assert evidence["devices"] == 1 and evidence["inference_p50_us"] == 1000.0
 
 
-def test_statistical_tie_goes_to_the_smaller_model(policy: dict) -> None:
+def test_an_undecided_difference_goes_to_the_better_median_never_to_a_tie_breaker(policy: dict) -> None:
     evidence = evidence_of(policy, "mid")
-    assert chain_of(policy, "mid")[0] == "int8/xnnpack/x2"  # 1,010 us but 10 kB beats fp32's 1,000 us and 40 kB
-    assert evidence["tie"]["tied_with_best"] == ["fp32/xnnpack/x2"]
-    assert evidence["tie"]["decided_by"] == "model size"
-    assert evidence["tie"]["p_values"]["fp32/xnnpack/x2"] > 0.5
-    assert "Welch" in evidence["tie"]["test"]
+    # fp32 1,000 us and int8 1,010 us, each 3 repetitions 40 us apart: not shown equal within 5% (the interval
+    # spans more), not shown different. The better median wins; the smaller model does not.
+    assert chain_of(policy, "mid")[0] == "fp32/xnnpack/x2"
+    assert evidence["tie"]["tied_with_best"] == [] and evidence["tie"]["decided_by"] is None
+    [undecided] = [u for u in evidence["undecided"] if u["config"] == "int8/xnnpack/x2"]
+    assert undecided["verdict"] == "undecided" and undecided["ratio"] == pytest.approx(1.01)
+    assert undecided["more_repetitions"] >= 1
+    assert "Hodges-Lehmann" in evidence["tie"]["test"]
 
 
 def test_delegate_failing_on_one_device_of_the_tier_is_never_in_its_chain(policy: dict) -> None:
@@ -199,10 +186,13 @@ def test_coverage_reports_each_device_against_its_best(policy: dict, results: Pa
         assert device.policy_tier == device.measured_tier == known.DEVICES[serial][0]
         assert device.failed_before == ()
     # mid-a's GPU is twice as fast, but the GPU fails on mid-b: the policy gives that up, honestly.
-    assert by_serial["mid-a"].best_config == "fp16/gpu/x1" and by_serial["mid-a"].ratio == pytest.approx(2.02)
-    assert by_serial["mid-a"].within_noise is False
-    assert by_serial["mid-b"].within_noise and by_serial["hi-1"].ratio == 1.0
-    assert report.share_within_noise == 0.75 and not report.meets_goal
+    assert by_serial["mid-a"].best_config == "fp16/gpu/x1" and by_serial["mid-a"].ratio == pytest.approx(2.0)
+    assert by_serial["mid-a"].verdict is CoverageVerdict.SLOWER
+    assert by_serial["mid-a"].describe() == "slower than best by 100%"
+    assert by_serial["mid-b"].verdict is CoverageVerdict.BEST and by_serial["hi-1"].ratio == 1.0
+    # low-1 runs the smallest of three variants shown within 5% of each other (a tie settled by size).
+    assert by_serial["low-1"].verdict is CoverageVerdict.WITHIN and by_serial["low-1"].describe() == "within 5% of best"
+    assert report.share_at_best == 0.75 and not report.meets_goal
 
 
 def test_policy_cli_derive_then_coverage(results: Path, tmp_path: Path) -> None:
@@ -214,7 +204,7 @@ def test_policy_cli_derive_then_coverage(results: Path, tmp_path: Path) -> None:
     assert json.loads(out.read_text())["model"]["name"] == "net"
     report = runner.invoke(main, ["policy", "coverage", str(out), "--results", str(results), "--json"])
     assert report.exit_code == 0, report.output
-    assert json.loads(report.output)["share_within_noise"] == 0.75
+    assert json.loads(report.output)["share_at_best"] == 0.75
     failing = runner.invoke(main, ["policy", "derive", "--results", str(results), "--max-latency-us", "1500",
                                    "--out", str(tmp_path / "x.json")])
     assert failing.exit_code == 2 and "max_latency_us excluded" in failing.output

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from harness import ranking
 from harness.cli import main
+from harness.compare import compare_runs
 from harness.coverage import coverage
 from harness.errors import UsageError
 from harness.policy import DeriveRequest, derive, load_rows
@@ -82,8 +83,8 @@ def test_comparing_runs_of_different_binaries_is_refused_unless_allowed(tmp_path
     known.write_results(root, run_id="run-b", overrides={serial: newer for serial in known.DEVICES})
     stats = ranking.stats_of(ResultsStore(root).read(), by_run=True)
     with pytest.raises(UsageError, match="comparing runs run-a and run-b mixes rows from 2 benchmark binaries"):
-        ranking.compare_runs(stats, "run-a", "run-b")
-    changes = ranking.compare_runs(stats, "run-a", "run-b", mixing=MixingAllowed(binaries=True))
+        compare_runs(stats, "run-a", "run-b")
+    changes = compare_runs(stats, "run-a", "run-b", mixing=MixingAllowed(binaries=True))
     assert set(changes["verdict"]) >= {"unchanged"}
 
 
@@ -101,9 +102,42 @@ def test_modelled_energy_never_ranks_breaks_ties_or_meets_a_limit(tmp_path: Path
         notes = evidence_of(document, tier)["notes"]
         assert any(note.startswith("max_energy_mj not applied") and "model" in note for note in notes), notes
         assert "energy_mj_per_inference" not in evidence_of(document, tier)
-    assert evidence_of(document, "mid")["tie"]["decided_by"] == "model size"  # never "energy"
     stats = ranking.stats_of(load_rows(root))
     assert stats["energy_mj_per_inference"].isna().all() and stats["modelled_energy_mj_per_inference"].notna().any()
+
+
+@pytest.mark.parametrize(("power_method", "winner", "decided_by"), [
+    ("fuel_gauge", "fp32/xnnpack/x1", "measured energy"),  # measured: the lower energy settles the tie
+    ("model", "fp32/cpu/x1", "name"),  # modelled: energy is not looked at; with equal medians the name decides
+])
+def test_only_measured_energy_settles_a_tie(tmp_path: Path, power_method: str, winner: str, decided_by: str) -> None:
+    import datetime as dt
+
+    from harness.records import CaseStatus, ResultRow, case_id_for
+
+    store = ResultsStore(tmp_path / "results")
+    started = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    rows = []
+    # Same file, same threads, the same latency: a tie on p50; plain CPU draws more power than XNNPACK.
+    for delegate, energy in (("cpu", 2.0), ("xnnpack", 1.0)):
+        for repetition, p50 in enumerate((1000.0, 1001.0, 999.0)):
+            rows.append(ResultRow(
+                run_id="energy", case_id=case_id_for("phone", "e" * 64, delegate, 1, ()), repetition=repetition,
+                started_at=started + dt.timedelta(seconds=len(rows)), duration_s=1.0, harness_version="test",
+                adb_server="127.0.0.1:5037", serial="phone", device_kind="physical", device_model="Phone",
+                soc="SM8650", soc_identities=("SM8650",), abi="arm64-v8a", android_sdk=34, ram_bytes=11_000_000_000,
+                tier="high", model_name="net", variant="fp32", model_sha256="e" * 64, model_size_bytes=1000,
+                delegate=delegate, num_threads=1, num_runs=50, warmup_runs=1, bench_binary_name="bm",
+                bench_binary_sha256="b" * 64, inference_avg_us=p50, inference_p50_us=p50,
+                energy_mj_per_inference=energy, avg_power_mw=energy * 1000, power_method=power_method,
+                status=CaseStatus.OK))
+    store.append(rows)
+    models = [{"name": "net", "variant": "fp32", "quantization": None, "path": "/m/net_fp32.tflite",
+               "sha256": "e" * 64, "size_bytes": 1000}]
+    store.write_run_manifest("energy", {"plan": {"models": models}})
+    high = derive(DeriveRequest(results_root=store.root)).document["tiers"][0]
+    assert high["evidence"]["tie"]["tied_with_best"] != []
+    assert chain_of({"tiers": [high]}, "high")[0] == winner and high["evidence"]["tie"]["decided_by"] == decided_by
 
 
 def test_measured_energy_ranks_and_meets_limits(tmp_path: Path) -> None:

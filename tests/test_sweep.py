@@ -23,7 +23,7 @@ from harness.virtual import farm as farm_lib
 from harness.virtual.server import Fault
 
 SHIPPED = farm_lib.DEFAULT_PROFILES
-QUICK = dict(num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
+QUICK = dict(repetitions=1, num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
 
 
 def _start_farm(base: Path, profiles: dict[str, str]) -> tuple[Path, int]:
@@ -151,7 +151,7 @@ def test_injected_crash_is_failed_and_freeze_is_timeout(farms, tmp_path: Path, t
     assert row["status"] == "failed" and row["error_type"] == "crash", row["error_message"]
 
     # Freeze the phone while its case runs; the case has a 3 s limit.
-    slow = sweep.SweepParams(delegates=("xnnpack",), threads=(1,), num_runs=100000, warmup_runs=1, min_secs=30,
+    slow = sweep.SweepParams(delegates=("xnnpack",), threads=(1,), repetitions=1, num_runs=100000, warmup_runs=1, min_secs=30,
                              case_timeout_s=3.0, thermal_threshold_c=90.0, thermal_max_wait_s=1.0)
 
     def freeze_then_thaw() -> None:
@@ -179,7 +179,7 @@ def test_dropped_device_is_lost_while_the_others_finish(farms, tmp_path: Path, t
     found = discover([AdbServer("127.0.0.1", port)], load_tiers())
     devices = select(found.entries, f"{_serial(farms, 'a', 'galaxy-a03')},{_serial(farms, 'a', 'galaxy-a54')}")
     store = ResultsStore(tmp_path / "results")
-    params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), num_runs=3, warmup_runs=1,
+    params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=1, num_runs=3, warmup_runs=1,
                                min_secs=0.5, case_timeout_s=20.0, thermal_threshold_c=90.0, thermal_max_wait_s=1.0)
     models = sweep.collect_models([tiny_models["dense"]])
 
@@ -300,7 +300,8 @@ def test_phones_without_dumpsys_or_sha256sum_get_rows_that_say_why(tmp_path: Pat
         monkeypatch.setattr(sweep.thermal, "wait_until_cool", no_waiting)
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
         store = ResultsStore(tmp_path / "results")
-        params = sweep.SweepParams(delegates=("xnnpack",), threads=(1, 2), num_runs=3, warmup_runs=1, min_secs=0.05,
+        params = sweep.SweepParams(delegates=("xnnpack",), threads=(1, 2), repetitions=1, num_runs=3, warmup_runs=1,
+                                   min_secs=0.05,
                                    thermal_threshold_c=0.0, thermal_max_wait_s=600.0)
         summary = sweep.run_sweep(devices, sweep.collect_models([tiny_models["dense"]]), params,
                                   sweep.build_binaries({}, tmp_path / "bin"), store, show_progress=False)
@@ -362,3 +363,87 @@ def test_a_phone_named_only_by_ro_hardware_gets_one_tier_everywhere(tmp_path: Pa
         assert resolve(document, dumps).tier == "mid"  # `harness policy resolve --getprop --meminfo`
     finally:
         farm_lib.stop_private(state_dir)
+
+
+# --- repetitions: interleaved rounds, and more where the order is undecided --------------------
+
+
+def _artifact(name: str) -> sweep.ModelArtifact:
+    return sweep.ModelArtifact(name, "fp32", None, Path(f"/{name}.tflite"), name * 4, 1)
+
+
+def test_repetitions_are_interleaved_never_back_to_back() -> None:
+    params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=4)
+    cases = sweep.plan_cases([_artifact("a"), _artifact("b")], params, "serial-1")
+    assert len(cases) == 2 * 2 * 2 * 4
+    # Round r holds repetition r of every configuration, in an order of its own.
+    for r in range(4):
+        round_ = cases[r * 8:(r + 1) * 8]
+        assert {c.repetition for c in round_} == {r} and len({c.configuration for c in round_}) == 8
+    assert all(a.configuration != b.configuration for a, b in zip(cases, cases[1:]))
+    assert cases == sweep.plan_cases([_artifact("a"), _artifact("b")], params, "serial-1")  # the same on --resume
+    assert cases != sweep.plan_cases([_artifact("a"), _artifact("b")], params, "serial-2")
+
+
+def test_undecided_configurations_and_the_best_get_more_repetitions() -> None:
+    from harness.stats import TieTest
+
+    models = [_artifact("a")]
+    sha = models[0].sha256
+    samples = {
+        (sha, "xnnpack", 2): [1000.0, 1005.0, 995.0],  # the best
+        (sha, "xnnpack", 1): [1002.0, 1004.0, 998.0],  # shown within 5%: decided (a tie)
+        (sha, "cpu", 2): [2000.0, 2010.0, 1990.0],  # shown slower: decided
+        (sha, "cpu", 1): [1020.0, 1300.0, 900.0],  # neither shown: undecided
+        (sha, "gpu", 1): [1100.0],  # one repetition: untested
+        (sha, "nnapi", 1): [500.0, 505.0, 495.0],  # faster, but it failed once: never a candidate
+    }
+    wanted = sweep._undecided(samples, {(sha, "nnapi", 1)}, models, TieTest())
+    assert wanted == [(sha, "cpu", 1), (sha, "xnnpack", 2), (sha, "gpu", 1)]
+
+
+def test_until_decided_adds_repetitions_only_where_undecided_stops_at_the_budget_and_resumes(
+        farms, tmp_path: Path, tiny_models) -> None:
+    from harness.stats import TieTest
+
+    _, port = farms["a"]
+    results = tmp_path / "results"
+    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
+    # One planned repetition decides nothing, so every configuration is added to: the path is always taken.
+    argv = [sys.executable, "-m", "harness.cli", "run", "--devices", _serial(farms, "a", "galaxy-a54"),
+            "--models", str(tiny_models["dense"]), "--delegates", "cpu,xnnpack", "--threads", "1,2",
+            "--repetitions", "1", "--until-decided", "--max-repetitions", "4", "--num-runs", "3",
+            "--min-secs", "0.05", "--thermal-threshold", "90", "--results", str(results)]
+    log = (tmp_path / "run.log").open("wb")
+    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    store = ResultsStore(results)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and process.poll() is None:
+        runs = store.list_runs()
+        if runs and (store.read([runs[0].run_id])["repetition_reason"] == "until_decided").sum() >= 2:
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, (tmp_path / "run.log").read_text()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    [run] = store.list_runs()
+    resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume", "latest", "--results",
+                              str(results), "--json"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=180)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+
+    rows = store.read([run.run_id])
+    assert not rows.duplicated(["case_id", "repetition"]).any() and set(rows["status"]) == {"ok"}
+    planned = rows[rows["repetition_reason"] == "planned"]
+    added = rows[rows["repetition_reason"] == "until_decided"]
+    assert len(planned) == 4 and (planned["repetition"] == 0).all() and (added["repetition"] >= 1).all()
+    counts = rows.groupby(["delegate", "num_threads"]).size()
+    # Untested (fewer than 3) forced every configuration to 3; the budget caps them at 4.
+    assert counts.min() >= 3 and counts.max() <= 4
+    # Stopped only when nothing below the budget was undecided.
+    samples: dict = {}
+    for row in rows.itertuples():
+        samples.setdefault((row.model_sha256, row.delegate, row.num_threads), []).append(row.inference_p50_us)
+    models = sweep.collect_models([tiny_models["dense"]])
+    still = sweep._undecided(samples, set(), models, TieTest())
+    assert all(len(samples[key]) == 4 for key in still)

@@ -1,15 +1,16 @@
-"""Compare runs: two runs case by case, the p50 change and whether it is significant, as
-harness.ranking.compare_runs judges it; regressions first."""
+"""Compare runs: two runs case by case, the p50 change and what the repetitions show about it, as
+`harness compare` (harness.compare) judges it; regressions first."""
 
 from __future__ import annotations
 
-import pandas as pd
+import shlex
+
 import streamlit as st
 
 from dashboard import cached, charts, session
+from harness.compare import DEFAULT_MAX_REGRESSION, Change, describe_change
 from harness.errors import HarnessError
-from harness.ranking import TieTest
-from harness.records import config_label
+from harness.stats import MIN_REPETITIONS
 
 context = session.context()
 runs = list(context.selection.run_ids)
@@ -32,35 +33,47 @@ if run_a == run_b:
     st.info("Pick two different runs.")
     st.stop()
 
-tie_test = TieTest()
+max_regression = st.number_input(
+    "Max regression", min_value=0.0, max_value=1.0, value=DEFAULT_MAX_REGRESSION, step=0.01, format="%.2f",
+    key="max_regression", help="The same as `harness compare --max-regression`: a change beyond it is a regression "
+                               "when the repetitions show it.")
+st.caption("The same as:")
+st.code(f"harness compare {shlex.quote(run_a)} {shlex.quote(run_b)} --results {shlex.quote(str(context.root))} "
+        f"--model {shlex.quote(context.selection.model_name)} --max-regression {max_regression:.0%}", language="bash")
 try:
-    changes = cached.compare_runs(context, run_a, run_b, tie_test)
+    result = cached.compare_runs(context, run_a, run_b, max_regression)
 except HarnessError as error:  # the runs were measured by different binaries or kinds of device
     st.error(str(error))
     st.stop()
+changes = result.cases
 if changes.empty:
     st.info("The two runs share no case of this model.")
     st.stop()
 
-st.caption(f"Cases match on device, model file, delegate and threads. A change counts when Welch's t-test on the "
-           f"repetitions finds it (alpha {tie_test.alpha}) and it exceeds {tie_test.min_effect:.0%}.")
-counts = changes["verdict"].value_counts()
-columns = st.columns(5)
-for column, verdict in zip(columns, ["regression", "newly failing", "improvement", "fixed", "unchanged"]):
-    column.metric(verdict.capitalize(), int(counts.get(verdict, 0)))
+st.caption(
+    f"Cases match on device, model file, delegate and threads. Each case's repetitions in run B are compared "
+    f"with those in run A (harness.compare): a **regression** is shown slower by more than {max_regression:.0%}, "
+    f"**suspicious** is past it by the medians but not shown, **unchanged** is shown within it; "
+    f"with fewer than {MIN_REPETITIONS} repetitions nothing is shown either way."
+)
+counts = result.counts()
+columns = st.columns(6)
+for column, verdict in zip(columns, (Change.REGRESSION, Change.NEWLY_FAILING, Change.SUSPICIOUS, Change.IMPROVEMENT,
+                                     Change.FIXED, Change.UNCHANGED)):
+    column.metric(verdict.value.capitalize(), counts[verdict.value])
 
-worse = changes[changes["verdict"].isin(["regression", "newly failing"])]
+worse = result.failing
 if worse.empty:
-    st.success("No regression and no newly failing case.")
+    st.success("No regression and no newly failing case: `harness compare` passes.")
 else:
-    lines = []
-    for case in worse.head(10).itertuples():
-        config = config_label(case.variant, case.delegate, case.num_threads)
-        p_value = "" if pd.isna(case.p_value) else f" (p = {case.p_value:.2g})"  # no spread: no p-value
-        what = f"{case.change:+.1%} p50{p_value}" if case.verdict == "regression" else f"now fails: {case.failures_b}"
-        lines.append(f"- **{case.tier}** · {case.device_model} (`{case.serial}`) · `{config}`: {what}")
+    lines = [f"- **{case.tier}** · {case.device_model} (`{case.serial}`) · `{case.configuration}`: "
+             f"{describe_change(case)}" for case in worse.head(10).itertuples()]
     more = f"\n\n…and {len(worse) - 10} more in the table." if len(worse) > 10 else ""
-    st.markdown(f"**Got worse in run B** ({len(worse)}):\n" + "\n".join(lines) + more)
+    st.markdown(f"**Got worse in run B** ({len(worse)}), so `harness compare` fails:\n" + "\n".join(lines) + more)
+suspicious = changes[changes["verdict"] == Change.SUSPICIOUS.value]
+if not suspicious.empty:
+    st.warning(f"{len(suspicious)} suspicious case(s): slower than {max_regression:.0%} by the medians, not shown by "
+               "the repetitions. Sweep them again with more repetitions (`--repetitions`, `--until-decided`).")
 
 st.plotly_chart(charts.run_changes(changes), key="run_changes")
 shown = changes.assign(change_pct=changes["change"] * 100.0).drop(columns=["model_name", "model_sha256", "change"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, queries, session
+from dashboard import cached, charts, queries, session
+from harness.ranking import TieTest
 
 context = session.context()
 dataset, selection = context.dataset, context.selection
@@ -51,6 +52,23 @@ else:
         st.plotly_chart(charts.latency_distribution(present, metric, measured_order), key="latency")
         st.caption("Each point is one repetition (one benchmark_model process); the box spans its repetitions "
                    "across the selected runs.")
+
+st.subheader("Noise floor")
+noise = cached.noise_floors(context).get(serial)
+min_effect = TieTest().min_effect
+if noise is None or noise.cv is None:
+    st.info(f"{serial} has no configuration with 2 or more repetitions in the selection: its run-to-run noise is "
+            "unknown. Sweep with `--repetitions 3`.")
+else:
+    columns = st.columns(3)
+    columns[0].metric("Run-to-run variation (CV)", f"{noise.cv:.1%}",
+                      help="Median over configurations of the coefficient of variation of the repetitions' p50s.")
+    columns[1].metric("Max / min of repetitions", f"x{noise.max_over_min:.2f}")
+    columns[2].metric("p95 / p50 within a run", "?" if noise.p95_over_p50 is None else f"x{noise.p95_over_p50:.2f}")
+    if warning := noise.warning(min_effect):
+        st.warning(f"{serial}: {warning}.")
+    else:
+        st.caption(f"Over {noise.configurations} configuration(s): below the {min_effect:.0%} rankings resolve.")
 
 st.subheader("Temperatures and throttling")
 temperatures = rows.dropna(subset=["temp_start_c", "temp_end_c"], how="all")

@@ -88,9 +88,9 @@ st.download_button("Download policy JSON", json.dumps(document, indent=2) + "\n"
 st.subheader("Coverage on the measured devices")
 report = outcome.coverage
 columns = st.columns(3)
-columns[0].metric("Within noise of the best", f"{report.share_within_noise:.0%}")
+columns[0].metric(f"Best or within {tie_test.min_effect:.0%} of it", f"{report.share_at_best:.0%}")
 columns[1].metric("Failed choices", report.failed_choices)
-columns[2].metric("Goal (≥ 95 %, no failed choice)", "met" if report.meets_goal else "missed")
+columns[2].metric("Goal (≥ 95 %, no failed choice)", "met" if report.meets_goal else "missed", help=report.goal)
 table = report.table()
 if table.empty:
     st.info("No measured device to judge the policy on.")

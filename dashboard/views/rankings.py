@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import cached, charts, queries, session
 from harness.errors import HarnessError
 from harness.ranking import METRICS, TieTest
+from harness.stats import MIN_REPETITIONS
 
 context = session.context()
 selection = context.selection
@@ -18,10 +19,12 @@ metric = st.selectbox("Rank by", list(METRICS), format_func=charts.metric_label,
                       help="Every metric is lower-is-better. Memory is the benchmark's RSS high-water mark.")
 tie_test = TieTest()
 st.caption(
-    f"Per tier, a configuration is a candidate when it ran ok on every measured device of the tier; candidates "
-    f"whose {charts.METRICS[metric].label} differ on no device by Welch's t-test (alpha {tie_test.alpha}) or by "
-    f"less than {tie_test.min_effect:.0%} share a rank, shown as \"=2\". Ranked by harness.ranking, the same code "
-    "as 'harness policy derive'."
+    f"Per tier, a configuration is a candidate when it ran ok on every measured device of the tier, ranked by the "
+    f"median of its {charts.METRICS[metric].label} over the devices. Candidates share a rank (\"=2\") only when "
+    f"their repetitions show them within {tie_test.min_effect:.0%} of each other on every device; a difference "
+    f"that is neither shown nor excluded is *undecided* and the better median ranks first. With fewer than "
+    f"{MIN_REPETITIONS} repetitions nothing is tested. Ranked by harness.ranking, the same code as "
+    "'harness policy derive'."
 )
 
 try:
@@ -44,7 +47,8 @@ summary = pd.DataFrame([
         "best": tier.best.config.label if tier.best else None,
         charts.metric_title(metric, every_value): tier.best.value * factor if tier.best else None,
         "tied with best": ", ".join(tier.tie_break.tied_with_best),
-        "tie decided by": tier.tie_break.decided_by,
+        "tie decided by": tier.tie_break.decided_by.value if tier.tie_break.decided_by else None,
+        "undecided against best": ", ".join(tier.tie_break.undecided),
     }
     for tier in rankings
 ])
@@ -68,8 +72,14 @@ if not tier.candidates:
                "device, or has no figure for this metric. The reasons are in the table below.")
 else:
     if tier.tie_break.tied_with_best:
-        st.info(f"{tier.best.config.label} is tied with {', '.join(tier.tie_break.tied_with_best)}; "
-                f"the tie is broken by {tier.tie_break.decided_by}.")
+        st.info(f"{tier.best.config.label} is tied with {', '.join(tier.tie_break.tied_with_best)} (shown within "
+                f"{tie_test.min_effect:.0%} on every device); the tie is broken by {tier.tie_break.decided_by.value}.")
+    if tier.tie_break.untested:
+        st.info(f"Fewer than {MIN_REPETITIONS} repetitions on a device: no statistical claim, the medians alone "
+                "order this tier. Sweep with `--repetitions 3` or `--until-decided`.")
+    elif tier.tie_break.undecided:
+        st.info(f"{tier.best.config.label} has the best median, but against {', '.join(tier.tie_break.undecided)} "
+                "the repetitions decide nothing yet (see `versus_best`); `harness run --until-decided` adds them.")
     st.plotly_chart(charts.ranking_bars(table, metric), key="ranking_bars")
     variants = [v for v in queries.VARIANT_ORDER if v in set(table["variant"])]
     variants += sorted(set(table["variant"]) - set(variants))
