@@ -20,7 +20,13 @@ Where the rest goes: the sweep thread's time is split by wrapping (only in
 this process) the harness functions it calls; a call made inside another
 timed call counts for the outer one.
 
+With --numerics-cost it instead measures what the numerics check (fixed inputs, the
+outputs pulled and compared with the host's reference, harness.numerics) adds: four
+sweeps in the order off, on, on, off (so a drift of the machine cancels), and the
+added cost (wall with - wall without) / wall with. Target: <= 5%.
+
 Usage: .venv/bin/python bench/sweep_overhead.py [--quick] [--min-secs 2] [--repetitions 2] [--profile FILE]
+       .venv/bin/python bench/sweep_overhead.py --numerics-cost [--min-secs 1] [--numerics-samples 0]
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from harness.virtual import farm as farm_lib
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = REPO / ".cache" / "models"
 TARGET = 1.05
+NUMERICS_TARGET = 0.05
 _EXIT = re.compile(r"exit pid=\d+ code=-?\d+ cpu=([0-9.]+)s wall=([0-9.]+)s")
 _COUNT_AVG = re.compile(r"count=(\d+)\b.*?\bavg=([0-9.e+-]+)")
 _INIT = re.compile(r"Inference timings in us: Init: ([0-9.e+-]+)")
@@ -118,12 +125,49 @@ def runner_lower_bound_s(raw_log: str) -> float:
     return (float(init.group(1)) if init else 0.0) / 1e6 + sum(int(count) * float(avg) for count, avg in loops) / 1e6
 
 
+def numerics_cost(devices, models, binaries, store: ResultsStore, repetitions: int, min_secs: float,
+                  numerics_samples: int) -> int:
+    """Sweeps off, on, on, off: the wall time the numerics check adds, and where it goes."""
+    clock = PhaseClock()
+    clock.wrap(Phone, "pull", "numerics: pull the output file")
+    clock.wrap(sweep, "prepare_numerics", "numerics: inputs and host reference")
+    clock.wrap(sweep.numerics, "judge", "numerics: compare with the reference")
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    cases = 0
+    try:
+        for check in (False, True, True, False):
+            params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=repetitions,
+                                       min_secs=min_secs, check_numerics=check, numerics_samples=numerics_samples)
+            summary = sweep.run_sweep(devices, models, params, binaries, store, show_progress=False)
+            walls[check].append(summary.wall_s)
+            cases = summary.cases_total
+            statuses = store.read([summary.run_id])["numerics_status"].value_counts().to_dict()
+            print(f"numerics {'on ' if check else 'off'}: {summary.cases_total} cases in {summary.wall_s:7.2f} s; "
+                  f"statuses {summary.statuses}; numerics {statuses}")
+    finally:
+        clock.restore()
+    off, on = sum(walls[False]), sum(walls[True])
+    added = (on - off) / on
+    print()
+    print("numerics work (both 'on' sweeps):")
+    for phase, seconds in clock.seconds.most_common():
+        print(f"  {phase:<40} {seconds:7.2f} s  {clock.calls[phase]:3d} call(s), {seconds / clock.calls[phase] * 1000:8.1f} ms each")
+    print(f"sweep wall, numerics off (2 sweeps of {cases} cases)  {off:8.2f} s")
+    print(f"sweep wall, numerics on  (2 sweeps of {cases} cases)  {on:8.2f} s")
+    print(f"added cost (on - off) / on                        {added:8.1%}  (target <= {NUMERICS_TARGET:.0%}: "
+          f"{'met' if added <= NUMERICS_TARGET else 'NOT met'})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one repetition (4 cases) instead of two; the one-time push weighs more")
     parser.add_argument("--min-secs", type=float, default=2.0)
     parser.add_argument("--repetitions", type=int, default=2)
     parser.add_argument("--profile", type=Path, default=REPO / "device_profiles/virtual/mid_nothing_phone_1.toml")
+    parser.add_argument("--numerics-cost", action="store_true",
+                        help="measure what the numerics check adds (four sweeps: off, on, on, off)")
+    parser.add_argument("--numerics-samples", type=int, default=0, help="with --numerics-cost: harness run's option")
     args = parser.parse_args()
     repetitions = 1 if args.quick else args.repetitions
 
@@ -148,6 +192,8 @@ def main() -> int:
         binaries = sweep.build_binaries({}, store.root / "runs" / run_id)
         models = sweep.collect_models([model])
         prepare_s = time.perf_counter() - started
+        if args.numerics_cost:
+            return numerics_cost(devices, models, binaries, store, repetitions, args.min_secs, args.numerics_samples)
         params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=repetitions, min_secs=args.min_secs)
 
         clock.wrap(Phone, "ensure_file", "push check / push (sha256sum, sync)")

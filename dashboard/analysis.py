@@ -19,8 +19,10 @@ from dashboard.queries import profile_rules, profile_tiers
 from harness import ranking
 from harness.compare import GateResult, gate
 from harness.coverage import CoverageReport, coverage
+from harness.numerics import NumericsGate, cell_numerics
 from harness.policy import DerivedPolicy, DeriveRequest, derive, model_facts
 from harness.ranking import Constraints, MixingAllowed, TierRanking, TieTest, VariantAccuracy
+from harness.records import config_label
 
 SELECTED = "selected"
 """Name of the cursor-local view holding the selection's rows, as harness.ranking reads them."""
@@ -70,21 +72,43 @@ def rank(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constra
                               mixing=mixing)
 
 
-def pareto(tier: TierRanking) -> tuple[pd.DataFrame, tuple[str, ...]]:
+def pareto(tier: TierRanking, error: str = "accuracy_drop") -> tuple[pd.DataFrame, tuple[str, ...]]:
     """The tier's candidates with an `on_front` column, and the objectives the front was taken over.
 
-    Latency, accuracy drop and model size when accuracy is known; without it
-    (untrained weights, no --eval data) accuracy cannot take part, so the front
-    is over latency and size alone rather than empty.
+    Latency, the error (`error`: the host's accuracy drop, or the worst output error measured
+    on the tier's devices) and model size when that error is known; without it (untrained
+    weights, no --eval data, numerics not checked) it cannot take part, so the front is over
+    latency and size alone rather than empty.
     """
     table = tier.table()
     candidates = table[table["status"] == "candidate"].copy() if not table.empty else table
-    objectives: tuple[str, ...] = ("p50_us", "accuracy_drop", "model_size_bytes")
-    if candidates.empty or candidates["accuracy_drop"].isna().all():
+    objectives: tuple[str, ...] = ("p50_us", error, "model_size_bytes")
+    if candidates.empty or candidates[error].isna().all():
         objectives = ("p50_us", "model_size_bytes")
     if not candidates.empty:
         candidates["on_front"] = ranking.pareto_front(candidates, objectives)
     return candidates, objectives
+
+
+def numerics_cells(stats: pd.DataFrame, tier: TierRanking, gate: NumericsGate = NumericsGate()) -> pd.DataFrame:
+    """Per device x configuration of `tier`: its outputs against the reference, judged by `gate`
+    (harness.numerics.cell_numerics, as the ranking judges them)."""
+    rows = stats[(stats["model_name"] == tier.model_name) & stats["serial"].isin(tier.devices)]
+    cells = []
+    for row in rows.to_dict("records"):
+        cell = cell_numerics(row, gate)
+        cells.append({
+            "variant": row["variant"], "delegate": row["delegate"], "num_threads": int(row["num_threads"]),
+            "config": config_label(row["variant"], row["delegate"], row["num_threads"]),
+            "device": tier.device_models.get(row["serial"], row["serial"]),
+            "numerics": cell.status.value if cell.status else "no ok run",
+            "output_cosine": cell.cosine, "output_error": cell.relative_error,
+            "top1_agreement": cell.top1_agreement, "sym_kl": cell.sym_kl, "reference": cell.reference,
+            "why": cell.reason,
+        })
+    return pd.DataFrame(cells, columns=["variant", "delegate", "num_threads", "config", "device", "numerics",
+                                        "output_cosine", "output_error", "top1_agreement", "sym_kl", "reference",
+                                        "why"])
 
 
 def compare_runs(dataset: Dataset, selection: Selection, run_a: str, run_b: str, max_regression: float,

@@ -79,6 +79,11 @@ def noise_floors(context: Context) -> dict[str, NoiseFloor]:
     return ranking.noise_floors(_device_stats(*_args(context), False, _dataset=context.dataset))
 
 
+def numerics_cells(context: Context, tier: TierRanking) -> pd.DataFrame:
+    """Each device x configuration of `tier`: numerics status and figures (dashboard.analysis.numerics_cells)."""
+    return analysis.numerics_cells(_device_stats(*_args(context), False, _dataset=context.dataset), tier)
+
+
 def accuracy(context: Context) -> tuple[dict[str, VariantAccuracy], list[str]]:
     return _accuracy(*_args(context), _dataset=context.dataset)
 

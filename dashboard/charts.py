@@ -265,10 +265,61 @@ def _heat_cell(cells: pd.DataFrame, delegate: str, threads: int, factor: float) 
     return value, str(cell["rank"]), f"rank {cell['rank']}"
 
 
+NUMERICS_LEVELS = {"ok": 0, "not_checked": 1, "no ok run": 1, "mismatch": 2}
+_NUMERICS_LABELS = {0: "ok", 1: "–", 2: "✗"}
+
+
+def numerics_heatmap(cells: pd.DataFrame, variants: list[str]) -> go.Figure:
+    """The latency heatmap's grid (delegate x threads per variant) coloured by numerics: ok, not checked, or
+    ✗ where the outputs disagreed with the reference on some device of the tier (which, and why, on hover)."""
+    from plotly.subplots import make_subplots
+
+    delegates = sorted(cells["delegate"].unique())
+    threads = sorted(int(t) for t in cells["num_threads"].unique())
+    figure = make_subplots(rows=1, cols=len(variants), shared_yaxes=True, subplot_titles=variants,
+                           horizontal_spacing=0.02)
+    for column, variant in enumerate(variants, start=1):
+        of_variant = cells[cells["variant"] == variant]
+        grid = [[_numerics_cell(of_variant[(of_variant["delegate"] == d) & (of_variant["num_threads"] == t)])
+                 for t in threads] for d in delegates]
+        figure.add_trace(
+            go.Heatmap(
+                z=[[cell[0] for cell in row] for row in grid], x=[f"{t}t" for t in threads], y=delegates,
+                text=[[cell[1] for cell in row] for row in grid], texttemplate="%{text}",
+                customdata=[[cell[2] for cell in row] for row in grid], coloraxis="coloraxis", name=variant,
+                hovertemplate=f"{variant} · %{{y}} · %{{x}}<br>%{{customdata}}<extra></extra>",
+            ),
+            row=1, col=column,
+        )
+    figure.update_layout(
+        coloraxis={"colorscale": [[0, "#2e7d32"], [0.5, "#b0bec5"], [1, "#c62828"]], "cmin": 0, "cmax": 2,
+                   "showscale": False},
+        title="Numerics: outputs against the reference (✗ wrong on some device, – not checked)")
+    return _layout(figure).update_layout(margin={"t": 80})
+
+
+def _numerics_cell(cell: pd.DataFrame) -> tuple[float | None, str, str]:
+    """(level, label, hover) of one cell: its worst device decides."""
+    if cell.empty:
+        return None, "", "not measured"
+    level = max(NUMERICS_LEVELS[status] for status in cell["numerics"])
+    hover = "<br>".join(
+        f"{row.device}: {row.numerics}" + (f" (cosine {row.output_cosine:.4f})" if pd.notna(row.output_cosine) else "")
+        + (f": {row.why}" if isinstance(row.why, str) and row.why else "") for row in cell.itertuples())
+    label = _NUMERICS_LABELS[level]
+    if level == 0:
+        label = f"{cell['output_cosine'].min():.3f}" if cell["output_cosine"].notna().any() else "ok"
+    return level, label, hover
+
+
+ERRORS = {"accuracy_drop": "accuracy drop vs fp32 (host)",
+          "output_error": "worst output error vs the reference (on device)"}
+
+
 def pareto_scatter(frame: pd.DataFrame, objectives: tuple[str, ...]) -> go.Figure:
-    """Candidates by p50 latency against accuracy drop (or model size), bubble size = model size,
-    the Pareto front highlighted and labelled."""
-    y = "accuracy_drop" if "accuracy_drop" in objectives else "model_size_bytes"
+    """Candidates by p50 latency against their error (the host's accuracy drop or the measured output
+    error), else model size; bubble size = model size, the Pareto front highlighted and labelled."""
+    y = next((o for o in objectives if o in ERRORS), "model_size_bytes")
     factor, unit = time_scale(frame["p50_us"])
     shown = frame.assign(
         p50=frame["p50_us"] * factor,
@@ -288,9 +339,9 @@ def pareto_scatter(frame: pd.DataFrame, objectives: tuple[str, ...]) -> go.Figur
         category_orders={"front": ["dominated", "Pareto front"]},
         color_discrete_map={"Pareto front": "#c62828", "dominated": "#90a4ae"},
         hover_data={"config": True, "rank": True, "size_kb": ":.0f", "label": False},
-        labels={"p50": f"p50 latency ({unit}), median over devices", "accuracy_drop": "accuracy drop vs fp32",
+        labels={"p50": f"p50 latency ({unit}), median over devices", **ERRORS,
                 "model_size_bytes": "model size (bytes)", "size_kb": "model size (kB)"},
-        title="Latency vs " + ("accuracy drop" if y == "accuracy_drop" else "model size") + " (bubble: model size)",
+        title=f"Latency vs {ERRORS.get(y, 'model size')} (bubble: model size)",
     )
     figure.update_traces(textposition="top center")
     return _layout(figure)

@@ -32,6 +32,34 @@ allow_mixed_binaries_option = click.option(
     help="Compare rows of different benchmark binaries (refused by default: different instruments).")
 
 
+def numerics_gate_options(command):  # type: ignore[no-untyped-def]
+    """--max-output-error, --min-output-cosine, --max-sym-kl, --max-mse: the numerics gate's limits."""
+    from harness.numerics import NumericsGate
+
+    default = NumericsGate()
+    options = (
+        click.option("--max-output-error", type=click.FloatRange(0), default=default.max_output_error,
+                     show_default=True, help="Numerics gate: largest |output - reference| over the reference's "
+                                             "largest magnitude on a device."),
+        click.option("--min-output-cosine", type=click.FloatRange(-1, 1), default=default.min_output_cosine,
+                     show_default=True, help="Numerics gate: smallest cosine of a device's outputs with the reference's."),
+        click.option("--max-sym-kl", type=click.FloatRange(0), default=default.max_sym_kl, show_default=True,
+                     help="Numerics gate for probability outputs: symmetric KL divergence below this (as TFLite's "
+                          "Delegate Performance Benchmark)."),
+        click.option("--max-mse", type=click.FloatRange(0), default=default.max_mse, show_default=True,
+                     help="Numerics gate for probability outputs: mean squared error below this."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def numerics_gate(max_output_error: float, min_output_cosine: float, max_sym_kl: float, max_mse: float):  # type: ignore[no-untyped-def]
+    from harness.numerics import NumericsGate
+
+    return NumericsGate(max_output_error, min_output_cosine, max_sym_kl, max_mse)
+
+
 @click.group("policy")
 def policy() -> None:
     """Tiered deployment policy: derive, validate, resolve, diff, coverage."""
@@ -83,7 +111,13 @@ def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_
     --require-physical, when any of its numbers come from virtual devices.
     Warnings (e.g. measured on virtual devices) go to stderr and keep exit 0.
     """
-    from harness.policy_file import Problem, load_policy, physical_only, provenance_warnings, validate
+    from harness.policy_file import (
+        Problem,
+        load_policy,
+        physical_only,
+        provenance_warnings,
+        validate,
+    )
 
     document = load_policy(file)
     problems = validate(document)
@@ -199,7 +233,7 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
 @click.option("--max-memory-mb", type=float, help="Limit on the benchmark's peak RSS on every device of a tier.")
 @click.option("--max-accuracy-drop", type=float, help="Limit on the variant's accuracy drop vs fp32.")
 @click.option("--max-energy-mj", type=float, help="Limit on energy per inference on every device of a tier.")
-@click.option("--alpha", type=float, help="Significance level of the tie test (Welch's t-test); default 0.05.")
+@click.option("--alpha", type=float, help="Significance level of the tie test (Mann-Whitney interval, TOST); default 0.05.")
 @click.option("--min-effect", type=float,
               help="Relative latency difference below which configurations always tie; default 0.05.")
 @click.option("--model-version", help="Version written into the policy; default: <date>+<digest of the files>.")
@@ -209,6 +243,7 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
 @click.option("--tiers", "tiers_file", type=click.Path(path_type=Path),
               help="Tier rules; default: device_profiles/tiers.toml.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Policy JSON to write.")
+@numerics_gate_options
 @allow_mixed_kinds_option
 @allow_mixed_binaries_option
 @click.option("--json", "as_json", is_flag=True, help="Print the policy JSON on stdout too.")
@@ -216,7 +251,8 @@ def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str 
                    metric: str, max_latency_us: float | None, max_memory_mb: float | None,
                    max_accuracy_drop: float | None, max_energy_mj: float | None, alpha: float | None,
                    min_effect: float | None, model_version: str | None, model_url_template: str | None,
-                   tiers_file: Path | None, out_path: Path, allow_mixed_kinds: bool, allow_mixed_binaries: bool,
+                   tiers_file: Path | None, out_path: Path, max_output_error: float, min_output_cosine: float,
+                   max_sym_kl: float, max_mse: float, allow_mixed_kinds: bool, allow_mixed_binaries: bool,
                    as_json: bool) -> None:
     """Compile the measurements into a tiered deployment policy (one model)."""
     from harness.policy import DeriveRequest, check_url_template, derive, write_policy
@@ -230,6 +266,7 @@ def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str 
         tie_test=TieTest(**{k: v for k, v in given.items() if v is not None}), model_version=model_version,
         model_url_template=check_url_template(model_url_template) if model_url_template else None,
         tiers_file=tiers_file or TIERS_FILE, mixing=MixingAllowed(allow_mixed_kinds, allow_mixed_binaries),
+        numerics_gate=numerics_gate(max_output_error, min_output_cosine, max_sym_kl, max_mse),
     )
     derived = derive(request)
     write_policy(derived.document, out_path)

@@ -59,13 +59,18 @@ def _binaries(pairs: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--thermal-max-wait", "thermal_max_wait_s", default=60.0, show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Seed of the per-device case order.")
 @click.option("--no-power", is_flag=True, help="Do not sample the fuel gauge.")
+@click.option("--no-numerics", is_flag=True,
+              help="Do not feed fixed inputs nor compare the outputs with the host's (rows say not_checked).")
+@click.option("--numerics-samples", default=0, show_default=True, type=click.IntRange(0),
+              help="More one-iteration runs per configuration (not per repetition), each on other inputs, "
+                   "for a wider numerics check.")
 @click.option("--binary", "binary_pairs", multiple=True, help="ABI=PATH of a benchmark_model (repeatable).")
 @click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
 @click.option("--resume", "resume", default=None, help="RUN_ID or 'latest': run only the cases that run lacks.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def run_command(selector, model_paths, delegates, threads, repetitions, until_decided, max_repetitions, min_effect,
                 num_runs, warmup_runs, warmup_min_secs, min_secs, case_timeout_s, pause_s, thermal_threshold_c, thermal_max_wait_s,
-                seed, no_power, binary_pairs, results_dir, resume, as_json) -> None:
+                seed, no_power, no_numerics, numerics_samples, binary_pairs, results_dir, resume, as_json) -> None:
     """Benchmark every model x delegate x thread count on the selected devices."""
     from harness import sweep
     from harness.discovery import discover, select
@@ -96,7 +101,8 @@ def run_command(selector, model_paths, delegates, threads, repetitions, until_de
             num_runs=num_runs, warmup_runs=warmup_runs, warmup_min_secs=warmup_min_secs, min_secs=min_secs,
             case_timeout_s=case_timeout_s,
             thermal_threshold_c=thermal_threshold_c, thermal_max_wait_s=thermal_max_wait_s,
-            pause_s=pause_s, seed=seed, measure_power=not no_power, until_decided=until_decided,
+            pause_s=pause_s, seed=seed, measure_power=not no_power, check_numerics=not no_numerics,
+            numerics_samples=numerics_samples, until_decided=until_decided,
             max_repetitions=max_repetitions, min_effect=min_effect,
         )
         models = sweep.collect_models(model_paths)
@@ -154,7 +160,8 @@ def results_show(run_id: str, results_dir: Path, as_json: bool) -> None:
     store.read_run_manifest(run_id)  # a clear error for an unknown run
     rows = store.read([run_id])
     columns = ["serial", "device_kind", "tier", "model_name", "variant", "delegate", "num_threads", "repetition",
-               "status", "inference_avg_us", "inference_p50_us", "memory_overall_mb", "avg_power_mw", "error_message"]
+               "status", "inference_avg_us", "inference_p50_us", "memory_overall_mb", "avg_power_mw", "numerics_status",
+               "error_message"]
     rows = rows.sort_values(["serial", "model_name", "variant", "delegate", "num_threads", "repetition"])
     if as_json:
         click.echo(rows.to_json(orient="records", date_format="iso", indent=2))
@@ -174,6 +181,12 @@ def results_show(run_id: str, results_dir: Path, as_json: bool) -> None:
         warning = noise.warning(min_effect)
         click.echo(f"  {serial}: CV {noise.cv:.1%}, max/min x{noise.max_over_min:.2f}{tail} over "
                    f"{noise.configurations} configuration(s)" + (f": {warning}" if warning else ""))
+    wrong = rows[rows["numerics_status"] == "mismatch"]
+    if len(wrong):
+        click.echo(f"\nwrong outputs (numerics mismatch) in {len(wrong)} row(s):")
+        for row in wrong.drop_duplicates(["serial", "model_sha256", "delegate", "num_threads"]).itertuples():
+            click.echo(f"  {row.serial} {row.model_name} {row.variant}/{row.delegate}/x{row.num_threads}: "
+                       f"{row.numerics_reason}")
 
 
 @results_group.command("upgrade")

@@ -30,9 +30,9 @@ import pandas as pd
 
 from harness.atomic import write_atomically
 from harness.errors import UsageError
-from harness.ranking import MixingAllowed, TieTest, figures, refuse_mixed
+from harness.ranking import MixingAllowed, TieTest, refuse_mixed
 from harness.records import config_label
-from harness.stats import Verdict
+from harness.stats import Verdict, figures
 
 DEFAULT_MAX_REGRESSION = 0.05
 _KEY = ["model_name", "variant", "model_sha256", "delegate", "num_threads", "serial"]

@@ -44,6 +44,7 @@ from harness.datasets import RANDOM, DataKind, Dataset, InputSpec, Preprocessing
 from harness.digest import file_sha256
 from harness.errors import InputFileError, ModelError, SchemaError, UsageError
 from harness.locations import DEFAULT_RESULTS
+from harness.outputs import dequantize, output_errors, quantize
 from harness.versioned import checked_version
 
 MANIFEST_NAME = "manifest.json"
@@ -254,7 +255,8 @@ def convert_model(request: ConvertRequest, say: Callable[[str], None] = lambda _
         "calibration": None if calibration is None else {
             **calibration.describe(), "warning": RANDOM_CALIBRATION_WARNING if random_calibration else None},
         "evaluation": None if evaluation is None else {
-            **evaluation.describe(), "reference": REFERENCE,
+            # Absolute, so the sweep finds the samples (its fixed numerics inputs) from any folder.
+            **evaluation.describe(), "source": str(Path(evaluation.source).resolve()), "reference": REFERENCE,
             "reference_accuracy": None if request.untrained else _top1(reference, evaluation.y)},
         "preprocessing": None if request.preprocessing is None else request.preprocessing.to_json(),
         "thresholds": asdict(request.thresholds),
@@ -423,7 +425,7 @@ def _checked(variant: Variant, flatbuffer: bytes, checks: _Checks, path: Path) -
     try:
         with _captured(checks.log_path):
             inputs, outputs = _signature(flatbuffer)
-            _run_litert(flatbuffer, None)
+            host_outputs(flatbuffer, None)
     except Exception as error:  # LiteRT raises RuntimeError/ValueError for models it cannot run
         return VariantResult(variant, VariantStatus.FAILED,
                              error=f"converted, but LiteRT cannot run it: {_first_line(error)}")
@@ -481,7 +483,7 @@ def _tensor_info(detail: dict) -> TensorInfo:
     )
 
 
-def _run_litert(flatbuffer: bytes, x: np.ndarray | None) -> np.ndarray:
+def host_outputs(flatbuffer: bytes, x: np.ndarray | None) -> np.ndarray:
     """The first output for inputs x (float, dequantized), or for one zero input when x is None.
 
     Quantized inputs and outputs use the tensors' own scale and zero point.
@@ -497,7 +499,7 @@ def _run_litert(flatbuffer: bytes, x: np.ndarray | None) -> np.ndarray:
         for detail, feed in zip(details, feeds):
             interpreter.set_tensor(detail["index"], feed)
         interpreter.invoke()
-        return _dequantized(interpreter, interpreter.get_output_details()[0])
+        return _first_output(interpreter)
     [detail] = details
     batch = EVAL_BATCH if detail["shape_signature"][0] == -1 else 1
     parts = []
@@ -509,27 +511,15 @@ def _run_litert(flatbuffer: bytes, x: np.ndarray | None) -> np.ndarray:
                 interpreter.resize_tensor_input(detail["index"], [len(chunk), *detail["shape"][1:]])
             interpreter.allocate_tensors()
             allocated = len(chunk)
-        interpreter.set_tensor(detail["index"], _quantized(chunk, detail))
+        interpreter.set_tensor(detail["index"], quantize(chunk, detail))
         interpreter.invoke()
-        parts.append(_dequantized(interpreter, interpreter.get_output_details()[0]))
+        parts.append(_first_output(interpreter))
     return np.concatenate(parts)
 
 
-def _quantized(x: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero_point = detail["quantization"]
-    dtype = np.dtype(detail["dtype"])
-    if scale == 0.0 or dtype.kind == "f":
-        return x.astype(dtype, copy=False)
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
-
-
-def _dequantized(interpreter, detail: dict) -> np.ndarray:
-    values = interpreter.get_tensor(detail["index"])
-    scale, zero_point = detail["quantization"]
-    if scale == 0.0:
-        return values.astype(np.float32)
-    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+def _first_output(interpreter) -> np.ndarray:  # type: ignore[no-untyped-def]
+    detail = interpreter.get_output_details()[0]
+    return dequantize(interpreter.get_tensor(detail["index"]), detail)
 
 
 def _graph_facts(flatbuffer: bytes) -> tuple[dict[str, int], tuple[str, ...], bool]:
@@ -573,7 +563,7 @@ def _judge(flatbuffer: bytes, checks: _Checks) -> tuple[Accuracy | None, bool | 
     if data is not None:
         try:
             with _captured(checks.log_path):
-                outputs = _run_litert(flatbuffer, data)
+                outputs = host_outputs(flatbuffer, data)
         except Exception as error:  # LiteRT raises RuntimeError/ValueError when an input breaks a kernel
             return None, False, f"LiteRT fails on the {what}: {_first_line(error)}"
         if not np.isfinite(outputs).all():
@@ -589,20 +579,15 @@ def _judge(flatbuffer: bytes, checks: _Checks) -> tuple[Accuracy | None, bool | 
 
 def compare(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> Accuracy:
     """A variant's outputs against the fp32 reference's (and the labels, when there are any)."""
-    out = outputs.reshape(len(outputs), -1).astype(np.float64)
-    ref = reference.reshape(len(reference), -1).astype(np.float64)
-    difference = out - ref
-    norms = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1)
-    both_zero = (np.linalg.norm(out, axis=1) == 0) & (np.linalg.norm(ref, axis=1) == 0)
-    cosine = np.where(norms > 0, (out * ref).sum(axis=1) / np.where(norms > 0, norms, 1.0), both_zero * 1.0)
-    agreement = float((out.argmax(axis=1) == ref.argmax(axis=1)).mean())
+    errors = output_errors([[o] for o in outputs], [[r] for r in reference])
+    agreement = 1.0 if errors.top1_agreement is None else errors.top1_agreement
     accuracy = _top1(outputs, labels)
     reference_accuracy = _top1(reference, labels)
     drop = reference_accuracy - accuracy if labels is not None else 1.0 - agreement
     return Accuracy(
-        samples=len(out), labelled=labels is not None, accuracy=accuracy, reference_accuracy=reference_accuracy,
-        accuracy_drop=float(drop), agreement=agreement, mse=float((difference ** 2).mean()),
-        max_abs_error=float(np.abs(difference).max()), cosine=float(cosine.mean()),
+        samples=len(outputs), labelled=labels is not None, accuracy=accuracy, reference_accuracy=reference_accuracy,
+        accuracy_drop=float(drop), agreement=agreement, mse=errors.mse, max_abs_error=errors.max_abs_error,
+        cosine=errors.cosine,
     )
 
 

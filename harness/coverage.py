@@ -2,8 +2,8 @@
 
 For every measured device: the tier the policy resolves it to (from the
 facts stored with its rows), the configuration it would run there (the first
-entry of its chain that did not fail on that device, as an app walking the
-fallbacks would end up), that configuration's latency on the device, and the
+entry of its chain that did not fail on that device nor compute wrong outputs
+there, as an app walking the fallbacks would end up), that configuration's latency on the device, and the
 best configuration measured on the device, compared on their repetitions as the
 rankings compare (harness.stats): "within 5% of best" only when shown so,
 "undecided", or "slower than best by N%". The goal: within min-effect of the
@@ -19,6 +19,7 @@ from enum import Enum
 import pandas as pd
 
 from harness import ranking
+from harness.numerics import NumericsGate, cell_numerics
 from harness.policy_file import entry_label, resolve
 from harness.ranking import MixingAllowed, TieTest, VariantAccuracy
 from harness.records import config_label
@@ -145,12 +146,16 @@ class CoverageReport:
 
 
 def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, VariantAccuracy] | None = None,
-             tie_test: TieTest | None = None, mixing: MixingAllowed = MixingAllowed()) -> CoverageReport:
+             tie_test: TieTest | None = None, mixing: MixingAllowed = MixingAllowed(),
+             numerics_gate: NumericsGate | None = None) -> CoverageReport:
     """Judge `document` (a policy) against stored result rows of its model.
 
-    The "best" on a device is its fastest configuration that ran ok and is
-    allowed by the policy's own accuracy limits (gate and max_accuracy_drop), so
-    a rejected variant is never the yardstick.
+    The "best" on a device is its fastest configuration that ran ok, computed the
+    reference's outputs there (the policy's numerics gate, else the default one) and
+    is allowed by the policy's own accuracy limits (gate and max_accuracy_drop), so a
+    rejected variant or a wrong delegate is never the yardstick. A chain entry whose
+    outputs were wrong on the device counts as failed there: an app would ship wrong
+    answers, which is worse than a failed init.
     """
     model_name = document["model"]["name"]
     metric = document["objective"]["metric"]
@@ -158,6 +163,7 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
         metric = "inference_p50_us"  # coverage is about latency whatever the policy optimised
     test = tie_test or TieTest(**{k: document["objective"]["tie_test"][k] for k in ("alpha", "min_effect")})
     limit = document["objective"].get("constraints", {}).get("max_accuracy_drop")
+    gate = numerics_gate or NumericsGate(**document["objective"].get("numerics_gate", {}))
     stats = ranking.stats_of(rows[rows["model_name"] == model_name])
     accuracy = accuracy or {}
     out = []
@@ -176,6 +182,9 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             if row is not None and row["failures"] > 0:
                 failed_before.append(label)
                 continue
+            if row is not None and cell_numerics(row, gate).mismatch:
+                failed_before.append(f"{label} (wrong outputs)")
+                continue
             if row is not None and row["ok_rows"] > 0:
                 runs, position = (row, label), index
                 break
@@ -183,7 +192,7 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             runs, position = (None, label), index
             break
         allowed = [r for r in by_config.values() if r["ok_rows"] > 0 and r["failures"] == 0
-                   and ranking.accuracy_exclusion(accuracy.get(r["model_sha256"]), limit) is None]
+                   and not cell_numerics(r, gate).mismatch and ranking.accuracy_exclusion(accuracy.get(r["model_sha256"]), limit) is None]
         best = min(allowed, key=lambda r: r[metric]) if allowed else None
         runs_row, runs_label = runs if runs else (None, None)
         versus = None

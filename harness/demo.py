@@ -13,11 +13,12 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from harness import sweep
+from harness import ranking, sweep
 from harness.convert import convert_model
 from harness.coverage import coverage
 from harness.discovery import discover, select
 from harness.examples import build_examples
+from harness.numerics import NumericsGate, cell_numerics
 from harness.policy import DeriveRequest, derive, load_rows, write_policy
 from harness.profiles import load_farm, load_tiers
 from harness.records import config_label
@@ -77,19 +78,27 @@ def run_demo(results_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> 
 
 
 def best_per_device(store: ResultsStore, run_id: str) -> list[str]:
-    """Per phone and model: the fastest configuration by median latency, and what failed."""
+    """Per phone and model: the fastest configuration by median latency among those that ran ok with outputs
+    within the numerics gate, what failed, and what computed wrong outputs."""
     rows = store.read([run_id])
+    stats = ranking.stats_of(rows)
+    gate = NumericsGate()
     lines = []
-    for (model, tier, model_name), group in rows.groupby(["device_model", "tier", "model_name"], dropna=False):
-        ok = group[group["status"] == "ok"].sort_values("inference_p50_us")
-        failed = group[group["status"] != "ok"]["status"].value_counts().to_dict()
+    for (model, tier, model_name), group in stats.groupby(["device_model", "tier", "model_name"], dropna=False):
+        ran = [c for c in group.to_dict("records") if c["ok_rows"]]
+        wrong = [c for c in ran if cell_numerics(c, gate).mismatch]
+        usable = [c for c in ran if not c["failures"] and not cell_numerics(c, gate).mismatch]
+        of_model = rows[(rows["device_model"] == model) & (rows["model_name"] == model_name)]
+        failed = of_model[of_model["status"] != "ok"]["status"].value_counts().to_dict()
         best = "no successful case"
-        if len(ok):
-            top = ok.iloc[0]
+        if usable:
+            top = min(usable, key=lambda c: c["inference_p50_us"])
             p50_us = top["inference_p50_us"]
             latency = f"{p50_us / 1000:.2f} ms" if p50_us >= 1000 else f"{p50_us:.0f} us"
             best = f"best {config_label(top['variant'], top['delegate'], top['num_threads'])}: p50 {latency}"
-        lines.append(f"  {model:<12} {tier:<5} {model_name:<13} {best}; not ok: {failed or 'none'}")
+        outputs = f"; wrong outputs: {', '.join(config_label(c['variant'], c['delegate'], c['num_threads']) for c in wrong)}" \
+            if wrong else ""
+        lines.append(f"  {model:<12} {tier:<5} {model_name:<13} {best}; not ok: {failed or 'none'}{outputs}")
     return lines
 
 

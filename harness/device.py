@@ -215,6 +215,45 @@ class Phone:
         return sent
 
 
+    def pull(self, remote: str, timeout_s: float = 60.0, max_bytes: int = 256 * 1024 * 1024) -> bytes:
+        """A file's bytes by adb sync RECV, with a deadline (adbutils' pull has none).
+
+        Raises DeviceError when the phone refuses (no such file: the message says so),
+        DeviceLost when the transport breaks.
+        """
+        deadline = time.monotonic() + timeout_s
+        connection = self._open("sync:", timeout_s)
+        data = bytearray()
+        try:
+            sock = connection.conn
+            path = remote.encode()
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            sock.sendall(b"RECV" + struct.pack("<I", len(path)) + path)
+            while True:
+                sock.settimeout(max(0.1, deadline - time.monotonic()))
+                header = read_exact(sock, 8)
+                kind, length = header[:4], struct.unpack("<I", header[4:])[0]
+                if kind == b"DONE":
+                    return bytes(data)
+                payload = read_exact(sock, length)
+                if kind == b"FAIL":
+                    raise DeviceError(f"pulling {remote} from {self.serial} failed: "
+                                      f"{payload.decode('utf-8', errors='replace')}",
+                                      "check that the file exists ('adb shell ls -l PATH')")
+                if kind != b"DATA" or len(data) + length > max_bytes:
+                    raise DeviceError(f"pulling {remote} from {self.serial}: unexpected {kind!r} after "
+                                      f"{len(data)} bytes", "run again; if it persists, update the adb server")
+                data += payload
+        except (OSError, EOFError) as error:
+            raise self._lost(f"pull of {remote}", error) from error
+        finally:
+            try:
+                connection.conn.sendall(b"QUIT" + struct.pack("<I", 0))
+            except OSError:
+                pass
+            connection.close()
+
+
 def read_exact(sock: socket.socket, size: int) -> bytes:
     """Exactly `size` bytes from a socket; EOFError when the peer closes first."""
     data = bytearray()

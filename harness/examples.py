@@ -72,8 +72,8 @@ class Examples:
         }
 
 
-def build_examples(folder: Path) -> Examples:
-    """Write (or reuse) every example file under `folder`."""
+def build_examples(folder: Path, mobilenet: bool = True) -> Examples:
+    """Write (or reuse) every example file under `folder` (MobileNetV2 and its images only if `mobilenet`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     examples = Examples(
@@ -88,6 +88,8 @@ def build_examples(folder: Path) -> Examples:
         _save_npz(examples.digits_eval, x=x_test, y=y_test)
     if not examples.digits_model.exists():
         _save_keras(train_digits_cnn(x_train, y_train), examples.digits_model)
+    if not mobilenet:
+        return examples
     if not examples.mobilenet_model.exists():
         _save_keras(untrained_mobilenet_v2(), examples.mobilenet_model)
     if not examples.digit_images.exists():

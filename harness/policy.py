@@ -31,6 +31,7 @@ from harness import ranking
 from harness.atomic import write_atomically
 from harness.convert import read_manifest
 from harness.errors import InputFileError, UsageError
+from harness.numerics import NumericsGate
 from harness.policy_file import POLICY_SCHEMA_VERSION, entry_label, tier_entries, validate
 from harness.profiles import TIERS_FILE, load_tiers
 from harness.ranking import (
@@ -55,6 +56,8 @@ _CONSTRAINT_FLAGS = {
     ExclusionKind.FAILURE: "a sweep with working delegates",
     ExclusionKind.NOT_MEASURED: "a sweep that covers every device of the tier",
     ExclusionKind.ACCURACY_GATE: "a variant that passes the 'harness convert' accuracy gate",
+    ExclusionKind.NUMERICS: "a delegate whose outputs agree with the reference (or --max-output-error / "
+                            "--min-output-cosine, if the gate is too strict for this model)",
 }
 
 
@@ -71,6 +74,7 @@ class DeriveRequest:
     model_url_template: str | None = None  # e.g. https://cdn.example.com/{model}/{version}/{file}
     tiers_file: Path = TIERS_FILE
     mixing: MixingAllowed = MixingAllowed()
+    numerics_gate: NumericsGate = NumericsGate()
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,8 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
         warnings.append(f"{len(assigned)} device(s) stored without a tier ({', '.join(names)}) were assigned one "
                         f"at derive time from their stored SoC, RAM and SDK by {request.tiers_file}")
     rankings = ranking.rank_tiers(stats, model_name, request.metric, request.constraints, accuracy,
-                                  request.tie_test, tier_order=rules.tiers, mixing=request.mixing)
+                                  request.tie_test, tier_order=rules.tiers, mixing=request.mixing,
+                                  numerics_gate=request.numerics_gate)
     by_tier = {r.tier: r for r in rankings}
     problems = [_no_candidate_message(r, request.constraints) for r in rankings if not r.candidates]
     if problems:
@@ -166,11 +171,11 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
     def relaxed() -> dict[str, TierRanking]:
         # Ranked again without latency, memory and energy limits only if some tier needs it.
         ranked = ranking.rank_tiers(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test,
-                                    mixing=request.mixing)
+                                    mixing=request.mixing, numerics_gate=request.numerics_gate)
         return {r.tier: r for r in ranked}
 
     default_ranking = _default_ranking(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test,
-                                       request.mixing)
+                                       request.mixing, request.numerics_gate)
     default = _default_candidate(default_ranking)
     chains = {r.tier: _chain(r, relaxed) for r in rankings}
     chosen = {c.config.model_sha256 for chain, _ in chains.values() for c in chain} | {default.config.model_sha256}
@@ -203,7 +208,8 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
         "model": {"name": model_name, "version": version,
                   "io_signature": _reference_signature(files, default)},
         "objective": {"metric": request.metric, "aggregate": "median over the tier's devices",
-                      "constraints": request.constraints.given(), "tie_test": request.tie_test.describe()},
+                      "constraints": request.constraints.given(), "tie_test": request.tie_test.describe(),
+                      "numerics_gate": request.numerics_gate.describe()},
         "source": {"results": str(request.results_root), "runs": sorted(rows["run_id"].unique().tolist()),
                    "manifest": str(request.manifest_path) if request.manifest_path else None,
                    **default_ranking.measured_on.to_json()},
@@ -255,10 +261,11 @@ def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]]
 
 def _default_ranking(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,
                      accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest,
-                     mixing: MixingAllowed) -> TierRanking:
+                     mixing: MixingAllowed, numerics_gate: NumericsGate) -> TierRanking:
     """All measured devices as one group: any phone may end up on the default."""
     everyone = stats.assign(tier=ALL_DEVICES)
-    return ranking.rank_tiers(everyone, model_name, metric, constraints, accuracy, tie_test, mixing=mixing)[0]
+    return ranking.rank_tiers(everyone, model_name, metric, constraints, accuracy, tie_test, mixing=mixing,
+                              numerics_gate=numerics_gate)[0]
 
 
 def _default_candidate(everyone: TierRanking) -> Candidate:
@@ -308,7 +315,8 @@ def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str
         # Not shown different and not shown equivalent: the better median won, no tie-breaker was used.
         "undecided": [{"config": c.config.label, **c.versus_best.to_json()} for c in tier.candidates
                       if c.versus_best is not None and c.versus_best.verdict is Verdict.UNDECIDED],
-        "excluded": [{"config": e.config.label, "reason": e.reason} for e in tier.excluded],
+        "excluded": [{"config": e.config.label, "kind": e.constraint.value, "reason": e.reason} for e in tier.excluded],
+        "numerics": _numerics_evidence(best, tier.device_models),
         "measured_on": tier.measured_on.to_json(),
         "noise_floor": {tier.device_models.get(s, s): noise[s].to_json() for s in tier.devices if s in noise},
     }
@@ -331,6 +339,15 @@ def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str
     if notes or tier.notes or warnings:
         evidence["notes"] = [*tier.notes, *notes, *warnings]
     return evidence
+
+
+def _numerics_evidence(best: Candidate, device_models: Mapping[str, str]) -> dict[str, object]:
+    """The choice's outputs against the reference, per device: checked ok (worst figures), or why not checked."""
+    return {device_models.get(serial, serial): {"status": cell.status.value if cell.status else None,
+                                                **({"reference": cell.reference} if cell.reference else {}),
+                                                **{k: round(v, 6) for k, v in cell.figures().items()},
+                                                **({"reason": cell.reason} if cell.reason else {})}
+            for serial, cell in sorted(best.numerics.items())}
 
 
 def _entry(candidate: Candidate, files: Mapping[str, _ModelFile], model_name: str, version: str,

@@ -9,8 +9,9 @@ Two steps:
    configuration: medians over the repetitions, failures, and the repetitions'
    own figures, which the statistics compare.
 2. `rank_tiers` turns those into a ranking per tier: candidates (ran `ok` on
-   every measured device of the tier, passed the accuracy gate and the
-   constraints), exclusions with the reason, and ties.
+   every measured device of the tier, computed the reference's outputs there
+   within the numerics gate, passed the accuracy gate and the constraints),
+   exclusions with the reason, and ties.
 
 Order: candidates by the metric's median over the tier's devices. A tie means
 practically equal (harness.stats): on every device of the tier the interval of
@@ -35,9 +36,10 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.numerics import CellNumerics, NumericsGate, cell_numerics
 from harness.profiles import TierFacts, TierRules
 from harness.records import DeviceKind, config_label
-from harness.stats import MIN_REPETITIONS, Comparison, NoiseFloor, TieTest, Verdict, combine, noise_floor
+from harness.stats import MIN_REPETITIONS, Comparison, NoiseFloor, TieTest, Verdict, combine, figures, noise_floor
 
 LATENCY_METRICS = ("inference_p50_us", "inference_avg_us", "inference_p95_us")
 _REPETITION_METRICS = (*LATENCY_METRICS, "memory_mb", "energy_mj_per_inference")  # compared on repetitions
@@ -180,6 +182,7 @@ class Candidate:
     memory_mb: float | None  # the tier's worst device
     energy_mj_per_inference: float | None  # median over devices
     accuracy_drop: float | None
+    numerics: Mapping[str, CellNumerics]  # serial -> its outputs against the host's reference
     runs: int
     rows: int
     repetitions: int  # the fewest ok repetitions on a device of the tier
@@ -188,6 +191,21 @@ class Candidate:
     tied: bool  # shares its rank with another candidate
     versus_best: TierComparison | None  # None for the best itself
 
+    @property
+    def output_error(self) -> float | None:
+        """The worst relative output error measured on the tier's devices (None: not checked anywhere)."""
+        return _worst(cell.relative_error for cell in self.numerics.values())
+
+    @property
+    def output_cosine(self) -> float | None:
+        cosines = [cell.cosine for cell in self.numerics.values() if cell.cosine is not None]
+        return min(cosines) if cosines else None
+
+
+def _worst(values: Iterable[float | None]) -> float | None:
+    measured = [value for value in values if value is not None]
+    return max(measured) if measured else None
+
 
 class ExclusionKind(str, Enum):
     """Why a configuration is not a candidate of a tier: a failure, a gap, or the constraint it breaks."""
@@ -195,6 +213,7 @@ class ExclusionKind(str, Enum):
     FAILURE = "failure"
     NOT_MEASURED = "not_measured"
     ACCURACY_GATE = "accuracy_gate"
+    NUMERICS = "numerics"  # its outputs on a device broke the numerics gate (harness.numerics)
     MAX_LATENCY_US = "max_latency_us"  # the Constraints field names, so a limit names its own flag
     MAX_MEMORY_MB = "max_memory_mb"
     MAX_ACCURACY_DROP = "max_accuracy_drop"
@@ -287,6 +306,7 @@ class TierRanking:
                 "variant": c.config.variant, "delegate": c.config.delegate, "num_threads": c.config.num_threads,
                 "value": c.value, "worst_value": c.worst_value, "p50_us": c.p50_us, "memory_mb": c.memory_mb,
                 "energy_mj_per_inference": c.energy_mj_per_inference, "accuracy_drop": c.accuracy_drop,
+                "output_error": c.output_error, "output_cosine": c.output_cosine,
                 "model_size_bytes": c.model_size_bytes, "model_sha256": c.config.model_sha256,
                 "tie_group": c.tie_group, "repetitions": c.repetitions,
                 "versus_best": "the best" if c.versus_best is None else c.versus_best.describe(self.min_effect),
@@ -349,7 +369,21 @@ WITH r AS (
         list(memory_any_mb ORDER BY started_at) FILTER (WHERE is_ok) AS reps_memory_mb,
         list(energy_mj_per_inference ORDER BY started_at)
             FILTER (WHERE is_ok AND power_method = 'fuel_gauge') AS reps_energy_mj_per_inference,
-        list(inference_p95_us / inference_p50_us) FILTER (WHERE is_ok AND inference_p50_us > 0) AS p95_over_p50s
+        list(inference_p95_us / inference_p50_us) FILTER (WHERE is_ok AND inference_p50_us > 0) AS p95_over_p50s,
+        -- numerics (harness.numerics.CellNumerics judges them): the worst figure of the ok repetitions
+        list([output_max_abs_error, output_reference_max_abs] ORDER BY started_at)
+            FILTER (WHERE is_ok AND output_max_abs_error IS NOT NULL AND output_reference_max_abs IS NOT NULL)
+            AS reps_output_error_pairs,
+        min(output_cosine) FILTER (WHERE is_ok) AS output_cosine,
+        min(output_top1_agreement) FILTER (WHERE is_ok) AS output_top1_agreement,
+        max(output_sym_kl) FILTER (WHERE is_ok) AS output_sym_kl,
+        max(output_rmse) FILTER (WHERE is_ok) AS output_rmse,
+        count(*) FILTER (WHERE is_ok AND numerics_status IN ('ok', 'mismatch')) AS numerics_checked_rows,
+        count(*) FILTER (WHERE is_ok AND numerics_status = 'mismatch' AND output_cosine IS NULL) AS numerics_unreadable_rows,
+        arg_max(numerics_reason, started_at)
+            FILTER (WHERE is_ok AND numerics_status = 'mismatch' AND output_cosine IS NULL) AS numerics_unreadable_reason,
+        arg_max(numerics_reason, started_at) FILTER (WHERE is_ok AND numerics_status = 'not_checked') AS numerics_unchecked_reason,
+        arg_max(numerics_reference, started_at) FILTER (WHERE numerics_reference IS NOT NULL) AS numerics_reference
     FROM r
     GROUP BY ALL
 )
@@ -368,7 +402,8 @@ def device_stats(con: duckdb.DuckDBPyConnection, relation: str = "rows", by_run:
     """
     sql = _DEVICE_STATS_SQL.format(relation=relation, run_key="run_id," if by_run else "")
     frame = con.execute(sql).df()
-    for column in ("rows", "runs", "ok_rows", "skipped_rows", "failures", "throttled_rows", "num_threads"):
+    for column in ("rows", "runs", "ok_rows", "skipped_rows", "failures", "throttled_rows", "num_threads",
+                   "numerics_checked_rows", "numerics_unreadable_rows"):
         frame[column] = frame[column].astype("int64")
     return frame
 
@@ -467,15 +502,6 @@ def repetitions(row: Mapping[str, object], metric: str) -> list[float]:
     return figures(row.get(f"reps_{metric}"))
 
 
-def figures(values: object) -> list[float]:
-    """A `reps_*` cell (a list, or null for a configuration without ok repetitions) as plain floats."""
-    if values is None or values is pd.NA or (isinstance(values, float) and math.isnan(values)):
-        return []
-    # DuckDB hands lists with nulls over as masked arrays: a masked element is a null, not a figure.
-    present = (v for v in values if v is not None and v is not pd.NA and not np.ma.is_masked(v))
-    return [float(v) for v in present if not math.isnan(float(v))]
-
-
 # --- step 2: per-tier ranking ----------------------------------------------------
 
 
@@ -488,6 +514,7 @@ def rank_tiers(
     tie_test: TieTest = TieTest(),
     tier_order: Sequence[str] = (),
     mixing: MixingAllowed = MixingAllowed(),
+    numerics_gate: NumericsGate = NumericsGate(),
 ) -> tuple[TierRanking, ...]:
     """The ranking of every tier that has rows of `model_name`, in `tier_order` first.
 
@@ -508,7 +535,7 @@ def rank_tiers(
     accuracy = accuracy or {}
     return tuple(
         _rank_tier(model_stats[model_stats["tier"] == tier], tier, model_name, metric, constraints, accuracy, tie_test,
-                   mixing)
+                   mixing, numerics_gate)
         for tier in tiers
     )
 
@@ -523,7 +550,8 @@ def ordered_tiers(present: Iterable[str], tier_order: Sequence[str]) -> list[str
 
 
 def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, constraints: Constraints,
-               accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest, mixing: MixingAllowed) -> TierRanking:
+               accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest, mixing: MixingAllowed,
+               numerics_gate: NumericsGate) -> TierRanking:
     how = refuse_mixed(stats, f"tier {tier} of {model_name}", mixing)
     notes = []
     if constraints.max_energy_mj is not None and stats[ENERGY].isna().all():
@@ -541,7 +569,8 @@ def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, con
     excluded: list[Exclusion] = []
     for key, group in stats.groupby(["variant", "delegate", "num_threads", "model_sha256"], sort=True):
         config = Config(key[0], key[1], int(key[2]), key[3])
-        verdict = _judge(config, group, devices, names, metric, constraints, accuracy.get(config.model_sha256))
+        verdict = _judge(config, group, devices, names, metric, constraints, accuracy.get(config.model_sha256),
+                         numerics_gate)
         if isinstance(verdict, Exclusion):
             excluded.append(verdict)
         else:
@@ -566,6 +595,7 @@ class _Judged:
     memory_mb: float | None
     energy_mj_per_inference: float | None
     accuracy_drop: float | None
+    numerics: Mapping[str, CellNumerics]
     runs: int
     rows: int
     samples: Mapping[str, Sequence[float]]  # serial -> the metric's ok repetitions (what harness.stats compares)
@@ -576,7 +606,8 @@ class _Judged:
 
 
 def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: Mapping[str, str], metric: str,
-           constraints: Constraints, accuracy: VariantAccuracy | None) -> _Judged | Exclusion:
+           constraints: Constraints, accuracy: VariantAccuracy | None, numerics_gate: NumericsGate
+           ) -> _Judged | Exclusion:
     by_device = {row["serial"]: row for row in group.to_dict("records")}
     drop = accuracy.accuracy_drop if accuracy else None
     ok = {s: r for s, r in by_device.items() if r["ok_rows"] > 0}
@@ -593,6 +624,11 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
     missing = [s for s in devices if s not in ok]
     if missing:
         return excluded(f"not measured ok on {', '.join(names.get(s, s) for s in missing)}", ExclusionKind.NOT_MEASURED)
+    # Fast but wrong never wins: outputs that broke the gate on any device rule the configuration out.
+    checked = {s: cell_numerics(r, numerics_gate) for s, r in ok.items()}
+    wrong = [f"{checked[s].reason} on {names.get(s, s)}" for s in sorted(checked) if checked[s].mismatch]
+    if wrong:
+        return excluded(f"numerics: {'; '.join(wrong)}", ExclusionKind.NUMERICS)
     ruled_out = accuracy_exclusion(accuracy, constraints.max_accuracy_drop)
     if ruled_out:
         return excluded(*ruled_out)
@@ -624,7 +660,7 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
         p50_us=_median([float(r["inference_p50_us"]) for r in rows]),
         memory_mb=max(memory) if memory else None,
         energy_mj_per_inference=_median(energy) if len(energy) == len(rows) else None,
-        accuracy_drop=drop, runs=int(max(r["runs"] for r in rows)), rows=int(sum(r["rows"] for r in rows)),
+        accuracy_drop=drop, numerics=checked, runs=int(max(r["runs"] for r in rows)), rows=int(sum(r["rows"] for r in rows)),
         samples={s: repetitions(r, metric) for s, r in ok.items()},
     )
 

@@ -57,6 +57,21 @@ class RepetitionReason(str, Enum):
     UNTIL_DECIDED = "until_decided"
 
 
+class NumericsStatus(str, Enum):
+    """Whether a case's outputs agreed with the host's reference for the same inputs (harness.numerics)."""
+
+    OK = "ok"
+    MISMATCH = "mismatch"
+    NOT_CHECKED = "not_checked"  # numerics_reason says why
+
+
+class NumericsReference(str, Enum):
+    """What a case's outputs were compared with, on the host's plain CPU kernels, one thread."""
+
+    FP32_SIBLING = "fp32_sibling"  # the model's fp32 variant of the same convert manifest
+    SELF = "self"  # the variant itself (no known fp32 sibling)
+
+
 class DeviceKind(str, Enum):
     """What a phone reports about itself: a real phone, or an emulator / virtual farm device."""
 
@@ -224,6 +239,17 @@ class ResultRow:
     temp_end_c: float | None = None
     temperature_method: TemperatureMethod | None = None
     throttled: bool | None = None  # judged on sensor temperatures only
+    # The outputs for the model's fixed inputs against the host's reference (harness.numerics); nullable
+    # additions of schema v2, null in rows of a harness before them.
+    output_max_abs_error: float | None = None
+    output_rmse: float | None = None
+    output_cosine: float | None = None
+    output_top1_agreement: float | None = None  # the first output is a class-score vector
+    output_sym_kl: float | None = None  # the first output is a probability vector
+    output_reference_max_abs: float | None = None  # the reference's largest magnitude: scales the error
+    numerics_reference: NumericsReference | None = None
+    numerics_status: NumericsStatus | None = None
+    numerics_reason: str | None = None  # why not checked, or what disagreed
     status: CaseStatus
     error_type: ErrorType | None = None
     error_message: str | None = None

@@ -27,6 +27,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+import pandas as pd
+
 MIN_REPETITIONS = 3
 """Fewer repetitions than this on either side: no claim (tie, difference or noise) is made."""
 
@@ -234,3 +237,13 @@ def noise_floor(p50_repetitions: Iterable[Sequence[float]], p95_over_p50: Iterab
     tails = [t for t in p95_over_p50 if t and math.isfinite(t)]
     return NoiseFloor(statistics.median(cvs) if cvs else None, statistics.median(spreads) if spreads else None,
                       statistics.median(tails) if tails else None, len(cvs))
+
+
+def figures(values: object) -> list[float]:
+    """A list cell of device statistics (`reps_*`: a list, or null for a configuration without ok
+    repetitions) as plain floats."""
+    if values is None or values is pd.NA or (isinstance(values, float) and math.isnan(values)):
+        return []
+    # DuckDB hands lists with nulls over as masked arrays: a masked element is a null, not a figure.
+    present = (v for v in values if v is not None and v is not pd.NA and not np.ma.is_masked(v))
+    return [float(v) for v in present if not math.isnan(float(v))]

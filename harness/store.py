@@ -190,6 +190,12 @@ class ResultsStore:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def numerics_dir(self, run_id: str) -> Path:
+        """Folder for this run's fixed numerics inputs (harness.numerics); created on demand."""
+        path = self._run_dir(run_id) / "numerics"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     # -- reading ---------------------------------------------------------------
 
     def read_run_manifest(self, run_id: str) -> dict[str, object]:

@@ -33,13 +33,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import harness
-from harness import power, thermal
+from harness import numerics, power, thermal
 from harness.benchlog import parse_log
-from harness.device import DeviceLost, Phone, ShellResult
+from harness.device import REMOTE_ROOT, DeviceLost, Phone, ShellResult
 from harness.devicefacts import big_cores
 from harness.digest import file_sha256
 from harness.discovery import DeviceEntry
 from harness.errors import DeviceError, InputFileError, UsageError
+from harness.numerics import ModelNumerics, NumericsGate
 from harness.profiles import soc_identities, soc_name
 from harness.ranking import TieTest
 from harness.records import (
@@ -49,6 +50,7 @@ from harness.records import (
     Delegate,
     DeviceKind,
     ErrorType,
+    NumericsStatus,
     PowerMethod,
     RepetitionReason,
     ResultRow,
@@ -68,6 +70,7 @@ DELEGATE_FLAGS = {
 ACCELERATORS = (Delegate.GPU.value, Delegate.NNAPI.value)
 _KNOWN_VARIANTS = {"fp32": None, "fp16": "float16", "dynamic": "dynamic_range_int8", "int8": "full_int8"}
 RECONNECT_BACKOFF_S = (1.0, 2.0, 4.0)
+OUTPUT_PATH = f"{REMOTE_ROOT}/numerics/outputs.bin"  # where every case saves its outputs (--output_filepath)
 WHERE_TO_GET_BINARIES = (
     "download the official prebuilt benchmark_model for that ABI (android_aarch64_benchmark_model or "
     "android_arm_benchmark_model from the TensorFlow Lite performance measurement page) and name it "
@@ -83,6 +86,7 @@ class ModelArtifact:
     path: Path
     sha256: str
     size_bytes: int
+    manifest_dir: Path | None = None  # the folder whose convert manifest describes this file
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ class SweepParams:
     pause_s: float = 0.0
     seed: int = 0
     measure_power: bool = True
+    check_numerics: bool = True  # feed fixed inputs and compare the outputs with the host's (harness.numerics)
+    numerics_samples: int = 0  # more one-iteration runs per configuration, on other inputs
     until_decided: bool = False  # add repetitions where the order against the best is undecided
     max_repetitions: int = 10  # the budget per configuration and device with until_decided
     min_effect: float = TieTest().min_effect  # what until_decided must resolve, as the rankings do
@@ -182,7 +188,8 @@ def collect_models(paths: Sequence[Path]) -> list[ModelArtifact]:
             variant, quantization = suffix, _KNOWN_VARIANTS[suffix]
         else:
             name, variant, quantization = stem, "default", None
-        models.append(ModelArtifact(name, variant, quantization, file, file_sha256(file), file.stat().st_size))
+        models.append(ModelArtifact(name, variant, quantization, file, file_sha256(file), file.stat().st_size,
+                                    file.parent if file in described else None))
     return models
 
 
@@ -275,6 +282,8 @@ class SweepContext:
     binaries: dict[str, Path]  # ABI -> local benchmark binary
     store: ResultsStore
     done_keys: frozenset[tuple[str, int]]
+    numerics: Mapping[str, ModelNumerics] = field(default_factory=dict)  # by model sha256
+    gate: NumericsGate = NumericsGate()
 
 
 class _DeviceSweep:
@@ -295,6 +304,7 @@ class _DeviceSweep:
         self.cores_khz = {core.index: core.max_freq_khz for core in self.info.cores if core.max_freq_khz}
         self.binary: Path | None = None
         self.binary_sha: str | None = None  # set once the binary is on the phone
+        self.remote_inputs: dict[Path, str] = {}  # numerics value files on this phone
 
     # The device's columns of every row.
     def _row(self, case: Case, started: dt.datetime, duration_s: float, **values) -> ResultRow:
@@ -449,6 +459,12 @@ class _DeviceSweep:
         for model in self.ctx.models:
             remote_models[model.sha256], pushed = self.phone.ensure_file(model.path, model.sha256)
             self.progress.bytes_pushed += pushed
+        # The fixed numerics inputs, content-addressed like the models (their names are their sha256).
+        for path in {p for n in self.ctx.numerics.values() for sample in n.sample_files for p in sample}:
+            self.remote_inputs[path], pushed = self.phone.ensure_file(path, path.stem)
+            self.progress.bytes_pushed += pushed
+        if self.ctx.numerics:
+            self.phone.check_output(f"mkdir -p {shlex.quote(OUTPUT_PATH.rsplit('/', 1)[0])}")
         return remote_binary, remote_models
 
     def _store_all(self, cases: Sequence[Case], status: CaseStatus, error_type: ErrorType, message: str) -> None:
@@ -475,7 +491,9 @@ class _DeviceSweep:
                 now_c = thermal.hottest_c(self.phone)
                 cool = thermal.CoolWait(start_c=now_c, end_c=now_c, waited_s=0.0, cooled=True)
             mask = affinity_mask(self.cores_khz, case.num_threads)
-            command = case_command(remote_binary, remote_model, params.benchmark_args(case.delegate, case.num_threads), mask)
+            model_numerics = self.ctx.numerics.get(case.model.sha256)
+            command = self._command(case, remote_binary, remote_model, params.benchmark_args(case.delegate,
+                                                                                            case.num_threads), mask, 0)
             sampler = (power.PowerSampler(self.phone, self.power_method)
                        if params.measure_power and self.power_method is not None else None)
             if sampler:
@@ -516,6 +534,8 @@ class _DeviceSweep:
             error_type, message = ErrorType.CRASH, f"{signal}; {message}"
         measured = run if run is not None and status is not CaseStatus.TIMEOUT else BenchmarkRun()
         avg_power_mw = reading.avg_power_mw if reading and status is CaseStatus.OK else None
+        checked = self._numerics(case, model_numerics, status, output.decode("utf-8", errors="replace"),
+                                 remote_binary, remote_model, mask)
         any_temperature = cool.start_c is not None or temp_end is not None
         row = self._row(
             case, started, time.monotonic() - clock,
@@ -530,6 +550,7 @@ class _DeviceSweep:
             temperature_method=self.temperature_method if any_temperature else None,
             # Throttling is judged on measured temperatures only: a modelled one slows nothing.
             throttled=_throttled(cool, temp_end, params.thermal_threshold_c) if sensor_temperatures else None,
+            **checked,
             status=status,
             error_type=error_type,
             error_message=message,
@@ -539,6 +560,66 @@ class _DeviceSweep:
         self.progress.statuses[status.value] += 1
         self.progress.done += 1
         return True
+
+    def _command(self, case: Case, remote_binary: str, remote_model: str, args: tuple[str, ...], mask: str | None,
+                 sample: int) -> str:
+        """The shell command of one benchmark process: on the model's fixed inputs (sample `sample`), saving
+        its outputs, when numerics are checked; an old output file is removed first, so none is mistaken."""
+        model_numerics = self.ctx.numerics.get(case.model.sha256)
+        if model_numerics is None or model_numerics.unavailable:
+            return case_command(remote_binary, remote_model, args, mask)
+        files = [self.remote_inputs[path] for path in model_numerics.sample_files[sample]]
+        flags = model_numerics.flags(sample, files, OUTPUT_PATH)
+        return f"rm -f {shlex.quote(OUTPUT_PATH)}; {case_command(remote_binary, remote_model, args + flags, mask)}"
+
+    def _numerics(self, case: Case, model_numerics: ModelNumerics | None, status: CaseStatus, output: str,
+                  remote_binary: str, remote_model: str, mask: str | None) -> dict[str, object]:
+        """The numerics columns of a finished case (harness.numerics): figures and status, or why not checked."""
+
+        def not_checked(reason: str) -> dict[str, object]:
+            return {"numerics_status": NumericsStatus.NOT_CHECKED, "numerics_reason": reason}
+
+        if model_numerics is None:
+            return not_checked("numerics not asked for (harness run --no-numerics)")
+        if model_numerics.unavailable:
+            return not_checked(model_numerics.unavailable)
+        if status is not CaseStatus.OK:
+            return not_checked("the case did not finish ok")
+        ignored = numerics.unconsumed_flags(output)
+        if ignored:
+            return not_checked(f"the benchmark binary does not know {ignored} (an older benchmark_model): its "
+                               "outputs cannot be checked")
+        try:
+            pulled = [self.phone.pull(OUTPUT_PATH, timeout_s=30.0)]
+            extra = self.ctx.params.numerics_samples if case.repetition == 0 and \
+                case.reason is RepetitionReason.PLANNED else 0
+            for sample in range(1, min(extra, len(model_numerics.sample_files) - 1) + 1):
+                once = ("--num_runs=1", "--warmup_runs=0", "--min_secs=0", "--warmup_min_secs=0",
+                        f"--num_threads={case.num_threads}", *DELEGATE_FLAGS[case.delegate])
+                run = self.phone.shell(self._command(case, remote_binary, remote_model, once, mask, sample) + " 2>&1",
+                                       timeout_s=self.ctx.params.case_timeout_s)
+                if run.timed_out:
+                    self._kill_leftover(remote_binary)
+                    return not_checked(f"the one-iteration run on numerics sample {sample} timed out")
+                if run.exit_code != 0:
+                    return not_checked(f"the one-iteration run on numerics sample {sample} failed "
+                                       f"(exit code {run.exit_code})")
+                pulled.append(self.phone.pull(OUTPUT_PATH, timeout_s=30.0))
+        except DeviceLost:
+            return not_checked("the phone stopped answering while its outputs were pulled")
+        except DeviceError:
+            return not_checked("the benchmark binary wrote no --output_filepath file (an older benchmark_model?)")
+        errors, verdict, reason = numerics.judge(model_numerics, pulled, self.ctx.gate)
+        values: dict[str, object] = {"numerics_reference": model_numerics.reference, "numerics_status": verdict,
+                                     "numerics_reason": reason}
+        if errors is not None:
+            values |= {
+                "output_max_abs_error": numerics.finite(errors.max_abs_error),
+                "output_rmse": numerics.finite(errors.rmse), "output_cosine": errors.cosine,
+                "output_top1_agreement": errors.top1_agreement, "output_sym_kl": numerics.finite(errors.sym_kl),
+                "output_reference_max_abs": errors.reference_max_abs,
+            }
+        return values
 
     def _reachable(self) -> bool:
         for pause_s in RECONNECT_BACKOFF_S:
@@ -633,9 +714,11 @@ def run_sweep(
         previous = store.read_run_manifest(run_id)
         manifest["started_at"] = previous.get("started_at", started)
         manifest["resumed_at"] = [*previous.get("resumed_at", []), started.isoformat()]
+    checks, gate = prepare_numerics(models, params, store.numerics_dir(run_id)), NumericsGate()
+    manifest["numerics"] = numerics_manifest(models, checks, gate) if params.check_numerics else None
     store.write_run_manifest(run_id, manifest)
 
-    ctx = SweepContext(run_id, params, tuple(models), dict(binaries), store, done)
+    ctx = SweepContext(run_id, params, tuple(models), dict(binaries), store, done, checks, gate)
     progress = {entry.key: _DeviceProgress() for entry in devices}
     with _progress_display(devices, progress, show_progress):
         with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="sweep") as pool:
@@ -662,6 +745,31 @@ def run_sweep(
     )
 
 
+def prepare_numerics(models: Sequence[ModelArtifact], params: SweepParams, folder: Path
+                     ) -> dict[str, ModelNumerics]:
+    """Each model file's fixed inputs (written under `folder`, beside the run) and reference outputs."""
+    if not params.check_numerics:
+        return {}
+    return {m.sha256: numerics.prepare(m.path, m.name, m.manifest_dir, 1 + params.numerics_samples, params.seed,
+                                       folder) for m in models}
+
+
+def numerics_manifest(models: Sequence[ModelArtifact], checks: Mapping[str, ModelNumerics], gate: NumericsGate
+                      ) -> dict[str, object]:
+    """What run.json says of the numerics check: the gate the rows' statuses used, and per model file
+    its inputs (where from; per sample, one file per input under runs/<id>/numerics/), its reference,
+    or why it cannot be checked."""
+    described = {}
+    for model in models:
+        check = checks[model.sha256]
+        described[model.path.name] = {
+            "sha256": model.sha256, "reference": None if check.unavailable else check.reference.value,
+            "inputs": check.input_source, "sample_files": [[path.name for path in sample] for sample in check.sample_files],
+            "unavailable": check.unavailable,
+        }
+    return {"gate": gate.describe(), "models": described}
+
+
 def plan_manifest(models: Sequence[ModelArtifact], params: SweepParams) -> dict[str, object]:
     return {
         "params": {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(params).items()},
@@ -676,6 +784,8 @@ def plan_manifest(models: Sequence[ModelArtifact], params: SweepParams) -> dict[
 
 def params_from_manifest(manifest: dict) -> tuple[SweepParams, list[ModelArtifact]]:
     """The plan a run was started with, so `--resume` runs exactly the same cases."""
+    from harness.convert import read_manifest
+
     raw = dict(manifest["plan"]["params"])
     params = replace(SweepParams(), **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     models = []
@@ -686,7 +796,9 @@ def params_from_manifest(manifest: dict) -> tuple[SweepParams, list[ModelArtifac
                 f"model {path} of the run to resume is missing or changed",
                 "restore the exact file, or start a new run instead of resuming",
             )
-        models.append(ModelArtifact(entry["name"], entry["variant"], entry["quantization"], path, entry["sha256"], entry["size_bytes"]))
+        described = path.parent if entry["name"] in read_manifest(path.parent)["models"] else None
+        models.append(ModelArtifact(entry["name"], entry["variant"], entry["quantization"], path, entry["sha256"],
+                                    entry["size_bytes"], described))
     return params, models
 
 

@@ -1,13 +1,42 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-
 from model_factory import build_tiny_models
+
+from harness.convert import ConversionResult, convert_model
+from harness.examples import Examples, build_examples
+from harness.virtual import farm as farm_lib
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_adb_port_variable():
+    """start_private points ANDROID_ADB_SERVER_PORT at each farm it starts; later modules must not see it."""
+    saved = os.environ.get(farm_lib.ENV_ADB_PORT)
+    yield
+    if saved is None:
+        os.environ.pop(farm_lib.ENV_ADB_PORT, None)
+    else:
+        os.environ[farm_lib.ENV_ADB_PORT] = saved
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """name -> path of tiny real .tflite models (see tests/model_factory.py)."""
     return build_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture(scope="session")
+def digits_example(tmp_path_factory: pytest.TempPathFactory) -> Examples:
+    """The demo's digits CNN (trained here on scikit-learn's digits) with its calibration and held-out data."""
+    return build_examples(tmp_path_factory.mktemp("digits_example"), mobilenet=False)
+
+
+@pytest.fixture(scope="session")
+def digits_converted(digits_example: Examples, tmp_path_factory: pytest.TempPathFactory) -> ConversionResult:
+    """The digits example converted into all four variants, judged on its held-out digits."""
+    root = tmp_path_factory.mktemp("digits")
+    request, _ = digits_example.conversion_requests(root / "models", results_root=root / "results")
+    return convert_model(request)

@@ -63,13 +63,9 @@ def examples(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
 
 
 @pytest.fixture(scope="module")
-def digits(examples, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """The digits example converted into all four variants, judged on its held-out digits."""
-    root = tmp_path_factory.mktemp("digits")
-    request = ConvertRequest(model_path=examples.digits_model, out_dir=root / "models",
-                             calibration=str(examples.digits_calibration), evaluation=str(examples.digits_eval),
-                             results_root=root / "results")
-    return convert_model(request)
+def digits(digits_converted):  # type: ignore[no-untyped-def]
+    """The digits example converted into all four variants (tests/conftest.py), judged on its held-out digits."""
+    return digits_converted
 
 
 def _by_variant(result):  # type: ignore[no-untyped-def]

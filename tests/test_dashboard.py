@@ -411,7 +411,7 @@ def test_pareto_highlights_the_front(lab_root: Path, monkeypatch: pytest.MonkeyP
     scatter = figures(app)["pareto"]
     on_front = [trace for trace in scatter.data if trace.name.startswith("Pareto front")]
     assert {label for trace in on_front for label in trace.text} == set(front["config"])
-    assert scatter.layout.yaxis.title.text == "accuracy drop vs fp32"
+    assert scatter.layout.yaxis.title.text == "accuracy drop vs fp32 (host)"
 
 
 def test_pareto_without_accuracy_uses_latency_and_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from harness.runner.build import SHEBANG, build_runner
+from harness.runner.inputs import split_name_and_value_file
 from harness.runner.loop import RunStats, run_loop
 from harness.runner.paths import ROOT_ENV, host_path
 from harness.runner.report import Log, fmt_num
@@ -369,12 +370,40 @@ def test_output_file_holds_the_outputs_for_the_given_inputs(
     out = run_module(
         f"--graph={graph}", *FAST, "--num_threads=1", f"--input_layer={name}",
         f"--input_layer_shape={','.join(map(str, shape))}",
-        f"--input_layer_value_files={name}:{value_file}", f"--output_filepath={out_file}",
+        f"--input_layer_value_files={_escaped(name)}:{value_file}", f"--output_filepath={out_file}",
     )
 
     assert out.code == 0, out.stdout
     assert f"INFO: Output file path: [{out_file}]" in out.lines
     assert out_file.read_bytes() == _reference_output(graph, inputs)
+
+
+def _escaped(name: str) -> str:
+    """As benchmark_model wants a name in --input_layer_value_files: each ':' doubled."""
+    return name.replace(":", "::")
+
+
+@pytest.mark.parametrize(("item", "expected"), [
+    ("x:/data/in.bin", ("x", "/data/in.bin")),
+    ("serving_default_x::0:/data/in.bin", ("serving_default_x:0", "/data/in.bin")),
+    ("a::b::c:/p::q", ("a:b:c", "/p:q")),
+    ("serving_default_x:0:/data/in.bin", None),  # two delimiters: the name's ':' was not doubled
+    ("no_delimiter", None),
+    ("only::escaped", None),
+])
+def test_value_file_items_split_as_the_real_tool_does(item: str, expected: tuple[str, str] | None) -> None:
+    assert split_name_and_value_file(item) == expected
+
+
+def test_an_unescaped_name_with_a_colon_is_refused(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    graph = tiny_models["dense"]
+    name = _input_name(graph)
+    assert ":" in name  # converted models name tensors "serving_default_<name>:0"
+    value_file = tmp_path / "in.bin"
+    value_file.write_bytes(b"\0" * 32)
+    out = run_module(f"--graph={graph}", *FAST, f"--input_layer={name}", "--input_layer_shape=1,8",
+                     f"--input_layer_value_files={name}:{value_file}")
+    assert_failed(out, f"Wrong input value file item specified: {name}:{value_file}")
 
 
 def test_value_file_of_the_wrong_size_fails(tiny_models: dict[str, Path], tmp_path: Path) -> None:
@@ -383,7 +412,7 @@ def test_value_file_of_the_wrong_size_fails(tiny_models: dict[str, Path], tmp_pa
     value_file = tmp_path / "short.bin"
     value_file.write_bytes(b"\0" * 12)
     out = run_module(f"--graph={graph}", *FAST, f"--input_layer={name}", "--input_layer_shape=1,8",
-                     f"--input_layer_value_files={name}:{value_file}")
+                     f"--input_layer_value_files={_escaped(name)}:{value_file}")
     assert_failed(out, f"The size of {value_file} is 12 bytes. It should be 32 bytes.")
 
 
@@ -412,7 +441,7 @@ def test_device_paths_resolve_under_the_device_root(tiny_models: dict[str, Path]
     out = run_module(
         "--graph=/data/local/tmp/m.tflite", "--output_filepath=/data/local/tmp/out.bin",
         f"--input_layer={name}", "--input_layer_shape=1,8",
-        f"--input_layer_value_files={name}:/data/local/tmp/in.bin", "--num_threads=1", *FAST,
+        f"--input_layer_value_files={_escaped(name)}:/data/local/tmp/in.bin", "--num_threads=1", *FAST,
         env={ROOT_ENV: str(root)},
     )
 

@@ -36,17 +36,6 @@ def _start_farm(base: Path, profiles: dict[str, str]) -> tuple[Path, int]:
     return base / "state", state.adb_server_port
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _restore_adb_port_variable():
-    """start_private points ANDROID_ADB_SERVER_PORT at each farm; later modules must not see it."""
-    saved = os.environ.get(farm_lib.ENV_ADB_PORT)
-    yield
-    if saved is None:
-        os.environ.pop(farm_lib.ENV_ADB_PORT, None)
-    else:
-        os.environ[farm_lib.ENV_ADB_PORT] = saved
-
-
 @pytest.fixture(scope="module")
 def farms(tmp_path_factory):
     """Farm A: low, mid, the GPU phone and an arm64 stand-in; farm B (second adb server): the Pixel."""

@@ -420,6 +420,13 @@ def test_cli_status_fault_and_reuse(farm):
     assert again.exit_code == 0 and "reused" in again.stderr
     slow = runner.invoke(main, ["farm", "fault", "galaxy-a03", "slow", "--state-dir", str(farm.state_dir)])
     assert slow.exit_code == 2 and "needs a rate" in slow.stderr
+    corrupt = runner.invoke(main, ["farm", "fault", "galaxy-a03", "corrupt-outputs", "xnnpack",
+                                   "--state-dir", str(farm.state_dir)])
+    assert corrupt.exit_code == 0 and json.loads(corrupt.stdout)["corrupt_outputs"] == ["xnnpack"]
+    thaw = runner.invoke(main, ["farm", "fault", "galaxy-a03", "thaw", "--state-dir", str(farm.state_dir)])
+    assert thaw.exit_code == 0 and json.loads(thaw.stdout)["corrupt_outputs"] == []
+    nameless = runner.invoke(main, ["farm", "fault", "galaxy-a03", "corrupt-outputs", "--state-dir", str(farm.state_dir)])
+    assert nameless.exit_code == 2 and "needs a delegate" in nameless.stderr
 
 
 def test_cli_up_and_down_of_a_second_farm_in_parallel_mode(farm, tmp_path):

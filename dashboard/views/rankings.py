@@ -8,7 +8,9 @@ import streamlit as st
 
 from dashboard import cached, charts, queries, session
 from harness.errors import HarnessError
+from harness.numerics import NumericsGate
 from harness.ranking import METRICS, TieTest
+from harness.records import NumericsStatus
 from harness.stats import MIN_REPETITIONS
 
 context = session.context()
@@ -84,6 +86,26 @@ else:
     variants = [v for v in queries.VARIANT_ORDER if v in set(table["variant"])]
     variants += sorted(set(table["variant"]) - set(variants))
     st.plotly_chart(charts.ranking_heatmap(table, metric, variants), key="ranking_heatmap")
+
+cells = cached.numerics_cells(context, tier)
+if not cells.empty:
+    grid = [v for v in queries.VARIANT_ORDER if v in set(cells["variant"])]
+    st.plotly_chart(charts.numerics_heatmap(cells, grid + sorted(set(cells["variant"]) - set(grid))),
+                    key="numerics_heatmap")
+    gate = NumericsGate()
+    wrong = cells[cells["numerics"] == NumericsStatus.MISMATCH.value]
+    if not wrong.empty:
+        st.error(f"Wrong outputs: {len(wrong)} cell(s) of tier {tier.tier} computed outputs that disagree with the "
+                 "reference for the same inputs; they are excluded (reason \"numerics\") however fast they are.")
+        st.dataframe(wrong[["config", "device", "output_cosine", "output_error", "top1_agreement", "sym_kl", "why"]],
+                     hide_index=True)
+    unchecked = cells[cells["numerics"] == NumericsStatus.NOT_CHECKED.value]
+    if not unchecked.empty:
+        reasons = "; ".join(sorted(set(unchecked["why"].dropna())))
+        st.caption(f"Numerics not checked on {len(unchecked)} cell(s): {reasons}.")
+    st.caption(f"Numerics gate (as `harness policy derive`'s defaults): output error <= {gate.max_output_error:g} "
+               f"of the reference's range, cosine >= {gate.min_output_cosine:g}; for probability outputs symmetric "
+               f"KL < {gate.max_sym_kl:g} and MSE < {gate.max_mse:g}.")
 
 shown = table.assign(value=table["value"] * factor)
 if "worst_value" in shown:

@@ -77,10 +77,8 @@ def parse_input_layers(params: Params) -> tuple[InputLayer, ...]:
 
     files: dict[str, str] = {}
     for item in _split(params.input_layer_value_files, ","):
-        # From the right: converted models name tensors like "serving_default_x:0",
-        # which the real tool cannot take here; paths on a device have no ':'.
-        name_file = item.rsplit(":", 1)
-        if len(name_file) != 2:
+        name_file = split_name_and_value_file(item)
+        if name_file is None:
             raise BenchmarkFailed(f"Wrong input value file item specified: {item}")
         _require_known(name_file[0], names, params.input_layer)
         files[name_file[0]] = name_file[1]
@@ -89,6 +87,25 @@ def parse_input_layers(params: Params) -> tuple[InputLayer, ...]:
         InputLayer(name, shape, ranges.get(name), files.get(name))
         for name, shape in zip(names, parsed_shapes)
     )
+
+
+def split_name_and_value_file(item: str) -> tuple[str, str] | None:
+    """SplitInputLayerNameAndValueFile: the one ':' that is not doubled splits name and path, and a
+    doubled '::' in either stands for ':' (converted models name tensors like "serving_default_x:0")."""
+    delimiter = -1
+    index = 0
+    while index < len(item) - 1:
+        if item[index] == ":":
+            if item[index + 1] == ":":
+                index += 1
+            elif delimiter == -1:
+                delimiter = index
+            else:
+                return None  # more than one delimiter
+        index += 1
+    if delimiter == -1:
+        return None
+    return item[:delimiter].replace("::", ":"), item[delimiter + 1:].replace("::", ":")
 
 
 def _require_known(name: str, names: list[str], names_flag: str) -> None:

@@ -92,7 +92,8 @@ def status(state_dir: Path | None, as_json: bool) -> None:
 @click.argument("argument", required=False)
 @state_dir_option
 def fault(serial: str, action: str, argument: str | None, state_dir: Path | None) -> None:
-    """Inject a fault: drop | freeze | thaw | crash-next | slow KBPS (kilobytes per second) | hide COMMAND."""
+    """Inject a fault: drop | freeze | thaw | crash-next | slow KBPS (kilobytes per second) | hide COMMAND |
+    corrupt-outputs DELEGATE (outputs saved on that delegate come out garbled, until thaw)."""
     op = Fault(action)
     kbps = None
     if op is Fault.SLOW and argument is not None:
@@ -100,7 +101,7 @@ def fault(serial: str, action: str, argument: str | None, state_dir: Path | None
             kbps = float(argument)
         except ValueError:
             raise click.BadParameter(f"{argument!r} is not a rate in KB/s", param_hint="KBPS") from None
-    state = farm_lib.fault(serial, op, kbps, state_dir, command=argument if op is Fault.HIDE else None)
+    state = farm_lib.fault(serial, op, kbps, state_dir, command=argument if op in (Fault.HIDE, Fault.CORRUPT_OUTPUTS) else None)
     click.echo(json.dumps(state))
 
 

@@ -25,7 +25,7 @@ import zipfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator, Callable, Iterable
 
 from harness.virtual.device_model import CpuAccounting
 from harness.virtual.processes import ProcessTable
@@ -121,6 +121,7 @@ class Executor:
         self.lock_path = lock_path
         self.log = log
         self.crash_next = False  # set by the `crash-next` fault, consumed by the next run
+        self.corrupt_outputs: set[str] = set()  # delegates whose saved outputs the `corrupt-outputs` fault garbles
 
     @contextlib.asynccontextmanager
     async def _host_lock(self) -> AsyncIterator[None]:
@@ -227,12 +228,31 @@ class Executor:
         code = proc.returncode
         return ExitStatus(128 - code, -code) if code < 0 else ExitStatus(code, None)
 
+    def garble_outputs(self, argv: list[str], host_file: Callable[[str], Path | None]) -> None:
+        """The `corrupt-outputs DELEGATE` fault, a stand-in for a buggy delegate driver: a program that ran on
+        that delegate and saved its outputs (--output_filepath) finds them byte-reversed, still the right size."""
+        flags = dict(arg[2:].split("=", 1) for arg in argv[1:] if arg.startswith("--") and "=" in arg)
+        if not flags.get("output_filepath") or delegate_of(flags) not in self.corrupt_outputs:
+            return
+        path = host_file(flags["output_filepath"])
+        if path is not None and path.is_file():
+            self.log.info("corrupt-outputs: garbling %s", flags["output_filepath"])
+            path.write_bytes(path.read_bytes()[::-1])
+
     async def _crash_soon(self, host_pid: int, first_output: asyncio.Event) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(first_output.wait(), CRASH_DELAY_S)
         self.log.info("crash-next: sending SIGSEGV to pid %d", host_pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(host_pid, signal.SIGSEGV)
+
+
+def delegate_of(flags: dict[str, str]) -> str:
+    """Which delegate benchmark_model's flags ask for (as the harness passes them: one per run)."""
+    for delegate in ("gpu", "nnapi", "xnnpack"):
+        if flags.get(f"use_{delegate}", "").lower() in ("true", "1"):
+            return delegate
+    return "cpu"
 
 
 async def _wait_exit(pid: int) -> tuple[int, float]:

@@ -27,7 +27,7 @@ from harness.atomic import write_atomically
 from harness.errors import DeviceError, SchemaError, UsageError
 from harness.versioned import checked_version
 from harness.virtual.profile import load_profiles
-from harness.virtual.server import Fault
+from harness.virtual.server import DELEGATES, Fault
 
 STATE_VERSION = 1
 STATE_FILE = "farm.json"
@@ -434,6 +434,9 @@ def fault(serial_or_name: str, op: Fault, kbps: float | None = None, state_dir: 
         raise UsageError("'slow' needs a rate", "give one in kilobytes per second, e.g. 'harness farm fault SERIAL slow 500'")
     if op is Fault.HIDE and not command:
         raise UsageError("'hide' needs a command name", "e.g. 'harness farm fault SERIAL hide sha256sum'")
+    if op is Fault.CORRUPT_OUTPUTS and command not in DELEGATES:
+        raise UsageError(f"'corrupt-outputs' needs a delegate, got {command!r}",
+                         f"name one of {', '.join(DELEGATES)}, e.g. 'harness farm fault SERIAL corrupt-outputs xnnpack'")
     reply = _control(record, {"op": op.value, "kbps": kbps, "command": command})
     if not reply.get("ok"):
         raise FarmError(f"{record.name} refused fault {op.value}: {reply.get('error')}", "see the device log")

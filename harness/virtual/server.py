@@ -19,11 +19,14 @@ from enum import Enum
 from pathlib import Path
 
 from harness.atomic import write_atomically
+from harness.records import Delegate
 from harness.virtual.commands import BUILTINS
 from harness.virtual.device import VirtualDevice
 from harness.virtual.protocol import MAX_PAYLOAD_BYTES, device_banner
 from harness.virtual.services import service_factory
 from harness.virtual.transport import Connection, LinkFaults
+
+DELEGATES = tuple(delegate.value for delegate in Delegate)
 
 
 class Fault(str, Enum):
@@ -31,10 +34,11 @@ class Fault(str, Enum):
 
     DROP = "drop"  # close the adb connection, refuse reconnects until thaw
     FREEZE = "freeze"  # keep sockets open, read and answer nothing until thaw
-    THAW = "thaw"  # back to normal (also lifts `slow`)
+    THAW = "thaw"  # back to normal (also lifts `slow` and `corrupt-outputs`)
     CRASH_NEXT = "crash-next"  # the next executed program dies of SIGSEGV
     SLOW = "slow"  # throttle the link to `kbps` kilobytes per second
     HIDE = "hide"  # the shell command `command` is gone, as on a phone without it (until the farm restarts)
+    CORRUPT_OUTPUTS = "corrupt-outputs"  # outputs saved on delegate `command` come out garbled, as from a buggy driver
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class DeviceServer:
             self.faults.dropped = False
             self.faults.rate_bytes_per_s = None
             self.faults.thawed.set()
+            self.device.executor.corrupt_outputs.clear()
         elif op is Fault.CRASH_NEXT:
             self.device.executor.crash_next = True
         elif op is Fault.SLOW:
@@ -92,6 +97,10 @@ class DeviceServer:
             if command not in self.device.builtins:
                 raise ValueError(f"hide needs one of the device's commands, got {command!r}")
             self.device.builtins = {name: run for name, run in self.device.builtins.items() if name != command}
+        elif op is Fault.CORRUPT_OUTPUTS:
+            if command not in DELEGATES:
+                raise ValueError(f"corrupt-outputs needs a delegate ({', '.join(DELEGATES)}), got {command!r}")
+            self.device.executor.corrupt_outputs.add(command)
 
     def state(self) -> dict[str, object]:
         if self.faults.dropped:
@@ -105,6 +114,7 @@ class DeviceServer:
             "link": link,
             "slow_kbps": rate / 1000.0 if rate is not None else None,
             "crash_next": self.device.executor.crash_next,
+            "corrupt_outputs": sorted(self.device.executor.corrupt_outputs),
             "hidden_commands": sorted(set(BUILTINS) - set(self.device.builtins)),
             "adb_connections": len(self.connections),
             "running_programs": sum(1 for p in self.device.processes.all() if p.host_pid is not None),

@@ -48,6 +48,8 @@ from harness.virtual.shell_syntax import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from harness.virtual.device import VirtualDevice
 
 SH = "/system/bin/sh"
@@ -375,9 +377,17 @@ class Session:
         cwd_node = fs.resolve(self.cwd)
         host_cwd = cwd_node.host if cwd_node.host is not None and cwd_node.host.is_dir() else fs.root
         result = await self.device.executor.run(node.host, argv, host_cwd, self.environment(env), cores, io, self.pid)
+        if result.code == 0:
+            self.device.executor.garble_outputs(argv, self._host_file)
         if result.signal is not None and result.signal not in QUIET_SIGNALS:
             await _safe_write(io.stderr, f"{signal.strsignal(result.signal)}\n")
         return result.code
+
+    def _host_file(self, device_path: str) -> Path | None:
+        try:
+            return self.device.fs.resolve(device_path, self.cwd).host
+        except OSError:
+            return None
 
     # --- expansion ------------------------------------------------------------
 
