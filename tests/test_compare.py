@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree
@@ -14,12 +15,14 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.compare import Change, compare_runs, parse_threshold
 from harness.ranking import stats_of
+from harness.records import ResultRow
 from harness.store import ResultsStore
 
 
 def write_run(root: Path, run_id: str, scale: float = 1.0, slower: dict[str, float] | None = None,
-              gpu_fails_on: str | None = None) -> None:
-    """policy_data's run, with every latency times `scale` and per-device extra factors."""
+              change: Callable[[ResultRow], ResultRow] = lambda row: row) -> None:
+    """policy_data's run, with every latency times `scale`, per-device extra factors on cpu, then `change`
+    applied to each row."""
     rows = known.rows(run_id, scale)
     slower = slower or {}
     store = ResultsStore(root)
@@ -32,7 +35,7 @@ def write_run(root: Path, run_id: str, scale: float = 1.0, slower: dict[str, flo
                 factor = slower[serial]
                 row = replace(row, inference_p50_us=row.inference_p50_us * factor,
                               inference_avg_us=row.inference_avg_us * factor)
-            batch.append(row)
+            batch.append(change(row))
         store.append(batch)
 
 
@@ -104,18 +107,14 @@ def test_suspicious_is_reported_but_does_not_fail_the_gate(tmp_path: Path) -> No
 def test_a_newly_failing_case_fails_the_gate(tmp_path: Path) -> None:
     root = tmp_path / "results"
     write_run(root, "base")
-    rows = known.rows("new")
-    store = ResultsStore(root)
-    for serial in known.DEVICES:
-        batch = []
-        for row in rows:
-            if row.serial != serial:
-                continue
-            if serial == "hi-1" and row.delegate == "cpu" and row.num_threads == 1 and row.variant == "fp32":
-                row = replace(row, status="failed", error_type="crash", error_message="killed by signal 11",
-                              inference_p50_us=None, inference_avg_us=None)
-            batch.append(row)
-        store.append(batch)
+
+    def crash(row: ResultRow) -> ResultRow:
+        if row.serial == "hi-1" and row.delegate == "cpu" and row.num_threads == 1 and row.variant == "fp32":
+            return replace(row, status="failed", error_type="crash", error_message="killed by signal 11",
+                           inference_p50_us=None, inference_avg_us=None)
+        return row
+
+    write_run(root, "new", change=crash)
     code, output = run_cli("base", "new", "--results", str(root))
     assert code == 1 and "newly failing" in output and "now fails: failed (crash)" in output
 

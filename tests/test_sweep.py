@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -191,40 +192,55 @@ def test_dropped_device_is_lost_while_the_others_finish(farms, tmp_path: Path, t
     assert len(other) == 4 and set(other["status"]) == {"ok"}
 
 
-def test_kill_minus_9_then_resume_stores_every_case_exactly_once(farms, tmp_path: Path, tiny_models) -> None:
-    _, port = farms["a"]
+def _killed_mid_run(tmp_path: Path, port: int, run_args: list[str], started: Callable[[ResultsStore, str], bool],
+                    wait_s: float) -> tuple[ResultsStore, str, dict[str, str]]:
+    """`harness run RUN_ARGS` in a child process, killed with SIGKILL once `started(store, run_id)` holds
+    (within `wait_s`): the store, the run id and the environment to resume it with."""
     results = tmp_path / "results"
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
-    selector = _serial(farms, "a", "nothing-phone-1")
-    argv = [sys.executable, "-m", "harness.cli", "run", "--devices", selector, "--models", str(tiny_models["dense"]),
-            "--delegates", "cpu,xnnpack", "--threads", "1,2", "--repetitions", "2", "--num-runs", "3",
-            "--min-secs", "0.3", "--thermal-threshold", "90", "--results", str(results)]
+    argv = [sys.executable, "-m", "harness.cli", "run", *run_args, "--results", str(results)]
     log = (tmp_path / "run.log").open("wb")
     process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     store = ResultsStore(results)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and process.poll() is None:
         runs = store.list_runs()
-        if runs and 2 <= len(store.stored_case_keys(runs[0].run_id)):
+        if runs and started(store, runs[0].run_id):
             break
         time.sleep(0.1)
     assert process.poll() is None, (tmp_path / "run.log").read_text()
     process.send_signal(signal.SIGKILL)
     process.wait()
     [run] = store.list_runs()
-    before = len(store.stored_case_keys(run.run_id))
-    assert 2 <= before < 8
+    return store, run.run_id, env
 
+
+def _resume_latest(store: ResultsStore, env: dict[str, str]) -> subprocess.CompletedProcess:
     resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume", "latest", "--results",
-                              str(results), "--json"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                              str(store.root), "--json"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
                              timeout=180)
     assert resumed.returncode == 0, resumed.stderr.decode()
+    return resumed
+
+
+def test_kill_minus_9_then_resume_stores_every_case_exactly_once(farms, tmp_path: Path, tiny_models) -> None:
+    _, port = farms["a"]
+    store, run_id, env = _killed_mid_run(
+        tmp_path, port,
+        ["--devices", _serial(farms, "a", "nothing-phone-1"), "--models", str(tiny_models["dense"]),
+         "--delegates", "cpu,xnnpack", "--threads", "1,2", "--repetitions", "2", "--num-runs", "3",
+         "--min-secs", "0.3", "--thermal-threshold", "90"],
+        lambda store, run_id: 2 <= len(store.stored_case_keys(run_id)), wait_s=60)
+    before = len(store.stored_case_keys(run_id))
+    assert 2 <= before < 8
+
+    resumed = _resume_latest(store, env)
     summary = json.loads(resumed.stdout)
-    assert summary["run_id"] == run.run_id and summary["cases_total"] == 8 - before
-    rows = store.read([run.run_id])
+    assert summary["run_id"] == run_id and summary["cases_total"] == 8 - before
+    rows = store.read([run_id])
     assert len(rows) == 8 and not rows.duplicated(["case_id", "repetition"]).any()
     assert set(rows["status"]) == {"ok"}
-    assert store.read_run_manifest(run.run_id)["ended_at"] is not None
+    assert store.read_run_manifest(run_id)["ended_at"] is not None
 
 
 def test_cli_errors_name_the_fix(farms, tmp_path: Path) -> None:
@@ -396,32 +412,16 @@ def test_until_decided_adds_repetitions_only_where_undecided_stops_at_the_budget
     from harness.stats import TieTest
 
     _, port = farms["a"]
-    results = tmp_path / "results"
-    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
     # One planned repetition decides nothing, so every configuration is added to: the path is always taken.
-    argv = [sys.executable, "-m", "harness.cli", "run", "--devices", _serial(farms, "a", "galaxy-a54"),
-            "--models", str(tiny_models["dense"]), "--delegates", "cpu,xnnpack", "--threads", "1,2",
-            "--repetitions", "1", "--until-decided", "--max-repetitions", "4", "--num-runs", "3",
-            "--min-secs", "0.05", "--thermal-threshold", "90", "--results", str(results)]
-    log = (tmp_path / "run.log").open("wb")
-    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    store = ResultsStore(results)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and process.poll() is None:
-        runs = store.list_runs()
-        if runs and (store.read([runs[0].run_id])["repetition_reason"] == "until_decided").sum() >= 2:
-            break
-        time.sleep(0.1)
-    assert process.poll() is None, (tmp_path / "run.log").read_text()
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    [run] = store.list_runs()
-    resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume", "latest", "--results",
-                              str(results), "--json"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                             timeout=180)
-    assert resumed.returncode == 0, resumed.stderr.decode()
+    store, run_id, env = _killed_mid_run(
+        tmp_path, port,
+        ["--devices", _serial(farms, "a", "galaxy-a54"), "--models", str(tiny_models["dense"]),
+         "--delegates", "cpu,xnnpack", "--threads", "1,2", "--repetitions", "1", "--until-decided",
+         "--max-repetitions", "4", "--num-runs", "3", "--min-secs", "0.05", "--thermal-threshold", "90"],
+        lambda store, run_id: (store.read([run_id])["repetition_reason"] == "until_decided").sum() >= 2, wait_s=90)
+    _resume_latest(store, env)
 
-    rows = store.read([run.run_id])
+    rows = store.read([run_id])
     assert not rows.duplicated(["case_id", "repetition"]).any() and set(rows["status"]) == {"ok"}
     planned = rows[rows["repetition_reason"] == "planned"]
     added = rows[rows["repetition_reason"] == "until_decided"]
