@@ -24,6 +24,7 @@ class Delegate(str, Enum):
     XNNPACK = "xnnpack"
     GPU = "gpu"
     NNAPI = "nnapi"
+    NPU = "npu"  # a vendor NPU through LiteRT 2.x's dispatch libraries (the LiteRT benchmark dialect only)
     HEXAGON = "hexagon"
 
 
