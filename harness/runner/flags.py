@@ -2,7 +2,10 @@
 
 Parsing follows tflite::Flags::Parse: only `--name=value` is recognised, each
 flag takes the first argument that matches it, and whatever is left over is
-reported as unconsumed instead of failing the run.
+reported as unconsumed instead of failing the run. The machinery is driven by
+a table of Flags and a frozen Params dataclass, so each dialect of the tool
+(classic benchmark_model here, LiteRT 2.x in litert_flags) only declares its
+own table.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeVar, Union
 
 from harness.runner.report import Log, fmt_num
 
 Value = Union[int, float, bool, str, None]
+ParamsT = TypeVar("ParamsT")
 
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -40,6 +44,11 @@ class Flag:
     name: str
     kind: type
     usage: str
+
+    @property
+    def attr(self) -> str:
+        """The Params attribute: LiteRT has a hyphenated flag (`gpu-precision`)."""
+        return self.name.replace("-", "_")
 
 
 FLAGS: tuple[Flag, ...] = (
@@ -148,13 +157,13 @@ def _parse_value(kind: type, text: str) -> Value:
     return text
 
 
-def usage() -> str:
-    """Flags::Usage's table."""
-    defaults = Params()
-    names = [f"--{flag.name}={_display_default(getattr(defaults, flag.name))}" for flag in FLAGS]
+def usage(table: tuple[Flag, ...] = FLAGS, defaults: object = None) -> str:
+    """Flags::Usage's table (both dialects' binaries are named benchmark_model)."""
+    defaults = Params() if defaults is None else defaults
+    names = [f"--{flag.name}={_display_default(getattr(defaults, flag.attr))}" for flag in table]
     width = max(len(name) for name in names)
     rows = ["usage: benchmark_model <flags>", "Flags:"]
-    for flag, name in zip(FLAGS, names):
+    for flag, name in zip(table, names):
         rows.append(f"\t{name.ljust(width)}\t{_TYPE_NAMES[flag.kind]}\toptional\t{flag.usage}")
     return "\n".join(rows)
 
@@ -170,10 +179,20 @@ def parse_flags(argv: list[str], log: Log) -> Params:
 
     Raises BenchmarkFailed when a value does not parse or --help is asked for.
     """
+    values = parse_values(argv, FLAGS, Params(), log)
+    return Params(**values, given=frozenset(values))  # type: ignore[arg-type]
+
+
+def parse_values(argv: list[str], table: tuple[Flag, ...], defaults: object, log: Log) -> dict[str, Value]:
+    """Params attribute -> value for the flags of `table` given in `argv`.
+
+    Raises BenchmarkFailed (with the usage table) when a value does not parse
+    or --help is asked for; warns about arguments no flag consumed.
+    """
     unconsumed = list(argv)
     values: dict[str, Value] = {}
     errors: list[str] = []
-    for flag in FLAGS:
+    for flag in table:
         prefix = f"--{flag.name}="
         for i, arg in enumerate(unconsumed):
             if not arg.startswith(prefix):
@@ -182,20 +201,25 @@ def parse_flags(argv: list[str], log: Log) -> Params:
             if value is None:
                 errors.append(f"Failed to parse flag '{flag.name}' against argv '{arg}'")
             else:
-                values[flag.name] = value
+                values[flag.attr] = value
             del unconsumed[i]
             break
     if errors or (unconsumed and unconsumed[0] == "--help"):
-        raise BenchmarkFailed(*errors, usage())
+        raise BenchmarkFailed(*errors, usage(table, defaults))
     if unconsumed:
         log.warn(f"Unconsumed cmdline flags: {' '.join(unconsumed)}")
-    return Params(**values, given=frozenset(values))  # type: ignore[arg-type]
+    return values
 
 
 def validate(params: Params, log: Log) -> Params:
     """BenchmarkModel::ValidateParams plus BenchmarkTfLiteModel's --graph check."""
     if not params.graph:
         raise BenchmarkFailed("Please specify the name of your TF Lite input file with --graph")
+    return validate_memory_interval(params, log)
+
+
+def validate_memory_interval(params: ParamsT, log: Log) -> ParamsT:
+    """BenchmarkModel::ValidateParams, shared by both dialects."""
     interval = params.memory_footprint_check_interval_ms
     if params.report_peak_memory_footprint and interval <= 0:
         log.warn(
@@ -215,6 +239,13 @@ def _echo(value: Value) -> str:
     if isinstance(value, float):
         return fmt_num(value)
     return str(value)
+
+
+def echo_param(params: object, name: str, label: str, log: Log) -> None:
+    """LOG_BENCHMARK_PARAM: `label: [value]` when the flag was given or --verbose is on."""
+    if params.verbose or name in params.given:  # type: ignore[attr-defined]
+        value = getattr(params, name)
+        log.info(f"{label}: [{_echo(False if value is None else value)}]")
 
 
 def log_params(params: Params, log: Log) -> None:
