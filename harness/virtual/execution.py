@@ -248,11 +248,14 @@ class Executor:
 
 
 def delegate_of(flags: dict[str, str]) -> str:
-    """Which delegate benchmark_model's flags ask for (as the harness passes them: one per run)."""
-    for delegate in ("gpu", "nnapi", "xnnpack"):
+    """Which delegate benchmark_model's flags ask for (as the harness passes them: one per run).
+
+    LiteRT 2.x's tool asks with use_npu / use_gpu / use_cpu; its CPU path is XNNPACK.
+    """
+    for delegate in ("npu", "gpu", "nnapi", "xnnpack"):
         if flags.get(f"use_{delegate}", "").lower() in ("true", "1"):
             return delegate
-    return "cpu"
+    return "xnnpack" if "use_cpu" in flags else "cpu"
 
 
 async def _wait_exit(pid: int) -> tuple[int, float]:
