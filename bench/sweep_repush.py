@@ -76,7 +76,7 @@ def main() -> int:
             offset = device_log.stat().st_size
             summary = sweep.run_sweep(devices, models, params, binaries, store, argv=sys.argv, run_id=run_id, show_progress=False)
             pushes = _PUSH.findall(device_log.read_text(errors="replace")[offset:])
-            binary = binaries["x86_64"]
+            binary = binaries.by_abi["x86_64"][0]  # the classic runner
             sizes = {model_remote: model.stat().st_size, remote_path_for(file_sha256(binary), binary.name): binary.stat().st_size}
             runs.append((summary, binary, pushes, sizes))
 

@@ -112,7 +112,8 @@ def main() -> int:
         models = sweep.collect_models([model])
         for entry in devices:
             phone = Phone(entry.server, entry.serial)
-            phone.ensure_file(binaries["x86_64"], sweep.file_sha256(binaries["x86_64"]), mode=0o755)
+            runner = binaries.by_abi["x86_64"][0]  # the classic runner
+            phone.ensure_file(runner, sweep.file_sha256(runner), mode=0o755)
             phone.ensure_file(model, models[0].sha256)
         params = sweep.SweepParams(repetitions=1, delegates=("cpu", "xnnpack"), threads=(1, 2), min_secs=min_secs, measure_power=not args.no_power)
 

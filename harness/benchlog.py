@@ -616,7 +616,7 @@ class _Parser:
         # setdefault: the classic summary line of the same run is more precise (us, not 0.01 ms).
         if key == "model initialization":
             run.summary.setdefault("init", to_us)
-        elif key == "warmup (first)":
+        elif key in ("warmup (first)", "first inference"):  # the code's label, its README's
             run.summary.setdefault("first inference", to_us)
         elif key == "warmup (avg)":
             run.summary.setdefault("warmup", to_us)

@@ -24,16 +24,18 @@ def _csv(kind: type, text: str, flag: str) -> tuple:
     return values
 
 
-def _binaries(pairs: tuple[str, ...]) -> dict[str, Path]:
+def _binaries(pairs: tuple[str, ...]) -> dict[str, tuple[Path, ...]]:
+    """farm.toml's [binaries], with each ABI named by --binary replaced by the binaries given for it."""
     from harness.profiles import load_binaries
 
     binaries = load_binaries()
+    given: dict[str, tuple[Path, ...]] = {}
     for pair in pairs:
         abi, sep, path = pair.partition("=")
         if not sep or not abi or not path:
             raise UsageError(f"--binary {pair!r} is not ABI=PATH", "e.g. --binary arm64-v8a=./android_aarch64_benchmark_model")
-        binaries[abi] = Path(path).resolve()
-    return binaries
+        given[abi] = (*given.get(abi, ()), Path(path).resolve())
+    return binaries | given
 
 
 @click.command("run")
@@ -64,7 +66,8 @@ def _binaries(pairs: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--numerics-samples", default=0, show_default=True, type=click.IntRange(0),
               help="More one-iteration runs per configuration (not per repetition), each on other inputs, "
                    "for a wider numerics check.")
-@click.option("--binary", "binary_pairs", multiple=True, help="ABI=PATH of a benchmark_model (repeatable).")
+@click.option("--binary", "binary_pairs", multiple=True,
+              help="ABI=PATH of a benchmark_model, classic or LiteRT 2.x (repeatable; replaces farm.toml's for that ABI).")
 @click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
 @click.option("--resume", "resume", default=None, help="RUN_ID or 'latest': run only the cases that run lacks.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")

@@ -25,10 +25,12 @@ from harness.records import config_label
 from harness.store import ResultsStore
 from harness.virtual import farm as farm_lib
 
-# 2 models x 4 variants x 3 delegates x 2 thread counts x 3 interleaved repetitions on 4 phones:
+# 2 models x 4 variants x 4 delegates x 2 thread counts x 3 interleaved repetitions on 4 phones:
 # 3 repetitions is the fewest that lets the rankings make a statistical claim (harness.stats).
+# The virtual Pixel runs the LiteRT 2.x dialect (farm.toml): it has no plain-CPU path there (skipped)
+# and no NPU (its npu cases fail honestly); the classic phones cannot ask for an NPU (skipped).
 DEMO_PARAMS = sweep.SweepParams(
-    delegates=("cpu", "xnnpack", "gpu"), threads=(1, 2), repetitions=3,
+    delegates=("cpu", "xnnpack", "gpu", "npu"), threads=(1, 2), repetitions=3,
     num_runs=10, warmup_runs=1, warmup_min_secs=0.05, min_secs=0.15, case_timeout_s=120.0,
     thermal_threshold_c=60.0, thermal_max_wait_s=10.0,
 )

@@ -166,13 +166,14 @@ class Phone:
         first = result.text.split(maxsplit=1)
         return first[0] if first else None
 
-    def ensure_file(self, local: Path, sha256: str, mode: int = 0o644, timeout_s: float = 300.0) -> tuple[str, int]:
-        """Put `local` at its content-addressed path; returns (remote path, bytes pushed).
+    def ensure_file(self, local: Path, sha256: str, mode: int = 0o644, timeout_s: float = 300.0,
+                    remote: str | None = None) -> tuple[str, int]:
+        """Put `local` at `remote` (default: its content-addressed path); returns (remote path, bytes pushed).
 
         The device's own sha256sum decides: an identical file already there
         costs one shell round trip and zero bytes.
         """
-        remote = remote_path_for(sha256, local.name)
+        remote = remote or remote_path_for(sha256, local.name)
         if self.remote_sha256(remote) == sha256:
             return remote, 0
         self.check_output(f"mkdir -p {shlex.quote(remote.rsplit('/', 1)[0])}")

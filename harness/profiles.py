@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.devicefacts import DeviceInfo
 from harness.errors import InputFileError, SchemaError
+from harness.records import BenchmarkDialect
 from harness.versioned import checked_version
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
@@ -191,11 +192,102 @@ class AdbServer:
         return f"{self.host}:{self.port}"
 
 
-def load_binaries(path: Path = FARM_FILE) -> dict[str, Path]:
-    """[binaries] of farm.toml: ABI -> benchmark_model path (relative to the file)."""
+def load_binaries(path: Path = FARM_FILE) -> dict[str, tuple[Path, ...]]:
+    """[binaries] of farm.toml: ABI -> its benchmark binaries (paths relative to the file).
+
+    An ABI names one path, or a list when it has both the classic and the LiteRT 2.x benchmark_model;
+    which is which the harness learns from each binary itself (harness.dialect).
+    """
     data = _read_toml(path)
     _check_version(data, path)
-    return {abi: (path.parent / str(location)).resolve() for abi, location in data.get("binaries", {}).items()}
+    binaries = {}
+    for abi, locations in data.get("binaries", {}).items():
+        listed = [locations] if isinstance(locations, str) else locations
+        if not isinstance(listed, list) or not listed or not all(isinstance(p, str) and p for p in listed):
+            raise SchemaError(f"{path}: [binaries] {abi!r} is {locations!r}",
+                              'name a path, or a list of paths: "arm64-v8a" = ["classic/benchmark_model", '
+                              '"litert/benchmark_model"]')
+        binaries[abi] = tuple((path.parent / location).resolve() for location in listed)
+    return binaries
+
+
+@dataclass(frozen=True)
+class PhoneMatch:
+    """Which phones a farm.toml rule is about: product models (exact) or SoC globs, as tiers.toml matches SoCs."""
+
+    models: tuple[str, ...] = ()
+    soc_globs: tuple[str, ...] = ()
+
+    def matches(self, device: DeviceInfo) -> bool:
+        if device.model is not None and device.model in self.models:
+            return True
+        return any(fnmatch.fnmatchcase(identity.lower(), glob.lower())
+                   for identity in soc_identities(device) for glob in self.soc_globs)
+
+
+@dataclass(frozen=True)
+class DialectRule:
+    dialect: BenchmarkDialect
+    phones: PhoneMatch
+
+
+@dataclass(frozen=True)
+class NpuLibraries:
+    """One SoC family's NPU dispatch / compiler-plugin libraries, pushed beside the LiteRT binary."""
+
+    family: str
+    phones: PhoneMatch
+    libraries: tuple[Path, ...]
+
+
+def _phone_match(raw: dict, where: str, path: Path) -> PhoneMatch:
+    models, socs = raw.get("models", []), raw.get("socs", [])
+    for name, value in (("models", models), ("socs", socs)):
+        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+            raise SchemaError(f"{path}: {where} `{name}` is {value!r}", f"write `{name}` as a list of strings")
+    for glob in socs:
+        why = glob_problem(glob)
+        if why:
+            raise SchemaError(f"{path}: {where} has a bad SoC pattern {glob!r}: {why}", "write a glob of *, ? and [...]")
+    if not models and not socs:
+        raise SchemaError(f"{path}: {where} matches no phone", "give it `models` and/or `socs`")
+    return PhoneMatch(tuple(models), tuple(socs))
+
+
+def load_dialect_rules(path: Path = FARM_FILE) -> tuple[DialectRule, ...]:
+    """[[dialects]] of farm.toml: which phones run the LiteRT 2.x benchmark when their ABI has both."""
+    data = _read_toml(path)
+    _check_version(data, path)
+    rules = []
+    for index, raw in enumerate(data.get("dialects", ())):
+        where = f"[[dialects]] #{index + 1}"
+        try:
+            dialect = BenchmarkDialect(raw.get("dialect"))
+        except ValueError:
+            raise SchemaError(f"{path}: {where} has dialect {raw.get('dialect')!r}",
+                              f"use one of {', '.join(d.value for d in BenchmarkDialect)}") from None
+        rules.append(DialectRule(dialect, _phone_match(raw, where, path)))
+    return tuple(rules)
+
+
+def load_npu_libraries(path: Path = FARM_FILE) -> tuple[NpuLibraries, ...]:
+    """[npu.FAMILY] of farm.toml: per SoC family, the vendor libraries the LiteRT tool needs for --use_npu."""
+    data = _read_toml(path)
+    _check_version(data, path)
+    families = []
+    for family, raw in data.get("npu", {}).items():
+        where = f"[npu.{family}]"
+        libraries = raw.get("libraries", [])
+        if not isinstance(libraries, list) or not libraries or not all(isinstance(p, str) and p for p in libraries):
+            raise SchemaError(f"{path}: {where} `libraries` is {libraries!r}",
+                              "list the dispatch and compiler-plugin .so files (paths relative to farm.toml)")
+        resolved = tuple((path.parent / library).resolve() for library in libraries)
+        names = [library.name for library in resolved]
+        if len(set(names)) != len(names):
+            raise SchemaError(f"{path}: {where} lists two libraries with one file name",
+                              "the libraries share one folder on the phone: keep their names distinct")
+        families.append(NpuLibraries(family, _phone_match(raw, where, path), resolved))
+    return tuple(families)
 
 
 def load_farm(path: Path = FARM_FILE, environ: dict[str, str] | None = None) -> tuple[AdbServer, ...]:

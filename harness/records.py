@@ -28,6 +28,13 @@ class Delegate(str, Enum):
     HEXAGON = "hexagon"
 
 
+class BenchmarkDialect(str, Enum):
+    """Which benchmark program measured a row; both are named `benchmark_model` on a phone."""
+
+    CLASSIC = "classic"  # TensorFlow Lite's //tensorflow/lite/tools/benchmark:benchmark_model
+    LITERT = "litert"  # LiteRT 2.x's //litert/tools:benchmark_model (CompiledModel API)
+
+
 class ErrorType(str, Enum):
     """Why a benchmark run produced no (complete) measurement: what the parser reads in the
     tool's output, then what the sweep sees around it."""
@@ -45,7 +52,9 @@ class ErrorType(str, Enum):
     # Seen by the sweep, not in the output:
     EXIT_CODE = "exit_code"  # non-zero exit with a complete summary
     TIMEOUT = "timeout"  # the case exceeded its wall-clock limit and was killed
-    NO_BINARY = "no_binary"  # no benchmark binary for the phone's ABI
+    NO_BINARY = "no_binary"  # no benchmark binary for the phone's ABI (or for the dialect farm.toml asks of it)
+    UNKNOWN_BINARY = "unknown_binary"  # a binary whose --help shows neither benchmark_model dialect
+    UNSUPPORTED_BY_BINARY = "unsupported_by_binary"  # the phone's benchmark program cannot ask for that delegate
     PUSH_FAILED = "push_failed"  # the phone refused the files (full, read-only)
     DEVICE_LOST = "device_lost"  # the transport to the phone broke
     POWER_CONTROL_FAILED = "power_control_failed"  # the phone refused `dumpsys battery unplug`
@@ -220,6 +229,10 @@ class ResultRow:
     bench_binary_name: str | None = None
     bench_binary_sha256: str | None = None  # None: no binary reached the phone (skipped, push failed)
     bench_binary_version: str | None = None  # when the binary prints one
+    bench_dialect: BenchmarkDialect | None = None  # None: not known (rows of an older harness, skipped before detection)
+    # The accelerator's power/performance mode the benchmark asked for, when it asks for one (the LiteRT tool runs
+    # NPUs in burst mode by default: faster than an app gets unless it asks for the same).
+    performance_mode: str | None = None
     init_us: float | None = None
     first_inference_us: float | None = None
     warmup_avg_us: float | None = None

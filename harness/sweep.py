@@ -35,6 +35,10 @@ from pathlib import Path
 import harness
 from harness import numerics, power, thermal
 from harness.benchlog import parse_log
+from harness.benchresult import merge_result, read_benchmark_result
+from harness.benchtool import BenchmarkBinaries, NoTool, PhoneTool, choose_tool, npu_folder, push_npu_libraries
+from harness.benchtool import build_binaries as build_binaries  # noqa: F401 - callers build them through sweep
+from harness.dialect import DelegateArgs, DialectCache, delegate_args
 from harness.device import REMOTE_ROOT, DeviceLost, Phone, ShellResult
 from harness.devicefacts import big_cores
 from harness.digest import file_sha256
@@ -45,6 +49,7 @@ from harness.profiles import soc_identities, soc_name
 from harness.ranking import TieTest
 from harness.records import (
     MEASURED_COLUMNS,
+    BenchmarkDialect,
     BenchmarkRun,
     CaseStatus,
     Delegate,
@@ -61,21 +66,13 @@ from harness.records import (
 from harness.stats import Verdict
 from harness.store import ResultsStore
 
-DELEGATE_FLAGS = {
-    Delegate.CPU.value: ("--use_xnnpack=false",),
-    Delegate.XNNPACK.value: ("--use_xnnpack=true",),
-    Delegate.GPU.value: ("--use_gpu=true",),
-    Delegate.NNAPI.value: ("--use_nnapi=true",),
-}
-ACCELERATORS = (Delegate.GPU.value, Delegate.NNAPI.value)
+ACCELERATORS = (Delegate.GPU.value, Delegate.NNAPI.value, Delegate.NPU.value)
 _KNOWN_VARIANTS = {"fp32": None, "fp16": "float16", "dynamic": "dynamic_range_int8", "int8": "full_int8"}
 RECONNECT_BACKOFF_S = (1.0, 2.0, 4.0)
 OUTPUT_PATH = f"{REMOTE_ROOT}/numerics/outputs.bin"  # where every case saves its outputs (--output_filepath)
-WHERE_TO_GET_BINARIES = (
-    "download the official prebuilt benchmark_model for that ABI (android_aarch64_benchmark_model or "
-    "android_arm_benchmark_model from the TensorFlow Lite performance measurement page) and name it "
-    "under [binaries] in device_profiles/farm.toml or with --binary ABI=PATH"
-)
+RESULT_PATH = f"{REMOTE_ROOT}/results/result.pb"  # the LiteRT tool's BenchmarkResult (--result_file_path)
+LITERT_NOT_CHECKED = ("LiteRT 2.x's benchmark_model cannot feed fixed inputs or save outputs (it has no "
+                      "--input_layer_value_files or --output_filepath): outputs not checked on this phone")
 
 
 @dataclass(frozen=True)
@@ -110,7 +107,7 @@ class SweepParams:
     max_repetitions: int = 10  # the budget per configuration and device with until_decided
     min_effect: float = TieTest().min_effect  # what until_decided must resolve, as the rankings do
 
-    def benchmark_args(self, delegate: str, num_threads: int) -> tuple[str, ...]:
+    def benchmark_args(self, delegate_flags: tuple[str, ...], num_threads: int) -> tuple[str, ...]:
         # --warmup_min_secs only when asked: the args make the case id, and runs from before it must resume.
         warmup = () if self.warmup_min_secs is None else (f"--warmup_min_secs={self.warmup_min_secs:g}",)
         return (
@@ -119,7 +116,7 @@ class SweepParams:
             f"--warmup_runs={self.warmup_runs}",
             *warmup,
             f"--min_secs={self.min_secs:g}",
-            *DELEGATE_FLAGS[delegate],
+            *delegate_flags,
         )
 
 
@@ -237,8 +234,8 @@ def case_command(binary: str, model: str, args: tuple[str, ...], mask: str | Non
     return f"taskset {mask} {command}" if mask else command
 
 
-def status_of(result: ShellResult, run: BenchmarkRun | None, delegate: str
-              ) -> tuple[CaseStatus, ErrorType | None, str | None]:
+def status_of(result: ShellResult, run: BenchmarkRun | None, delegate: str,
+              dialect: BenchmarkDialect = BenchmarkDialect.CLASSIC) -> tuple[CaseStatus, ErrorType | None, str | None]:
     """(status, error_type, error_message) of a finished or failed case."""
     if result.timed_out:
         return CaseStatus.TIMEOUT, ErrorType.TIMEOUT, "the case exceeded its wall-clock limit and was killed"
@@ -247,6 +244,11 @@ def status_of(result: ShellResult, run: BenchmarkRun | None, delegate: str
         return CaseStatus.FAILED, ErrorType.TRUNCATED, detail[:500]
     if run.error_type is ErrorType.DELEGATE_FAILED or (delegate in ACCELERATORS and run.delegate_applied is False):
         return CaseStatus.DELEGATE_FAILED, ErrorType.DELEGATE_FAILED, run.error or f"{delegate} delegate was not applied"
+    if (dialect is BenchmarkDialect.LITERT and delegate in ACCELERATORS and not run.ok
+            and run.inference_count is None and run.error_type is not ErrorType.MODEL_LOAD_FAILED):
+        # The LiteRT tool compiles the model for the accelerator before measuring anything: a loaded model
+        # that fails there failed on the accelerator (no NPU, no GPU driver, ops it cannot take).
+        return CaseStatus.DELEGATE_FAILED, ErrorType.DELEGATE_FAILED, run.error
     if result.exit_code != 0 or not run.ok:
         message = run.error or f"exit code {result.exit_code}"
         return CaseStatus.FAILED, run.error_type or ErrorType.EXIT_CODE, message
@@ -279,11 +281,12 @@ class SweepContext:
     run_id: str
     params: SweepParams
     models: tuple[ModelArtifact, ...]
-    binaries: dict[str, Path]  # ABI -> local benchmark binary
+    binaries: BenchmarkBinaries
     store: ResultsStore
     done_keys: frozenset[tuple[str, int]]
     numerics: Mapping[str, ModelNumerics] = field(default_factory=dict)  # by model sha256
     gate: NumericsGate = NumericsGate()
+    dialects: DialectCache = field(default_factory=DialectCache)
 
 
 class _DeviceSweep:
@@ -302,8 +305,10 @@ class _DeviceSweep:
         self.progress = progress
         self.raw_dir = ctx.store.raw_log_dir(ctx.run_id) / _path_part(entry.serial)
         self.cores_khz = {core.index: core.max_freq_khz for core in self.info.cores if core.max_freq_khz}
-        self.binary: Path | None = None
-        self.binary_sha: str | None = None  # set once the binary is on the phone
+        self.tool: PhoneTool | None = None  # the benchmark program, once chosen and on the phone
+        # Until then, case ids use the dialect farm.toml asks of this phone (the classic one by default).
+        self.dialect = ctx.binaries.wanted_dialect(self.info) or BenchmarkDialect.CLASSIC
+        self.npu_family = ctx.binaries.npu_family(self.info)
         self.remote_inputs: dict[Path, str] = {}  # numerics value files on this phone
 
     # The device's columns of every row.
@@ -339,33 +344,55 @@ class _DeviceSweep:
             num_threads=case.num_threads,
             num_runs=params.num_runs,
             warmup_runs=params.warmup_runs,
-            bench_binary_name=self.binary.name if self.binary else None,
-            bench_binary_sha256=self.binary_sha,
+            bench_binary_name=self.tool.local.name if self.tool else None,
+            bench_binary_sha256=self.tool.sha256 if self.tool else None,
+            bench_dialect=self.tool.dialect if self.tool else None,
             **values,
         )
 
+    def delegate(self, delegate: str) -> DelegateArgs:
+        """How this phone's benchmark program asks for `delegate` (harness.dialect)."""
+        npu_dir = None
+        if self.npu_family is not None and delegate == Delegate.NPU.value:
+            with contextlib.suppress(DeviceError):  # a missing library fails the push, with its message
+                npu_dir = npu_folder(self.npu_family)
+        return delegate_args(self.dialect, delegate, npu_dir)
+
     def case_id(self, case: Case) -> str:
-        args = self.ctx.params.benchmark_args(case.delegate, case.num_threads)
+        args = self.ctx.params.benchmark_args(self.delegate(case.delegate).flags, case.num_threads)
         return case_id_for(self.entry.serial, case.model.sha256, case.delegate, case.num_threads, args)
+
+    def _pending(self) -> list[Case]:
+        return [case for case in plan_cases(self.ctx.models, self.ctx.params, self.entry.serial)
+                if (self.case_id(case), case.repetition) not in self.ctx.done_keys]
 
     def run(self) -> None:
         params = self.ctx.params
-        cases = [
-            case
-            for case in plan_cases(self.ctx.models, params, self.entry.serial)
-            if (self.case_id(case), case.repetition) not in self.ctx.done_keys
-        ]
+        cases = self._pending()
         self.progress.total = len(cases)
         if not cases and not params.until_decided:
             return
-        binary = self.ctx.binaries.get(self.info.abi or "")
-        if binary is None:
-            reason = f"no benchmark binary for ABI {self.info.abi}: {WHERE_TO_GET_BINARIES}"
-            self._store_all(cases, CaseStatus.SKIPPED, ErrorType.NO_BINARY, reason)
-            return
-        self.binary = binary
         try:
-            remote_binary, remote_models = self._push(binary)
+            self.tool, pushed = choose_tool(self.phone, self.info, self.ctx.binaries, self.ctx.dialects)
+            self.progress.bytes_pushed += pushed
+        except NoTool as missing:
+            self._store_all(cases, missing.status, missing.error_type, missing.message)
+            return
+        except DeviceLost as error:
+            self._store_all(cases[:1], CaseStatus.DEVICE_LOST, ErrorType.DEVICE_LOST, str(error))
+            self.progress.note = "lost while choosing its benchmark binary"
+            return
+        except DeviceError as error:
+            self._store_all(cases, CaseStatus.FAILED, ErrorType.PUSH_FAILED, str(error))
+            self.progress.note = "push failed"
+            return
+        if self.tool.dialect is not self.dialect:
+            self.dialect = self.tool.dialect  # case ids follow the program that runs them
+            cases = self._pending()
+            self.progress.total = len(cases)
+        remote_binary = self.tool.remote
+        try:
+            remote_models = self._push()
         except DeviceLost as error:
             self._store_all(cases[:1], CaseStatus.DEVICE_LOST, ErrorType.DEVICE_LOST, str(error))
             self.progress.note = "lost while pushing"
@@ -450,11 +477,8 @@ class _DeviceSweep:
                 failed.add(key)
         return samples, failed, last
 
-    def _push(self, binary: Path) -> tuple[str, dict[str, str]]:
-        binary_sha = file_sha256(binary)
-        remote_binary, pushed = self.phone.ensure_file(binary, binary_sha, mode=0o755)
-        self.binary_sha = binary_sha
-        self.progress.bytes_pushed += pushed
+    def _push(self) -> dict[str, str]:
+        """The models, numerics inputs and NPU libraries on the phone (the binary is there already)."""
         remote_models = {}
         for model in self.ctx.models:
             remote_models[model.sha256], pushed = self.phone.ensure_file(model.path, model.sha256)
@@ -465,7 +489,11 @@ class _DeviceSweep:
             self.progress.bytes_pushed += pushed
         if self.ctx.numerics:
             self.phone.check_output(f"mkdir -p {shlex.quote(OUTPUT_PATH.rsplit('/', 1)[0])}")
-        return remote_binary, remote_models
+        if self.dialect is BenchmarkDialect.LITERT:
+            self.phone.check_output(f"mkdir -p {shlex.quote(RESULT_PATH.rsplit('/', 1)[0])}")
+            if self.npu_family is not None and Delegate.NPU.value in self.ctx.params.delegates:
+                self.progress.bytes_pushed += push_npu_libraries(self.phone, self.npu_family)
+        return remote_models
 
     def _store_all(self, cases: Sequence[Case], status: CaseStatus, error_type: ErrorType, message: str) -> None:
         if not cases:
@@ -479,6 +507,11 @@ class _DeviceSweep:
     def _run_case(self, case: Case, remote_binary: str, remote_model: str) -> bool:
         """Runs and stores one case; False when the phone is lost."""
         params = self.ctx.params
+        spec = self.delegate(case.delegate)
+        if spec.cannot:
+            # Nothing to run: this phone's benchmark program cannot ask for the delegate.
+            self._store_all([case], CaseStatus.SKIPPED, ErrorType.UNSUPPORTED_BY_BINARY, spec.cannot)
+            return True
         self.progress.current = f"{case.model.name} {config_label(case.model.variant, case.delegate, case.num_threads)}"
         started = dt.datetime.now(dt.timezone.utc)
         clock = time.monotonic()
@@ -492,8 +525,8 @@ class _DeviceSweep:
                 cool = thermal.CoolWait(start_c=now_c, end_c=now_c, waited_s=0.0, cooled=True)
             mask = affinity_mask(self.cores_khz, case.num_threads)
             model_numerics = self.ctx.numerics.get(case.model.sha256)
-            command = self._command(case, remote_binary, remote_model, params.benchmark_args(case.delegate,
-                                                                                            case.num_threads), mask, 0)
+            command = self._command(case, remote_binary, remote_model,
+                                    params.benchmark_args(spec.flags, case.num_threads), mask, 0)
             sampler = (power.PowerSampler(self.phone, self.power_method)
                        if params.measure_power and self.power_method is not None else None)
             if sampler:
@@ -529,7 +562,9 @@ class _DeviceSweep:
         log_path.write_bytes(f"$ {command}\n".encode() + output)
         runs = parse_log(output)
         run = runs[-1] if runs else None
-        status, error_type, message = status_of(result, run, case.delegate)
+        if run is not None and self.dialect is BenchmarkDialect.LITERT and not result.timed_out:
+            run = self._with_result_file(run)
+        status, error_type, message = status_of(result, run, case.delegate, self.dialect)
         if status is CaseStatus.FAILED and (signal := _killed_by_signal(result)):
             error_type, message = ErrorType.CRASH, f"{signal}; {message}"
         measured = run if run is not None and status is not CaseStatus.TIMEOUT else BenchmarkRun()
@@ -541,6 +576,7 @@ class _DeviceSweep:
             case, started, time.monotonic() - clock,
             **{name: getattr(measured, name) for name in MEASURED_COLUMNS},
             bench_binary_version=run.binary_version if run else None,
+            performance_mode=spec.performance_mode,
             delegated_fraction=_delegated_fraction(measured, case.delegate),
             avg_power_mw=avg_power_mw,
             energy_mj_per_inference=power.energy_mj_per_inference(avg_power_mw, measured.inference_avg_us),
@@ -564,7 +600,15 @@ class _DeviceSweep:
     def _command(self, case: Case, remote_binary: str, remote_model: str, args: tuple[str, ...], mask: str | None,
                  sample: int) -> str:
         """The shell command of one benchmark process: on the model's fixed inputs (sample `sample`), saving
-        its outputs, when numerics are checked; an old output file is removed first, so none is mistaken."""
+        its outputs, when numerics are checked; an old output file is removed first, so none is mistaken.
+        The LiteRT tool writes its BenchmarkResult file instead, and finds an NPU's libraries by their folder."""
+        if self.dialect is BenchmarkDialect.LITERT:
+            command = case_command(remote_binary, remote_model, (*args, f"--result_file_path={RESULT_PATH}"), mask)
+            if case.delegate == Delegate.NPU.value and self.npu_family is not None:
+                # The vendor runtimes the dispatch library loads (QNN's HTP skeletons, ...) are searched there too.
+                folder = shlex.quote(npu_folder(self.npu_family))
+                command = f"LD_LIBRARY_PATH={folder} ADSP_LIBRARY_PATH={folder} {command}"
+            return f"rm -f {shlex.quote(RESULT_PATH)}; {command}"
         model_numerics = self.ctx.numerics.get(case.model.sha256)
         if model_numerics is None or model_numerics.unavailable:
             return case_command(remote_binary, remote_model, args, mask)
@@ -581,6 +625,8 @@ class _DeviceSweep:
 
         if model_numerics is None:
             return not_checked("numerics not asked for (harness run --no-numerics)")
+        if self.dialect is BenchmarkDialect.LITERT:
+            return not_checked(LITERT_NOT_CHECKED)
         if model_numerics.unavailable:
             return not_checked(model_numerics.unavailable)
         if status is not CaseStatus.OK:
@@ -595,7 +641,7 @@ class _DeviceSweep:
                 case.reason is RepetitionReason.PLANNED else 0
             for sample in range(1, min(extra, len(model_numerics.sample_files) - 1) + 1):
                 once = ("--num_runs=1", "--warmup_runs=0", "--min_secs=0", "--warmup_min_secs=0",
-                        f"--num_threads={case.num_threads}", *DELEGATE_FLAGS[case.delegate])
+                        f"--num_threads={case.num_threads}", *self.delegate(case.delegate).flags)
                 run = self.phone.shell(self._command(case, remote_binary, remote_model, once, mask, sample) + " 2>&1",
                                        timeout_s=self.ctx.params.case_timeout_s)
                 if run.timed_out:
@@ -620,6 +666,15 @@ class _DeviceSweep:
                 "output_reference_max_abs": errors.reference_max_abs,
             }
         return values
+
+    def _with_result_file(self, run: BenchmarkRun) -> BenchmarkRun:
+        """The LiteRT tool's numbers from its BenchmarkResult file (median and p95 are only there), over the
+        printed block's; the printed ones alone when the file is missing or unreadable."""
+        try:
+            data = self.phone.pull(RESULT_PATH, timeout_s=30.0)
+        except DeviceError:  # DeviceLost included: the next case finds out whether the phone is gone
+            return run
+        return merge_result(run, read_benchmark_result(data))
 
     def _reachable(self) -> bool:
         for pause_s in RECONNECT_BACKOFF_S:
@@ -684,7 +739,7 @@ def run_sweep(
     devices: Sequence[DeviceEntry],
     models: Sequence[ModelArtifact],
     params: SweepParams,
-    binaries: dict[str, Path],
+    binaries: BenchmarkBinaries,
     store: ResultsStore,
     argv: Sequence[str] = (),
     resume_run_id: str | None = None,
@@ -706,7 +761,7 @@ def run_sweep(
             {"key": e.key, "server": e.server.address, "serial": e.serial, "model": e.facts.info.model if e.facts else None, "tier": e.tier}
             for e in devices
         ],
-        "binaries": {abi: {"path": str(path), "sha256": file_sha256(path)} for abi, path in binaries.items()},
+        "binaries": binaries.manifest(),
         "started_at": started,
         "ended_at": None,
     }
@@ -718,7 +773,7 @@ def run_sweep(
     manifest["numerics"] = numerics_manifest(models, checks, gate) if params.check_numerics else None
     store.write_run_manifest(run_id, manifest)
 
-    ctx = SweepContext(run_id, params, tuple(models), dict(binaries), store, done, checks, gate)
+    ctx = SweepContext(run_id, params, tuple(models), binaries, store, done, checks, gate)
     progress = {entry.key: _DeviceProgress() for entry in devices}
     with _progress_display(devices, progress, show_progress):
         with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="sweep") as pool:
@@ -838,24 +893,6 @@ def _progress_display(
             thread.join()
             for key, item in progress.items():
                 display.update(tasks[key], completed=item.done, total=item.total or 1, case=item.note or "done")
-
-
-def build_binaries(configured: dict[str, Path], run_dir: Path) -> dict[str, Path]:
-    """ABI -> benchmark binary: the configured ones plus the project's x86_64 runner.
-
-    The runner is built into the run's folder, so the exact program a run
-    used stays beside its results (and a resume pushes the same bytes).
-    """
-    from harness.runner.build import build_runner
-
-    binaries = {}
-    for abi, path in configured.items():
-        if not path.is_file():
-            raise InputFileError(f"benchmark binary for {abi} not found: {path}", WHERE_TO_GET_BINARIES)
-        binaries[abi] = path
-    runner = run_dir / "bin" / "benchmark_model_x86_64"
-    binaries.setdefault("x86_64", runner if runner.is_file() else build_runner(runner))
-    return binaries
 
 
 def summary_json(summary: SweepSummary) -> str:

@@ -22,6 +22,18 @@ def _restore_adb_port_variable():
         os.environ[farm_lib.ENV_ADB_PORT] = saved
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The harness's user cache (downloaded binaries, learnt dialects) in a temp folder, never the tester's."""
+    saved = os.environ.get("HARNESS_CACHE_DIR")
+    os.environ["HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("user_cache"))
+    yield
+    if saved is None:
+        os.environ.pop("HARNESS_CACHE_DIR", None)
+    else:
+        os.environ["HARNESS_CACHE_DIR"] = saved
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """name -> path of tiny real .tflite models (see tests/model_factory.py)."""

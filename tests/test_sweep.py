@@ -110,15 +110,22 @@ def test_two_servers_one_sweep_every_status(farms, tmp_path: Path, weird_model: 
     measured = rows[rows["status"] != "skipped"]
     assert set(rows["device_kind"]) == {"virtual"} and set(measured["temperature_method"]) == {"model"}
     assert measured["throttled"].isna().all()  # a modelled temperature slows nothing
-    assert set(measured["bench_binary_name"]) == {"benchmark_model_x86_64"}
+    # farm.toml's [[dialects]] puts the virtual Pixel on the LiteRT 2.x dialect, every other phone on the classic one.
+    pixel = measured["serial"] == _serial(farms, "b", "pixel-8-pro")
+    assert set(measured[pixel]["bench_binary_name"]) == {"litert_benchmark_model_x86_64"}
+    assert set(measured[pixel]["bench_dialect"]) == {"litert"} and set(measured[~pixel]["bench_dialect"]) == {"classic"}
+    assert set(measured[~pixel]["bench_binary_name"]) == {"benchmark_model_x86_64"}
     assert measured["bench_binary_sha256"].str.fullmatch("[0-9a-f]{64}").all() and arm["bench_binary_sha256"].isna().all()
-    assert ok["bench_binary_version"].str.startswith("tflite-farm runner ").all()
+    classic_ok = ok[ok["bench_dialect"] == "classic"]
+    assert classic_ok["bench_binary_version"].str.startswith("tflite-farm runner ").all()
+    assert ok[ok["bench_dialect"] == "litert"]["bench_binary_version"].isna().all()  # the LiteRT tool prints none
     # The counts measured, not the ones asked for: --min-secs stretches the loop beyond --num-runs.
     assert (ok["inference_count"] >= ok["num_runs"]).all() and (ok["warmup_count"] >= 1).all()
     assert set(ok["soc_identities"].map(tuple)) == {("T606",), ("SM7325",), ("S5E8835",), ("Tensor G3",)}
     assert set(rows["tier"].dropna()) == {"high", "mid", "low"}
-    for path in ok["raw_log_path"]:
-        assert "Inference timings in us" in (store.root / path).read_text()
+    for path, dialect in zip(ok["raw_log_path"], ok["bench_dialect"]):
+        summary_line = "Inference timings in us" if dialect == "classic" else "========== BENCHMARK RESULTS =========="
+        assert summary_line in (store.root / path).read_text()
 
     # The same sweep again pushes nothing: every file is already on every phone.
     again = sweep.run_sweep([d for d in devices if d.facts.info.abi == "x86_64"], models, params, binaries,

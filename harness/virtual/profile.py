@@ -189,6 +189,10 @@ def _parse(path: Path, raw: dict[str, Any]) -> Profile:
             f"{path}: delegates.available {delegates_raw} names an unknown delegate",
             f"use only {', '.join(d.value for d in Delegate)}",
         ) from None
+    if Delegate.NPU in delegates:
+        # This host has no NPU for the program to run on: CompiledModel would quietly run "npu" on the CPU.
+        raise ProfileError(f"{path}: delegates.available offers npu, which no virtual phone can have",
+                           "remove npu: a virtual phone's npu cases fail the way a phone without an NPU fails")
     gpu_name = r.get("delegates.gpu_name", str, None)
     if Delegate.GPU in delegates and not gpu_name:
         raise ProfileError(f"{path}: offers the gpu delegate but has no delegates.gpu_name", "name the GPU")
