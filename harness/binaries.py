@@ -30,13 +30,14 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import tomlkit
+from tomlkit.items import KeyType, SingleKey
 
 from harness import __version__
 from harness.atomic import write_atomically
@@ -264,7 +265,7 @@ def download(url: str, folder: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S, pr
         if isinstance(reason, socket.gaierror):
             what = f"host name lookup failed ({what}); offline?"
         raise DownloadError(f"cannot reach {url}: {what}", fix) from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         temp.unlink(missing_ok=True)
         raise DownloadError(f"download of {url} timed out after {timeout_s:g} s", fix) from None
     except (OSError, http.client.HTTPException) as error:
@@ -332,7 +333,7 @@ def read_lock(path: Path) -> BinaryLock:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise InputFileError(f"cannot read {path} ({error})", f"fix the file, or delete it and run harness binaries fetch") from None
+        raise InputFileError(f"cannot read {path} ({error})", "fix the file, or delete it and run harness binaries fetch") from None
     checked_version(path, "binaries lock", data.get("schema_version"), LOCK_SCHEMA_VERSION)
     entries = []
     for index, raw in enumerate(data.get("binaries", ())):
@@ -434,11 +435,16 @@ def wire_into_farm(farm_file: Path, abi: Abi, new_path: Path, replaces: Iterable
     if not placed:
         result.append(new_text)
     if len(result) == 1:
-        table[abi.value] = result[0]
+        value: object = result[0]
     else:
-        array = tomlkit.array()
-        array.extend(result)
-        table[abi.value] = array
+        value = tomlkit.array()
+        value.extend(result)
+        value.multiline(True)
+    if abi.value in table:
+        table[abi.value] = value
+    else:
+        # Quoted like the commented example in the shipped farm.toml: "arm64-v8a" = "PATH".
+        table.add(SingleKey(abi.value, KeyType.Basic), value)
     text = tomlkit.dumps(document)
     write_atomically(farm_file, lambda out: out.write(text.encode("utf-8")))
 
@@ -503,7 +509,7 @@ def _check_mirror(mirror: str | None) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def fetch_binaries(request: FetchRequest, progress: Progress | None = None) -> FetchResult:

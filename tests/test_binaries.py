@@ -6,7 +6,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import socket
 import stat
 import threading
@@ -29,10 +28,10 @@ USER_COMMENT = "# my lab: the Pixel rack lives on hub 3"
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep the test output clean
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.server.requests.append(self.path)
         if self.path in self.server.truncated:
             body = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
