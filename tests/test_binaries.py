@@ -41,6 +41,15 @@ class _Handler(SimpleHTTPRequestHandler):
             self.wfile.write(body)
             self.close_connection = True
             return
+        if self.path in self.server.stalled:
+            body = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.server.release.wait(30)  # until the test is over: the client must give up first
+            return
         super().do_GET()
 
 
@@ -52,6 +61,8 @@ class Bucket:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
         self.server.requests = []
         self.server.truncated = set()
+        self.server.stalled = set()
+        self.server.release = threading.Event()
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -72,7 +83,11 @@ class Bucket:
     def truncate(self, path: str) -> None:
         self.server.truncated.add(f"/{path}")
 
+    def stall(self, path: str) -> None:
+        self.server.stalled.add(f"/{path}")
+
     def close(self) -> None:
+        self.server.release.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
@@ -224,6 +239,15 @@ def test_a_truncated_download_caches_and_locks_nothing(bucket: Bucket, farm: Pat
     assert _cached_files(tmp_path / "cache") == []
     assert not (farm.parent / "binaries.lock").exists()
     assert farm.read_text(encoding="utf-8") == farm_before
+
+
+def test_a_server_that_stops_sending_times_out(bucket: Bucket, farm: Path, tmp_path: Path):
+    bucket.stall(CLASSIC_ARM64)
+    result = _fetch(farm, bucket, "--timeout", "0.5")
+    assert result.exit_code == 2
+    assert f"{bucket.url}/{CLASSIC_ARM64}" in result.stderr and "timed out" in result.stderr
+    assert _cached_files(tmp_path / "cache") == []
+    assert not (farm.parent / "binaries.lock").exists()
 
 
 def test_a_missing_file_names_the_url(bucket: Bucket, farm: Path):
