@@ -43,6 +43,7 @@ from harness import __version__
 from harness.atomic import write_atomically
 from harness.digest import file_sha256
 from harness.errors import DownloadError, InputFileError, PinMismatchError, SchemaError, UsageError
+from harness.profiles import FARM_FILE
 from harness.versioned import checked_version
 
 OFFICIAL_BASE = "https://storage.googleapis.com"
@@ -455,7 +456,7 @@ def wire_into_farm(farm_file: Path, abi: Abi, new_path: Path, replaces: Iterable
 class FetchAction(str, Enum):
     DOWNLOADED = "downloaded"  # first pin of this dialect and ABI
     CACHED = "cached"  # the cache held the pinned bytes: nothing downloaded
-    UNCHANGED = "unchanged"  # downloaded again (--update) and the bytes are those pinned
+    UNCHANGED = "unchanged"  # downloaded again (--update, or the cache lacked it) and the bytes are those pinned
     UPDATED = "updated"  # --update took bytes that differ from the old pin
 
 
@@ -463,7 +464,7 @@ class FetchAction(str, Enum):
 class FetchRequest:
     abis: tuple[Abi, ...] = (Abi.ARM64_V8A,)
     dialects: tuple[BenchmarkDialect, ...] = (BenchmarkDialect.CLASSIC,)
-    farm_file: Path = Path("device_profiles/farm.toml")
+    farm_file: Path = FARM_FILE
     lock_file: Path | None = None  # default: binaries.lock beside farm_file
     cache_root: Path | None = None  # default: cache_root()
     mirror: str | None = None
@@ -532,7 +533,8 @@ def fetch_binaries(request: FetchRequest, progress: Progress | None = None) -> F
             if pinned and pinned.url != source.url and not request.update:
                 raise PinMismatchError(
                     f"{lock_path} pins {source.dialect.value} {source.abi.value} from {pinned.url}, not {source.url}",
-                    "pass --update to pin the new source",
+                    "pass --update to pin the new source"
+                    + (", or the --litert-version the lock pins" if source.dialect is BenchmarkDialect.LITERT else ""),
                 )
             hit = cached_file(root, pinned.sha256, source.file_name) if pinned and pinned.url == source.url else None
             if hit and not request.update:

@@ -352,3 +352,16 @@ def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_root({}) == tmp_path / "home" / ".cache" / "tflite-farm"
     assert os.path.isabs(cache_root({}))
+
+
+def test_a_new_litert_version_is_a_new_pin_only_with_update(bucket: Bucket, farm: Path):
+    assert _fetch(farm, bucket, "--dialect", "litert", "--litert-version", "2.3.0").exit_code == 0
+    newer = LITERT_ARM64.replace("2.3.0", "2.4.0")
+    new_sha = bucket.put(newer, _program(b"litert 2.4.0"))
+    refused = _fetch(farm, bucket, "--dialect", "litert", "--litert-version", "2.4.0")
+    assert refused.exit_code == 2
+    assert f"{OFFICIAL}/{LITERT_ARM64}" in refused.stderr and "--update" in refused.stderr
+    accepted = _fetch(farm, bucket, "--dialect", "litert", "--litert-version", "2.4.0", "--update")
+    assert accepted.exit_code == 0, accepted.output
+    assert [(entry["url"], entry["sha256"]) for entry in _lock(farm)["binaries"]] == [(f"{OFFICIAL}/{newer}", new_sha)]
+    assert _binaries_table(farm) == {"arm64-v8a": json.loads(accepted.stdout)["binaries"][0]["path"]}
