@@ -45,6 +45,7 @@ def _read_log(path: str) -> bytes:
 
 
 def _register_subcommands() -> None:
+    from harness.cli_binaries import binaries
     from harness.cli_compare import compare_command
     from harness.cli_convert import convert_command, examples_command
     from harness.cli_dashboard import dashboard_command
@@ -63,6 +64,7 @@ def _register_subcommands() -> None:
     main.add_command(demo_command)
     main.add_command(dashboard_command)
     main.add_command(policy)
+    main.add_command(binaries)
 
 
 _register_subcommands()

@@ -40,3 +40,11 @@ class DeviceError(HarnessError):
 
 class SchemaError(HarnessError):
     """A persisted file (results, manifest, policy) has an unsupported version or shape."""
+
+
+class DownloadError(HarnessError):
+    """A file the harness fetches from the network could not be downloaded whole."""
+
+
+class PinMismatchError(HarnessError):
+    """A download differs from what a lock file pins (a changed nightly, a tampering proxy)."""
