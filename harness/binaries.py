@@ -29,7 +29,7 @@ import tomllib
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -42,8 +42,16 @@ from tomlkit.items import KeyType, SingleKey
 from harness import __version__
 from harness.atomic import write_atomically
 from harness.digest import file_sha256
-from harness.errors import DownloadError, InputFileError, PinMismatchError, SchemaError, UsageError
-from harness.profiles import FARM_FILE
+from harness.errors import (
+    DownloadError,
+    InputFileError,
+    PinMismatchError,
+    SchemaError,
+    UsageError,
+)
+from harness.locations import user_cache_dir
+from harness.profiles import FARM_FILE, load_binaries
+from harness.records import BenchmarkDialect
 from harness.versioned import checked_version
 
 OFFICIAL_BASE = "https://storage.googleapis.com"
@@ -52,7 +60,6 @@ OFFICIAL_BASE = "https://storage.googleapis.com"
 LOCK_SCHEMA_VERSION = 1
 LOCK_FILE_NAME = "binaries.lock"
 FARM_SCHEMA_VERSION = 1
-CACHE_ENV = "HARNESS_CACHE_DIR"
 DEFAULT_TIMEOUT_S = 60.0
 BINARY_MODE = 0o755
 _CHUNK = 1 << 16
@@ -63,13 +70,6 @@ One [[binaries]] per fetched file: where it came from and the sha256 of its byte
 fetch that receives different bytes is refused unless run with --update; when the cache
 already holds a pinned sha256, nothing is downloaded. `harness binaries ls` shows the state.
 """
-
-
-class BenchmarkDialect(str, Enum):
-    """Which benchmark program a binary is; its flags and output differ."""
-
-    CLASSIC = "classic"  # TensorFlow Lite benchmark_model (Interpreter API)
-    LITERT = "litert"  # LiteRT 2.x benchmark_model (CompiledModel API)
 
 
 class Abi(str, Enum):
@@ -164,16 +164,6 @@ def official_source(dialect: BenchmarkDialect, abi: Abi, litert_version_: str | 
 
 
 # ---------------------------------------------------------------- cache
-
-
-def cache_root(environ: Mapping[str, str] | None = None) -> Path:
-    """$HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/tflite-farm, else ~/.cache/tflite-farm."""
-    environ = os.environ if environ is None else environ
-    if environ.get(CACHE_ENV):
-        return Path(environ[CACHE_ENV]).expanduser().resolve()
-    if environ.get("XDG_CACHE_HOME"):
-        return (Path(environ["XDG_CACHE_HOME"]).expanduser() / "tflite-farm").resolve()
-    return (Path.home() / ".cache" / "tflite-farm").resolve()
 
 
 def cached_path(root: Path, sha256: str, file_name: str) -> Path:
@@ -386,17 +376,9 @@ def _farm_document(farm_file: Path) -> tomlkit.TOMLDocument:
 
 
 def farm_paths(farm_file: Path) -> dict[str, tuple[Path, ...]]:
-    """[binaries] of farm.toml as ABI -> paths (one string or a list of them), resolved against the file."""
+    """[binaries] of farm.toml as ABI -> paths; {} when there is no farm file yet."""
     farm_file = Path(farm_file)
-    if not farm_file.exists():
-        return {}
-    document = _farm_document(farm_file)
-    table = document.get("binaries", {})
-    out: dict[str, tuple[Path, ...]] = {}
-    for abi, value in table.items():
-        values = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else []
-        out[str(abi)] = tuple((farm_file.parent / str(item)).resolve() for item in values)
-    return out
+    return load_binaries(farm_file) if farm_file.exists() else {}
 
 
 def _is_cache_copy(path_text: str, sha256: str, file_name: str) -> bool:
@@ -466,7 +448,7 @@ class FetchRequest:
     dialects: tuple[BenchmarkDialect, ...] = (BenchmarkDialect.CLASSIC,)
     farm_file: Path = FARM_FILE
     lock_file: Path | None = None  # default: binaries.lock beside farm_file
-    cache_root: Path | None = None  # default: cache_root()
+    cache_root: Path | None = None  # default: user_cache_dir()
     mirror: str | None = None
     update: bool = False
     litert_version: str | None = None  # default: litert_version()
@@ -518,7 +500,7 @@ def fetch_binaries(request: FetchRequest, progress: Progress | None = None) -> F
     _check_mirror(request.mirror)
     farm_file = Path(request.farm_file).resolve()
     lock_path = request.lock_path.resolve()
-    root = Path(request.cache_root).resolve() if request.cache_root else cache_root()
+    root = Path(request.cache_root).resolve() if request.cache_root else user_cache_dir()
     # Every combination must exist before anything is downloaded.
     sources = [official_source(dialect, abi, request.litert_version)
                for dialect in dict.fromkeys(request.dialects) for abi in dict.fromkeys(request.abis)]
@@ -598,7 +580,7 @@ def list_pins(farm_file: Path, lock_file: Path | None = None, root: Path | None 
     """What the lock pins, whether each file is cached with the right bytes, and whether farm.toml names it."""
     farm_file = Path(farm_file).resolve()
     lock_path = Path(lock_file).resolve() if lock_file else farm_file.parent / LOCK_FILE_NAME
-    root = Path(root).resolve() if root else cache_root()
+    root = Path(root).resolve() if root else user_cache_dir()
     wired = farm_paths(farm_file)
     statuses = []
     for entry in read_lock(lock_path).entries:
@@ -616,10 +598,3 @@ def parse_list(text: str, parse: Callable[[str], object], flag: str) -> tuple:
         raise UsageError(f"{flag} is empty", f"give at least one value to {flag}")
     return values
 
-
-__all__: Sequence[str] = (
-    "Abi", "BenchmarkDialect", "BinaryLock", "BinarySource", "Download", "FetchAction", "FetchRequest", "FetchResult",
-    "FetchedBinary", "LockEntry", "PinStatus", "cache_root", "cached_file", "cached_path", "download", "farm_paths",
-    "fetch_binaries", "list_pins", "litert_version", "official_builds", "official_source", "read_lock",
-    "store_in_cache", "wire_into_farm", "write_lock",
-)

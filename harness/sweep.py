@@ -37,7 +37,7 @@ from harness import numerics, power, thermal
 from harness.benchlog import parse_log
 from harness.benchresult import merge_result, read_benchmark_result
 from harness.benchtool import BenchmarkBinaries, NoTool, PhoneTool, choose_tool, npu_folder, push_npu_libraries
-from harness.benchtool import build_binaries as build_binaries  # noqa: F401 - callers build them through sweep
+from harness.benchtool import build_binaries  # noqa: F401 - callers build them through sweep
 from harness.dialect import DelegateArgs, DialectCache, delegate_args
 from harness.device import REMOTE_ROOT, DeviceLost, Phone, ShellResult
 from harness.devicefacts import big_cores

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.binaries import BenchmarkDialect, cached_path
+from harness.binaries import cached_path
 from harness.cli import main
 from harness.profiles import FARM_FILE, load_binaries, load_farm
+from harness.records import BenchmarkDialect
 
 CLASSIC_ARM64 = "tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/android_aarch64_benchmark_model"
 CLASSIC_ARM = "tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/android_arm_benchmark_model"
@@ -176,7 +177,7 @@ def test_fetch_caches_pins_and_wires_and_a_second_fetch_downloads_nothing(bucket
     assert USER_COMMENT in text and "# Benchmark programs per ABI" in text
     assert _binaries_table(farm) == {"arm64-v8a": str(cached)}
     # What harness run reads today, and the user's server table, both survive the edit.
-    assert load_binaries(farm) == {"arm64-v8a": cached}
+    assert load_binaries(farm) == {"arm64-v8a": (cached,)}
     assert [server.address for server in load_farm(farm, environ={})] == ["10.0.0.21:5037"]
 
     served = len(bucket.requests)
@@ -345,7 +346,7 @@ def test_a_newer_lock_is_refused(bucket: Bucket, farm: Path):
 
 
 def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from harness.binaries import cache_root
+    from harness.locations import user_cache_dir as cache_root
 
     assert cache_root({"HARNESS_CACHE_DIR": str(tmp_path / "a"), "XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "a"
     assert cache_root({"XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "x" / "tflite-farm"
