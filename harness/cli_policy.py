@@ -143,7 +143,7 @@ def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_
         else:
             names = {entry["name"] for entry in document["tiers"]}
             older = (f"; an older version: this harness reads it as v{POLICY_SCHEMA_VERSION} (nothing changes but "
-                     "the version), and apps that know v1 read it as it is") if version < POLICY_SCHEMA_VERSION else ""
+                     "the version), and apps built for v1 or later read it as it is") if version < POLICY_SCHEMA_VERSION else ""
             click.echo(f"{file}: valid policy v{version} ({len(document['tiers'])} tier entries, "
                        f"{len(names)} tiers{older})")
     if problems:

@@ -1,4 +1,4 @@
-"""`harness policy derive`: compile stored measurements into a policy JSON (v1).
+"""`harness policy derive`: compile stored measurements into a policy JSON (schema v2, see harness.policy_file).
 
 Per tier of device_profiles/tiers.toml the choice is the best candidate of
 harness.ranking (ran ok on every measured device of the tier, passed the
