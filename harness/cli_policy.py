@@ -72,15 +72,16 @@ def _problems_on_stderr(file: Path, problems: tuple[Problem, ...]) -> None:
 
 
 def _load_valid(ctx: click.Context, file: Path) -> dict:
-    """The policy at `file`; an invalid one ends the command with its problems and exit status 2."""
-    from harness.policy_file import load_policy, validate
+    """The policy at `file`, checked as written (v1 against the v1 schema) then upgraded to the current
+    version; an invalid one ends the command with its problems and exit status 2."""
+    from harness.policy_file import read_policy, upgrade_policy, validate
 
-    document = load_policy(file)
+    document = read_policy(file)
     problems = validate(document)
     if problems:
         _problems_on_stderr(file, problems)
         ctx.exit(EXIT_INVALID)
-    return document
+    return upgrade_policy(document, file)
 
 
 def _read_dump(path: Path, what: str) -> str:
@@ -104,7 +105,7 @@ def _read_dump(path: Path, what: str) -> str:
               help='Print {"valid": bool, "problems": [{"where", "message"}], "warnings": [...]}.')
 @click.pass_context
 def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_json: bool) -> None:
-    """Check FILE against policy schema v1 and the rules a schema cannot express.
+    """Check FILE against the policy schema of its version (v1 or v2) and the rules a schema cannot express.
 
     Exit status 0 when valid, 2 when not (each problem on stderr: where, what is
     wrong, how to fix it), when FILE is not a policy at all, or, with
@@ -112,14 +113,17 @@ def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_
     Warnings (e.g. measured on virtual devices) go to stderr and keep exit 0.
     """
     from harness.policy_file import (
+        POLICY_SCHEMA_VERSION,
         Problem,
-        load_policy,
+        document_version,
         physical_only,
         provenance_warnings,
+        read_policy,
         validate,
     )
 
-    document = load_policy(file)
+    document = read_policy(file)  # as written: a v1 file is checked against the v1 schema
+    version = document_version(document)
     problems = validate(document)
     warnings = provenance_warnings(document) if not problems else ()
     if require_physical and not problems and not physical_only(document):
@@ -128,7 +132,8 @@ def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_
                                                    "policy measured on virtual devices (or an unknown kind); derive "
                                                    "it from a phone lab's results"),)
     if as_json:
-        click.echo(json.dumps({"valid": not problems, "problems": [problem.to_json() for problem in problems],
+        click.echo(json.dumps({"valid": not problems, "schema_version": version,
+                               "problems": [problem.to_json() for problem in problems],
                                "warnings": list(warnings)}, indent=2))
     else:
         for warning in warnings:
@@ -137,7 +142,10 @@ def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_
             _problems_on_stderr(file, problems)
         else:
             names = {entry["name"] for entry in document["tiers"]}
-            click.echo(f"{file}: valid ({len(document['tiers'])} tier entries, {len(names)} tiers)")
+            older = (f"; an older version: this harness reads it as v{POLICY_SCHEMA_VERSION} (nothing changes but "
+                     "the version), and apps built for v1 or later read it as it is") if version < POLICY_SCHEMA_VERSION else ""
+            click.echo(f"{file}: valid policy v{version} ({len(document['tiers'])} tier entries, "
+                       f"{len(names)} tiers{older})")
     if problems:
         ctx.exit(EXIT_INVALID)
 

@@ -1,4 +1,4 @@
-"""`harness policy derive`: compile stored measurements into a policy JSON (v1).
+"""`harness policy derive`: compile stored measurements into a policy JSON (schema v2, see harness.policy_file).
 
 Per tier of device_profiles/tiers.toml the choice is the best candidate of
 harness.ranking (ran ok on every measured device of the tier, passed the
@@ -30,6 +30,7 @@ import harness
 from harness import ranking
 from harness.atomic import write_atomically
 from harness.convert import read_manifest
+from harness.deprecations import NNAPI, NNAPI_DEPRECATION, sdk_range_admits_deprecation
 from harness.errors import InputFileError, UsageError
 from harness.numerics import NumericsGate
 from harness.policy_file import POLICY_SCHEMA_VERSION, entry_label, tier_entries, validate
@@ -184,8 +185,9 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
     def entry(candidate: Candidate) -> dict:
         return _entry(candidate, files, model_name, version, request.model_url_template)
 
+    matches = tier_entries(rules)
     tiers = []
-    for match in tier_entries(rules):
+    for match in matches:
         tier_ranking = by_tier.get(match["name"])
         if tier_ranking is None:
             tiers.append({**match, "choice": entry(default), "fallbacks": [],
@@ -193,6 +195,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
                                                            "it runs the default configuration"}})
             continue
         chain, notes = chains[match["name"]]
+        notes = [*notes, *_nnapi_notes(chain, tier_ranking, [m["match"] for m in matches if m["name"] == match["name"]])]
         tiers.append({**match, "choice": entry(chain[0]), "fallbacks": [entry(c) for c in chain[1:]],
                       "evidence": _evidence(tier_ranking, chain, notes, request, assigned, noise)})
     for missing in (t for t in rules.tiers if t not in by_tier):
@@ -257,6 +260,22 @@ def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]]
                          "sweep with --delegates including cpu: every fallback chain must end on CPU")
     reason = next(e.reason for e in tier.excluded if e.config == cpu.config)
     return [*chain, cpu], [f"the CPU fallback {cpu.config.label} is outside the constraints ({reason})"]
+
+
+def _nnapi_notes(chain: Sequence[Candidate], tier: TierRanking, matches: Sequence[Mapping]) -> list[str]:
+    """The deprecation note when the chain tries NNAPI and the tier's phones can be on SDK 35 or later:
+    measured there, or admitted by a rule of the tier (no rule caps the SDK, so today every one does)."""
+    tried = [c.config.label for c in chain if c.config.delegate == NNAPI]
+    if not tried:
+        return []
+    measured = tier.deprecated_on(NNAPI)
+    if measured:
+        where = f"measured on {', '.join(measured)}"
+    elif any(sdk_range_admits_deprecation(m.get("min_sdk"), m.get("max_sdk")) for m in matches):
+        where = "no measured device is on SDK 35 or later, but the tier's match admits such phones"
+    else:
+        return []
+    return [f"{NNAPI_DEPRECATION} (the chain tries {', '.join(tried)}; {where})"]
 
 
 def _default_ranking(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,

@@ -1,4 +1,4 @@
-"""The deployment policy file (schema v1): load, validate, resolve for one phone, diff.
+"""The deployment policy file (schema v2; v1 still read): load, validate, resolve for one phone, diff.
 
 An app walks `tiers` in order, takes the first entry whose `match` fits the
 phone, tries its `choice`, then each of its `fallbacks`, ending at `default`.
@@ -6,16 +6,22 @@ There is one tier entry per rule of device_profiles/tiers.toml, in rule order,
 and matching reuses harness.profiles.TierRule, so resolving a phone against a
 policy gives exactly the tier `harness devices` shows for it.
 
-harness/policy_schema_v1.json (shipped as package data) holds what a JSON
+harness/policy_schema_v2.json (shipped as package data) holds what a JSON
 Schema can say; `validate` adds the checks it cannot express (see
 `_semantic_problems`).
+
+Versions: v2 = v1 + delegate `npu` (LiteRT 2.x vendor NPUs). An app whose reader
+validates against the v1 schema would reject a whole policy holding `npu`, so a
+policy that may hold it says v2. A file is validated against the schema of the
+version it says (policy_schema_v1.json for v1 input), and `load_policy` brings an
+older one up to POLICY_SCHEMA_VERSION through POLICY_UPGRADES, one step a version.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from functools import cache
@@ -25,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
+from harness.deprecations import NNAPI_DEPRECATION, deprecated_on
 from harness.devicefacts import (
     DeviceInfo,
     device_info_from,
@@ -34,14 +41,31 @@ from harness.devicefacts import (
 from harness.errors import DeviceError, InputFileError, UsageError
 from harness.profiles import TierFacts, TierRule, TierRules, glob_problem, tier_facts
 from harness.records import config_label
-from harness.versioned import checked_version
+from harness.versioned import checked_version, upgraded
 
 if TYPE_CHECKING:
     from harness.discovery import DeviceEntry
 
-POLICY_SCHEMA_VERSION = 1
-SCHEMA_RESOURCE = f"policy_schema_v{POLICY_SCHEMA_VERSION}.json"
+POLICY_SCHEMA_VERSION = 2
+POLICY_KIND = "policy"
+
+
+def schema_resource(version: int = POLICY_SCHEMA_VERSION) -> str:
+    """The package-data file of policy schema `version` (every version this harness reads ships)."""
+    return f"policy_schema_v{version}.json"
+
+
+SCHEMA_RESOURCE = schema_resource()
 CPU = "cpu"
+
+
+def _upgrade_v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
+    # v2 only adds delegate npu: every v1 document is a v2 document once it says so.
+    return {**document, "schema_version": 2}
+
+
+POLICY_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_v1_to_v2}
+"""Policy upgrades: POLICY_UPGRADES[n] turns a version-n document into version n+1."""
 
 _DERIVE_AGAIN = "derive the policy again with 'harness policy derive'"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -53,15 +77,23 @@ Place = tuple[str | int, ...]  # a place in the document: ("tiers", 1, "choice")
 # --- loading ------------------------------------------------------------------------
 
 
-def policy_schema() -> dict[str, Any]:
-    """The JSON Schema of policy v1, read from the package data."""
-    text = resources.files("harness").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+def policy_schema(version: int = POLICY_SCHEMA_VERSION) -> dict[str, Any]:
+    """The JSON Schema of policy `version` (default: the one derive writes), read from the package data."""
+    text = resources.files("harness").joinpath(schema_resource(version)).read_text(encoding="utf-8")
     return json.loads(text)
 
 
 @cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(policy_schema())
+def _validator(version: int = POLICY_SCHEMA_VERSION) -> Draft202012Validator:
+    return Draft202012Validator(policy_schema(version))
+
+
+def document_version(document: Any) -> int:
+    """The schema version `document` is validated against: the one it says, if this harness has its schema;
+    otherwise the current one (whose schema_version const then reports the odd value)."""
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    known = isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= POLICY_SCHEMA_VERSION
+    return version if known else POLICY_SCHEMA_VERSION
 
 
 def _reject_constant(name: str) -> None:
@@ -70,7 +102,19 @@ def _reject_constant(name: str) -> None:
 
 
 def load_policy(path: Path | str) -> dict[str, Any]:
-    """The policy JSON object at `path`; refuses what is not a policy of a version this harness reads."""
+    """The policy at `path` as POLICY_SCHEMA_VERSION; an older version is upgraded, a newer one refused."""
+    document = read_policy(path)
+    return upgrade_policy(document, path)
+
+
+def upgrade_policy(document: dict[str, Any], path: Path | str = "policy") -> dict[str, Any]:
+    """`document` (as read by read_policy) brought up to POLICY_SCHEMA_VERSION through POLICY_UPGRADES."""
+    return upgraded(document, path, POLICY_KIND, document["schema_version"], POLICY_SCHEMA_VERSION, POLICY_UPGRADES)
+
+
+def read_policy(path: Path | str) -> dict[str, Any]:
+    """The policy JSON object at `path` as written (not upgraded: `validate` checks it against the schema of
+    its own version); refuses what is not a policy of a version this harness reads."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -94,7 +138,7 @@ def load_policy(path: Path | str) -> dict[str, Any]:
             f"{path} holds {_json_kind(document)}, not a policy object",
             "pass a policy file: a JSON object with schema_version, model, tiers and default",
         )
-    checked_version(path, "policy", document.get("schema_version"), POLICY_SCHEMA_VERSION,
+    checked_version(path, POLICY_KIND, document.get("schema_version"), POLICY_SCHEMA_VERSION,
                     f'a policy starts with "schema_version": {POLICY_SCHEMA_VERSION}; {_DERIVE_AGAIN}')
     return document
 
@@ -117,15 +161,17 @@ def validate(document: Any) -> tuple[Problem, ...]:
     """Every problem of `document`, schema errors first (sorted by place), then semantic ones.
 
     Empty means valid. Never raises: the semantic checks skip the parts that
-    already fail the schema, so one run lists everything to fix.
+    already fail the schema, so one run lists everything to fix. The schema is the
+    one of the version the document says (v1 input is checked against v1: no npu).
     """
+    version = document_version(document)
     placed = sorted(
-        (pair for error in _validator().iter_errors(document) for pair in _schema_problems(error)),
+        (pair for error in _validator(version).iter_errors(document) for pair in _schema_problems(error, version)),
         key=lambda pair: (_sort_key(pair[0]), pair[1]),
     )
     problems = [Problem(_where(place), message) for place, message in placed]
     if isinstance(document, dict):
-        problems += _semantic_problems(document)
+        problems += _semantic_problems(document, version)
     # jsonschema gives each missing key its own error, and each is turned into all of them here.
     return tuple(dict.fromkeys(problems))
 
@@ -201,36 +247,36 @@ def _expected_kinds(expected: str | list[str]) -> str:
     return " or ".join(names[kind] for kind in kinds)
 
 
-def _description(schema: Any) -> str:
+def _description(schema: Any, version: int = POLICY_SCHEMA_VERSION) -> str:
     """A subschema's description, following a local $ref when it has none of its own."""
     if not isinstance(schema, dict):
-        return f"see harness/{SCHEMA_RESOURCE}"
+        return f"see harness/{schema_resource(version)}"
     if "description" in schema:
         return schema["description"]
     reference = schema.get("$ref", "")
     if reference.startswith("#/$defs/"):
-        return _description(_validator().schema["$defs"].get(reference.removeprefix("#/$defs/")))
-    return f"see harness/{SCHEMA_RESOURCE}"
+        return _description(_validator(version).schema["$defs"].get(reference.removeprefix("#/$defs/")), version)
+    return f"see harness/{schema_resource(version)}"
 
 
-def _schema_problems(error: ValidationError) -> list[tuple[Place, str]]:
+def _schema_problems(error: ValidationError, version: int = POLICY_SCHEMA_VERSION) -> list[tuple[Place, str]]:
     """A jsonschema error as (place, message) pairs saying what to write there."""
     path = tuple(error.absolute_path)
     value = error.instance
     schema = error.schema if isinstance(error.schema, dict) else {}
-    about = _description(schema)
+    about = _description(schema, version)
     kind = error.validator
     if kind == "required":
         properties = schema.get("properties", {})
         return [
-            ((*path, key), f"is missing: add it ({_description(properties.get(key))})")
+            ((*path, key), f"is missing: add it ({_description(properties.get(key), version)})")
             for key in error.validator_value
             if isinstance(value, dict) and key not in value
         ]
     if kind == "additionalProperties":
         allowed = list(schema.get("properties", {}))
         message = (
-            f"is not a key of policy v{POLICY_SCHEMA_VERSION} here: remove it or fix its spelling "
+            f"is not a key of policy v{version} here: remove it or fix its spelling "
             f"(keys here: {', '.join(allowed)})"
         )
         return [((*path, key), message) for key in value if key not in allowed]
@@ -238,6 +284,9 @@ def _schema_problems(error: ValidationError) -> list[tuple[Place, str]]:
         message = f"{_short(value)} is {_json_kind(value)}; write {_expected_kinds(error.validator_value)} ({about})"
     elif kind == "enum":
         message = f"{_short(value)} is not one of {', '.join(error.validator_value)}; use one of them"
+        if version < POLICY_SCHEMA_VERSION and path[-1:] == ("delegate",) and value in _delegates():
+            message += (f" (policy v{version} has no delegate {value!r}; policy v{POLICY_SCHEMA_VERSION} has it: "
+                        f"{_DERIVE_AGAIN})")
     elif kind == "const":
         message = f"is {_short(value)}; write {_short(error.validator_value)} ({about})"
     elif kind == "pattern":
@@ -276,7 +325,7 @@ def _chain_at(tier: dict, at: Place) -> _Chain:
     return _Chain(tuple(entries), complete)
 
 
-def _semantic_problems(document: dict) -> list[Problem]:
+def _semantic_problems(document: dict, version: int = POLICY_SCHEMA_VERSION) -> list[Problem]:
     """What the schema cannot say.
 
     - every chain (choice + fallbacks) ends on delegate cpu, and the default is on cpu:
@@ -296,19 +345,19 @@ def _semantic_problems(document: dict) -> list[Problem]:
     if isinstance(document.get("default"), dict):
         every_entry.append((("default",), document["default"]))
     return [
-        *_chain_problems(chains, document.get("default")),
+        *_chain_problems(chains, document.get("default"), _delegates(version)),
         *_match_problems(document.get("tiers"), tiers),
         *_tier_consistency_problems(tiers),
         *_model_file_problems(every_entry, document.get("model")),
     ]
 
 
-def _delegates() -> list[str]:
-    return _validator().schema["$defs"]["entry"]["properties"]["delegate"]["enum"]
+def _delegates(version: int = POLICY_SCHEMA_VERSION) -> list[str]:
+    """The delegates an entry of policy `version` may name."""
+    return _validator(version).schema["$defs"]["entry"]["properties"]["delegate"]["enum"]
 
 
-def _chain_problems(chains: list[_Chain], default: Any) -> list[Problem]:
-    known = _delegates()
+def _chain_problems(chains: list[_Chain], default: Any, known: list[str]) -> list[Problem]:
     problems = []
     for chain in chains:
         seen: dict[str, Place] = {}
@@ -329,7 +378,7 @@ def _chain_problems(chains: list[_Chain], default: Any) -> list[Problem]:
                 problems.append(Problem(
                     _where((*path, "delegate")),
                     f"the chain ends on '{last['delegate']}': end it with an entry on delegate '{CPU}' "
-                    "(plain CPU kernels run on every phone; GPU, NNAPI and even XNNPACK can fail to apply)",
+                    "(plain CPU kernels run on every phone; NPU, GPU, NNAPI and even XNNPACK can fail to apply)",
                 ))
     if isinstance(default, dict) and default.get("delegate") in known and default["delegate"] != CPU:
         problems.append(Problem(
@@ -513,7 +562,8 @@ class Resolution:
     `chain` is what the app tries in order: the tier's choice, its fallbacks,
     then the default (each the policy's entry object); a phone no entry
     matches gets the default alone. `reasons` has one line per tier entry
-    tried, in order, up to the one that matched.
+    tried, in order, up to the one that matched. `notes` says what the phone
+    should know about its chain (NNAPI on Android 15 and later).
     """
 
     tier: str | None
@@ -523,6 +573,7 @@ class Resolution:
     ram_bytes: int | None
     sdk: int | None
     reasons: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -532,6 +583,7 @@ class Resolution:
             "ram_bytes": self.ram_bytes,
             "sdk": self.sdk,
             "reasons": list(self.reasons),
+            "notes": list(self.notes),
             "chain": list(self.chain),
         }
 
@@ -545,17 +597,27 @@ def resolve(document: dict[str, Any], device: DeviceInfo | TierFacts) -> Resolut
         matched = rule.matches(facts)
         reasons.append(f"{rule.tier} ({rule.id}): {'yes' if matched else 'no'}: {_why(rule, facts, matched)}")
         if matched:
+            chain = (entry["choice"], *entry["fallbacks"], document["default"])
             return Resolution(
                 tier=rule.tier,
                 rule=rule.id,
-                chain=(entry["choice"], *entry["fallbacks"], document["default"]),
+                chain=chain,
                 identity=facts.soc_identities,
                 ram_bytes=facts.ram_bytes,
                 sdk=facts.sdk,
                 reasons=tuple(reasons),
+                notes=_phone_notes(chain, facts.sdk),
             )
-    return Resolution(None, None, (document["default"],), facts.soc_identities, facts.ram_bytes, facts.sdk,
-                      tuple(reasons))
+    chain = (document["default"],)
+    return Resolution(None, None, chain, facts.soc_identities, facts.ram_bytes, facts.sdk, tuple(reasons),
+                      _phone_notes(chain, facts.sdk))
+
+
+def _phone_notes(chain: Sequence[Mapping[str, Any]], sdk: int | None) -> tuple[str, ...]:
+    deprecated = [entry_label(entry) for entry in chain if deprecated_on(entry["delegate"], sdk)]
+    if not deprecated:
+        return ()
+    return (f"{NNAPI_DEPRECATION} (this phone is on SDK {sdk}; its chain tries {', '.join(deprecated)})",)
 
 
 def _gb(size_bytes: int) -> str:
@@ -623,6 +685,7 @@ def format_resolution(resolution: Resolution) -> str:
     sdk = resolution.sdk if resolution.sdk is not None else "unknown"
     lines += [f"phone: SoC {soc}, RAM {ram}, SDK {sdk}", "why:"]
     lines += [f"  {reason}" for reason in resolution.reasons]
+    lines += [f"note: {note}" for note in resolution.notes]
     lines.append("chain (each entry is tried when the one before it fails):")
     for number, entry in enumerate(resolution.chain, start=1):
         model = entry["model"]

@@ -35,6 +35,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from harness.deprecations import NNAPI_DEPRECATION, deprecated_on
 from harness.errors import UsageError
 from harness.numerics import CellNumerics, NumericsGate, cell_numerics
 from harness.profiles import TierFacts, TierRules
@@ -292,10 +293,22 @@ class TierRanking:
     measured_on: MeasuredOn
     min_effect: float
     notes: tuple[str, ...] = ()  # what the ranking could not apply, and why
+    sdks: Mapping[str, int | None] = dataclasses.field(default_factory=dict)  # serial -> android_sdk
 
     @property
     def best(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
+
+    def deprecated_on(self, delegate: str) -> tuple[str, ...]:
+        """The tier's devices (as "model (SDK n)") on which `delegate` is deprecated (harness.deprecations)."""
+        return tuple(sorted(f"{self.device_models.get(serial, serial)} (SDK {int(sdk)})"
+                            for serial, sdk in self.sdks.items() if serial in self.devices
+                            and deprecated_on(delegate, sdk)))
+
+    def deprecation(self, delegate: str) -> str | None:
+        """A row's flag: NNAPI measured on Android 15 or later, where it is deprecated; else None."""
+        on = self.deprecated_on(delegate)
+        return f"{NNAPI_DEPRECATION} (measured on {', '.join(on)})" if on else None
 
     def table(self) -> pd.DataFrame:
         """Candidates then exclusions, one row each; `rank` shows ties as "=2"."""
@@ -310,13 +323,14 @@ class TierRanking:
                 "model_size_bytes": c.model_size_bytes, "model_sha256": c.config.model_sha256,
                 "tie_group": c.tie_group, "repetitions": c.repetitions,
                 "versus_best": "the best" if c.versus_best is None else c.versus_best.describe(self.min_effect),
-                "status": "candidate", "reason": None,
+                "status": "candidate", "reason": None, "deprecation": self.deprecation(c.config.delegate),
             })
         for e in self.excluded:
             rows.append({
                 "rank": "-", "config": e.config.label, "variant": e.config.variant,
                 "delegate": e.config.delegate, "num_threads": e.config.num_threads, "value": e.value,
                 "model_sha256": e.config.model_sha256, "status": "excluded", "reason": e.reason,
+                "deprecation": self.deprecation(e.config.delegate),
             })
         return pd.DataFrame(rows)
 
@@ -577,8 +591,10 @@ def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, con
             candidates.append(verdict)
     ranked, tie_break = _order(candidates, metric, tie_test)
     excluded.sort(key=lambda e: (math.inf if e.value is None else e.value, e.config.label))
+    sdks = {serial: _none_if_na(sdk) for serial, sdk in zip(stats["serial"], stats["android_sdk"])}
+    # nnapi rows on SDK >= 35 stay ranked (NNAPI still runs there) and carry a `deprecation` flag (see table()).
     return TierRanking(tier, model_name, metric, devices, names, unmeasured, tuple(ranked), tuple(excluded), tie_break,
-                       how, tie_test.min_effect, tuple(notes))
+                       how, tie_test.min_effect, tuple(notes), sdks)
 
 
 @dataclass(frozen=True)

@@ -604,3 +604,39 @@ def test_cli_serves_the_app_on_loopback_only(tmp_path: Path) -> None:
     assert options["--server.headless"] == "true"
     assert options["--browser.gatherUsageStats"] == "false"
     assert command[command.index("--"):] == ["--", "--results", str(tmp_path)]
+
+
+@pytest.fixture(scope="module")
+def android_15_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Published figures of two phones (nnapi among the delegates), the Pixel 3's rows as if on Android 15."""
+    import dataclasses
+
+    import published_phones as published
+
+    root = tmp_path_factory.mktemp("android_15") / "results"
+    store = ResultsStore(root)
+    rows = [dataclasses.replace(row, android_sdk=35) if row.serial == "pixel3" else row for row in published.rows()]
+    for serial in published.PHONES:
+        store.append([row for row in rows if row.serial == serial])
+    published.write_manifest(root.parent / "models")
+    return root
+
+
+def test_rankings_flag_nnapi_measured_on_android_15(android_15_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.deprecations import NNAPI_DEPRECATION
+
+    app = open_app(android_15_root, monkeypatch, RANKINGS)
+    app.sidebar.selectbox(key="model").set_value("mobilenet_v2").run()
+    assert not app.exception, [e.message for e in app.exception]
+    ranked = table(app, "ranking").set_index("config")
+    flag = f"{NNAPI_DEPRECATION} (measured on Pixel 3 (SDK 35))"
+    assert ranked.loc["fp32/nnapi/x4", "deprecation"] == flag
+    assert ranked["deprecation"].notna().sum() == 1  # GM1901 is on SDK 29, and only nnapi rows are flagged
+    captions = texts(app.caption)
+    assert "NNAPI deprecated" in captions and "Measured here on Pixel 3 (SDK 35)" in captions
+
+
+def test_rankings_without_nnapi_show_no_deprecation(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, RANKINGS)
+    assert "deprecation" not in table(app, "ranking").columns
+    assert "NNAPI deprecated" not in texts(app.caption)

@@ -7,11 +7,13 @@ import itertools
 from pathlib import Path
 
 import published_phones as published
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.coverage import coverage
+from harness.deprecations import NNAPI_DEPRECATION
 from harness.errors import InputFileError, UsageError
 from harness.policy import DeriveRequest, derive, load_rows
 from harness.policy_file import validate
@@ -61,12 +63,12 @@ def test_derive_on_published_phones_picks_each_phones_fastest(published_results,
 
 # --- every shape of candidates gives a valid chain -----------------------------------
 
-DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "npu")
 # per delegate: None = not measured, "fail" = delegate_failed, else a p50 in us
 _outcome = st.one_of(st.none(), st.just("fail"), st.integers(min_value=100, max_value=100_000))
 
 
-def _rows(outcomes: dict[str, object], serials: tuple[str, ...]) -> list[ResultRow]:
+def _rows(outcomes: dict[str, object], serials: tuple[str, ...], sdk: int = 34) -> list[ResultRow]:
     import datetime as dt
 
     started = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
@@ -78,7 +80,7 @@ def _rows(outcomes: dict[str, object], serials: tuple[str, ...]) -> list[ResultR
             run_id="shapes", repetition=repetition, case_id=case_id_for(serial, "f" * 64, delegate, 1, ()),
             started_at=started + dt.timedelta(seconds=len(rows)), duration_s=1.0, harness_version="test",
             adb_server="127.0.0.1:5037", serial=serial, device_model=serial, manufacturer="test", soc="SM8650",
-            abi="arm64-v8a", android_sdk=34, ram_bytes=11_000_000_000, tier="high", model_name="net",
+            abi="arm64-v8a", android_sdk=sdk, ram_bytes=11_000_000_000, tier="high", model_name="net",
             variant="fp32", model_sha256="f" * 64, model_size_bytes=1000, delegate=delegate, num_threads=1,
             num_runs=50, warmup_runs=1, bench_binary_sha256="b" * 64,
         )
@@ -92,19 +94,26 @@ def _rows(outcomes: dict[str, object], serials: tuple[str, ...]) -> list[ResultR
     return rows
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(outcomes=st.fixed_dictionaries({delegate: _outcome for delegate in DELEGATES}))
-def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes: dict[str, object]) -> None:
-    rows = _rows(outcomes, ("a", "b"))
-    cpu_works = isinstance(outcomes["cpu"], int)
-    if not rows:
-        return
+def _store(tmp_path_factory, rows: list[ResultRow]) -> ResultsStore:
     store = ResultsStore(tmp_path_factory.mktemp("shapes"))
     for serial in ("a", "b"):
         store.append([row for row in rows if row.serial == serial])
     models = [{"name": "net", "variant": "fp32", "quantization": None, "path": "/models/net_fp32.tflite",
                "sha256": "f" * 64, "size_bytes": 1000}]
     store.write_run_manifest("shapes", {"plan": {"models": models}})  # names the swept file, as a sweep does
+    return store
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(outcomes=st.fixed_dictionaries({delegate: _outcome for delegate in DELEGATES}),
+       sdk=st.sampled_from([34, 35]))
+def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes: dict[str, object],
+                                                       sdk: int) -> None:
+    rows = _rows(outcomes, ("a", "b"), sdk)
+    cpu_works = isinstance(outcomes["cpu"], int)
+    if not rows:
+        return
+    store = _store(tmp_path_factory, rows)
     request = DeriveRequest(results_root=store.root)
     if not cpu_works:
         # No plain-CPU configuration ran: no chain can end safely, and derive says why (never an assertion).
@@ -119,6 +128,42 @@ def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes
     assert working[chain[0].split("/")[1]] == min(working.values())
     # Nothing slower than plain CPU comes before it, and nothing failed is in it.
     assert all(working[label.split("/")[1]] <= working["cpu"] for label in chain)
+    # NNAPI in the chain always carries the deprecation note (no tier match caps the SDK); it names the
+    # measured devices when they are on SDK 35 or later.
+    notes = next(t for t in document["tiers"] if t["name"] == "high")["evidence"].get("notes", [])
+    nnapi_notes = [note for note in notes if note.startswith(NNAPI_DEPRECATION)]
+    if "fp32/nnapi/x1" not in chain:
+        assert nnapi_notes == []
+    elif sdk >= 35:
+        assert nnapi_notes == [f"{NNAPI_DEPRECATION} (the chain tries fp32/nnapi/x1; measured on a (SDK 35), b (SDK 35))"]
+    else:
+        assert len(nnapi_notes) == 1 and "no measured device is on SDK 35 or later" in nnapi_notes[0]
+
+
+def test_npu_gpu_xnnpack_cpu_is_a_chain(tmp_path_factory) -> None:
+    outcomes = {"npu": 200, "gpu": 400, "xnnpack": 800, "cpu": 1600, "nnapi": "fail"}
+    document = derive(DeriveRequest(results_root=_store(tmp_path_factory, _rows(outcomes, ("a", "b"))).root)).document
+    assert validate(document) == () and document["schema_version"] == 2
+    assert chain_of(document, "high") == ["fp32/npu/x1", "fp32/gpu/x1", "fp32/xnnpack/x1", "fp32/cpu/x1"]
+
+
+def test_the_nnapi_note_names_sdk_35_devices_and_rankings_flag_only_them(tmp_path_factory) -> None:
+    from harness import ranking
+
+    outcomes = {"nnapi": 300, "cpu": 1600}
+    rows = [*_rows(outcomes, ("a",), sdk=35), *_rows(outcomes, ("b",), sdk=34)]
+    store = _store(tmp_path_factory, rows)
+    document = derive(DeriveRequest(results_root=store.root)).document
+    assert chain_of(document, "high") == ["fp32/nnapi/x1", "fp32/cpu/x1"]
+    notes = next(t for t in document["tiers"] if t["name"] == "high")["evidence"]["notes"]
+    assert f"{NNAPI_DEPRECATION} (the chain tries fp32/nnapi/x1; measured on a (SDK 35))" in notes
+    (tier,) = ranking.rank_tiers(ranking.stats_of(store.read()), "net")
+    table = tier.table().set_index("config")
+    assert table.loc["fp32/nnapi/x1", "deprecation"] == f"{NNAPI_DEPRECATION} (measured on a (SDK 35))"
+    assert pd.isna(table.loc["fp32/cpu/x1", "deprecation"])
+    # The same rows on SDK 34 only: no row is flagged.
+    (tier,) = ranking.rank_tiers(ranking.stats_of(_store(tmp_path_factory, _rows(outcomes, ("a", "b"))).read()), "net")
+    assert tier.table()["deprecation"].isna().all() and tier.deprecated_on("nnapi") == ()
 
 
 def test_derive_never_invents_a_file_name(published_results) -> None:

@@ -30,13 +30,16 @@ from harness.policy_file import (
     diff,
     format_diff,
     format_resolution,
+    POLICY_UPGRADES,
     load_policy,
     policy_schema,
+    read_policy,
     resolve,
     tier_entries,
     validate,
 )
-from harness.profiles import AdbServer, glob_problem, load_tiers
+from harness.deprecations import NNAPI_DEPRECATION
+from harness.profiles import AdbServer, TierFacts, glob_problem, load_tiers
 
 DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
 VERBATIM_MARKER = "# ---- verbatim text below this line ----"
@@ -100,7 +103,7 @@ def make_policy() -> dict[str, Any]:
         for base in ENTRIES
     ]
     document = {
-        "schema_version": 1,
+        "schema_version": POLICY_SCHEMA_VERSION,
         "generated_at": "2026-11-24T18:00:00+00:00",
         "generated_by": "harness 0.1.0",
         "model": {"name": "digits_cnn", "version": VERSION, "io_signature": FLOAT_SIGNATURE},
@@ -177,12 +180,12 @@ def test_cli_validate_accepts_a_valid_policy(tmp_path: Path, policy: dict) -> No
     path = write(tmp_path / "policy.json", policy)
     result = run("validate", path)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"{path}: valid ({len(ENTRIES)} tier entries, 3 tiers)"
+    assert result.stdout.strip() == f"{path}: valid policy v{POLICY_SCHEMA_VERSION} ({len(ENTRIES)} tier entries, 3 tiers)"
 
     result = run("validate", path, "--json")
     assert result.exit_code == 0
     # This hand-written policy does not say what measured it: valid, with a warning saying so.
-    assert json.loads(result.stdout) == {"valid": True, "problems": [], "warnings": [
+    assert json.loads(result.stdout) == {"valid": True, "schema_version": POLICY_SCHEMA_VERSION, "problems": [], "warnings": [
         "the policy does not say which kind of device measured it (an older harness derived it): "
         "derive it again to know"]}
 
@@ -304,12 +307,13 @@ def test_load_policy_reads_a_policy_back(tmp_path: Path, policy: dict) -> None:
 
 
 def test_a_newer_schema_version_says_to_upgrade(tmp_path: Path, policy: dict) -> None:
-    policy["schema_version"] = 2
+    policy["schema_version"] = POLICY_SCHEMA_VERSION + 1
     path = write(tmp_path / "policy.json", policy)
-    with pytest.raises(SchemaError, match=r"reads up to v1: upgrade tflite-farm: pip install -U tflite-farm"):
+    with pytest.raises(SchemaError, match=r"is policy v3, but this tflite-farm reads up to v2: upgrade tflite-farm: "
+                                          r"pip install -U tflite-farm"):
         load_policy(path)
     result = run("validate", path)
-    assert result.exit_code == 2 and "reads up to v1" in result.stderr and result.stderr.startswith("error: ")
+    assert result.exit_code == 2 and "reads up to v2" in result.stderr and result.stderr.startswith("error: ")
 
 
 @pytest.mark.parametrize("version", [None, "1", 1.0, True, 0])
@@ -318,7 +322,7 @@ def test_a_missing_or_odd_schema_version_is_a_schema_error(tmp_path: Path, polic
         del policy["schema_version"]
     else:
         policy["schema_version"] = version
-    with pytest.raises(SchemaError, match='"schema_version": 1'):
+    with pytest.raises(SchemaError, match='"schema_version": 2'):
         load_policy(write(tmp_path / "policy.json", policy))
 
 
@@ -638,3 +642,93 @@ def test_cli_diff_of_an_invalid_policy_exits_2(tmp_path: Path, policy: dict) -> 
     policy["default"]["delegate"] = "nnapi"
     result = run("diff", write(tmp_path / "old.json", VALID), write(tmp_path / "new.json", policy))
     assert result.exit_code == 2 and "default.delegate: is 'nnapi'" in result.stderr
+
+
+# --- versions: v2 adds delegate npu; v1 files keep reading ------------------------------
+
+POLICY_V1 = Path(__file__).parent / "data" / "policy_v1.json"  # written by the v1 harness (tests/policy_data.py)
+
+
+def test_every_schema_version_ships_and_only_v2_has_npu() -> None:
+    assert POLICY_SCHEMA_VERSION == 2 and sorted(POLICY_UPGRADES) == [1]
+    for version in (1, 2):
+        Draft202012Validator.check_schema(policy_schema(version))
+        assert policy_schema(version)["properties"]["schema_version"]["const"] == version
+    delegates = {version: policy_schema(version)["$defs"]["entry"]["properties"]["delegate"]["enum"]
+                 for version in (1, 2)}
+    assert delegates[2] == [*delegates[1], "npu"]
+    # Nothing else differs but descriptions, the id and the title: keep v2 minimal.
+    def shape(schema: Any) -> Any:
+        if isinstance(schema, dict):
+            return {k: shape(v) for k, v in schema.items() if k not in ("description", "$id", "title", "const", "enum")}
+        return [shape(v) for v in schema] if isinstance(schema, list) else schema
+    assert shape(policy_schema(1)) == shape(policy_schema(2))
+
+
+def test_v2_accepts_an_npu_chain_down_to_cpu(policy: dict) -> None:
+    set_chain(policy, "high", entry("int8", "npu", 1),
+              [entry("fp16", "gpu", 1), entry("fp16", "xnnpack", 2), entry("fp32", "cpu", 2)])
+    assert validate(policy) == ()
+
+
+def test_v1_input_with_npu_is_rejected_and_says_v2_has_it(policy: dict) -> None:
+    policy["schema_version"] = 1
+    assert validate(policy) == ()  # the same document without npu is a valid v1 policy
+    set_chain(policy, "high", entry("int8", "npu", 1), [entry("fp32", "cpu", 2)])
+    problems = validate(policy)
+    high = [f"tiers[{index}].choice.delegate" for index, tier in enumerate(policy["tiers"]) if tier["name"] == "high"]
+    assert [p.where for p in problems] == high
+    assert "'npu' is not one of cpu, xnnpack, gpu, nnapi" in problems[0].message
+    assert "policy v1 has no delegate 'npu'; policy v2 has it" in problems[0].message
+
+
+def test_a_v1_file_is_read_as_v2_with_nothing_changed_but_the_version() -> None:
+    as_written = read_policy(POLICY_V1)
+    assert as_written["schema_version"] == 1 and validate(as_written) == ()
+    loaded = load_policy(POLICY_V1)
+    assert loaded == {**as_written, "schema_version": 2}
+    assert validate(loaded) == ()
+    assert diff(as_written, loaded).changes == ()
+    pixel = resolve(loaded, device_from_dumps(verbatim(PIXEL_8_PRO)))
+    assert (pixel.tier, pixel.rule) == (RULES.classify(device_from_dumps(verbatim(PIXEL_8_PRO))).tier, pixel.rule)
+    assert resolve(as_written, TierFacts(("Tensor G3",), 12_000_000_000, 34)).chain == \
+        resolve(loaded, TierFacts(("Tensor G3",), 12_000_000_000, 34)).chain
+
+
+def test_cli_on_a_v1_file_says_v1_and_valid_and_resolves_and_diffs(tmp_path: Path) -> None:
+    result = run("validate", POLICY_V1)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{POLICY_V1}: valid policy v1 (7 tier entries, 3 tiers; an older version")
+    result = run("validate", POLICY_V1, "--json")
+    assert json.loads(result.stdout)["schema_version"] == 1 and json.loads(result.stdout)["valid"] is True
+    assert run("resolve", POLICY_V1, "--getprop", PIXEL_8_PRO).exit_code == 0
+    newer = write(tmp_path / "v2.json", load_policy(POLICY_V1))
+    result = run("diff", POLICY_V1, newer)
+    assert (result.exit_code, result.stdout.strip()) == (0, "no changes")
+
+
+def test_cli_refuses_a_v1_file_holding_npu(tmp_path: Path) -> None:
+    document = read_policy(POLICY_V1)
+    document["tiers"][0]["choice"]["delegate"] = "npu"
+    path = write(tmp_path / "v1_npu.json", document)
+    for command in (["validate", path], ["resolve", path, "--getprop", PIXEL_8_PRO]):
+        result = run(*command)
+        assert result.exit_code == 2 and "policy v1 has no delegate 'npu'" in result.stderr
+
+
+def test_resolve_notes_nnapi_on_android_15_and_not_on_14(tmp_path: Path, policy: dict) -> None:
+    set_chain(policy, "high", entry("fp16", "nnapi", 1), [entry("fp16", "gpu", 1), entry("fp32", "cpu", 2)])
+    on_15 = resolve(policy, TierFacts(("Tensor G4",), 12_000_000_000, 35))
+    on_14 = resolve(policy, TierFacts(("Tensor G4",), 12_000_000_000, 34))
+    assert on_15.tier == on_14.tier == "high"
+    assert on_15.notes == (f"{NNAPI_DEPRECATION} (this phone is on SDK 35; its chain tries fp16/nnapi/x1)",)
+    assert on_14.notes == ()
+    assert f"note: {NNAPI_DEPRECATION}" in format_resolution(on_15)
+    assert "note:" not in format_resolution(on_14)
+    assert on_15.to_json()["notes"] == list(on_15.notes)
+    path = write(tmp_path / "policy.json", policy)
+    result = run("resolve", path, "--getprop", PIXEL_8_PRO)  # a real Android 16 dump (SDK 36)
+    assert result.exit_code == 0 and f"note: {NNAPI_DEPRECATION} (this phone is on SDK 36" in result.stdout
+    result = run("resolve", path, "--getprop", PIXEL_8_PRO, "--json")
+    assert json.loads(result.stdout)["notes"] == [f"{NNAPI_DEPRECATION} (this phone is on SDK 36; its chain tries "
+                                                  "fp16/nnapi/x1)"]

@@ -180,7 +180,7 @@ def test_policy_records_how_it_was_measured_and_validate_warns_about_virtual_num
     assert strict.exit_code == 2 and "--require-physical refuses" in strict.stderr
     (tmp_path / "physical.json").write_text(json.dumps(physical))
     fine = runner.invoke(main, ["policy", "validate", str(tmp_path / "physical.json"), "--require-physical", "--json"])
-    assert fine.exit_code == 0 and json.loads(fine.stdout) == {"valid": True, "problems": [], "warnings": []}
+    assert fine.exit_code == 0 and json.loads(fine.stdout) == {"valid": True, "schema_version": 2, "problems": [], "warnings": []}
     # A policy of an older harness says nothing about its devices: --require-physical cannot vouch for it.
     del physical["source"]["device_kinds"]
     (tmp_path / "old.json").write_text(json.dumps(physical))

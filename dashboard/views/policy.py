@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, charts, session
+from harness.deprecations import NNAPI, NNAPI_DEPRECATION
 from harness.errors import HarnessError
 from harness.policy_file import entry_label
 from harness.ranking import METRICS, Constraints, TieTest
@@ -77,6 +78,9 @@ entries = pd.DataFrame([
     for entry in document["tiers"]
 ])
 st.dataframe(entries, hide_index=True)
+if any(item["delegate"] == NNAPI for entry in document["tiers"] for item in [entry["choice"], *entry["fallbacks"]]):
+    st.caption(f":orange-badge[NNAPI deprecated] {NNAPI_DEPRECATION}. The tiers whose chain tries NNAPI say so in "
+               "their note; 'harness policy resolve' says it for a phone on SDK 35 or later.")
 default = document["default"]
 st.caption(f"Default (phones no rule matches, and the end of every chain): {entry_label(default)}. "
            f"Model version {document['model']['version']}.")

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, charts, queries, session
+from harness.deprecations import NNAPI, NNAPI_DEPRECATION
 from harness.errors import HarnessError
 from harness.numerics import NumericsGate
 from harness.ranking import METRICS, TieTest
@@ -107,9 +108,16 @@ if not cells.empty:
                f"of the reference's range, cosine >= {gate.min_output_cosine:g}; for probability outputs symmetric "
                f"KL < {gate.max_sym_kl:g} and MSE < {gate.max_mse:g}.")
 
+if not table.empty and (table["delegate"] == NNAPI).any():
+    on = tier.deprecated_on(NNAPI)
+    st.caption(f":orange-badge[NNAPI deprecated] {NNAPI_DEPRECATION}. "
+               + (f"Measured here on {', '.join(on)}: those rows are flagged in the deprecation column."
+                  if on else "No device of this tier was on SDK 35 or later."))
+
 shown = table.assign(value=table["value"] * factor)
 if "worst_value" in shown:
     shown["worst_value"] = shown["worst_value"] * factor
 shown = shown.rename(columns={"value": f"median ({unit or 'value'})", "worst_value": f"worst device ({unit or 'value'})"})
-columns = [c for c in shown.columns if c not in ("tie_group", "model_sha256", "variant", "delegate", "num_threads")]
+columns = [c for c in shown.columns if c not in ("tie_group", "model_sha256", "variant", "delegate", "num_threads")
+           and (c != "deprecation" or shown[c].notna().any())]
 st.dataframe(shown[columns], hide_index=True)
