@@ -2,6 +2,8 @@
 
 - dense: float32 [1, 8] -> Dense(4, relu) -> Dense(2)
 - conv: float32 [1, 16, 16, 3] -> Conv2D(4, 3x3) -> global average pool -> Dense(2)
+- conv_ms: float32 [1, 96, 96, 3] -> 3x (Conv2D(32, 3x3) + max pool) -> Dense(2): about a millisecond
+  per inference, so a run measures the model rather than an API's per-call overhead
 - custom_op: dense with its first op turned into the custom op `HarnessUnknownOp`,
   which no runtime resolves (fails at AllocateTensors, like a model that needs
   an unregistered custom kernel)
@@ -13,7 +15,7 @@ import os
 from pathlib import Path
 
 CUSTOM_OP_NAME = "HarnessUnknownOp"
-MODEL_NAMES = ("dense", "conv", "custom_op")
+MODEL_NAMES = ("dense", "conv", "conv_ms", "custom_op")
 
 
 def build_tiny_models(cache_dir: Path) -> dict[str, Path]:
@@ -24,6 +26,8 @@ def build_tiny_models(cache_dir: Path) -> dict[str, Path]:
         paths["dense"].write_bytes(_convert(_dense_model()))
     if not paths["conv"].exists():
         paths["conv"].write_bytes(_convert(_conv_model()))
+    if not paths["conv_ms"].exists():
+        paths["conv_ms"].write_bytes(_convert(_conv_ms_model()))
     if not paths["custom_op"].exists():
         paths["custom_op"].write_bytes(with_custom_op(paths["dense"].read_bytes(), CUSTOM_OP_NAME))
     return paths
@@ -59,6 +63,14 @@ def _conv_model():  # type: ignore[no-untyped-def]
             keras.layers.Dense(2),
         ]
     )
+
+
+def _conv_ms_model():  # type: ignore[no-untyped-def]
+    keras = _keras()
+    layers = [keras.Input((96, 96, 3), name="image")]
+    for _ in range(3):
+        layers += [keras.layers.Conv2D(32, 3, padding="same", activation="relu"), keras.layers.MaxPooling2D()]
+    return keras.Sequential([*layers, keras.layers.Flatten(), keras.layers.Dense(2)])
 
 
 def _convert(model) -> bytes:  # type: ignore[no-untyped-def]
