@@ -116,6 +116,7 @@ def choose_tool(phone: Phone, device: DeviceInfo, binaries: BenchmarkBinaries, c
                      f"no benchmark binary for ABI {device.abi}: {where_to_get(device.abi, wanted)}")
     pushed = 0
     learnt: list[tuple[Path, str, BenchmarkDialect | None, str | None]] = []
+    said: dict[str, str] = {}  # what an unrecognised binary answered, for the message
     for local in candidates:
         sha = file_sha256(local)
         dialect = binaries.known.get(local) or cache.get(sha)
@@ -123,9 +124,12 @@ def choose_tool(phone: Phone, device: DeviceInfo, binaries: BenchmarkBinaries, c
         if dialect is None:
             remote, sent = phone.ensure_file(local, sha, mode=0o755)
             pushed += sent
-            dialect = probe(phone, remote)
+            answer = probe(phone, remote)
+            dialect = detect(answer)
             if dialect is not None:
                 cache.put(sha, dialect)
+            else:
+                said[local.name] = " ".join(answer.split())[:160]
         learnt.append((local, sha, dialect, remote))
     order = [wanted] if wanted else [BenchmarkDialect.CLASSIC, BenchmarkDialect.LITERT]
     for dialect in order:
@@ -135,20 +139,20 @@ def choose_tool(phone: Phone, device: DeviceInfo, binaries: BenchmarkBinaries, c
                     remote, sent = phone.ensure_file(local, sha, mode=0o755)
                     pushed += sent
                 return PhoneTool(local, sha, dialect, remote), pushed
-    unknown = [local.name for local, _, found, _ in learnt if found is None]
+    unknown = "; ".join(f"{name} answered {answer!r}" for name, answer in said.items())
     if wanted is not None:
         message = (f"farm.toml's [[dialects]] asks for the {wanted.value} benchmark_model on this phone, but "
                    f"[binaries] has none for ABI {device.abi}: {where_to_get(device.abi, wanted)}")
         raise NoTool(CaseStatus.SKIPPED, ErrorType.NO_BINARY, message)
     raise NoTool(CaseStatus.FAILED, ErrorType.UNKNOWN_BINARY,
-                 f"cannot tell which benchmark program {', '.join(unknown)} is: its --help output names neither the "
-                 f"classic nor the LiteRT 2.x benchmark_model flags; {where_to_get(device.abi)}")
+                 f"cannot tell which benchmark program this is: asked --help, {unknown}, which names neither the "
+                 f"classic nor the LiteRT 2.x benchmark_model's flags; {where_to_get(device.abi)}")
 
 
-def probe(phone: Phone, remote_binary: str) -> BenchmarkDialect | None:
-    """The dialect a binary on the phone shows in its --help text (both tools print their flags table)."""
+def probe(phone: Phone, remote_binary: str) -> str:
+    """What a binary on the phone answers to --help (both tools print their flags table)."""
     result = phone.shell(f"{shlex.quote(remote_binary)} --help 2>&1", timeout_s=HELP_TIMEOUT_S)
-    return detect(result.text) if not result.timed_out else None
+    return f"(no answer within {HELP_TIMEOUT_S:g} s)" if result.timed_out else result.text
 
 
 def npu_folder(family: NpuLibraries) -> str:

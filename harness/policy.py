@@ -56,6 +56,7 @@ _CONSTRAINT_FLAGS = {
     ExclusionKind.MAX_ACCURACY_DROP: "--max-accuracy-drop", ExclusionKind.MAX_ENERGY_MJ: "--max-energy-mj",
     ExclusionKind.FAILURE: "a sweep with working delegates",
     ExclusionKind.NOT_MEASURED: "a sweep that covers every device of the tier",
+    ExclusionKind.UNSUPPORTED: "a benchmark program that can ask for the delegate (see [[dialects]] in farm.toml)",
     ExclusionKind.ACCURACY_GATE: "a variant that passes the 'harness convert' accuracy gate",
     ExclusionKind.NUMERICS: "a delegate whose outputs agree with the reference (or --max-output-error / "
                             "--min-output-cosine, if the gate is too strict for this model)",
@@ -178,7 +179,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
     default_ranking = _default_ranking(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test,
                                        request.mixing, request.numerics_gate)
     default = _default_candidate(default_ranking)
-    chains = {r.tier: _chain(r, relaxed) for r in rankings}
+    chains = {r.tier: _chain(r, relaxed, default) for r in rankings}
     chosen = {c.config.model_sha256 for chain, _ in chains.values() for c in chain} | {default.config.model_sha256}
     version = request.model_version or _content_version(chosen)
 
@@ -215,7 +216,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
                       "numerics_gate": request.numerics_gate.describe()},
         "source": {"results": str(request.results_root), "runs": sorted(rows["run_id"].unique().tolist()),
                    "manifest": str(request.manifest_path) if request.manifest_path else None,
-                   **default_ranking.measured_on.to_json()},
+                   **ranking.measured_on(stats[stats["model_name"] == model_name]).to_json()},
         "tiers": tiers,
         "default": entry(default),
     }
@@ -235,7 +236,7 @@ def write_policy(document: dict, path: Path) -> Path:
 # --- choosing ----------------------------------------------------------------------
 
 
-def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]]
+def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]], default: Candidate
            ) -> tuple[list[Candidate], list[str]]:
     """The choice, then the best candidate of each delegate not yet in the chain, in ranking
     order, up to and including the first plain-CPU one: every chain ends on CPU by construction,
@@ -244,7 +245,9 @@ def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]]
     A delegate ranked below the best CPU configuration is left out: falling back to it
     would be slower than CPU. `relaxed()` gives every tier ranked without latency, memory
     and energy limits: when no CPU configuration meets them, the chain still ends on the
-    best CPU configuration that ran everywhere, and the evidence says so.
+    best CPU configuration that ran everywhere, and the evidence says so. A tier whose phones' benchmark
+    program cannot ask for plain CPU (LiteRT 2.x's) ends on the default's CPU entry, measured on other
+    phones, and the evidence says that too.
     """
     chain: list[Candidate] = []
     for candidate in tier.candidates:
@@ -254,6 +257,11 @@ def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]]
         if candidate.config.delegate == CPU:
             return chain, []
     cpu = next((c for c in relaxed()[tier.tier].candidates if c.config.delegate == CPU), None)
+    unaskable = [e for e in tier.excluded if e.config.delegate == CPU and e.constraint is ExclusionKind.UNSUPPORTED]
+    if cpu is None and unaskable and not any(e.config.delegate == CPU and e.constraint is ExclusionKind.FAILURE
+                                             for e in tier.excluded):
+        return [*chain, default], [f"plain CPU was not measured on this tier ({unaskable[0].reason}); the chain ends "
+                                   f"on the default's {default.config.label}, measured on the other phones"]
     if cpu is None:
         raise UsageError(f"tier {tier.tier}: no plain-CPU configuration of {tier.model_name} ran ok on "
                          "every device of the tier",
@@ -281,8 +289,10 @@ def _nnapi_notes(chain: Sequence[Candidate], tier: TierRanking, matches: Sequenc
 def _default_ranking(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,
                      accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest,
                      mixing: MixingAllowed, numerics_gate: NumericsGate) -> TierRanking:
-    """All measured devices as one group: any phone may end up on the default."""
-    everyone = stats.assign(tier=ALL_DEVICES)
+    """All measured devices as one group, plain CPU only (the default is a CPU entry): any phone may end up
+    on the default. A phone whose benchmark program cannot ask for plain CPU (LiteRT 2.x's) has only
+    skipped CPU rows, so it neither blocks the default nor mixes its program into the evidence."""
+    everyone = stats[stats["delegate"] == CPU].assign(tier=ALL_DEVICES)
     return ranking.rank_tiers(everyone, model_name, metric, constraints, accuracy, tie_test, mixing=mixing,
                               numerics_gate=numerics_gate)[0]
 

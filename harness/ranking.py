@@ -213,6 +213,7 @@ class ExclusionKind(str, Enum):
 
     FAILURE = "failure"
     NOT_MEASURED = "not_measured"
+    UNSUPPORTED = "unsupported_by_binary"  # the devices' benchmark program cannot ask for its delegate
     ACCURACY_GATE = "accuracy_gate"
     NUMERICS = "numerics"  # its outputs on a device broke the numerics gate (harness.numerics)
     MAX_LATENCY_US = "max_latency_us"  # the Constraints field names, so a limit names its own flag
@@ -358,6 +359,7 @@ WITH r AS (
         count(DISTINCT run_id) AS runs,
         count(*) FILTER (WHERE is_ok) AS ok_rows,
         count(*) FILTER (WHERE status = 'skipped') AS skipped_rows,
+        count(*) FILTER (WHERE status = 'skipped' AND error_type = 'unsupported_by_binary') AS unsupported_rows,
         count(*) FILTER (WHERE NOT is_ok AND status <> 'skipped') AS failures,
         string_agg(DISTINCT CASE WHEN NOT is_ok AND status <> 'skipped'
                    THEN CASE WHEN error_type IS NULL OR error_type = status THEN status
@@ -416,7 +418,7 @@ def device_stats(con: duckdb.DuckDBPyConnection, relation: str = "rows", by_run:
     """
     sql = _DEVICE_STATS_SQL.format(relation=relation, run_key="run_id," if by_run else "")
     frame = con.execute(sql).df()
-    for column in ("rows", "runs", "ok_rows", "skipped_rows", "failures", "throttled_rows", "num_threads",
+    for column in ("rows", "runs", "ok_rows", "skipped_rows", "unsupported_rows", "failures", "throttled_rows", "num_threads",
                    "numerics_checked_rows", "numerics_unreadable_rows"):
         frame[column] = frame[column].astype("int64")
     return frame
@@ -638,6 +640,10 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
         where = "; ".join(f"{r['failure_kinds']} on {names.get(s, s)}" for s, r in failing)
         return excluded(f"failed: {where}", ExclusionKind.FAILURE)
     missing = [s for s in devices if s not in ok]
+    unaskable = [s for s in missing if s in by_device and by_device[s]["unsupported_rows"] == by_device[s]["rows"]]
+    if missing and unaskable == missing:
+        return excluded(f"the benchmark program of {', '.join(names.get(s, s) for s in missing)} cannot ask for "
+                        f"{config.delegate}", ExclusionKind.UNSUPPORTED)
     if missing:
         return excluded(f"not measured ok on {', '.join(names.get(s, s) for s in missing)}", ExclusionKind.NOT_MEASURED)
     # Fast but wrong never wins: outputs that broke the gate on any device rule the configuration out.

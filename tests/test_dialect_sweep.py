@@ -13,6 +13,7 @@ from harness import sweep
 from harness.benchtool import RUNNER_NAMES, BenchmarkBinaries
 from harness.discovery import discover, select
 from harness.locations import user_cache_dir
+from harness.policy import DeriveRequest, derive
 from harness.profiles import AdbServer, load_tiers
 from harness.records import BenchmarkDialect
 from harness.runner.build import build_runner
@@ -129,6 +130,17 @@ def test_npu_and_delegates_a_program_cannot_ask_for_are_stored_honestly(farm, tm
     assert xnnpack.status == "ok" and pd.isna(xnnpack.performance_mode)
     assert (xnnpack.numerics_status, xnnpack.numerics_reason) == ("not_checked", LITERT_NOT_CHECKED)
     assert row(low, "xnnpack").numerics_status != "not_checked"  # the classic tool's outputs are checked
+
+    # The policy: the Pixel's tier could not measure plain CPU, so its chain ends on the default's CPU entry
+    # (measured on the classic phone) and says so; the default is not blocked by the Pixel's skipped CPU rows.
+    document = derive(DeriveRequest(results_root=store.root)).document
+    high = next(t for t in document["tiers"] if t["name"] == "high")
+    chain = [high["choice"], *high["fallbacks"]]
+    assert high["choice"]["delegate"] == "xnnpack" and chain[-1] == {**document["default"]}
+    assert any("plain CPU was not measured on this tier" in note for note in high["evidence"]["notes"])
+    assert document["default"]["delegate"] == "cpu"
+    assert set(document["source"]["bench_binaries"]) == {f"{name}@{sha}" for name, sha in zip(
+        rows["bench_binary_name"], rows["bench_binary_sha256"]) if isinstance(sha, str)}
 
 
 def test_a_binary_is_asked_once_what_it_is_and_the_answer_is_kept(farm, tmp_path: Path, tiny_models) -> None:

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.data import RESULTS_ENV
 from harness import sweep
+from harness.benchtool import BenchmarkBinaries
 from harness.convert import ConversionResult, compare, host_outputs
 from harness.coverage import coverage
 from harness.discovery import discover
@@ -25,7 +26,7 @@ from harness.numerics import NumericsGate, judge, prepare, unconsumed_flags
 from harness.outputs import output_errors
 from harness.policy import DeriveRequest, derive
 from harness.profiles import AdbServer, load_tiers
-from harness.records import NumericsReference, NumericsStatus
+from harness.records import BenchmarkDialect, NumericsReference, NumericsStatus
 from harness.runner.build import build_runner
 from harness.runner.inputs import split_name_and_value_file
 from harness.store import ResultsStore
@@ -338,7 +339,9 @@ def test_a_binary_that_saves_no_outputs_gives_not_checked_never_ok(
     devices = [d for d in _devices(mid_farm) if d.serial == mid_farm["healthy"]]
     params = sweep.SweepParams(**{**QUICK, "delegates": ("cpu",)})
     older = _patched_runner(tmp_path / "benchmark_model", *patch)
-    summary = sweep.run_sweep(devices, models, params, {"x86_64": older}, store, show_progress=False)
+    # Known to be classic: the stand-in's cut flag table cannot answer --help.
+    binaries = BenchmarkBinaries({"x86_64": (older,)}, known={older: BenchmarkDialect.CLASSIC})
+    summary = sweep.run_sweep(devices, models, params, binaries, store, show_progress=False)
     assert summary.cases_ok == 1, store.read()[["error_type", "error_message"]].to_dict("records")
     [row] = store.read().to_dict("records")
     assert row["numerics_status"] == "not_checked"

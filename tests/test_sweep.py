@@ -95,7 +95,7 @@ def test_two_servers_one_sweep_every_status(farms, tmp_path: Path, weird_model: 
     assert summary.cases_total == len(rows) == 5 * 4
     by_device = {serial: group for serial, group in rows.groupby("serial")}
     arm = by_device[_serial(farms, "a", "arm-phone")]
-    assert set(arm["status"]) == {"skipped"} and "arm64-v8a" in arm["error_message"].iloc[0]
+    assert set(arm["status"]) == {"skipped"} and "harness binaries fetch --abi arm64-v8a" in arm["error_message"].iloc[0]
     for name, farm in (("galaxy-a03", "a"), ("nothing-phone-1", "a"), ("galaxy-a54", "a"), ("pixel-8-pro", "b")):
         group = by_device[_serial(farms, farm, name)]
         xnnpack = group[group["delegate"] == "xnnpack"]
