@@ -19,7 +19,7 @@ from enum import Enum
 import pandas as pd
 
 from harness import ranking
-from harness.numerics import NumericsGate, cell_numerics
+from harness.numerics import NumericsGate
 from harness.policy_file import entry_label, resolve
 from harness.ranking import MixingAllowed, TieTest, VariantAccuracy
 from harness.records import config_label
@@ -154,8 +154,9 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
     reference's outputs there (the policy's numerics gate, else the default one) and
     is allowed by the policy's own accuracy limits (gate and max_accuracy_drop), so a
     rejected variant or a wrong delegate is never the yardstick. A chain entry whose
-    outputs were wrong on the device counts as failed there: an app would ship wrong
-    answers, which is worse than a failed init.
+    outputs were wrong on the device (or unchecked there and wrong on another phone,
+    ranking.outputs_wrong) counts as failed there: an app would ship wrong answers,
+    which is worse than a failed init.
     """
     model_name = document["model"]["name"]
     metric = document["objective"]["metric"]
@@ -165,6 +166,7 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
     limit = document["objective"].get("constraints", {}).get("max_accuracy_drop")
     gate = numerics_gate or NumericsGate(**document["objective"].get("numerics_gate", {}))
     stats = ranking.stats_of(rows[rows["model_name"] == model_name])
+    wrong = ranking.wrong_outputs(stats, gate)
     accuracy = accuracy or {}
     out = []
     for serial, device in stats.groupby("serial", sort=True):
@@ -182,7 +184,7 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             if row is not None and row["failures"] > 0:
                 failed_before.append(label)
                 continue
-            if row is not None and cell_numerics(row, gate).mismatch:
+            if row is not None and ranking.outputs_wrong(row, gate, wrong):
                 failed_before.append(f"{label} (wrong outputs)")
                 continue
             if row is not None and row["ok_rows"] > 0:
@@ -192,7 +194,7 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             runs, position = (None, label), index
             break
         allowed = [r for r in by_config.values() if r["ok_rows"] > 0 and r["failures"] == 0
-                   and not cell_numerics(r, gate).mismatch and ranking.accuracy_exclusion(accuracy.get(r["model_sha256"]), limit) is None]
+                   and not ranking.outputs_wrong(r, gate, wrong) and ranking.accuracy_exclusion(accuracy.get(r["model_sha256"]), limit) is None]
         best = min(allowed, key=lambda r: r[metric]) if allowed else None
         runs_row, runs_label = runs if runs else (None, None)
         versus = None

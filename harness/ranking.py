@@ -39,7 +39,7 @@ from harness.deprecations import NNAPI_DEPRECATION, deprecated_on
 from harness.errors import UsageError
 from harness.numerics import CellNumerics, NumericsGate, cell_numerics
 from harness.profiles import TierFacts, TierRules
-from harness.records import DeviceKind, config_label
+from harness.records import DeviceKind, NumericsStatus, config_label
 from harness.stats import MIN_REPETITIONS, Comparison, NoiseFloor, TieTest, Verdict, combine, figures, noise_floor
 
 LATENCY_METRICS = ("inference_p50_us", "inference_avg_us", "inference_p95_us")
@@ -549,11 +549,35 @@ def rank_tiers(
                          "rank by a latency metric, or sweep phones that run on battery (see README, power)")
     tiers = ordered_tiers(model_stats["tier"], tier_order)
     accuracy = accuracy or {}
+    wrong = wrong_outputs(model_stats, numerics_gate)
     return tuple(
         _rank_tier(model_stats[model_stats["tier"] == tier], tier, model_name, metric, constraints, accuracy, tie_test,
-                   mixing, numerics_gate)
+                   mixing, numerics_gate, wrong)
         for tier in tiers
     )
+
+
+def wrong_outputs(stats: pd.DataFrame, gate: NumericsGate) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(model file sha256, delegate) -> the devices on which its outputs broke the gate.
+
+    Where a phone could not check its outputs (LiteRT 2.x's benchmark_model saves none), the same file on
+    the same delegate being wrong on another phone is the evidence there is: such a configuration does
+    not win there either."""
+    wrong: dict[tuple[str, str], list[str]] = {}
+    for row in stats.to_dict("records"):
+        if cell_numerics(row, gate).mismatch:
+            name = _none_if_na(row["device_model"]) or row["serial"]
+            wrong.setdefault((row["model_sha256"], row["delegate"]), []).append(str(name))
+    return {key: tuple(sorted(set(names))) for key, names in wrong.items()}
+
+
+def outputs_wrong(row: Mapping[str, object], gate: NumericsGate,
+                  wrong: Mapping[tuple[str, str], Sequence[str]]) -> bool:
+    """Whether a device_stats row's outputs count as wrong: they broke the gate there, or were not checked
+    there while the same file on the same delegate broke it elsewhere (see wrong_outputs)."""
+    cell = cell_numerics(row, gate)
+    return cell.mismatch or (cell.status is NumericsStatus.NOT_CHECKED
+                             and (row["model_sha256"], row["delegate"]) in wrong)
 
 
 def ordered_tiers(present: Iterable[str], tier_order: Sequence[str]) -> list[str]:
@@ -567,7 +591,7 @@ def ordered_tiers(present: Iterable[str], tier_order: Sequence[str]) -> list[str
 
 def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, constraints: Constraints,
                accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest, mixing: MixingAllowed,
-               numerics_gate: NumericsGate) -> TierRanking:
+               numerics_gate: NumericsGate, wrong: Mapping[tuple[str, str], Sequence[str]]) -> TierRanking:
     how = refuse_mixed(stats, f"tier {tier} of {model_name}", mixing)
     notes = []
     if constraints.max_energy_mj is not None and stats[ENERGY].isna().all():
@@ -586,7 +610,7 @@ def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, con
     for key, group in stats.groupby(["variant", "delegate", "num_threads", "model_sha256"], sort=True):
         config = Config(key[0], key[1], int(key[2]), key[3])
         verdict = _judge(config, group, devices, names, metric, constraints, accuracy.get(config.model_sha256),
-                         numerics_gate)
+                         numerics_gate, wrong.get((config.model_sha256, config.delegate), ()))
         if isinstance(verdict, Exclusion):
             excluded.append(verdict)
         else:
@@ -624,8 +648,8 @@ class _Judged:
 
 
 def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: Mapping[str, str], metric: str,
-           constraints: Constraints, accuracy: VariantAccuracy | None, numerics_gate: NumericsGate
-           ) -> _Judged | Exclusion:
+           constraints: Constraints, accuracy: VariantAccuracy | None, numerics_gate: NumericsGate,
+           wrong_elsewhere: Sequence[str] = ()) -> _Judged | Exclusion:
     by_device = {row["serial"]: row for row in group.to_dict("records")}
     drop = accuracy.accuracy_drop if accuracy else None
     ok = {s: r for s, r in by_device.items() if r["ok_rows"] > 0}
@@ -651,6 +675,11 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
     wrong = [f"{checked[s].reason} on {names.get(s, s)}" for s in sorted(checked) if checked[s].mismatch]
     if wrong:
         return excluded(f"numerics: {'; '.join(wrong)}", ExclusionKind.NUMERICS)
+    unchecked = [s for s in sorted(checked) if checked[s].status is NumericsStatus.NOT_CHECKED]
+    if unchecked and wrong_elsewhere:
+        return excluded(f"numerics: not checked on {', '.join(names.get(s, s) for s in unchecked)} "
+                        f"({checked[unchecked[0]].reason}), and this model file on {config.delegate} computed wrong "
+                        f"outputs on {', '.join(wrong_elsewhere)}", ExclusionKind.NUMERICS)
     ruled_out = accuracy_exclusion(accuracy, constraints.max_accuracy_drop)
     if ruled_out:
         return excluded(*ruled_out)

@@ -15,11 +15,13 @@ from harness.discovery import discover, select
 from harness.locations import user_cache_dir
 from harness.policy import DeriveRequest, derive
 from harness.profiles import AdbServer, load_tiers
+from harness.ranking import ExclusionKind, rank_tiers, stats_of
 from harness.records import BenchmarkDialect
 from harness.runner.build import build_runner
 from harness.sweep import LITERT_NOT_CHECKED
 from harness.store import ResultsStore
 from harness.virtual import farm as farm_lib
+from harness.virtual.server import Fault
 
 SHIPPED = farm_lib.DEFAULT_PROFILES
 QUICK = dict(num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
@@ -168,3 +170,28 @@ def test_a_binary_is_asked_once_what_it_is_and_the_answer_is_kept(farm, tmp_path
                      tmp_path / "c")
     assert (rows["status"].iloc[0], rows["error_type"].iloc[0]) == ("skipped", "no_binary")
     assert "harness binaries fetch --abi x86_64 --dialect litert" in rows["error_message"].iloc[0]
+
+
+def test_outputs_wrong_on_a_classic_phone_keep_the_same_file_from_winning_unchecked(
+        farm, tmp_path: Path, digits_converted) -> None:
+    """Fast but wrong never wins, even where the outputs cannot be checked: the LiteRT tool saves none, so
+    the same model file on the same delegate computing wrong outputs on another phone rules it out there."""
+    devices, (pixel, low) = _devices(farm, "pixel-8-pro", "galaxy-a03")
+    state_dir, _ = farm
+    fp32 = next(digits_converted.manifest_path.parent / v.file for v in digits_converted.variants
+                if v.variant.value == "fp32")
+    farm_lib.fault(low, Fault.CORRUPT_OUTPUTS, None, state_dir, command="xnnpack")
+    try:
+        params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1,), repetitions=1, **QUICK)
+        _, rows = _sweep(devices, sweep.collect_models([fp32]), params, sweep.build_binaries({}, tmp_path / "bin"),
+                         tmp_path)
+    finally:
+        farm_lib.fault(low, Fault.THAW, None, state_dir)
+    checked = rows.set_index(["serial", "delegate"])["numerics_status"]
+    assert checked[(low, "xnnpack")] == "mismatch" and checked[(pixel, "xnnpack")] == "not_checked"
+
+    (high,) = rank_tiers(stats_of(rows), "digits_cnn", tier_order=("high",))[:1]
+    assert high.tier == "high" and not high.candidates
+    (excluded,) = [e for e in high.excluded if e.config.delegate == "xnnpack"]
+    assert excluded.constraint is ExclusionKind.NUMERICS
+    assert "not checked on Virtual Pixel 8 Pro" in excluded.reason and "wrong outputs on Virtual Galaxy A03" in excluded.reason
