@@ -18,7 +18,7 @@ from harness.convert import convert_model
 from harness.coverage import coverage
 from harness.discovery import discover, select
 from harness.examples import build_examples
-from harness.numerics import NumericsGate, cell_numerics
+from harness.numerics import NumericsGate
 from harness.policy import DeriveRequest, derive, load_rows, write_policy
 from harness.profiles import load_farm, load_tiers
 from harness.records import config_label
@@ -81,15 +81,18 @@ def run_demo(results_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> 
 
 def best_per_device(store: ResultsStore, run_id: str) -> list[str]:
     """Per phone and model: the fastest configuration by median latency among those that ran ok with outputs
-    within the numerics gate, what failed, and what computed wrong outputs."""
+    within the numerics gate, what failed, and what computed wrong outputs (or, unchecked there, did on another
+    phone: ranking.outputs_wrong)."""
     rows = store.read([run_id])
     stats = ranking.stats_of(rows)
     gate = NumericsGate()
+    wrong_files = {model_name: ranking.wrong_outputs(stats[stats["model_name"] == model_name], gate)
+                   for model_name in stats["model_name"].unique()}
     lines = []
     for (model, tier, model_name), group in stats.groupby(["device_model", "tier", "model_name"], dropna=False):
         ran = [c for c in group.to_dict("records") if c["ok_rows"]]
-        wrong = [c for c in ran if cell_numerics(c, gate).mismatch]
-        usable = [c for c in ran if not c["failures"] and not cell_numerics(c, gate).mismatch]
+        wrong = [c for c in ran if ranking.outputs_wrong(c, gate, wrong_files[model_name])]
+        usable = [c for c in ran if not c["failures"] and c not in wrong]
         of_model = rows[(rows["device_model"] == model) & (rows["model_name"] == model_name)]
         failed = of_model[of_model["status"] != "ok"]["status"].value_counts().to_dict()
         best = "no successful case"
