@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -22,6 +23,19 @@ def _csv(kind: type, text: str, flag: str) -> tuple:
     if not values:
         raise UsageError(f"{flag} is empty", f"give at least one value to {flag}")
     return values
+
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?)\s*(s|m|min|h)?", re.IGNORECASE)
+_UNIT_S = {None: 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def _duration_s(text: str) -> float:
+    """'90', '90s', '10m', '1.5h' -> seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise UsageError(f"--sustained {text!r} is not a duration", "e.g. --sustained 90s, --sustained 10m, --sustained 1h")
+    unit = match.group(2).lower() if match.group(2) else None
+    return float(match.group(1)) * _UNIT_S[unit]
 
 
 def _binaries(pairs: tuple[str, ...]) -> dict[str, tuple[Path, ...]]:
@@ -66,6 +80,12 @@ def _binaries(pairs: tuple[str, ...]) -> dict[str, tuple[Path, ...]]:
 @click.option("--numerics-samples", default=0, show_default=True, type=click.IntRange(0),
               help="More one-iteration runs per configuration (not per repetition), each on other inputs, "
                    "for a wider numerics check.")
+@click.option("--sustained", "sustained", default=None, metavar="DURATION",
+              help="Run each case for DURATION (90s, 10m, 1h) as consecutive windows with no cool-down between them.")
+@click.option("--fps", default=None, type=click.FloatRange(0, min_open=True),
+              help="Inferences per second (the tool's --run_frequency), e.g. a camera's 15; its frame deadline is 1/fps.")
+@click.option("--window", "window_s", default=10.0, show_default=True, type=click.FloatRange(1),
+              help="With --sustained: seconds per window (one benchmark process and one row each).")
 @click.option("--binary", "binary_pairs", multiple=True,
               help="ABI=PATH of a benchmark_model, classic or LiteRT 2.x (repeatable; replaces farm.toml's for that ABI).")
 @click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
@@ -73,7 +93,8 @@ def _binaries(pairs: tuple[str, ...]) -> dict[str, tuple[Path, ...]]:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def run_command(selector, model_paths, delegates, threads, repetitions, until_decided, max_repetitions, min_effect,
                 num_runs, warmup_runs, warmup_min_secs, min_secs, case_timeout_s, pause_s, thermal_threshold_c, thermal_max_wait_s,
-                seed, no_power, no_numerics, numerics_samples, binary_pairs, results_dir, resume, as_json) -> None:
+                seed, no_power, no_numerics, numerics_samples, sustained, fps, window_s, binary_pairs, results_dir, resume,
+                as_json) -> None:
     """Benchmark every model x delegate x thread count on the selected devices."""
     from harness import sweep
     from harness.discovery import discover, select
@@ -107,6 +128,7 @@ def run_command(selector, model_paths, delegates, threads, repetitions, until_de
             pause_s=pause_s, seed=seed, measure_power=not no_power, check_numerics=not no_numerics,
             numerics_samples=numerics_samples, until_decided=until_decided,
             max_repetitions=max_repetitions, min_effect=min_effect,
+            sustained_s=_duration_s(sustained) if sustained else None, window_s=window_s, fps=fps,
         )
         models = sweep.collect_models(model_paths)
     found = discover(load_farm(), load_tiers())
@@ -190,6 +212,13 @@ def results_show(run_id: str, results_dir: Path, as_json: bool) -> None:
         for row in wrong.drop_duplicates(["serial", "model_sha256", "delegate", "num_threads"]).itertuples():
             click.echo(f"  {row.serial} {row.model_name} {row.variant}/{row.delegate}/x{row.num_threads}: "
                        f"{row.numerics_reason}")
+    from harness.sustained import describe, summarize
+
+    summaries = summarize(rows, min_effect)
+    if summaries:
+        click.echo("\nsustained cases (burst = first window's p50, sustained = median of the last third's):")
+        for summary in summaries:
+            click.echo(f"  {describe(summary)}")
 
 
 @results_group.command("upgrade")

@@ -100,6 +100,13 @@ class PowerMethod(str, Enum):
         return self is PowerMethod.FUEL_GAUGE
 
 
+class ClockMethod(str, Enum):
+    """Where a row's CPU clock figures come from."""
+
+    SYSFS = "sysfs"  # the phone's cpufreq files: what its governor set
+    MODEL = "model"  # a virtual device's utilisation model: the profile's clocks, never throttled
+
+
 class TemperatureMethod(str, Enum):
     """Where a row's temperatures come from."""
 
@@ -253,6 +260,15 @@ class ResultRow:
     temp_end_c: float | None = None
     temperature_method: TemperatureMethod | None = None
     throttled: bool | None = None  # judged on sensor temperatures only
+    # Sustained cases (harness run --sustained): one row per window of consecutive benchmark processes, no
+    # cool-down between them; null in burst rows (harness.sustained).
+    window_index: int | None = None
+    window_start_s: float | None = None  # from the start of the case's first window
+    window_s: float | None = None  # the window's length asked (--window): the tool's --min_secs and --max_secs
+    target_fps: float | None = None  # the rate asked (--run_frequency); null: as fast as it goes
+    cpu_cur_freq_khz: tuple[int, ...] | None = None  # each CPU cluster's scaling_cur_freq at the window's end
+    cpu_avg_freq_khz: tuple[float, ...] | None = None  # each cluster's mean clock over the window (time_in_state)
+    clock_method: ClockMethod | None = None
     # The outputs for the model's fixed inputs against the host's reference (harness.numerics); nullable
     # additions of schema v2, null in rows of a harness before them.
     output_max_abs_error: float | None = None
@@ -278,8 +294,10 @@ class ResultRow:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, enum(value))
-        if self.soc_identities is not None:
-            object.__setattr__(self, "soc_identities", tuple(self.soc_identities))
+        for name in _TUPLE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
 
     def to_record(self) -> dict[str, object]:
         """The row as plain values, keyed and ordered like RESULTS_SCHEMA."""
@@ -304,6 +322,7 @@ def _column_types() -> dict[str, tuple[type, bool]]:
 _ENUM_FIELDS: dict[str, type[Enum]] = {
     name: kind for name, (kind, _) in _column_types().items() if isinstance(kind, type) and issubclass(kind, Enum)
 }
+_TUPLE_FIELDS = tuple(name for name, (kind, _) in _column_types().items() if typing.get_origin(kind) is tuple)
 ROW_FIELDS = tuple(f.name for f in dataclasses.fields(ResultRow))
 MEASURED_COLUMNS = tuple(
     f.name for f in dataclasses.fields(BenchmarkRun) if f.name in ROW_FIELDS and f.name.endswith(("_us", "_mb", "_count"))

@@ -281,6 +281,17 @@ class ResultsStore:
         frame = self.read([run_id])
         return {(str(case), int(rep)) for case, rep in zip(frame["case_id"], frame["repetition"])}
 
+    def stored_windows(self, run_id: str) -> dict[tuple[str, int], dict[int, datetime]]:
+        """(case_id, repetition) -> {window index: started_at} of a run's stored sustained windows, so that
+        `--resume` runs exactly the missing windows and knows when the case's first one started."""
+        frame = self.read([run_id])
+        frame = frame[frame["window_index"].notna()] if "window_index" in frame.columns else frame.iloc[0:0]
+        out: dict[tuple[str, int], dict[int, datetime]] = {}
+        for case, rep, index, started in zip(frame["case_id"], frame["repetition"], frame["window_index"],
+                                             frame["started_at"]):
+            out.setdefault((str(case), int(rep)), {})[int(index)] = pd.Timestamp(started).to_pydatetime()
+        return out
+
     def list_runs(self) -> list[RunSummary]:
         """Every run that has rows or a manifest, oldest first."""
         frame = self.read()

@@ -38,6 +38,7 @@ from harness.benchlog import parse_log
 from harness.benchresult import merge_result, read_benchmark_result
 from harness.benchtool import BenchmarkBinaries, NoTool, PhoneTool, choose_tool, npu_folder, push_npu_libraries
 from harness.benchtool import build_binaries  # noqa: F401 - callers build them through sweep
+from harness.clocks import ClockSnapshot, read_clocks
 from harness.dialect import DelegateArgs, DialectCache, delegate_args
 from harness.device import REMOTE_ROOT, DeviceLost, Phone, ShellResult
 from harness.devicefacts import big_cores
@@ -52,6 +53,7 @@ from harness.records import (
     BenchmarkDialect,
     BenchmarkRun,
     CaseStatus,
+    ClockMethod,
     Delegate,
     DeviceKind,
     ErrorType,
@@ -106,8 +108,22 @@ class SweepParams:
     until_decided: bool = False  # add repetitions where the order against the best is undecided
     max_repetitions: int = 10  # the budget per configuration and device with until_decided
     min_effect: float = TieTest().min_effect  # what until_decided must resolve, as the rankings do
+    sustained_s: float | None = None  # --sustained: each case runs as consecutive windows this long in all
+    window_s: float = 10.0  # --window: one benchmark process (and one row) per window
+    fps: float | None = None  # --fps: inferences per second (the tool's --run_frequency)
+
+    @property
+    def windows(self) -> int:
+        """Windows per sustained case (0: burst cases)."""
+        return math.ceil(self.sustained_s / self.window_s - 1e-9) if self.sustained_s else 0
 
     def benchmark_args(self, delegate_flags: tuple[str, ...], num_threads: int) -> tuple[str, ...]:
+        rate = (f"--run_frequency={self.fps:g}",) if self.fps else ()
+        if self.sustained_s:
+            # One window: at least and at most window_s seconds of inferences, whatever --num_runs says.
+            return (f"--num_threads={num_threads}", "--num_runs=1", f"--warmup_runs={self.warmup_runs}",
+                    "--warmup_min_secs=0", f"--min_secs={self.window_s:g}", f"--max_secs={self.window_s:g}",
+                    *rate, *delegate_flags)
         # --warmup_min_secs only when asked: the args make the case id, and runs from before it must resume.
         warmup = () if self.warmup_min_secs is None else (f"--warmup_min_secs={self.warmup_min_secs:g}",)
         return (
@@ -116,8 +132,14 @@ class SweepParams:
             f"--warmup_runs={self.warmup_runs}",
             *warmup,
             f"--min_secs={self.min_secs:g}",
+            *rate,
             *delegate_flags,
         )
+
+    def case_args(self, delegate_flags: tuple[str, ...], num_threads: int) -> tuple[str, ...]:
+        """What identifies a case: its benchmark args, and for a sustained case its length (not a tool flag)."""
+        length = (f"sustained_s={self.sustained_s:g}",) if self.sustained_s else ()
+        return (*self.benchmark_args(delegate_flags, num_threads), *length)
 
 
 @dataclass(frozen=True)
@@ -287,6 +309,17 @@ class SweepContext:
     numerics: Mapping[str, ModelNumerics] = field(default_factory=dict)  # by model sha256
     gate: NumericsGate = NumericsGate()
     dialects: DialectCache = field(default_factory=DialectCache)
+    # Sustained cases: (case_id, repetition) -> the stored windows' (index, started_at), for --resume.
+    done_windows: Mapping[tuple[str, int], Mapping[int, dt.datetime]] = field(default_factory=dict)
+
+
+@dataclass
+class _Window:
+    """One window of a sustained case: its index, and when the case's first window started (None: this is it)."""
+
+    index: int
+    origin: dt.datetime | None
+    started: dt.datetime | None = None
 
 
 class _DeviceSweep:
@@ -359,12 +392,14 @@ class _DeviceSweep:
         return delegate_args(self.dialect, delegate, npu_dir)
 
     def case_id(self, case: Case) -> str:
-        args = self.ctx.params.benchmark_args(self.delegate(case.delegate).flags, case.num_threads)
+        args = self.ctx.params.case_args(self.delegate(case.delegate).flags, case.num_threads)
         return case_id_for(self.entry.serial, case.model.sha256, case.delegate, case.num_threads, args)
 
     def _pending(self) -> list[Case]:
+        windows = self.ctx.params.windows
         return [case for case in plan_cases(self.ctx.models, self.ctx.params, self.entry.serial)
-                if (self.case_id(case), case.repetition) not in self.ctx.done_keys]
+                if ((self.case_id(case), case.repetition) not in self.ctx.done_keys if not windows
+                    else len(self.ctx.done_windows.get((self.case_id(case), case.repetition), ())) < windows)]
 
     def run(self) -> None:
         params = self.ctx.params
@@ -505,36 +540,60 @@ class _DeviceSweep:
         self.progress.done += len(rows)
 
     def _run_case(self, case: Case, remote_binary: str, remote_model: str) -> bool:
-        """Runs and stores one case; False when the phone is lost."""
-        params = self.ctx.params
+        """Runs and stores one case (every missing window of a sustained one); False when the phone is lost."""
         spec = self.delegate(case.delegate)
         if spec.cannot:
             # Nothing to run: this phone's benchmark program cannot ask for the delegate.
             self._store_all([case], CaseStatus.SKIPPED, ErrorType.UNSUPPORTED_BY_BINARY, spec.cannot)
             return True
         self.progress.current = f"{case.model.name} {config_label(case.model.variant, case.delegate, case.num_threads)}"
+        if not self.ctx.params.windows:
+            return self._run_process(case, remote_binary, remote_model, spec, None)
+        stored = self.ctx.done_windows.get((self.case_id(case), case.repetition), {})
+        origin = min(stored.values(), default=None)
+        for index in range(self.ctx.params.windows):
+            if index in stored:
+                continue
+            window = _Window(index, origin)
+            if not self._run_process(case, remote_binary, remote_model, spec, window):
+                return False
+            origin = origin or window.started
+        return True
+
+    def _run_process(self, case: Case, remote_binary: str, remote_model: str, spec: DelegateArgs,
+                     window: _Window | None) -> bool:
+        """Runs and stores one benchmark process: a burst case, or one window of a sustained case (no cool-down
+        but before its first window, outputs checked on its first window only); False when the phone is lost."""
+        params = self.ctx.params
         started = dt.datetime.now(dt.timezone.utc)
         clock = time.monotonic()
         sensor_temperatures = self.temperature_method is TemperatureMethod.SENSOR
+        if window is not None:
+            window.started = started
         try:
-            if sensor_temperatures:
+            # A sustained case cools down before its first window only: heat building up is what it measures.
+            if sensor_temperatures and (window is None or window.origin is None):
                 cool = thermal.wait_until_cool(self.phone, params.thermal_threshold_c, params.thermal_max_wait_s)
             else:
                 # A modelled temperature never makes the sweep wait: the model never slows the benchmark.
                 now_c = thermal.hottest_c(self.phone)
                 cool = thermal.CoolWait(start_c=now_c, end_c=now_c, waited_s=0.0, cooled=True)
+            clocks_before = read_clocks(self.phone) if window is not None else None
             mask = affinity_mask(self.cores_khz, case.num_threads)
-            model_numerics = self.ctx.numerics.get(case.model.sha256)
+            checking = window is None or window.index == 0
+            model_numerics = self.ctx.numerics.get(case.model.sha256) if checking else None
             command = self._command(case, remote_binary, remote_model,
-                                    params.benchmark_args(spec.flags, case.num_threads), mask, 0)
+                                    params.benchmark_args(spec.flags, case.num_threads), mask, 0, checking)
             sampler = (power.PowerSampler(self.phone, self.power_method)
                        if params.measure_power and self.power_method is not None else None)
             if sampler:
                 sampler.start()
             try:
-                result = self.phone.shell(command + " 2>&1", timeout_s=params.case_timeout_s)
+                timeout_s = params.case_timeout_s + (2 * params.window_s if window is not None else 0.0)
+                result = self.phone.shell(command + " 2>&1", timeout_s=timeout_s)
             finally:
                 reading = sampler.stop() if sampler else None
+            clocks_after = read_clocks(self.phone) if window is not None and not result.timed_out else None
             if result.exit_code is None and not result.timed_out and not self._reachable():
                 raise DeviceLost(
                     f"{self.entry.serial} on adb server {self.entry.server.address}: the transport broke during "
@@ -556,7 +615,8 @@ class _DeviceSweep:
             if result.timed_out:
                 self._kill_leftover(remote_binary)
             temp_end = thermal.hottest_c(self.phone)
-        log_path = self.raw_dir / f"{self.case_id(case)}-r{case.repetition}.log"
+        suffix = "" if window is None else f"-w{window.index}"
+        log_path = self.raw_dir / f"{self.case_id(case)}-r{case.repetition}{suffix}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         output = result.stdout + result.stderr
         log_path.write_bytes(f"$ {command}\n".encode() + output)
@@ -569,8 +629,12 @@ class _DeviceSweep:
             error_type, message = ErrorType.CRASH, f"{signal}; {message}"
         measured = run if run is not None and status is not CaseStatus.TIMEOUT else BenchmarkRun()
         avg_power_mw = reading.avg_power_mw if reading and status is CaseStatus.OK else None
-        checked = self._numerics(case, model_numerics, status, output.decode("utf-8", errors="replace"),
-                                 remote_binary, remote_model, mask)
+        if checking:
+            checked = self._numerics(case, model_numerics, status, output.decode("utf-8", errors="replace"),
+                                     remote_binary, remote_model, mask)
+        else:
+            checked = {"numerics_status": NumericsStatus.NOT_CHECKED,
+                       "numerics_reason": "a sustained case checks its outputs on its first window"}
         any_temperature = cool.start_c is not None or temp_end is not None
         row = self._row(
             case, started, time.monotonic() - clock,
@@ -587,6 +651,8 @@ class _DeviceSweep:
             # Throttling is judged on measured temperatures only: a modelled one slows nothing.
             throttled=_throttled(cool, temp_end, params.thermal_threshold_c) if sensor_temperatures else None,
             **checked,
+            **(self._window_columns(window, clocks_before, clocks_after) if window is not None else {}),
+            target_fps=params.fps,
             status=status,
             error_type=error_type,
             error_message=message,
@@ -597,8 +663,23 @@ class _DeviceSweep:
         self.progress.done += 1
         return True
 
+    def _window_columns(self, window: _Window, before: ClockSnapshot | None, after: ClockSnapshot | None
+                        ) -> dict[str, object]:
+        """A sustained window's own columns: where it sits in the case, and the CPU clocks over it."""
+        origin = window.origin or window.started
+        assert window.started is not None and origin is not None
+        return {
+            "window_index": window.index,
+            "window_start_s": round((window.started - origin).total_seconds(), 3),
+            "window_s": self.ctx.params.window_s,
+            "cpu_cur_freq_khz": after.cluster_cur_khz() if after else None,
+            "cpu_avg_freq_khz": after.mean_khz_since(before) if after and before else None,
+            "clock_method": (ClockMethod.MODEL if self.info.device_kind is DeviceKind.VIRTUAL else ClockMethod.SYSFS)
+            if after and after.cur_khz else None,
+        }
+
     def _command(self, case: Case, remote_binary: str, remote_model: str, args: tuple[str, ...], mask: str | None,
-                 sample: int) -> str:
+                 sample: int, check_outputs: bool = True) -> str:
         """The shell command of one benchmark process: on the model's fixed inputs (sample `sample`), saving
         its outputs, when numerics are checked; an old output file is removed first, so none is mistaken.
         The LiteRT tool writes its BenchmarkResult file instead, and finds an NPU's libraries by their folder."""
@@ -609,7 +690,7 @@ class _DeviceSweep:
                 folder = shlex.quote(npu_folder(self.npu_family))
                 command = f"LD_LIBRARY_PATH={folder} ADSP_LIBRARY_PATH={folder} {command}"
             return f"rm -f {shlex.quote(RESULT_PATH)}; {command}"
-        model_numerics = self.ctx.numerics.get(case.model.sha256)
+        model_numerics = self.ctx.numerics.get(case.model.sha256) if check_outputs else None
         if model_numerics is None or model_numerics.unavailable:
             return case_command(remote_binary, remote_model, args, mask)
         files = [self.remote_inputs[path] for path in model_numerics.sample_files[sample]]
@@ -773,7 +854,8 @@ def run_sweep(
     manifest["numerics"] = numerics_manifest(models, checks, gate) if params.check_numerics else None
     store.write_run_manifest(run_id, manifest)
 
-    ctx = SweepContext(run_id, params, tuple(models), binaries, store, done, checks, gate)
+    ctx = SweepContext(run_id, params, tuple(models), binaries, store, done, checks, gate,
+                       done_windows=store.stored_windows(run_id) if resume_run_id else {})
     progress = {entry.key: _DeviceProgress() for entry in devices}
     with _progress_display(devices, progress, show_progress):
         with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="sweep") as pool:
