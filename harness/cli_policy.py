@@ -237,6 +237,11 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
 @click.option("--metric", default="inference_p50_us", show_default=True,
               help="What 'best' means: inference_p50_us, inference_avg_us, inference_p95_us, memory_mb, "
                    "energy_mj_per_inference or accuracy_drop (all lower is better).")
+@click.option("--objective", type=click.Choice(["burst", "sustained"]), default="burst", show_default=True,
+              help="burst: the bursts of a normal sweep; sustained: the sustained p50 of 'harness run --sustained' "
+                   "windows, excluding configurations that miss the frame deadline for more than 5% of inferences.")
+@click.option("--fps", type=click.FloatRange(0, min_open=True),
+              help="With --objective sustained: the frame rate whose deadline (1/fps) counts; default: the sweep's.")
 @click.option("--max-latency-us", type=float, help="Limit on every device of a tier (the latency metric).")
 @click.option("--max-memory-mb", type=float, help="Limit on the benchmark's peak RSS on every device of a tier.")
 @click.option("--max-accuracy-drop", type=float, help="Limit on the variant's accuracy drop vs fp32.")
@@ -256,14 +261,14 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
 @allow_mixed_binaries_option
 @click.option("--json", "as_json", is_flag=True, help="Print the policy JSON on stdout too.")
 def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str | None, manifest_path: Path | None,
-                   metric: str, max_latency_us: float | None, max_memory_mb: float | None,
+                   metric: str, objective: str, fps: float | None, max_latency_us: float | None, max_memory_mb: float | None,
                    max_accuracy_drop: float | None, max_energy_mj: float | None, alpha: float | None,
                    min_effect: float | None, model_version: str | None, model_url_template: str | None,
                    tiers_file: Path | None, out_path: Path, max_output_error: float, min_output_cosine: float,
                    max_sym_kl: float, max_mse: float, allow_mixed_kinds: bool, allow_mixed_binaries: bool,
                    as_json: bool) -> None:
     """Compile the measurements into a tiered deployment policy (one model)."""
-    from harness.policy import DeriveRequest, check_url_template, derive, write_policy
+    from harness.policy import DeriveRequest, Objective, check_url_template, derive, write_policy
     from harness.profiles import TIERS_FILE
     from harness.ranking import Constraints, MixingAllowed, TieTest
 
@@ -275,7 +280,10 @@ def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str 
         model_url_template=check_url_template(model_url_template) if model_url_template else None,
         tiers_file=tiers_file or TIERS_FILE, mixing=MixingAllowed(allow_mixed_kinds, allow_mixed_binaries),
         numerics_gate=numerics_gate(max_output_error, min_output_cosine, max_sym_kl, max_mse),
+        objective=Objective(objective), fps=fps,
     )
+    if fps is not None and request.objective is not Objective.SUSTAINED:
+        raise UsageError("--fps is for --objective sustained", "add --objective sustained, or leave out --fps")
     derived = derive(request)
     write_policy(derived.document, out_path)
     for warning in derived.warnings:

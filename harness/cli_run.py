@@ -120,6 +120,9 @@ def run_command(selector, model_paths, delegates, threads, repetitions, until_de
         unknown = sorted(set(chosen) - known)
         if unknown:
             raise UsageError(f"unknown delegate(s) {unknown}", f"use any of {sorted(known)}")
+        if sustained and until_decided:
+            raise UsageError("--until-decided adds burst repetitions; a sustained sweep runs its windows as planned",
+                             "drop one of --sustained and --until-decided")
         params = sweep.SweepParams(
             delegates=chosen, threads=_csv(int, threads, "--threads"), repetitions=repetitions,
             num_runs=num_runs, warmup_runs=warmup_runs, warmup_min_secs=warmup_min_secs, min_secs=min_secs,

@@ -21,13 +21,14 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 
 import pandas as pd
 
 import harness
-from harness import ranking
+from harness import ranking, sustained
 from harness.atomic import write_atomically
 from harness.convert import read_manifest
 from harness.deprecations import NNAPI, NNAPI_DEPRECATION, sdk_range_admits_deprecation
@@ -53,6 +54,7 @@ ALL_DEVICES = "all measured devices"
 URL_FIELDS = ("model", "variant", "version", "sha256", "file")
 _CONSTRAINT_FLAGS = {
     ExclusionKind.MAX_LATENCY_US: "--max-latency-us", ExclusionKind.MAX_MEMORY_MB: "--max-memory-mb",
+    ExclusionKind.FRAME_DEADLINE: "a lower --fps, or a faster configuration",
     ExclusionKind.MAX_ACCURACY_DROP: "--max-accuracy-drop", ExclusionKind.MAX_ENERGY_MJ: "--max-energy-mj",
     ExclusionKind.FAILURE: "a sweep with working delegates",
     ExclusionKind.NOT_MEASURED: "a sweep that covers every device of the tier",
@@ -61,6 +63,13 @@ _CONSTRAINT_FLAGS = {
     ExclusionKind.NUMERICS: "a delegate whose outputs agree with the reference (or --max-output-error / "
                             "--min-output-cosine, if the gate is too strict for this model)",
 }
+
+
+class Objective(str, Enum):
+    """What load the policy is for: a burst on a cool phone, or minutes of continuous inference."""
+
+    BURST = "burst"
+    SUSTAINED = "sustained"  # harness run --sustained: ranked by the sustained p50 (harness.sustained)
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,8 @@ class DeriveRequest:
     tiers_file: Path = TIERS_FILE
     mixing: MixingAllowed = MixingAllowed()
     numerics_gate: NumericsGate = NumericsGate()
+    objective: Objective = Objective.BURST
+    fps: float | None = None  # sustained: the frame rate whose deadline (1/fps) the windows' p95 must meet
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,9 @@ class DerivedPolicy:
         """Per tier name: the chain and why, in plain text."""
         doc = self.document
         out = [f"policy for {doc['model']['name']} version {doc['model']['version']} "
-               f"(objective {doc['objective']['metric']}, constraints {doc['objective']['constraints'] or 'none'}):"]
+               f"(objective {doc['objective']['metric']}"
+               f"{' sustained' if doc['objective'].get('load') == Objective.SUSTAINED.value else ''}, "
+               f"constraints {doc['objective']['constraints'] or 'none'}):"]
         if doc["source"].get("device_kinds") == [DeviceKind.VIRTUAL.value]:
             out.append("  measured on VIRTUAL devices only: this host's timings under phones' names, not a phone's; "
                        "'harness policy validate --require-physical' refuses it")
@@ -149,6 +162,14 @@ def load_rows(results_root: Path, run_ids: Sequence[str] = ()) -> pd.DataFrame:
 def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedPolicy:
     """The policy for one model; `rows` defaults to the stored rows of the request's runs."""
     rows = load_rows(request.results_root, request.run_ids) if rows is None else rows
+    summaries: list[sustained.SustainedSummary] = []
+    if request.objective is Objective.SUSTAINED:
+        summaries = sustained.summarize(rows, request.tie_test.min_effect)
+        rows = sustained.as_ranking_rows(rows, request.tie_test.min_effect)
+        if rows.empty:
+            raise UsageError("no sustained windows in these results",
+                             "sweep with 'harness run --sustained 10m --fps 15 ...' first, or derive the burst policy")
+        request = _with_frame_deadline(request, rows)
     rules = load_tiers(request.tiers_file)
     stats, assigned = ranking.assign_missing_tiers(ranking.stats_of(rows), rules)
     model_name = _model_name(stats, request.model_name)
@@ -198,7 +219,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
         chain, notes = chains[match["name"]]
         notes = [*notes, *_nnapi_notes(chain, tier_ranking, [m["match"] for m in matches if m["name"] == match["name"]])]
         tiers.append({**match, "choice": entry(chain[0]), "fallbacks": [entry(c) for c in chain[1:]],
-                      "evidence": _evidence(tier_ranking, chain, notes, request, assigned, noise)})
+                      "evidence": _evidence(tier_ranking, chain, notes, request, assigned, noise, summaries)})
     for missing in (t for t in rules.tiers if t not in by_tier):
         warnings.append(f"tier {missing}: no device of this tier was measured; it gets the default configuration")
     unknown = sorted(set(by_tier) - set(rules.tiers))
@@ -213,7 +234,8 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
                   "io_signature": _reference_signature(files, default)},
         "objective": {"metric": request.metric, "aggregate": "median over the tier's devices",
                       "constraints": request.constraints.given(), "tie_test": request.tie_test.describe(),
-                      "numerics_gate": request.numerics_gate.describe()},
+                      "numerics_gate": request.numerics_gate.describe(), "load": request.objective.value,
+                      **({"fps": request.fps} if request.fps else {})},
         "source": {"results": str(request.results_root), "runs": sorted(rows["run_id"].unique().tolist()),
                    "manifest": str(request.manifest_path) if request.manifest_path else None,
                    **ranking.measured_on(stats[stats["model_name"] == model_name]).to_json()},
@@ -324,7 +346,8 @@ def _no_candidate_message(tier: TierRanking, constraints: Constraints) -> str:
 
 
 def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str], request: DeriveRequest,
-              assigned: frozenset[str], noise: Mapping[str, NoiseFloor]) -> dict:
+              assigned: frozenset[str], noise: Mapping[str, NoiseFloor],
+              summaries: Sequence[sustained.SustainedSummary] = ()) -> dict:
     best = chain[0]
     failed = [e for e in tier.excluded if e.constraint is ExclusionKind.FAILURE]
     min_effect = request.tie_test.min_effect
@@ -365,9 +388,52 @@ def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str
         evidence["energy_mj_per_inference"] = round(best.energy_mj_per_inference, 4)
     if best.accuracy_drop is not None:
         evidence["accuracy_drop"] = round(best.accuracy_drop, 5)
+    if summaries:
+        evidence["sustained"] = _sustained_evidence(best, tier, summaries)
     if notes or tier.notes or warnings:
         evidence["notes"] = [*tier.notes, *notes, *warnings]
     return evidence
+
+
+def _with_frame_deadline(request: DeriveRequest, rows: pd.DataFrame) -> DeriveRequest:
+    """The request with its frame deadline: 1/--fps, else 1/the rate the windows ran at (when one rate)."""
+    fps = request.fps
+    if fps is None:
+        rates = {float(r) for r in rows["target_fps"].dropna()} if "target_fps" in rows.columns else set()
+        fps = rates.pop() if len(rates) == 1 else None
+    if fps is None:
+        return request
+    return replace(request, fps=fps, constraints=replace(request.constraints, frame_deadline_us=round(1e6 / fps, 1)))
+
+
+def _sustained_evidence(best: Candidate, tier: TierRanking, summaries: Sequence[sustained.SustainedSummary]
+                        ) -> dict[str, object]:
+    """The choice's sustained figures on the tier's devices: burst vs sustained p50, the first lasting
+    slow-down, the frame-deadline misses, and how temperatures and clocks were measured."""
+    config = best.config
+    mine = [s for s in summaries if s.serial in tier.devices and (s.variant, s.delegate, s.num_threads) ==
+            (config.variant, config.delegate, config.num_threads)]
+    ratios = [s.ratio for s in mine if s.ratio is not None]
+    slowdowns = [s.throttle_at_s for s in mine if s.throttle_at_s is not None]
+    highs = [s.missed_high for s in mine if s.missed_high is not None]
+    lows = [s.missed_low for s in mine if s.missed_low is not None]
+    return {
+        "cases": len(mine),
+        "window_s": mine[0].window_s if mine else None,
+        "windows": max((s.windows for s in mine), default=0),
+        "burst_p50_us": _median_or_none([s.burst_p50_us for s in mine]),
+        "sustained_p50_us": _median_or_none([s.sustained_p50_us for s in mine]),
+        "sustained_over_burst": round(max(ratios), 3) if ratios else None,  # the worst device's
+        "first_slowdown_s": min(slowdowns) if slowdowns else None,
+        "deadline_missed_share": [round(max(lows), 3), round(max(highs), 3)] if highs else None,
+        "temperature_methods": sorted({s.temperature_method for s in mine if s.temperature_method}),
+        "clock_methods": sorted({s.clock_method for s in mine if s.clock_method}),
+    }
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(float(pd.Series(known).median()), 1) if known else None
 
 
 def _numerics_evidence(best: Candidate, device_models: Mapping[str, str]) -> dict[str, object]:

@@ -75,6 +75,7 @@ class Constraints:
     max_memory_mb: float | None = None
     max_accuracy_drop: float | None = None
     max_energy_mj: float | None = None
+    frame_deadline_us: float | None = None  # 1/fps: a sustained case's worst window p95 must meet it (see sustained)
 
     def given(self) -> dict[str, float]:
         return {name: value for name, value in vars(self).items() if value is not None}
@@ -220,6 +221,7 @@ class ExclusionKind(str, Enum):
     MAX_MEMORY_MB = "max_memory_mb"
     MAX_ACCURACY_DROP = "max_accuracy_drop"
     MAX_ENERGY_MJ = "max_energy_mj"
+    FRAME_DEADLINE = "frame_deadline_us"  # more than sustained.DEADLINE_MISS_SHARE of inferences over 1/fps
 
 
 @dataclass(frozen=True)
@@ -343,7 +345,7 @@ _KEY = ("model_name", "variant", "model_sha256", "delegate", "num_threads", "ser
 _DEVICE_STATS_SQL = """
 WITH r AS (
     SELECT *, status = 'ok' AS is_ok, coalesce(memory_peak_mb, memory_overall_mb) AS memory_any_mb
-    FROM {relation}
+    FROM {relation} {burst_only}
 ), g AS (
     SELECT {run_key} model_name, variant, model_sha256, delegate, num_threads, serial,
         arg_max(tier, started_at) AS tier,
@@ -414,9 +416,13 @@ def device_stats(con: duckdb.DuckDBPyConnection, relation: str = "rows", by_run:
     `relation` names a table or view of result rows on `con` (a registered
     DataFrame or a view over Parquet files). Latency and energy figures are medians
     over the ok repetitions (memory: the largest), `reps_<metric>` lists each ok
-    repetition's figure, and `failures` counts rows that are neither ok nor skipped.
+    repetition's figure, and `failures` counts rows that are neither ok nor skipped. Rows of sustained
+    windows are left out (see harness.sustained.as_ranking_rows for ranking those).
     """
-    sql = _DEVICE_STATS_SQL.format(relation=relation, run_key="run_id," if by_run else "")
+    columns = {row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
+    # Sustained windows are not repetitions of a burst: harness.sustained turns them into rows of their own.
+    burst_only = "WHERE window_index IS NULL" if "window_index" in columns else ""
+    sql = _DEVICE_STATS_SQL.format(relation=relation, run_key="run_id," if by_run else "", burst_only=burst_only)
     frame = con.execute(sql).df()
     for column in ("rows", "runs", "ok_rows", "skipped_rows", "unsupported_rows", "failures", "throttled_rows", "num_threads",
                    "numerics_checked_rows", "numerics_unreadable_rows"):
@@ -688,6 +694,8 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
         (ExclusionKind.MAX_LATENCY_US, constraints.max_latency_us, latency_metric, "us"),
         (ExclusionKind.MAX_MEMORY_MB, constraints.max_memory_mb, "memory_mb", "MB"),
         (ExclusionKind.MAX_ENERGY_MJ, constraints.max_energy_mj, ENERGY, "mJ"),
+        # A window's p95 over the deadline: at least 5% of its inferences missed their frame.
+        (ExclusionKind.FRAME_DEADLINE, constraints.frame_deadline_us, "inference_p95_us", "us p95"),
     )
     for kind, limit, column, unit in checks:
         if limit is None:

@@ -243,16 +243,21 @@ def as_ranking_rows(rows: pd.DataFrame, min_effect: float = TieTest().min_effect
     window with its latency replaced by the sustained figures (p50: the sustained p50; p95: the worst
     sustained window's, which the frame deadline is held against). A case with a failed window is failed."""
     windows = window_rows(rows)
-    out = []
+    picked, figures = [], []
     for _, group in windows.groupby(["run_id", "serial", "case_id", "repetition"], sort=True):
-        summary = summarize_case(group, min_effect)
-        first = group.sort_values("window_index").iloc[0].copy()
         failed = group[group["status"] != "ok"]
         if len(failed):
-            first = failed.iloc[0].copy()
+            picked.append(failed.index[0])
+            figures.append(None)
         else:
-            first["inference_p50_us"] = summary.sustained_p50_us
-            first["inference_avg_us"] = summary.sustained_p50_us
-            first["inference_p95_us"] = summary.worst_p95_us
-        out.append(first)
-    return pd.DataFrame(out).reset_index(drop=True) if out else windows.iloc[0:0]
+            picked.append(group.sort_values("window_index").index[0])
+            figures.append(summarize_case(group, min_effect))
+    out = windows.loc[picked].copy()  # .loc keeps the columns' types (a None-only column stays a string one)
+    for position, summary in enumerate(figures):
+        if summary is not None:
+            index = out.index[position]
+            out.loc[index, ["inference_p50_us", "inference_avg_us"]] = summary.sustained_p50_us
+            out.loc[index, "inference_p95_us"] = summary.worst_p95_us
+    # One row per case now, not a window: the rankings take it like a burst case's row.
+    out["window_index"] = pd.array([None] * len(out), dtype="Int64")
+    return out.reset_index(drop=True)

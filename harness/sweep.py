@@ -404,7 +404,7 @@ class _DeviceSweep:
     def run(self) -> None:
         params = self.ctx.params
         cases = self._pending()
-        self.progress.total = len(cases)
+        self.progress.total = len(cases) * max(1, params.windows)  # rows: one per case, or per window
         if not cases and not params.until_decided:
             return
         try:
@@ -424,7 +424,7 @@ class _DeviceSweep:
         if self.tool.dialect is not self.dialect:
             self.dialect = self.tool.dialect  # case ids follow the program that runs them
             cases = self._pending()
-            self.progress.total = len(cases)
+            self.progress.total = len(cases) * max(1, params.windows)
         remote_binary = self.tool.remote
         try:
             remote_models = self._push()
