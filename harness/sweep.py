@@ -534,7 +534,11 @@ class _DeviceSweep:
         if not cases:
             return
         now = dt.datetime.now(dt.timezone.utc)
-        rows = [self._row(case, now, 0.0, status=status, error_type=error_type, error_message=message) for case in cases]
+        # In a sustained sweep every row of a case is a window's (the first, for a case that never ran), so burst
+        # statistics never see it and the sustained ranking does.
+        window = {"window_index": 0, "window_s": self.ctx.params.window_s} if self.ctx.params.windows else {}
+        rows = [self._row(case, now, 0.0, status=status, error_type=error_type, error_message=message, **window)
+                for case in cases]
         self.ctx.store.append(rows)
         self.progress.statuses[status.value] += len(rows)
         self.progress.done += len(rows)
@@ -593,16 +597,17 @@ class _DeviceSweep:
                 result = self.phone.shell(command + " 2>&1", timeout_s=timeout_s)
             finally:
                 reading = sampler.stop() if sampler else None
-            clocks_after = read_clocks(self.phone) if window is not None and not result.timed_out else None
             if result.exit_code is None and not result.timed_out and not self._reachable():
                 raise DeviceLost(
                     f"{self.entry.serial} on adb server {self.entry.server.address}: the transport broke during "
                     "the case and the phone did not come back",
                     "reconnect it ('harness devices' shows its state), then 'harness run --resume latest'",
                 )
+            clocks_after = read_clocks(self.phone) if window is not None and not result.timed_out else None
         except DeviceLost as error:
             self.ctx.store.append([
                 self._row(case, started, time.monotonic() - clock, status=CaseStatus.DEVICE_LOST,
+                          **(self._window_columns(window, None, None) if window is not None else {}),
                           error_type=ErrorType.DEVICE_LOST, error_message=str(error)[:500])
             ])
             self.progress.statuses[CaseStatus.DEVICE_LOST.value] += 1
