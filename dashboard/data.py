@@ -55,6 +55,8 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
     pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
     pa.list_(pa.string()): "VARCHAR[]",
+    pa.list_(pa.int64()): "BIGINT[]",  # a sustained window's clocks per CPU cluster
+    pa.list_(pa.float64()): "DOUBLE[]",
 }
 
 StateKey = tuple[int, int, int]
