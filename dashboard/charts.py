@@ -416,7 +416,8 @@ def sustained_latency(windows: pd.DataFrame, deadline_us: float | None, throttle
     if deadline_us is not None:
         figure.add_hline(y=deadline_us * factor, line_dash="dash", line_color=DEADLINE_COLOR,
                          annotation_text=f"frame deadline {deadline_us * factor:.1f} {unit}",
-                         annotation_position="top right", annotation_font_color=DEADLINE_COLOR)
+                         annotation_position="bottom right", annotation_font_color=DEADLINE_COLOR)
+    figure.update_yaxes(rangemode="tozero")
     return _layout(_throttle_mark(figure, throttle_at_s, throttle_label))
 
 
@@ -452,4 +453,5 @@ def sustained_clocks(windows: pd.DataFrame, modelled: bool, throttle_at_s: float
                      labels={"ghz": "CPU clock (GHz)" + (", modelled" if modelled else ""),
                              "window_start_s": "time from the first window (s)", "window_index": "window"},
                      title="CPU clock per cluster" + (" (modelled, not measured: never throttled)" if modelled else ""))
+    figure.update_yaxes(rangemode="tozero")  # a drop reads at its true size
     return _layout(_throttle_mark(figure, throttle_at_s, throttle_label))

@@ -369,16 +369,16 @@ def test_sustained_page_shows_the_throttle_of_a_physical_phone(
     app = open_app(sustained_root, monkeypatch, SUSTAINED)
     app.selectbox(key="sustained_device").set_value(lab.SUSTAINED_PHONE.serial).run()
     options = app.selectbox(key="sustained_case").options
-    assert len(options) == 2 and any("int8/xnnpack/x2" in option for option in options)
-    app.selectbox(key="sustained_case").set_value(next(o for o in options if "int8/xnnpack/x2" in o)).run()
+    assert len(options) == 2 and options[0].startswith("int8/xnnpack/x2")  # the case that lost most, first
+    assert app.selectbox(key="sustained_case").value == options[0]
     assert not app.exception, [e.message for e in app.exception]
     shown = metrics(app)
     throttle_at = lab.THROTTLE_WINDOW * lab.WINDOW_S
     # The one slow window before it (SPIKE_WINDOW) is noise: the throttle is where the slow-down lasts.
     assert shown == {"Burst p50": "50.00 ms", "Sustained p50": "70.00 ms", "Sustained / burst": "x1.40",
-                     "First lasting slow-down": f"window {lab.THROTTLE_WINDOW} at {throttle_at:.0f} s",
-                     "Frame deadline misses (66.7 ms)": "30%–62%"}
+                     "First lasting slow-down": f"window {lab.THROTTLE_WINDOW}", "Deadline misses": "30%–62%"}
     assert "first throttle: window 4 at 240 s" in texts(app.caption)  # harness.sustained.describe's line
+    assert "First lasting slow-down: window 4 at 240 s, p50 +40% over the first window" in texts(app.caption)
     # The sidebar's selection holds the virtual phone too (the session's banner); this case's own figures are measured.
     assert "Modelled, not measured" not in texts(app.warning) and "virtual phone" not in texts(app.info)
     assert "temperatures: `sensor` (measured (thermal zones))" in texts(app.caption)

@@ -66,8 +66,9 @@ def _windows(summary: SustainedSummary) -> pd.DataFrame:
 
 devices = {summary.serial: _device(summary) for summary in summaries}
 serial = st.selectbox("Device", list(devices), format_func=devices.get, key="sustained_device")
-cases = {f"{_configuration(s)} · run {s.run_id} · repetition {s.repetition}": s
-         for s in summaries if s.serial == serial}
+# The device's cases, the one that lost most to sustained load first.
+ranked = sorted((s for s in summaries if s.serial == serial), key=lambda s: -(s.ratio or 0.0))
+cases = {f"{_configuration(s)} · run {s.run_id} · repetition {s.repetition}": s for s in ranked}
 summary = cases[st.selectbox("Configuration", list(cases), key="sustained_case")]
 virtual = summary.device_kind == "virtual"
 windows = _windows(summary)
@@ -82,17 +83,19 @@ columns[0].metric("Burst p50", _ms(summary.burst_p50_us), help="The first window
 columns[1].metric("Sustained p50", _ms(summary.sustained_p50_us), help="The median p50 of the last third of the windows.")
 columns[2].metric("Sustained / burst", "-" if summary.ratio is None else f"x{summary.ratio:.2f}",
                   help="1.0: the phone never slowed down.")
-columns[3].metric("First lasting slow-down", _slow_down(summary),
+columns[3].metric("First lasting slow-down", "none" if summary.throttle_window is None
+                  else f"window {summary.throttle_window}",
                   help="The first window from which on every window stays slower than the first (or, with measured "
                        "clocks, its largest cluster stays clocked down): a one-window spike is noise.")
 if summary.target_fps:
-    columns[4].metric(f"Frame deadline misses ({1000 / summary.target_fps:.1f} ms)",
-                      _share(summary.missed_low, summary.missed_high),
-                      help="Share of inferences slower than 1/fps. The benchmark reports only min, p50, p95 and max "
+    columns[4].metric("Deadline misses", _share(summary.missed_low, summary.missed_high),
+                      help=f"Share of inferences slower than the frame deadline 1/{summary.target_fps:g} s "
+                           f"({1000 / summary.target_fps:.1f} ms). The benchmark reports only min, p50, p95 and max "
                            "per window, so the share is given as bounds.")
 st.caption(describe(summary))
 if summary.throttle_reason:
-    reason = f"Window {summary.throttle_window}: {summary.throttle_reason}"
+    reason = f"First lasting slow-down: window {summary.throttle_window} at {summary.throttle_at_s or 0:.0f} s, " \
+             f"{summary.throttle_reason}"
     st.caption(reason + ("; this host, not heat." if virtual else "."))
 
 methods = {
@@ -133,9 +136,6 @@ st.subheader("Every sustained case")
 table = pd.DataFrame([{
     "device": _device(s),
     "configuration": _configuration(s),
-    "run_id": s.run_id,
-    "repetition": s.repetition,
-    "windows": s.windows,
     "burst p50 (ms)": None if s.burst_p50_us is None else s.burst_p50_us / 1000,
     "sustained p50 (ms)": None if s.sustained_p50_us is None else s.sustained_p50_us / 1000,
     "sustained / burst": s.ratio,
@@ -144,6 +144,9 @@ table = pd.DataFrame([{
     "modelled": ", ".join(what for what, method in (("temperatures", s.temperature_method),
                                                     ("clocks", s.clock_method), ("power", s.power_method))
                           if method == "model") or "-",
+    "windows": s.windows,
+    "run_id": s.run_id,
+    "repetition": s.repetition,
 } for s in summaries]).sort_values("sustained / burst", ascending=False, na_position="last")
 st.dataframe(table, hide_index=True, column_config={
     "burst p50 (ms)": st.column_config.NumberColumn(format="%.2f"),
