@@ -11,13 +11,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis
+from dashboard import analysis, queries
 from dashboard.data import Dataset, Selection, StateKey
 from dashboard.session import Context
 from harness import ranking
 from harness.compare import GateResult
 from harness.ranking import Constraints, MixingAllowed, TierRanking, TieTest, VariantAccuracy
 from harness.stats import NoiseFloor
+from harness.sustained import SustainedSummary, summarize
 
 _ENTRIES = 32
 NO_CONSTRAINTS = Constraints()
@@ -70,6 +71,13 @@ def _policy(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...
                                   TieTest(alpha, min_effect), mixing)
 
 
+@st.cache_data(max_entries=_ENTRIES, show_spinner="Summarizing sustained windows…")
+def _sustained(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], min_effect: float,
+               _dataset: Dataset) -> tuple[pd.DataFrame, list[SustainedSummary]]:
+    rows = queries.sustained_rows(_dataset, Selection(model_name, run_ids))
+    return rows, summarize(rows, min_effect)
+
+
 def _args(context: Context) -> tuple[str, StateKey, str, tuple[str, ...]]:
     return str(context.root.resolve()), context.state, context.selection.model_name, context.selection.run_ids
 
@@ -103,3 +111,9 @@ def compare_runs(context: Context, run_a: str, run_b: str, max_regression: float
 def policy(context: Context, metric: str, constraints: Constraints, tie_test: TieTest) -> analysis.PolicyOutcome:
     return _policy(*_args(context), metric, _key(constraints), tie_test.alpha, tie_test.min_effect, context.mixing,
                    _dataset=context.dataset)
+
+
+def sustained(context: Context, min_effect: float = DEFAULT_TIE_TEST.min_effect
+              ) -> tuple[pd.DataFrame, list[SustainedSummary]]:
+    """The selection's sustained window rows and harness.sustained.summarize's summary of each case."""
+    return _sustained(*_args(context), min_effect, _dataset=context.dataset)

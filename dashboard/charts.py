@@ -383,3 +383,75 @@ def coverage_ratios(table: pd.DataFrame) -> go.Figure:
     )
     figure.add_hline(y=1.0, line_dash="dot", line_color="#607d8b")
     return _layout(figure)
+
+
+# -- sustained load: one case's windows over time (harness.sustained) ---------------------------
+
+THROTTLE_COLOR = "#c62828"
+DEADLINE_COLOR = "#6a1b9a"
+
+
+def _throttle_mark(figure: go.Figure, throttle_at_s: float | None, label: str | None) -> go.Figure:
+    """A vertical rule where harness.sustained found the first lasting slow-down."""
+    if throttle_at_s is not None:
+        figure.add_vline(x=throttle_at_s, line_dash="dot", line_color=THROTTLE_COLOR, annotation_text=label or "",
+                         annotation_position="top left", annotation_font_color=THROTTLE_COLOR)
+    return figure
+
+
+def sustained_latency(windows: pd.DataFrame, deadline_us: float | None, throttle_at_s: float | None,
+                      throttle_label: str | None) -> go.Figure:
+    """p50 and p95 of each window over the case's time; the frame deadline (1/fps) as a rule when one was asked."""
+    ok = windows[windows["status"] == "ok"]
+    factor, unit = time_scale(ok["inference_p50_us"])
+    frame = ok.melt(id_vars=["window_index", "window_start_s"], value_vars=["inference_p50_us", "inference_p95_us"],
+                    var_name="quantile", value_name="latency_us").dropna(subset=["latency_us"])
+    frame["quantile"] = frame["quantile"].map({"inference_p50_us": "p50", "inference_p95_us": "p95"})
+    frame["latency"] = frame["latency_us"] * factor
+    figure = px.line(frame, x="window_start_s", y="latency", color="quantile", markers=True,
+                     category_orders={"quantile": ["p50", "p95"]}, hover_data={"window_index": True},
+                     labels={"latency": f"latency ({unit})", "window_start_s": "time from the first window (s)",
+                             "window_index": "window"},
+                     title="Latency per window")
+    if deadline_us is not None:
+        figure.add_hline(y=deadline_us * factor, line_dash="dash", line_color=DEADLINE_COLOR,
+                         annotation_text=f"frame deadline {deadline_us * factor:.1f} {unit}",
+                         annotation_position="bottom right", annotation_font_color=DEADLINE_COLOR)
+    figure.update_yaxes(rangemode="tozero")
+    return _layout(_throttle_mark(figure, throttle_at_s, throttle_label))
+
+
+def sustained_temperature(windows: pd.DataFrame, modelled: bool, throttle_at_s: float | None,
+                          throttle_label: str | None) -> go.Figure:
+    """The hottest thermal zone at each window's end; a model's temperatures say so in the legend and title."""
+    source = "modelled, not measured" if modelled else "sensor"
+    frame = windows.dropna(subset=["temp_end_c"]).assign(source=source)
+    figure = px.line(frame, x="window_start_s", y="temp_end_c", color="source", markers=True,
+                     hover_data={"window_index": True, "temp_start_c": True, "temperature_method": True},
+                     labels={"temp_end_c": "hottest zone at the window's end (°C)",
+                             "window_start_s": "time from the first window (s)", "window_index": "window"},
+                     title="Hottest temperature" + (" (modelled, not measured)" if modelled else ""))
+    return _layout(_throttle_mark(figure, throttle_at_s, throttle_label))
+
+
+def sustained_clocks(windows: pd.DataFrame, modelled: bool, throttle_at_s: float | None,
+                     throttle_label: str | None) -> go.Figure:
+    """Each CPU cluster's clock per window: the mean over the window where measured, else the clock at its end
+    (harness.sustained.window_clocks_khz); a model's clocks say so."""
+    from harness.sustained import window_clocks_khz
+
+    points = []
+    for _, row in windows.iterrows():
+        source, clocks = window_clocks_khz(row)
+        for cluster, khz in enumerate(clocks):
+            points.append({"window_index": row["window_index"], "window_start_s": row["window_start_s"],
+                           "cluster": f"cluster {cluster}", "ghz": khz / 1e6,
+                           "clock": {"avg": "mean over the window", "cur": "at the window's end"}[source]})
+    frame = pd.DataFrame(points, columns=["window_index", "window_start_s", "cluster", "ghz", "clock"])
+    figure = px.line(frame, x="window_start_s", y="ghz", color="cluster", markers=True,
+                     hover_data={"window_index": True, "clock": True},
+                     labels={"ghz": "CPU clock (GHz)" + (", modelled" if modelled else ""),
+                             "window_start_s": "time from the first window (s)", "window_index": "window"},
+                     title="CPU clock per cluster" + (" (modelled, not measured: never throttled)" if modelled else ""))
+    figure.update_yaxes(rangemode="tozero")  # a drop reads at its true size
+    return _layout(_throttle_mark(figure, throttle_at_s, throttle_label))

@@ -55,7 +55,7 @@ _DUCKDB_TYPES = {
     pa.bool_(): "BOOLEAN",
     pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
     pa.list_(pa.string()): "VARCHAR[]",
-    pa.list_(pa.int64()): "BIGINT[]",
+    pa.list_(pa.int64()): "BIGINT[]",  # a sustained window's clocks per CPU cluster
     pa.list_(pa.float64()): "DOUBLE[]",
 }
 

@@ -162,3 +162,21 @@ def device_rows(dataset: Dataset, selection: Selection, serial: str) -> pd.DataF
         """,
         {**params, "serial": serial},
     )
+
+
+def sustained_rows(dataset: Dataset, selection: Selection) -> pd.DataFrame:
+    """The window rows of the selection's sustained cases (harness run --sustained), with a `configuration`
+    label, in window order per case; burst rows are left out."""
+    where, params = selection.where()
+    rows = dataset.sql(
+        f"""
+        SELECT *, {CONFIG_LABEL_SQL} AS configuration
+        FROM {ROWS} WHERE {where} AND window_index IS NOT NULL
+        ORDER BY run_id, serial, case_id, repetition, window_index
+        """,
+        params,
+    )
+    # DuckDB hands a null list over as pd.NA; harness.sustained (like the store's reader) expects None there.
+    for column in ("cpu_cur_freq_khz", "cpu_avg_freq_khz"):
+        rows[column] = [None if value is pd.NA else value for value in rows[column]]
+    return rows

@@ -106,6 +106,16 @@ def _largest_cluster_khz(row: pd.Series) -> float | None:
     return None
 
 
+def window_clocks_khz(row: pd.Series) -> tuple[str | None, tuple[float, ...]]:
+    """A window's clock per CPU cluster, as the throttle test reads it: ("avg", the mean over the window) where
+    present, else ("cur", the clock at its end); (None, ()) without clocks."""
+    for source, name in (("avg", "cpu_avg_freq_khz"), ("cur", "cpu_cur_freq_khz")):
+        values = row.get(name)
+        if values is not None and not (isinstance(values, float) and math.isnan(values)) and len(values):
+            return source, tuple(float(value) for value in values)
+    return None, ()
+
+
 def summarize_case(windows: pd.DataFrame, min_effect: float) -> SustainedSummary:
     """The summary of one case's window rows (one run, device, configuration and repetition)."""
     windows = windows.sort_values("window_index")

@@ -15,6 +15,7 @@ dashboard must explain rather than crash on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from harness.records import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_METADATA_KEY,
     CaseStatus,
+    ClockMethod,
     ResultRow,
     case_id_for,
 )
@@ -136,6 +138,71 @@ def append_run(store: ResultsStore, run_id: str, started: datetime) -> Path:
     """One more (small) run landing in an existing results folder: one ok row of lab-high."""
     phone = PHONES[0]
     return store.append([_row(run_id, started, phone, "fp32", "cpu", 1, 0, p50=p50_us(phone, "fp32", "cpu", 1))])
+
+
+# Sustained cases (harness run --sustained 10m --fps 15 --window 60): WINDOWS windows of WINDOW_S seconds each.
+RUN_SUSTAINED = "20260312T100000Z-ssssss"
+RUN_SUSTAINED_VIRTUAL = "20260312T110000Z-svsvsv"
+SUSTAINED_PHONE = PHONES[3]  # lab-low: a physical phone that throttles
+SUSTAINED_VIRTUAL = VIRTUAL_PHONES[0]
+WINDOWS = 10
+WINDOW_S = 60.0
+FPS = 15.0  # frame deadline 66.7 ms
+THROTTLE_WINDOW = 4  # from this window on, lab-low's big cluster drops and its p50 rises 40%, for good
+SPIKE_WINDOW = 2  # one slow window before that: noise, not the throttle
+SUSTAINED_BURST_US = 50_000.0
+SUSTAINED_THROTTLED_US = 70_000.0
+CLUSTERS_KHZ = (1_500_000, 2_000_000)  # lab-low's clusters, little then big, before throttling
+THROTTLED_KHZ = (1_500_000, 1_200_000)
+VIRTUAL_SUSTAINED_US = 900.0
+
+
+def sustained_p50_us(serial: str, delegate: str, window: int) -> float:
+    """The designed p50 of a sustained window (lab-low int8/xnnpack/x2 throttles; the rest hold steady)."""
+    if serial == SUSTAINED_VIRTUAL.serial:
+        return VIRTUAL_SUSTAINED_US
+    if delegate == "gpu":
+        return 20_000.0
+    if window >= THROTTLE_WINDOW:
+        return SUSTAINED_THROTTLED_US
+    return SUSTAINED_BURST_US * (1.1 if window == SPIKE_WINDOW else 1.0)
+
+
+def write_sustained_results(root: Path) -> ResultsStore:
+    """Sustained window rows on a physical phone that throttles (lab-low: int8/xnnpack/x2 from THROTTLE_WINDOW on;
+    int8/gpu/x1 steady) with sensor temperatures, sysfs clocks, fuel-gauge power and --fps 15, and on a virtual
+    phone (fp32/cpu/x1, no --fps) whose temperatures, clocks and power are modelled and which never slows."""
+    store = ResultsStore(root)
+    started = datetime(2026, 3, 12, 10, 0, tzinfo=UTC)
+    physical = [row for config in (("int8", "xnnpack", 2), ("int8", "gpu", 1))
+                for row in _window_rows(RUN_SUSTAINED, started, SUSTAINED_PHONE, *config)]
+    store.append(physical)
+    _write_manifest(store, RUN_SUSTAINED, started, (SUSTAINED_PHONE,))
+    started_virtual = started + timedelta(hours=1)
+    store.append(list(_window_rows(RUN_SUSTAINED_VIRTUAL, started_virtual, SUSTAINED_VIRTUAL, "fp32", "cpu", 1)))
+    _write_manifest(store, RUN_SUSTAINED_VIRTUAL, started_virtual, (SUSTAINED_VIRTUAL,))
+    return store
+
+
+def _window_rows(run_id: str, started: datetime, phone: Phone, variant: str, delegate: str, threads: int):
+    virtual = phone.kind == "virtual"
+    for window in range(WINDOWS):
+        p50 = sustained_p50_us(phone.serial, delegate, window)
+        row = _row(run_id, started + timedelta(seconds=window * WINDOW_S), phone, variant, delegate, threads, 0,
+                   p50=p50)
+        throttled = not virtual and delegate != "gpu" and window >= THROTTLE_WINDOW
+        clocks = THROTTLED_KHZ if throttled else CLUSTERS_KHZ
+        temp_start = (48.0 if virtual else 35.0) + window * (0.2 if virtual else 3.0)
+        yield dataclasses.replace(
+            row, duration_s=WINDOW_S, inference_count=int(WINDOW_S * FPS) if not virtual else 20_000,
+            window_index=window, window_start_s=window * WINDOW_S, window_s=WINDOW_S,
+            target_fps=None if virtual else FPS,
+            cpu_cur_freq_khz=(2_900_000, 2_900_000) if virtual else clocks,
+            # A virtual phone's model gives the profile's clocks at the window's end, no mean: the page falls back.
+            cpu_avg_freq_khz=None if virtual else tuple(khz * 0.98 for khz in clocks),
+            clock_method=ClockMethod.MODEL if virtual else ClockMethod.SYSFS,
+            temp_start_c=temp_start, temp_end_c=temp_start + (0.2 if virtual else 3.0), throttled=None,
+        )
 
 
 def write_only_failures(root: Path) -> ResultsStore:

@@ -30,9 +30,10 @@ OVERVIEW = "views/overview.py"
 RANKINGS = "views/rankings.py"
 PARETO = "views/pareto.py"
 DEVICE = "views/device.py"
+SUSTAINED = "views/sustained.py"
 COMPARE = "views/compare_runs.py"
 POLICY = "views/policy.py"
-PAGES = (OVERVIEW, RANKINGS, PARETO, DEVICE, COMPARE, POLICY)
+PAGES = (OVERVIEW, RANKINGS, PARETO, DEVICE, SUSTAINED, COMPARE, POLICY)
 TIMEOUT_S = 60  # the first run imports plotly, duckdb and pandas
 
 
@@ -87,6 +88,7 @@ TABLE_COLUMNS = {  # a column only that table has (on its page)
     "changes": "verdict",
     "policy_tiers": "fallbacks",
     "coverage": "runs_config",
+    "sustained": "sustained / burst",
 }
 
 
@@ -338,6 +340,103 @@ def test_device_page_lists_a_failing_delegate(lab_root: Path, monkeypatch: pytes
     assert all(configuration.split("/")[1] == "gpu" for configuration in failed["configuration"])
     latency = figures(app)["latency"]
     assert not any("gpu" in str(x) for trace in latency.data for x in trace.x)  # no made-up GPU numbers
+
+
+# -- Sustained ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sustained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sustained_results")
+    lab.write_lab_results(root)  # burst rows alongside: the page must leave them out
+    lab.write_sustained_results(root)
+    return root
+
+
+def _shapes(figure: go.Figure) -> dict[str, list[float]]:
+    """Rule lines of a figure: vertical ones' x and horizontal ones' y."""
+    lines: dict[str, list[float]] = {"x": [], "y": []}
+    for shape in figure.layout.shapes:
+        if shape.x0 == shape.x1 and shape.xref == "x":
+            lines["x"].append(shape.x0)
+        elif shape.y0 == shape.y1 and shape.yref == "y":
+            lines["y"].append(shape.y0)
+    return lines
+
+
+def test_sustained_page_shows_the_throttle_of_a_physical_phone(
+        sustained_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(sustained_root, monkeypatch, SUSTAINED)
+    app.selectbox(key="sustained_device").set_value(lab.SUSTAINED_PHONE.serial).run()
+    options = app.selectbox(key="sustained_case").options
+    assert len(options) == 2 and options[0].startswith("int8/xnnpack/x2")  # the case that lost most, first
+    assert app.selectbox(key="sustained_case").value == options[0]
+    assert not app.exception, [e.message for e in app.exception]
+    shown = metrics(app)
+    throttle_at = lab.THROTTLE_WINDOW * lab.WINDOW_S
+    # The one slow window before it (SPIKE_WINDOW) is noise: the throttle is where the slow-down lasts.
+    assert shown == {"Burst p50": "50.00 ms", "Sustained p50": "70.00 ms", "Sustained / burst": "x1.40",
+                     "First lasting slow-down": f"window {lab.THROTTLE_WINDOW}", "Deadline misses": "30%–62%"}
+    assert "first throttle: window 4 at 240 s" in texts(app.caption)  # harness.sustained.describe's line
+    assert "First lasting slow-down: window 4 at 240 s, p50 +40% over the first window" in texts(app.caption)
+    # The sidebar's selection holds the virtual phone too (the session's banner); this case's own figures are measured.
+    assert "Modelled, not measured" not in texts(app.warning) and "virtual phone" not in texts(app.info)
+    assert "temperatures: `sensor` (measured (thermal zones))" in texts(app.caption)
+
+    charts = figures(app)
+    latency = charts["sustained_latency"]
+    by_name = {trace.name: trace for trace in latency.data}
+    assert set(by_name) == {"p50", "p95"}
+    assert list(by_name["p50"].x) == [w * lab.WINDOW_S for w in range(lab.WINDOWS)]
+    assert by_name["p50"].y[-1] == pytest.approx(lab.SUSTAINED_THROTTLED_US / 1000)
+    assert _shapes(latency) == {"x": [throttle_at], "y": [pytest.approx(1000 / lab.FPS)]}  # throttle, deadline
+    assert _shapes(charts["sustained_temperature"])["x"] == [throttle_at]
+    assert "modelled" not in charts["sustained_temperature"].layout.title.text
+    clocks = charts["sustained_clocks"]
+    big = next(trace for trace in clocks.data if trace.name == "cluster 1")
+    # The window's mean clock (time_in_state) where the phone reports it.
+    assert big.y[0] == pytest.approx(lab.CLUSTERS_KHZ[1] * 0.98 / 1e6)
+    assert big.y[-1] == pytest.approx(lab.THROTTLED_KHZ[1] * 0.98 / 1e6)
+    assert _shapes(clocks)["x"] == [throttle_at]
+
+    cases = table(app, "sustained")
+    assert len(cases) == 3  # two cases on lab-low, one on the virtual phone; burst rows left out
+    worst = cases.iloc[0]  # worst ratio first
+    assert worst["configuration"] == "int8/xnnpack/x2" and worst["sustained / burst"] == pytest.approx(1.4)
+    assert worst["first lasting slow-down"] == "window 4 at 240 s" and worst["deadline misses"] == "30%–62%"
+    steady = cases[cases["configuration"] == "int8/gpu/x1"].iloc[0]
+    assert steady["sustained / burst"] == pytest.approx(1.0) and steady["first lasting slow-down"] == "none"
+
+
+def test_sustained_page_labels_a_virtual_phones_modelled_figures(
+        sustained_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(sustained_root, monkeypatch, SUSTAINED)
+    app.selectbox(key="sustained_device").set_value(lab.SUSTAINED_VIRTUAL.serial).run()
+    assert not app.exception, [e.message for e in app.exception]
+    shown = metrics(app)
+    assert shown == {"Burst p50": "900 µs", "Sustained p50": "900 µs", "Sustained / burst": "x1.00",
+                     "First lasting slow-down": "none"}  # no --fps: no deadline figure
+    assert "virtual phone" in texts(app.info) and "never throttles" in texts(app.info)
+    warning = texts(app.warning)
+    assert "Modelled, not measured" in warning and "temperatures, CPU clocks, power" in warning
+    charts = figures(app)
+    assert "modelled" in charts["sustained_temperature"].layout.title.text
+    assert {trace.name for trace in charts["sustained_temperature"].data} == {"modelled, not measured"}
+    assert "modelled" in charts["sustained_clocks"].layout.title.text
+    # No mean clock from the model: the clock at each window's end is drawn.
+    assert {trace.name for trace in charts["sustained_clocks"].data} == {"cluster 0", "cluster 1"}
+    assert all(y == pytest.approx(2.9) for trace in charts["sustained_clocks"].data for y in trace.y)
+    assert not _shapes(charts["sustained_latency"])["x"] and not _shapes(charts["sustained_latency"])["y"]
+    virtual = table(app, "sustained")
+    virtual = virtual[virtual["device"].str.contains("virtual")].iloc[0]
+    assert virtual["modelled"] == "temperatures, clocks, power" and virtual["deadline misses"] == "no --fps"
+
+
+def test_sustained_page_without_sustained_rows_says_how_to_get_them(
+        lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_app(lab_root, monkeypatch, SUSTAINED)
+    assert "harness run --sustained 10m --fps 15" in texts(app.info)
+    assert not app.get("plotly_chart") and not app.metric
 
 
 # -- Rankings ---------------------------------------------------------------------------------

@@ -152,6 +152,11 @@ def test_every_page_renders_in_chromium(dashboard: Dashboard, tmp_path: Path) ->
             _wait_for_charts(page, 3)
             page.screenshot(path=str(shots / "device-lab-low.png"), full_page=True)
 
+            # The lab ran no sustained cases: the page says how to get some (the AppTest tests draw its charts).
+            _visit(page, f"{dashboard.url}/sustained", "Sustained", charts=0)
+            page.get_by_text("harness run --sustained 10m --fps 15").first.wait_for()
+            page.screenshot(path=str(shots / "sustained-empty.png"), full_page=True)
+
             main = _visit(page, f"{dashboard.url}/compare-runs", "Compare runs", charts=1)
             assert "mid · Galaxy A54" in main and "now fails" in main
             page.screenshot(path=str(shots / "compare-runs.png"), full_page=True)
