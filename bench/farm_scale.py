@@ -30,6 +30,7 @@ the largest lab; power sampling <= 2% of one core per phone.
 
 Usage: .venv/bin/python bench/farm_scale.py [--phones 8,16,32] [--rounds 1] [--min-secs 0.3]
            [--delegates cpu,xnnpack] [--threads 1] [--repetitions 1] [--no-baseline] [--json]
+       .venv/bin/python bench/farm_scale.py --table-from SAVED.json
 """
 
 from __future__ import annotations
@@ -219,7 +220,8 @@ def print_table(summary: list[dict], args: argparse.Namespace) -> None:
     def fmt(value, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end (the machine is shared); "
+    load = getattr(args, "load_end", None) or os.getloadavg()[0]
+    print(f"host: {os.cpu_count()} CPUs, load average {load:.2f} at the end (the machine is shared); "
           f"cases per phone: delegates {args.delegates} x threads {args.threads} x {args.repetitions} repetition(s), "
           f"min_secs={args.min_secs:g}, warmup_min_secs={args.warmup_min_secs:g}; farm in parallel mode; "
           f"medians of {args.rounds} round(s)")
@@ -263,7 +265,14 @@ def main() -> int:
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the sweeps without power sampling (no marginal figure)")
     parser.add_argument("--json", action="store_true", help="print every measurement and the summary as JSON")
+    parser.add_argument("--table-from", type=Path, metavar="FILE", help="print the table of a saved --json output")
     args = parser.parse_args()
+    if args.table_from:
+        saved = json.loads(args.table_from.read_text())
+        saved_args = parser.parse_args(saved["argv"][1:])
+        saved_args.load_end = saved.get("load_end")
+        print_table(saved["summary"], saved_args)
+        return 0
     counts = [int(c) for c in args.phones.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="farm-scale-"))
@@ -276,7 +285,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     summary = summarize(rows, counts)
     if args.json:
-        print(json.dumps({"argv": sys.argv, "cpus": os.cpu_count(), "measurements": rows, "summary": summary}, indent=2))
+        print(json.dumps({"argv": sys.argv, "cpus": os.cpu_count(), "load_end": os.getloadavg()[0],
+                          "measurements": rows, "summary": summary}, indent=2))
     else:
         print_table(summary, args)
     return 0
