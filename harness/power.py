@@ -82,6 +82,8 @@ def stream_command(interval_s: float) -> str:
     return f"while true; do {SAMPLE_COMMAND}; echo {SAMPLE_END}; sleep {interval_s:g} || sleep 1; done"
 
 
+# Short, so stop() never waits long for a thread stuck opening a stream to a frozen phone.
+OPEN_TIMEOUT_S = 1.0
 # A stream silent this long (a frozen phone, a lost transport) is closed and reopened.
 STREAM_SILENCE_S = 3.0
 MIN_SAMPLES = 2
@@ -220,7 +222,7 @@ class PowerSampler:
     def _stream(self, command: str) -> None:
         """Collect samples from one shell stream until it ends, breaks, falls silent or stop() hangs it up."""
         try:
-            connection = self.phone.open_shell(command, STREAM_SILENCE_S)
+            connection = self.phone.open_shell(command, OPEN_TIMEOUT_S)
         except HarnessError:
             # The phone did not answer this time; the sweep's own commands decide whether it is lost.
             return

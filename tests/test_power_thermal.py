@@ -261,3 +261,25 @@ def test_streaming_sampler_keeps_its_rate_and_leaves_nothing_on_the_phone(farm) 
     count = reading.samples
     time.sleep(0.3)
     assert len(sampler._samples) == count  # nothing arrives after stop()
+
+
+def test_streaming_sampler_reopens_a_stream_killed_on_the_phone(farm) -> None:  # noqa: F811
+    p = phone(farm, "nothing-phone-1")
+    sampler = PowerSampler(p, PowerMethod.MODEL).start()
+    time.sleep(0.5)
+    # The sampling loop: a top-level `sh` (parent adbd, 521) other than the one running this command.
+    out = p.check_output("echo me=$$; ps")
+    me = int(out.split("me=", 1)[1].split()[0])
+    loops = [int(line.split()[1]) for line in out.splitlines()
+             if line.split()[-1] == "sh" and line.split()[2] == "521" and line.split()[1] != str(me)]
+    assert len(loops) == 1, out
+    p.check_output(f"kill {loops[0]}")
+    before = len(sampler._samples)
+    time.sleep(1.0)
+    reading = sampler.stop()
+    # The window goes on through a new stream: samples keep coming after the kill.
+    assert reading.samples >= before + 5, (before, reading)
+    deadline = time.monotonic() + 3.0
+    while _shells_on(p) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _shells_on(p) == 0
