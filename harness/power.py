@@ -60,26 +60,26 @@ from harness.errors import HarnessError
 from harness.records import PowerMethod
 
 BATTERY_DIR = "/sys/class/power_supply/battery"
-# Printed as uevent lines so devicefacts' parser reads them; a file that cannot
-# be read leaves its value empty rather than shifting the others.
-SAMPLE_COMMAND = (
-    f"b={BATTERY_DIR}; "
-    'echo "POWER_SUPPLY_STATUS=$(cat $b/status 2>/dev/null)"; '
-    'echo "POWER_SUPPLY_CURRENT_NOW=$(cat $b/current_now 2>/dev/null)"; '
-    'echo "POWER_SUPPLY_VOLTAGE_NOW=$(cat $b/voltage_now 2>/dev/null)"'
-)
 SAMPLE_END = "POWER_SAMPLE_END"  # the line that proves the sample before it is whole
 _END_LINE = f"{SAMPLE_END}\n".encode()
+# One sample: uevent lines so devicefacts' parser reads them, then the end line,
+# in one printf (one write, so usually one packet). A file that cannot be read
+# leaves its value empty rather than shifting the others.
+SAMPLE_COMMAND = (
+    "printf 'POWER_SUPPLY_STATUS=%s\\nPOWER_SUPPLY_CURRENT_NOW=%s\\nPOWER_SUPPLY_VOLTAGE_NOW=%s\\n"
+    f"{SAMPLE_END}\\n' "
+    '"$(cat $b/status 2>/dev/null)" "$(cat $b/current_now 2>/dev/null)" "$(cat $b/voltage_now 2>/dev/null)"'
+)
 
 
 def stream_command(interval_s: float) -> str:
-    """The phone-side loop: a sample, its end line, a pause; until the stream closes.
+    """The phone-side loop: a sample, a pause; until the stream closes.
 
     toybox's sleep (Android 6+, which the harness needs anyway for sha256sum)
     takes fractions; should a sleep refuse them, `|| sleep 1` keeps the loop
     from spinning on the phone.
     """
-    return f"while true; do {SAMPLE_COMMAND}; echo {SAMPLE_END}; sleep {interval_s:g} || sleep 1; done"
+    return f"b={BATTERY_DIR}; while true; do {SAMPLE_COMMAND}; sleep {interval_s:g} || sleep 1; done"
 
 
 # Short, so stop() never waits long for a thread stuck opening a stream to a frozen phone.
