@@ -245,7 +245,7 @@ def main() -> int:
         for phase, seconds in clock.seconds.most_common():
             print(f"  {phase:<46} {seconds:7.2f} s  {clock.calls[phase]:3d} call(s), {seconds / clock.calls[phase] * 1000:8.1f} ms each")
         print(f"  {'unaccounted (raw log write, thread start, ...)':<46} {summary.wall_s - sum(clock.seconds.values()):7.2f} s")
-        print(f"  power samples from the background thread: {clock.background_calls} shell round trips; "
+        print(f"  shell round trips from the power sampler's thread: {clock.background_calls} (it streams; 0 expected); "
               f"host benchmark lock waits: {lock_waits}")
         print()
         print(f"sweep wall time                               {summary.wall_s:8.2f} s")

@@ -88,7 +88,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="min_secs 0.5 and one sweep of each kind")
     parser.add_argument("--min-secs", type=float, default=None, help="default 1 (0.5 with --quick)")
     parser.add_argument("--single", default="nothing-phone-1", help="[device] name of the profile the 1-device sweep uses")
-    parser.add_argument("--no-power", action="store_true", help="no power sampling (10 shell round trips a second per device)")
+    parser.add_argument("--no-power", action="store_true", help="no power sampling (one shell stream per case and device, ~10 samples a second)")
     args = parser.parse_args()
     if args.command == "build-model":
         build_model(MODEL)

@@ -27,6 +27,7 @@ CONNECT_TIMEOUT_S = 10.0
 DEFAULT_COMMAND_TIMEOUT_S = 30.0
 _SYNC_CHUNK_BYTES = 64 * 1024  # adb's sync DATA limit
 EXIT_NOT_FOUND = 127  # what sh (mksh, toolbox's sh) returns for a command it cannot find
+SHELL_STDOUT, SHELL_STDERR, SHELL_EXIT = 1, 2, 3  # shell v2 packet ids (adb's shell_protocol.h)
 
 
 class DeviceLost(DeviceError):
@@ -108,21 +109,24 @@ class Phone:
                     return ShellResult(None, bytes(stdout), bytes(stderr), timed_out=True)
                 connection.conn.settimeout(remaining)
                 try:
-                    header = read_exact(connection.conn, 5)
-                    kind, length = header[0], struct.unpack("<I", header[1:])[0]
-                    payload = read_exact(connection.conn, length)
+                    kind, payload = read_shell_packet(connection.conn)
                 except socket.timeout:
                     return ShellResult(None, bytes(stdout), bytes(stderr), timed_out=True)
                 except (OSError, EOFError):
                     return ShellResult(None, bytes(stdout), bytes(stderr))
-                if kind == 1:
+                if kind == SHELL_STDOUT:
                     stdout += payload
-                elif kind == 2:
+                elif kind == SHELL_STDERR:
                     stderr += payload
-                elif kind == 3:
+                elif kind == SHELL_EXIT:
                     return ShellResult(payload[0] if payload else 255, bytes(stdout), bytes(stderr))
         finally:
             connection.close()
+
+    def open_shell(self, command: str, timeout_s: float = CONNECT_TIMEOUT_S) -> adbutils.AdbConnection:
+        """A shell v2 stream running `command`, left open: the caller reads it (read_shell_packet)
+        and closes it, which ends the command. Raises DeviceLost when it cannot open."""
+        return self._open(f"shell,v2,raw:{command}", timeout_s)
 
     def check_output(self, command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S) -> str:
         """stdout of a command that must succeed; anything else means the phone is unusable."""
@@ -253,6 +257,12 @@ class Phone:
             except OSError:
                 pass
             connection.close()
+
+
+def read_shell_packet(sock: socket.socket) -> tuple[int, bytes]:
+    """One shell v2 packet: (id, payload). EOFError when the stream ends, socket.timeout on the socket's deadline."""
+    header = read_exact(sock, 5)
+    return header[0], read_exact(sock, struct.unpack("<I", header[1:])[0])
 
 
 def read_exact(sock: socket.socket, size: int) -> bytes:

@@ -1,10 +1,19 @@
 """Average power of a phone while a benchmark runs, from its battery fuel gauge.
 
 A background thread reads the battery's `status`, `current_now` and
-`voltage_now` about ten times a second (one shell round trip each) and
-`stop()` turns the samples into one PowerReading. The rule is never to make a
-number up: power is None, with the reason, whenever the gauge cannot tell what
-the phone draws.
+`voltage_now` about ten times a second and `stop()` turns the samples into
+one PowerReading. The rule is never to make a number up: power is None, with
+the reason, whenever the gauge cannot tell what the phone draws.
+
+The samples come through ONE long-lived `adb shell` per window: a loop on the
+phone prints a sample per tick, each closed by an end line, and the thread
+parses them as they arrive; a sample whose end line has not arrived is not
+whole and is dropped. `stop()` closes the stream, which ends the loop: adbd
+hangs up the shell (and its next write would fail on the closed stream
+anyway). A round trip per sample (a new adb connection, a new shell) made
+power sampling 72% of the harness's CPU per case and most of the adb server's
+with 32 virtual phones (bench/farm_scale.py). A stream that breaks or cannot
+open is reopened after one interval, until the window ends.
 
 How a window of samples is judged (`reading_from_samples`):
 - `status` decides the direction, because the sign of current_now is not
@@ -33,6 +42,8 @@ Both measure the whole phone, idle power included, not the model alone.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import statistics
 import threading
 import time
@@ -41,22 +52,40 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Iterator, Sequence
 
-from harness.device import Phone
+import adbutils
+
+from harness.device import SHELL_EXIT, SHELL_STDOUT, Phone, read_shell_packet
 from harness.devicefacts import PowerSupply, parse_power_supply_uevent
 from harness.errors import HarnessError
 from harness.records import PowerMethod
 
 BATTERY_DIR = "/sys/class/power_supply/battery"
-# Printed as uevent lines so devicefacts' parser reads them; a file that cannot
-# be read leaves its value empty rather than shifting the others.
+SAMPLE_END = "POWER_SAMPLE_END"  # the line that proves the sample before it is whole
+_END_LINE = f"{SAMPLE_END}\n".encode()
+# One sample: uevent lines so devicefacts' parser reads them, then the end line,
+# in one printf (one write, so usually one packet). A file that cannot be read
+# leaves its value empty rather than shifting the others.
 SAMPLE_COMMAND = (
-    f"b={BATTERY_DIR}; "
-    'echo "POWER_SUPPLY_STATUS=$(cat $b/status 2>/dev/null)"; '
-    'echo "POWER_SUPPLY_CURRENT_NOW=$(cat $b/current_now 2>/dev/null)"; '
-    'echo "POWER_SUPPLY_VOLTAGE_NOW=$(cat $b/voltage_now 2>/dev/null)"'
+    "printf 'POWER_SUPPLY_STATUS=%s\\nPOWER_SUPPLY_CURRENT_NOW=%s\\nPOWER_SUPPLY_VOLTAGE_NOW=%s\\n"
+    f"{SAMPLE_END}\\n' "
+    '"$(cat $b/status 2>/dev/null)" "$(cat $b/current_now 2>/dev/null)" "$(cat $b/voltage_now 2>/dev/null)"'
 )
-# Short, so a stuck read costs one sample and stop() never waits long for the thread.
-SAMPLE_TIMEOUT_S = 1.0
+
+
+def stream_command(interval_s: float) -> str:
+    """The phone-side loop: a sample, a pause; until the stream closes.
+
+    toybox's sleep (Android 6+, which the harness needs anyway for sha256sum)
+    takes fractions; should a sleep refuse them, `|| sleep 1` keeps the loop
+    from spinning on the phone.
+    """
+    return f"b={BATTERY_DIR}; while true; do {SAMPLE_COMMAND}; sleep {interval_s:g} || sleep 1; done"
+
+
+# Short, so stop() never waits long for a thread stuck opening a stream to a frozen phone.
+OPEN_TIMEOUT_S = 1.0
+# A stream silent this long (a frozen phone, a lost transport) is closed and reopened.
+STREAM_SILENCE_S = 3.0
 MIN_SAMPLES = 2
 _MA_BELOW = 10_000
 _MIN_VOLTAGE_UV = 2_500_000
@@ -136,7 +165,8 @@ class PowerSampler:
 
     Use as `with PowerSampler(phone, method) as sampler: ...`, then
     `sampler.reading`; or start() and stop() (which returns the reading).
-    One sampler measures one window. A failing sample is skipped, never raised.
+    One sampler measures one window, through one shell stream (reopened if it
+    breaks). A failing or cut-off sample is skipped, never raised.
     """
 
     def __init__(self, phone: Phone, method: PowerMethod, interval_s: float = 0.1) -> None:
@@ -147,6 +177,8 @@ class PowerSampler:
         self._samples: list[PowerSupply] = []
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._connection: adbutils.AdbConnection | None = None
 
     def __enter__(self) -> PowerSampler:
         return self.start()
@@ -166,28 +198,56 @@ class PowerSampler:
             raise RuntimeError("PowerSampler.stop() before start()")
         if self.reading is None:
             self._stopping.set()
+            self._hang_up()
             self._thread.join()
             self.reading = reading_from_samples(self._samples, self.method)
         return self.reading
 
-    def _run(self) -> None:
-        next_s = time.monotonic()
-        while not self._stopping.is_set():
-            sample = self._sample()
-            if sample is not None:
-                self._samples.append(sample)
-            # A slow read delays the next sample instead of bunching the following ones.
-            next_s = max(next_s + self.interval_s, time.monotonic())
-            self._stopping.wait(next_s - time.monotonic())
+    def _hang_up(self) -> None:
+        """Wake the thread out of its read at once: shutdown, because close() would not interrupt a recv."""
+        with self._lock:
+            connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.conn.shutdown(socket.SHUT_RDWR)
 
-    def _sample(self) -> PowerSupply | None:
+    def _run(self) -> None:
+        command = stream_command(self.interval_s)
+        while not self._stopping.is_set():
+            opened = time.monotonic()
+            self._stream(command)
+            # The stream could not open or broke: try again after an interval, never in a tight loop.
+            self._stopping.wait(max(0.0, opened + self.interval_s - time.monotonic()))
+
+    def _stream(self, command: str) -> None:
+        """Collect samples from one shell stream until it ends, breaks, falls silent or stop() hangs it up."""
         try:
-            result = self.phone.shell(SAMPLE_COMMAND, SAMPLE_TIMEOUT_S)
+            connection = self.phone.open_shell(command, OPEN_TIMEOUT_S)
         except HarnessError:
             # The phone did not answer this time; the sweep's own commands decide whether it is lost.
-            return None
-        # Only a finished command proves all three lines are whole.
-        return parse_power_supply_uevent(result.text) if result.exit_code == 0 else None
+            return
+        with self._lock:
+            self._connection = connection
+        try:
+            if self._stopping.is_set():  # stop() came before the connection was there to hang up
+                return
+            connection.conn.settimeout(STREAM_SILENCE_S)
+            pending = b""
+            while True:
+                kind, payload = read_shell_packet(connection.conn)
+                if kind == SHELL_EXIT:
+                    return  # the loop ended on the phone (killed there): reopen
+                if kind != SHELL_STDOUT:
+                    continue
+                *whole, pending = (pending + payload).split(_END_LINE)
+                # Only a sample followed by its end line is known to have all three lines.
+                self._samples.extend(parse_power_supply_uevent(text.decode("utf-8", errors="replace")) for text in whole)
+        except (OSError, EOFError):
+            return  # hung up by stop(), or the transport broke or fell silent
+        finally:
+            with self._lock:
+                self._connection = None
+            connection.close()
 
 
 @contextmanager

@@ -231,3 +231,55 @@ def test_sampler_skips_failing_reads_without_raising(farm) -> None:  # noqa: F81
     assert time.monotonic() - started < 3.0
     assert reading.samples == 0 and reading.avg_power_mw is None and reading.reason == "too few samples"
     assert sampler.stop() is reading
+
+
+def _shells_on(p: Phone) -> int:
+    """`sh` processes on the phone besides the one running this `ps`."""
+    return sum(1 for line in p.check_output("ps").splitlines()[1:] if line.split()[-1] == "sh") - 1
+
+
+def test_streaming_sampler_keeps_its_rate_and_leaves_nothing_on_the_phone(farm) -> None:  # noqa: F811
+    p = phone(farm, "nothing-phone-1")
+    assert _shells_on(p) == 0
+    window_s = 2.0
+    sampler = PowerSampler(p, PowerMethod.MODEL).start()  # interval 0.1 s
+    time.sleep(window_s / 2)
+    # One stream for the whole window: exactly one sampling loop runs on the phone.
+    assert _shells_on(p) == 1
+    time.sleep(window_s / 2)
+    started = time.monotonic()
+    reading = sampler.stop()
+    assert time.monotonic() - started < 1.0  # stop() hangs up at once, it does not wait for a tick
+    # Each tick is a sample plus a 0.1 s sleep: close to 10 a second, never more.
+    assert 0.6 * window_s / 0.1 <= reading.samples <= window_s / 0.1 + 1, reading
+    assert reading.reason == "charging"  # plugged in: honest as before
+    # Closing the stream ended the loop on the phone.
+    deadline = time.monotonic() + 3.0
+    while _shells_on(p) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _shells_on(p) == 0
+    count = reading.samples
+    time.sleep(0.3)
+    assert len(sampler._samples) == count  # nothing arrives after stop()
+
+
+def test_streaming_sampler_reopens_a_stream_killed_on_the_phone(farm) -> None:  # noqa: F811
+    p = phone(farm, "nothing-phone-1")
+    sampler = PowerSampler(p, PowerMethod.MODEL).start()
+    time.sleep(0.5)
+    # The sampling loop: a top-level `sh` (parent adbd, 521) other than the one running this command.
+    out = p.check_output("echo me=$$; ps")
+    me = int(out.split("me=", 1)[1].split()[0])
+    loops = [int(line.split()[1]) for line in out.splitlines()
+             if line.split()[-1] == "sh" and line.split()[2] == "521" and line.split()[1] != str(me)]
+    assert len(loops) == 1, out
+    p.check_output(f"kill {loops[0]}")
+    before = len(sampler._samples)
+    time.sleep(1.0)
+    reading = sampler.stop()
+    # The window goes on through a new stream: samples keep coming after the kill.
+    assert reading.samples >= before + 5, (before, reading)
+    deadline = time.monotonic() + 3.0
+    while _shells_on(p) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _shells_on(p) == 0
