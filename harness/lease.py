@@ -32,10 +32,11 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from harness.device import REMOTE_ROOT, DeviceLost, Phone
+from harness.discovery import DeviceEntry, in_parallel
 from harness.errors import DeviceError, UsageError
 
 LEASE_DIR = f"{REMOTE_ROOT}/lease"
@@ -306,6 +307,21 @@ def renew(phone: Phone, info: LeaseInfo) -> LeaseInfo | None:
             return None  # another's lease
         time.sleep(0.2 * (attempt + 1))  # a contender's claim may hold it renamed for a moment
     return None
+
+
+def read_states(entries: Sequence[DeviceEntry], timeout_s: float = _TIMEOUT_S) -> dict[str, LeaseState | str]:
+    """Each usable phone's lease state, asked at once (by DeviceEntry.key); a string says why it is unknown."""
+    usable = [entry for entry in entries if entry.usable]
+    answers = in_parallel(lambda entry: read_state(Phone(entry.server, entry.serial)), usable, timeout_s)
+    states: dict[str, LeaseState | str] = {}
+    for entry, answer in zip(usable, answers):
+        if isinstance(answer, LeaseState):
+            states[entry.key] = answer
+        elif isinstance(answer, (DeviceError, TimeoutError)):
+            states[entry.key] = f"unknown ({answer or 'no answer in time'})"
+        else:
+            raise answer
+    return states
 
 
 # --- the holder ------------------------------------------------------------------

@@ -39,6 +39,7 @@ from harness.records import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_METADATA_KEY,
     CaseStatus,
+    ErrorType,
     ResultRow,
 )
 from harness.versioned import checked_version, upgraded
@@ -276,9 +277,11 @@ class ResultsStore:
     def stored_case_keys(self, run_id: str) -> set[tuple[str, int]]:
         """(case_id, repetition) pairs already stored for a run: what `--resume` skips.
 
-        Failed rows count as stored: a failure is a result, not a gap.
+        Failed rows count as stored: a failure is a result, not a gap. Cases skipped because another
+        sweep held the phone's lease (error_type `leased`) do not: they are gaps, for --resume to fill.
         """
         frame = self.read([run_id])
+        frame = frame[frame["error_type"].fillna("") != ErrorType.LEASED.value]
         return {(str(case), int(rep)) for case, rep in zip(frame["case_id"], frame["repetition"])}
 
     def list_runs(self) -> list[RunSummary]:
