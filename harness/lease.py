@@ -359,7 +359,9 @@ class Lease:
     def release(self) -> None:
         """Stop renewing and remove the lease when it is still ours; a lost phone keeps it until it expires."""
         self._stop.set()
-        self._thread.join()
+        # A renewal in flight on a frozen phone may take its deadlines; it never recreates a removed
+        # lease (it writes inside the folder only), so the release need not wait for it.
+        self._thread.join(timeout=1.0)
         if self.lost.is_set():
             return
         with contextlib.suppress(DeviceError):
