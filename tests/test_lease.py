@@ -253,3 +253,44 @@ def test_contenders_for_an_expired_lease_get_it_once_and_a_renewed_one_is_put_ba
     assert not lease._claim(phone, "late", lambda text: text == "what was judged before the renewal")
     assert lease.read_state(phone).raw == before.raw
     assert lease.release(phone, won[0].token) and not lease.read_state(phone).present
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stores_the_case_in_flight_and_releases_the_lease(farm, tmp_path: Path, tiny_models,
+                                                                              stop_signal) -> None:
+    phone = _phone(farm, "galaxy-a03")
+    run = _start_run(farm, tmp_path, "stopped", "--devices", phone.serial, "--models", str(tiny_models["dense"]),
+                     *RUN_ARGS, "--min-secs", "1", "--results", str(tmp_path / "results"))
+    store = ResultsStore(tmp_path / "results")
+    _wait_until(lambda: bool(store.list_runs()) and len(store.read()) >= 1, "the first case to be stored")
+    run.send_signal(stop_signal)
+    assert run.wait(timeout=120) != 0
+    assert not lease.read_state(phone).present, (tmp_path / "stopped.log").read_text()
+    rows = store.read()
+    assert 1 <= len(rows) < CASES_PER_PHONE and set(rows["status"]) == {"ok"}  # stopped early, nothing half-stored
+
+
+def test_a_lease_taken_away_mid_sweep_leaves_the_rest_for_resume(farm, tmp_path: Path, tiny_models) -> None:
+    phone = _phone(farm, "nothing-phone-1")
+    found = select(discover([_server(farm)], load_tiers()).entries, phone.serial)
+    params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=1, num_runs=3, min_secs=1.0,
+                               thermal_threshold_c=90.0, check_numerics=False)
+    store = ResultsStore(tmp_path / "results")
+    summaries: list[sweep.SweepSummary] = []
+    running = threading.Thread(target=lambda: summaries.append(sweep.run_sweep(
+        found, sweep.collect_models([tiny_models["dense"]]), params, sweep.build_binaries({}, tmp_path / "bin"), store,
+        show_progress=False, lease_policy=sweep.LeasePolicy(ttl_s=2.0))))
+    running.start()
+    try:
+        _wait_until(lambda: bool(store.list_runs()) and len(store.read()) >= 1, "the first case to be stored")
+        lease.force_release(phone, force=True)  # what 'harness lease release --force' does
+    finally:
+        running.join(timeout=120)
+    [summary] = summaries
+    rows = store.read([summary.run_id])
+    assert len(rows) == CASES_PER_PHONE
+    lost = rows[rows["error_type"] == "leased"]
+    assert 1 <= len(lost) < CASES_PER_PHONE and set(lost["status"]) == {"skipped"}
+    assert lost["error_message"].str.startswith("the lease was lost mid-sweep: ").all()
+    assert "lease was lost" in summary.leased[phone.serial]
+    assert len(store.stored_case_keys(summary.run_id)) == CASES_PER_PHONE - len(lost)  # gaps, for --resume
