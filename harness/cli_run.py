@@ -84,8 +84,8 @@ def run_command(selector, model_paths, delegates, threads, repetitions, until_de
                 lease_ttl_s, as_json) -> None:
     """Benchmark every model x delegate x thread count on the selected devices."""
     from harness import sweep
-    from harness.lease import default_ttl_s
     from harness.discovery import discover, select
+    from harness.lease import default_ttl_s
     from harness.profiles import load_farm, load_tiers
     from harness.records import Delegate
     from harness.store import ResultsStore

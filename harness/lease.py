@@ -259,7 +259,7 @@ def try_acquire(phone: Phone, owner: Owner, ttl_s: float, token: str | None = No
         if not state.expired(ttl_s):
             return state
         judged = state.raw
-        _claim(phone, token, lambda text: text == judged)
+        _claim(phone, token, lambda text, judged=judged: text == judged)
     return read_state(phone)
 
 
