@@ -50,6 +50,7 @@ def _register_subcommands() -> None:
     from harness.cli_convert import convert_command, examples_command
     from harness.cli_dashboard import dashboard_command
     from harness.cli_devices import devices
+    from harness.cli_lease import lease_group
     from harness.cli_policy import policy
     from harness.cli_run import demo_command, results_group, run_command
     from harness.virtual.cli import farm
@@ -65,6 +66,7 @@ def _register_subcommands() -> None:
     main.add_command(dashboard_command)
     main.add_command(policy)
     main.add_command(binaries)
+    main.add_command(lease_group)
 
 
 _register_subcommands()

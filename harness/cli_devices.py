@@ -1,4 +1,4 @@
-"""`harness devices`: every device on every configured adb server, with its tier.
+"""`harness devices`: every device on every configured adb server, with its tier and lease.
 
 Data on stdout (a table, or a JSON list with --json); servers that did not
 answer are warnings on stderr, so the command still exits 0 when any one did.
@@ -15,12 +15,23 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.discovery import DeviceEntry, discover
+from harness.lease import LeaseState, read_states
 from harness.profiles import load_farm, load_tiers
 
-_HEADERS = ["server", "serial", "state", "kind", "model", "soc", "abi", "sdk", "RAM GB", "tier", "problem"]
+_HEADERS = ["server", "serial", "state", "kind", "model", "soc", "abi", "sdk", "RAM GB", "tier", "lease", "problem"]
 
 
-def _row(entry: DeviceEntry) -> list[str]:
+def _lease_text(lease: LeaseState | str | None) -> str:
+    return "" if lease is None else lease if isinstance(lease, str) else lease.describe()
+
+
+def _lease_json(lease: LeaseState | str | None) -> dict[str, object] | None:
+    if lease is None:
+        return None
+    return {"status": "unknown", "description": lease} if isinstance(lease, str) else lease.to_json()
+
+
+def _row(entry: DeviceEntry, lease: LeaseState | str | None) -> list[str]:
     info = entry.facts.info if entry.facts else None
 
     def text(value: object) -> str:
@@ -31,7 +42,7 @@ def _row(entry: DeviceEntry) -> list[str]:
     return [
         entry.server.address, entry.serial, entry.state.value, text(entry.kind), text(entry.model), text(entry.soc),
         text(info.abi if info else None), text(info.sdk if info else None), ram_gb, text(entry.tier),
-        text(entry.problem),
+        _lease_text(lease), text(entry.problem),
     ]
 
 
@@ -42,13 +53,15 @@ def devices(as_json: bool) -> None:
     result = discover(load_farm(), load_tiers())
     for warning in result.warnings():
         click.echo(f"warning: {warning}", err=True)
+    leases = read_states(result.entries)
     if as_json:
-        click.echo(json.dumps([entry.to_json() for entry in result.entries], indent=2))
+        click.echo(json.dumps([entry.to_json() | {"lease": _lease_json(leases.get(entry.key))}
+                               for entry in result.entries], indent=2))
         return
     if not result.entries:
         click.echo("no devices attached: plug in a phone (USB debugging on) or run 'harness farm up'", err=True)
         return
-    rows = [_row(entry) for entry in result.entries]
+    rows = [_row(entry, leases.get(entry.key)) for entry in result.entries]
     if sys.stdout.isatty():
         table = Table(*_HEADERS)
         for row in rows:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -90,18 +91,26 @@ def _binaries(pairs: tuple[str, ...]) -> dict[str, tuple[Path, ...]]:
               help="ABI=PATH of a benchmark_model, classic or LiteRT 2.x (repeatable; replaces farm.toml's for that ABI).")
 @click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
 @click.option("--resume", "resume", default=None, help="RUN_ID or 'latest': run only the cases that run lacks.")
+@click.option("--wait-for-lease", "wait_for_lease", is_flag=False, flag_value="forever", default=None,
+              metavar="[SECONDS]",
+              help="Wait for phones another sweep has leased (at most SECONDS; no value: as long as it takes) "
+                   "instead of skipping their cases.")
+@click.option("--lease-ttl", "lease_ttl_s", type=click.FloatRange(2), default=None,
+              help="Seconds a phone's lease lasts unless renewed (every TTL/4) [default: $HARNESS_LEASE_TTL_S or 120].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def run_command(selector, model_paths, delegates, threads, repetitions, until_decided, max_repetitions, min_effect,
                 num_runs, warmup_runs, warmup_min_secs, min_secs, case_timeout_s, pause_s, thermal_threshold_c, thermal_max_wait_s,
                 seed, no_power, no_numerics, numerics_samples, sustained, fps, window_s, binary_pairs, results_dir, resume,
-                as_json) -> None:
+                wait_for_lease, lease_ttl_s, as_json) -> None:
     """Benchmark every model x delegate x thread count on the selected devices."""
     from harness import sweep
     from harness.discovery import discover, select
+    from harness.lease import default_ttl_s
     from harness.profiles import load_farm, load_tiers
     from harness.records import Delegate
     from harness.store import ResultsStore
 
+    lease_policy = sweep.LeasePolicy(wait_s=_wait_s(wait_for_lease), ttl_s=lease_ttl_s or default_ttl_s())
     store = ResultsStore(results_dir)
     resume_id = None
     if resume:
@@ -140,9 +149,15 @@ def run_command(selector, model_paths, delegates, threads, repetitions, until_de
     devices = select(found.entries, selector)
     run_id = resume_id or sweep.new_run_id()
     binaries = sweep.build_binaries(_binaries(binary_pairs), store.root / "runs" / run_id)
+    # A CI job cancelled with SIGTERM stops like Ctrl-C: the cases in flight are stored, the leases released.
+    signal.signal(signal.SIGTERM, _interrupt)
     summary = sweep.run_sweep(
-        devices, models, params, binaries, store, argv=sys.argv, resume_run_id=resume_id, run_id=run_id
+        devices, models, params, binaries, store, argv=sys.argv, resume_run_id=resume_id, run_id=run_id,
+        lease_policy=lease_policy,
     )
+    for serial, reason in summary.leased.items():
+        click.echo(f"warning: skipped {serial}: {reason}; 'harness run --resume {summary.run_id}' runs its cases "
+                   "later", err=True)
     if as_json:
         click.echo(sweep.summary_json(summary))
         return
@@ -151,6 +166,26 @@ def run_command(selector, model_paths, delegates, threads, repetitions, until_de
         f"{summary.cases_ok} ok, statuses {summary.statuses}, {summary.bytes_pushed} bytes pushed; "
         f"results in {summary.results_dir}"
     )
+
+
+def _wait_s(value: str | None) -> float | None:
+    """--wait-for-lease: absent 0 (skip leased phones), no value None (wait as long as it takes), else seconds."""
+    if value is None:
+        return 0.0
+    if value == "forever":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UsageError(f"--wait-for-lease {value!r} is not a number of seconds",
+                         "e.g. --wait-for-lease 600, or --wait-for-lease alone to wait as long as it takes") from None
+    if seconds < 0:
+        raise UsageError(f"--wait-for-lease {value!r} is negative", "give 0 or more seconds")
+    return seconds
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 @click.group("results")

@@ -265,6 +265,9 @@ def _in_parallel(call: Callable[[_T], _R], items: Sequence[_T], timeout_s: float
     return list(outcomes)  # a snapshot: late finishers must not change what the caller saw
 
 
+in_parallel = _in_parallel  # for other per-phone questions asked of the whole farm (harness.lease)
+
+
 # --- selection ----------------------------------------------------------------------
 
 _TIER_PREFIX = "tier:"

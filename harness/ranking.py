@@ -343,9 +343,16 @@ class TierRanking:
 _KEY = ("model_name", "variant", "model_sha256", "delegate", "num_threads", "serial")
 
 _DEVICE_STATS_SQL = """
-WITH r AS (
-    SELECT *, status = 'ok' AS is_ok, coalesce(memory_peak_mb, memory_overall_mb) AS memory_any_mb
+WITH counted AS (
+    -- a case skipped because another sweep held the phone's lease, then run by --resume, has both rows:
+    -- the leased one is a gap the resume filled, not a second repetition
+    SELECT *, count(*) FILTER (WHERE coalesce(error_type, '') <> 'leased')
+                  OVER (PARTITION BY run_id, case_id, repetition) AS real_rows
     FROM {relation} {burst_only}
+), r AS (
+    SELECT * EXCLUDE (real_rows), status = 'ok' AS is_ok, coalesce(memory_peak_mb, memory_overall_mb) AS memory_any_mb
+    FROM counted
+    WHERE coalesce(error_type, '') <> 'leased' OR real_rows = 0
 ), g AS (
     SELECT {run_key} model_name, variant, model_sha256, delegate, num_threads, serial,
         arg_max(tier, started_at) AS tier,

@@ -39,6 +39,7 @@ from harness.records import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_METADATA_KEY,
     CaseStatus,
+    ErrorType,
     ResultRow,
 )
 from harness.versioned import checked_version, upgraded
@@ -276,16 +277,19 @@ class ResultsStore:
     def stored_case_keys(self, run_id: str) -> set[tuple[str, int]]:
         """(case_id, repetition) pairs already stored for a run: what `--resume` skips.
 
-        Failed rows count as stored: a failure is a result, not a gap.
+        Failed rows count as stored: a failure is a result, not a gap. Cases skipped because another
+        sweep held the phone's lease (error_type `leased`) do not: they are gaps, for --resume to fill.
         """
         frame = self.read([run_id])
+        frame = frame[frame["error_type"].fillna("") != ErrorType.LEASED.value]
         return {(str(case), int(rep)) for case, rep in zip(frame["case_id"], frame["repetition"])}
 
     def stored_windows(self, run_id: str) -> dict[tuple[str, int], dict[int, datetime]]:
         """(case_id, repetition) -> {window index: started_at} of a run's stored sustained windows, so that
-        `--resume` runs exactly the missing windows and knows when the case's first one started."""
+        `--resume` runs exactly the missing windows and knows when the case's first one started. Like
+        stored_case_keys, a window skipped for another sweep's lease is a gap."""
         frame = self.read([run_id])
-        frame = frame[frame["window_index"].notna()] if "window_index" in frame.columns else frame.iloc[0:0]
+        frame = frame[frame["window_index"].notna() & (frame["error_type"].fillna("") != ErrorType.LEASED.value)]
         out: dict[tuple[str, int], dict[int, datetime]] = {}
         for case, rep, index, started in zip(frame["case_id"], frame["repetition"], frame["window_index"],
                                              frame["started_at"]):

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import harness
-from harness import numerics, power, thermal
+from harness import lease, numerics, power, thermal
 from harness.benchlog import parse_log
 from harness.benchresult import merge_result, read_benchmark_result
 from harness.benchtool import BenchmarkBinaries, NoTool, PhoneTool, choose_tool, npu_folder, push_npu_libraries
@@ -166,6 +166,17 @@ class SweepSummary:
     wall_s: float
     results_dir: str
     devices: int
+    leased: dict[str, str] = field(default_factory=dict)  # serial -> why its cases were skipped (who held it)
+
+
+@dataclass(frozen=True)
+class LeasePolicy:
+    """How a sweep takes each phone's lease (harness.lease): wait_s 0 skips a phone leased by another
+    sweep (its cases stored as `skipped`, error_type `leased`, for --resume), a number waits at most that
+    long, None waits as long as it takes. ttl_s None: $HARNESS_LEASE_TTL_S or 120 s."""
+
+    wait_s: float | None = 0.0
+    ttl_s: float | None = None
 
 
 # --- inputs ------------------------------------------------------------------------
@@ -296,6 +307,7 @@ class _DeviceProgress:
     bytes_pushed: int = 0
     statuses: Counter = field(default_factory=Counter)
     note: str = ""
+    leased: str = ""  # why the phone's cases were skipped: another sweep held its lease
 
 
 @dataclass(frozen=True)
@@ -311,6 +323,8 @@ class SweepContext:
     dialects: DialectCache = field(default_factory=DialectCache)
     # Sustained cases: (case_id, repetition) -> the stored windows' (index, started_at), for --resume.
     done_windows: Mapping[tuple[str, int], Mapping[int, dt.datetime]] = field(default_factory=dict)
+    lease: LeasePolicy = LeasePolicy()
+    stop: threading.Event = field(default_factory=threading.Event)  # set on Ctrl-C: finish the case in flight
 
 
 @dataclass
@@ -343,6 +357,7 @@ class _DeviceSweep:
         self.dialect = ctx.binaries.wanted_dialect(self.info) or BenchmarkDialect.CLASSIC
         self.npu_family = ctx.binaries.npu_family(self.info)
         self.remote_inputs: dict[Path, str] = {}  # numerics value files on this phone
+        self.lease: lease.Lease | None = None  # held while the sweep uses the phone
 
     # The device's columns of every row.
     def _row(self, case: Case, started: dt.datetime, duration_s: float, **values) -> ResultRow:
@@ -402,11 +417,48 @@ class _DeviceSweep:
                     else len(self.ctx.done_windows.get((self.case_id(case), case.repetition), ())) < windows)]
 
     def run(self) -> None:
-        params = self.ctx.params
         cases = self._pending()
-        self.progress.total = len(cases) * max(1, params.windows)  # rows: one per case, or per window
-        if not cases and not params.until_decided:
+        self.progress.total = len(cases) * max(1, self.ctx.params.windows)  # rows: one per case, or per window
+        if not cases and not self.ctx.params.until_decided:
             return
+        if not self._take_lease(cases):
+            return
+        try:
+            self._run_leased(cases)
+        finally:
+            assert self.lease is not None
+            self.lease.release()  # on errors and Ctrl-C too; a lost phone's lease just runs out
+
+    def _take_lease(self, cases: Sequence[Case]) -> bool:
+        """The phone's lease (harness.lease), waited for as the policy says; False when the cases were
+        stored instead (skipped as leased by another sweep, or the phone lost)."""
+        policy = self.ctx.lease
+
+        def waiting(state: lease.LeaseState) -> None:
+            self.progress.note = f"waiting: {state.describe()}"
+
+        try:
+            self.lease = lease.acquire(self.phone, lease.Owner.here(self.ctx.run_id), policy.ttl_s, policy.wait_s,
+                                       self.ctx.stop, waiting)
+        except lease.LeaseBusy as busy:
+            self._store_all(cases, CaseStatus.SKIPPED, ErrorType.LEASED, busy.reason)
+            self.progress.note = self.progress.leased = busy.reason
+            return False
+        except DeviceLost as error:
+            self._store_all(cases[:1], CaseStatus.DEVICE_LOST, ErrorType.DEVICE_LOST, str(error))
+            self.progress.note = "lost while taking its lease"
+            return False
+        except DeviceError as error:
+            # A phone that cannot tell its clock: nothing ran; a gap --resume fills on a phone that can.
+            reason = f"could not take the phone's lease: {error}"
+            self._store_all(cases, CaseStatus.SKIPPED, ErrorType.LEASED, reason[:500])
+            self.progress.note = self.progress.leased = reason
+            return False
+        self.progress.note = ""
+        return True
+
+    def _run_leased(self, cases: list[Case]) -> None:
+        params = self.ctx.params
         try:
             self.tool, pushed = choose_tool(self.phone, self.info, self.ctx.binaries, self.ctx.dialects)
             self.progress.bytes_pushed += pushed
@@ -462,8 +514,17 @@ class _DeviceSweep:
                     self.progress.note = f"could not restore the charger state: {error.message}"
 
     def _run_cases(self, cases: Sequence[Case], remote_binary: str, remote_models: Mapping[str, str]) -> bool:
-        """Runs and stores the cases in order; False when the phone is lost (the rest is left for --resume)."""
+        """Runs and stores the cases in order; False when the phone is lost (the rest is left for --resume),
+        its lease lost (the rest stored as skipped, leased) or the sweep stopped (Ctrl-C)."""
         for index, case in enumerate(cases):
+            if self.ctx.stop.is_set():
+                self.progress.note = f"stopped; {len(cases) - index} case(s) left for --resume"
+                return False
+            if self.lease is not None and self.lease.lost.is_set():
+                reason = f"the lease was lost mid-sweep: {self.lease.lost_reason}"
+                self._store_all(cases[index:], CaseStatus.SKIPPED, ErrorType.LEASED, reason[:500])
+                self.progress.note = self.progress.leased = reason
+                return False
             if not self._run_case(case, remote_binary, remote_models[case.model.sha256]):
                 self.progress.note = f"lost; {len(cases) - index - 1} case(s) left for --resume"
                 return False
@@ -558,6 +619,8 @@ class _DeviceSweep:
         for index in range(self.ctx.params.windows):
             if index in stored:
                 continue
+            if self.ctx.stop.is_set() or (self.lease is not None and self.lease.lost.is_set()):
+                return True  # the rest of the windows are left for --resume; _run_cases says why it stopped
             window = _Window(index, origin)
             if not self._run_process(case, remote_binary, remote_model, spec, window):
                 return False
@@ -831,6 +894,7 @@ def run_sweep(
     resume_run_id: str | None = None,
     run_id: str | None = None,
     show_progress: bool | None = None,
+    lease_policy: LeasePolicy = LeasePolicy(),
 ) -> SweepSummary:
     if not devices:
         raise UsageError("no device selected", "check 'harness devices' and the --devices selector")
@@ -860,13 +924,19 @@ def run_sweep(
     store.write_run_manifest(run_id, manifest)
 
     ctx = SweepContext(run_id, params, tuple(models), binaries, store, done, checks, gate,
-                       done_windows=store.stored_windows(run_id) if resume_run_id else {})
+                       done_windows=store.stored_windows(run_id) if resume_run_id else {}, lease=lease_policy)
     progress = {entry.key: _DeviceProgress() for entry in devices}
     with _progress_display(devices, progress, show_progress):
         with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="sweep") as pool:
             futures = [pool.submit(_DeviceSweep(ctx, entry, progress[entry.key]).run) for entry in devices]
-            for future in futures:
-                future.result()
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                # Ctrl-C (or a bug in one phone's thread): the others store the case in flight, stop,
+                # and release their leases before the pool lets go.
+                ctx.stop.set()
+                raise
 
     manifest["ended_at"] = dt.datetime.now(dt.timezone.utc)
     store.write_run_manifest(run_id, manifest)
@@ -884,6 +954,7 @@ def run_sweep(
         wall_s=round(time.monotonic() - clock, 3),
         results_dir=str(store.root),
         devices=len(devices),
+        leased={entry.serial: progress[entry.key].leased for entry in devices if progress[entry.key].leased},
     )
 
 

@@ -250,6 +250,8 @@ def test_cli_json(farm) -> None:  # noqa: F811
     rows = json.loads(result.stdout)
     assert len(rows) == len(farm.state.devices)
     pixel = next(row for row in rows if row["serial"] == serial(farm, "pixel-8-pro"))
+    lease = pixel.pop("lease")  # harness.lease: nobody sweeps it
+    assert (lease["status"], lease["description"], lease["host"]) == ("free", "free", None)
     assert pixel == {
         "key": f"127.0.0.1:{farm.adb_port}/{pixel['serial']}",
         "server": f"127.0.0.1:{farm.adb_port}",
@@ -273,10 +275,10 @@ def test_cli_table(farm) -> None:  # noqa: F811
     result = CliRunner().invoke(devices, [], env={farm_lib.ENV_ADB_PORT: str(farm.adb_port)})
     assert result.exit_code == 0, result.output
     header, *rows = [line.split("\t") for line in result.stdout.splitlines()]
-    assert header == ["server", "serial", "state", "kind", "model", "soc", "abi", "sdk", "RAM GB", "tier", "problem"]
+    assert header == ["server", "serial", "state", "kind", "model", "soc", "abi", "sdk", "RAM GB", "tier", "lease", "problem"]
     assert len(rows) == len(farm.state.devices)
     pixel = next(row for row in rows if row[1] == serial(farm, "pixel-8-pro"))
-    assert pixel == [f"127.0.0.1:{farm.adb_port}", pixel[1], "device", "virtual", "Virtual Pixel 8 Pro", "Tensor G3", "x86_64", "34", "12.9", "high", ""]
+    assert pixel == [f"127.0.0.1:{farm.adb_port}", pixel[1], "device", "virtual", "Virtual Pixel 8 Pro", "Tensor G3", "x86_64", "34", "12.9", "high", "free", ""]
 
 
 def test_cli_registered_on_main_and_no_server_exits_2() -> None:

@@ -204,7 +204,8 @@ def _killed_mid_run(tmp_path: Path, port: int, run_args: list[str], started: Cal
     """`harness run RUN_ARGS` in a child process, killed with SIGKILL once `started(store, run_id)` holds
     (within `wait_s`): the store, the run id and the environment to resume it with."""
     results = tmp_path / "results"
-    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
+    # The killed run's lease on the phone outlives it until its TTL: a short one, for the resume to wait out.
+    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port), HARNESS_LEASE_TTL_S="3")
     argv = [sys.executable, "-m", "harness.cli", "run", *run_args, "--results", str(results)]
     log = (tmp_path / "run.log").open("wb")
     process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -224,7 +225,7 @@ def _killed_mid_run(tmp_path: Path, port: int, run_args: list[str], started: Cal
 
 def _resume_latest(store: ResultsStore, env: dict[str, str]) -> subprocess.CompletedProcess:
     resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume", "latest", "--results",
-                              str(store.root), "--json"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                              str(store.root), "--wait-for-lease", "60", "--json"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
                              timeout=180)
     assert resumed.returncode == 0, resumed.stderr.decode()
     return resumed

@@ -926,6 +926,24 @@ async def _uname(ctx: CommandContext) -> int:
     return 0
 
 
+@builtin("date")
+async def _date(ctx: CommandContext) -> int:
+    """toybox's `date [-u] [+FORMAT]` (reading the clock only; the phone runs on UTC). %s is the
+    epoch seconds, as toybox and glibc print it whatever the timezone."""
+    try:
+        _, _, args = _flags(ctx.argv[1:], "u")
+    except _Usage as e:
+        return await _usage(ctx, str(e))
+    if len(args) > 1 or (args and not args[0].startswith("+")):
+        return await _usage(ctx, "setting the clock needs root" if args else "Max 1 argument")
+    now = time.time()
+    fmt = args[0][1:] if args else "%a %b %e %H:%M:%S %Z %Y"
+    fmt = re.sub(r"%(.)", lambda m: str(int(now)) if m.group(1) == "s" else
+                 ("UTC" if m.group(1) == "Z" else m.group(0)), fmt)
+    await ctx.out(time.strftime(fmt, time.gmtime(now)) + "\n")
+    return 0
+
+
 # --- properties and services ----------------------------------------------------
 
 
