@@ -51,6 +51,7 @@ from harness.discovery import discover, select
 from harness.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
 from harness.virtual import farm as farm_lib
+from sample_model import sample_model  # bench/: the scripts run from there
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = REPO / ".cache" / "models"
@@ -59,15 +60,6 @@ NUMERICS_TARGET = 0.05
 _EXIT = re.compile(r"exit pid=\d+ code=-?\d+ cpu=([0-9.]+)s wall=([0-9.]+)s")
 _COUNT_AVG = re.compile(r"count=(\d+)\b.*?\bavg=([0-9.e+-]+)")
 _INIT = re.compile(r"Inference timings in us: Init: ([0-9.e+-]+)")
-
-
-
-def sample_model(log_path: Path) -> Path:
-    """The sample model, converted in a child process so TensorFlow never loads into this one."""
-    code = "import sys; from pathlib import Path; from harness.samples import build_sample_model; print(build_sample_model(Path(sys.argv[1])))"
-    with open(log_path, "ab") as log:
-        done = subprocess.run([sys.executable, "-c", code, str(MODEL_CACHE)], cwd=REPO, stdout=subprocess.PIPE, stderr=log, check=True)
-    return Path(done.stdout.decode().strip().splitlines()[-1])
 
 
 class PhaseClock:
@@ -178,7 +170,7 @@ def main() -> int:
     state_dir = work / "state"
     clock = PhaseClock()
     try:
-        model = sample_model(work / "model-build.log")
+        model = sample_model(MODEL_CACHE, work / "model-build.log")
         state = farm_lib.start_private(state_dir, profiles)
         port = state.adb_server_port
         device_log = Path(state.devices[0].log_path)

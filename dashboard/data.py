@@ -67,10 +67,6 @@ def dataset_files(root: Path) -> list[Path]:
     return sorted(Path(root).glob(_DATASET_GLOB))
 
 
-def accuracy_files(root: Path) -> list[Path]:
-    return sorted(Path(root).glob(_ACCURACY_GLOB))
-
-
 def state_key(root: Path) -> StateKey:
     """(file count, newest mtime in ns, total bytes) over result, accuracy and manifest files.
 

@@ -232,7 +232,6 @@ def _parse(path: Path, raw: dict[str, Any]) -> Profile:
             "ro.serialno": props.get("ro.serialno", f"VF{zlib.crc32(name.encode()):08X}"),
             # Not on real phones: lets the harness know power/thermal are modelled.
             "ro.harness.virtual": "1",
-            "ro.harness.delegates": ",".join(d.value for d in delegates),
         }
     )
     if gpu_name:

@@ -1,6 +1,6 @@
-"""Sample models for the demo, built locally (nothing may be downloaded here).
+"""The bench scripts' sample model, built locally (nothing may be downloaded here).
 
-The demo needs a model whose latency behaves like a real mobile vision model
+The benches need a model whose latency behaves like a real mobile vision model
 (depthwise convolutions, a few ms per inference) without the minutes a full
 MobileNetV2 takes to benchmark on a 2-core machine: MobileNetV2 with width
 0.35 at 128x128 and untrained weights. Untrained weights are fine for latency;
@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 SAMPLE_MODEL_NAME = "mobilenet_v2_035_128"
@@ -38,3 +40,14 @@ def build_sample_model(cache_dir: Path) -> Path:
     partial.write_bytes(flatbuffer)
     partial.replace(path)  # a killed conversion never leaves a half model behind
     return path
+
+
+def sample_model(cache_dir: Path, log_path: Path) -> Path:
+    """The sample model, converted in a child process so TensorFlow never loads into the calling bench."""
+    bench = Path(__file__).resolve().parent
+    code = (f"import sys; sys.path.insert(0, {str(bench)!r}); from pathlib import Path; "
+            "from sample_model import build_sample_model; print(build_sample_model(Path(sys.argv[1])))")
+    with open(log_path, "ab") as log:
+        done = subprocess.run([sys.executable, "-c", code, str(cache_dir)], cwd=bench.parent, stdout=subprocess.PIPE,
+                              stderr=log, check=True)
+    return Path(done.stdout.decode().strip().splitlines()[-1])
