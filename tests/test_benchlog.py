@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.benchlog import parse_log
-from harness.cli import main
+from harness.commands import main
 from harness.records import BenchmarkRun, ErrorType
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_logs"

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.binaries import cached_path
-from harness.cli import main
+from harness.commands import main
 from harness.profiles import FARM_FILE, load_binaries, load_farm
 from harness.records import BenchmarkDialect
 

@@ -12,7 +12,7 @@ import policy_data as known
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import main
+from harness.commands import main
 from harness.compare import Change, compare_runs, parse_threshold
 from harness.ranking import stats_of
 from harness.records import ResultRow

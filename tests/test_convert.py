@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.cli_convert import convert_command, examples_command
+from harness.commands.convert import convert_command, examples_command
 from harness.convert import (
     RANDOM_CALIBRATION_WARNING,
     UNTRAINED_NOTE,

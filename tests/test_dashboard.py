@@ -20,8 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import session
 from dashboard.data import RESULTS_ENV, Dataset, Selection, state_key
-from harness.cli import main as cli
-from harness.cli_dashboard import streamlit_command
+from harness.commands import main as cli
+from harness.commands.dashboard import streamlit_command
 from harness.errors import SchemaError
 from harness.store import ResultsStore
 

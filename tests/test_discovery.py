@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from farm_fixtures import SHIPPED_PROFILES, farm, free_port  # noqa: F401 - module-scoped fixture
 
-from harness.cli_devices import devices
+from harness.commands.devices import devices
 from harness.devicefacts import AdbState, parse_adb_devices_l
 from harness.discovery import DiscoveryResult, discover, select, state_problem
 from harness.errors import DeviceError, UsageError
@@ -282,7 +282,7 @@ def test_cli_table(farm) -> None:  # noqa: F811
 
 
 def test_cli_registered_on_main_and_no_server_exits_2() -> None:
-    from harness.cli import main
+    from harness.commands import main
 
     assert main.commands.get("devices") is devices
     result = CliRunner().invoke(main, ["devices"], env={farm_lib.ENV_ADB_PORT: str(free_port())})

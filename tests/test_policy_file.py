@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from harness.cli import main
+from harness.commands import main
 from harness.device import PhoneFacts
 from harness.devicefacts import AdbState, DeviceInfo
 from harness.discovery import DeviceEntry

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness import ranking
-from harness.cli import main
+from harness.commands import main
 from harness.compare import compare_runs
 from harness.coverage import coverage
 from harness.errors import UsageError

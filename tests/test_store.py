@@ -519,7 +519,7 @@ def test_results_upgrade_command(tmp_path: Path) -> None:
 
     from click.testing import CliRunner
 
-    from harness.cli import main
+    from harness.commands import main
 
     root = tmp_path / "results"
     shutil.copytree(V1_DATASET, root)

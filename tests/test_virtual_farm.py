@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from farm_fixtures import TINY_QUOTA_BYTES, build_probe_zipapp, farm  # noqa: F401  (farm is a fixture)
 from harness import devicefacts
 from harness.virtual import farm as farm_lib
-from harness.cli import main
+from harness.commands import main
 from harness.virtual.profile import load_profiles
 from harness.virtual.server import Fault
 

@@ -18,7 +18,7 @@ def lease_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per phone.")
 def lease_ls(as_json: bool) -> None:
     """Every usable phone's lease: free, its holder and expiry (UTC, the phone's clock), or expired."""
-    from harness.cli_devices import _lease_json, _lease_text
+    from harness.commands.devices import _lease_json, _lease_text
     from harness.discovery import discover
     from harness.lease import read_states
     from harness.profiles import load_farm, load_tiers
