@@ -33,7 +33,7 @@ from harness.discovery import discover, select
 from harness.policy import DeriveRequest, derive, load_rows
 from harness.profiles import load_farm, load_tiers
 from harness.store import ResultsStore
-from harness.virtual import farm as farm_lib
+from harness.virtual_farm import farm as farm_lib
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_MODELS = REPO / ".cache" / "demo-models"

@@ -53,7 +53,7 @@ from harness import power, sweep
 from harness.discovery import discover, select
 from harness.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
-from harness.virtual import farm as farm_lib
+from harness.virtual_farm import farm as farm_lib
 
 GOAL_FLAT = 1.2
 GOAL_POWER_SHARE = 0.02

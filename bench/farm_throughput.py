@@ -26,7 +26,7 @@ from pathlib import Path
 
 import adbutils
 
-from harness.virtual import farm as farm_lib
+from harness.virtual_farm import farm as farm_lib
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -39,7 +39,7 @@ from harness.device import Phone
 from harness.discovery import discover, select
 from harness.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
-from harness.virtual import farm as farm_lib
+from harness.virtual_farm import farm as farm_lib
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / ".cache" / "models" / "bench_tiny_conv.tflite"

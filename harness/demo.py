@@ -23,7 +23,7 @@ from harness.policy import DeriveRequest, derive, load_rows, write_policy
 from harness.profiles import load_farm, load_tiers
 from harness.records import config_label
 from harness.store import ResultsStore
-from harness.virtual import farm as farm_lib
+from harness.virtual_farm import farm as farm_lib
 
 # 2 models x 4 variants x 4 delegates x 2 thread counts x 3 interleaved repetitions on 4 phones:
 # 3 repetitions is the fewest that lets the rankings make a statistical claim (harness.stats).

@@ -8,7 +8,7 @@ from model_factory import build_tiny_models
 
 from harness.convert import ConversionResult, convert_model
 from harness.examples import Examples, build_examples
-from harness.virtual import farm as farm_lib
+from harness.virtual_farm import farm as farm_lib
 
 
 @pytest.fixture(autouse=True, scope="module")

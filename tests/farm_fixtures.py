@@ -19,8 +19,8 @@ from pathlib import Path
 import adbutils
 import pytest
 
-from harness.virtual import farm as farm_lib
-from harness.virtual.farm import DeviceRecord, FarmState
+from harness.virtual_farm import farm as farm_lib
+from harness.virtual_farm.farm import DeviceRecord, FarmState
 
 SHIPPED_PROFILES = farm_lib.DEFAULT_PROFILES
 TINY_QUOTA_BYTES = 8 * 1024 * 1024

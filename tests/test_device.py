@@ -13,8 +13,8 @@ from harness.device import DeviceLost, Phone, remote_path_for
 from harness.digest import file_sha256
 from harness.errors import DeviceError
 from harness.profiles import AdbServer, load_tiers
-from harness.virtual import farm as farm_lib
-from harness.virtual.server import Fault
+from harness.virtual_farm import farm as farm_lib
+from harness.virtual_farm.server import Fault
 
 
 def phone(farm, name: str) -> Phone:  # noqa: F811

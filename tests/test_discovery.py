@@ -20,8 +20,8 @@ from harness.devicefacts import AdbState, parse_adb_devices_l
 from harness.discovery import DiscoveryResult, discover, select, state_problem
 from harness.errors import DeviceError, UsageError
 from harness.profiles import AdbServer, load_tiers
-from harness.virtual import farm as farm_lib
-from harness.virtual.server import Fault
+from harness.virtual_farm import farm as farm_lib
+from harness.virtual_farm.server import Fault
 
 DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
 LOCAL = AdbServer("127.0.0.1", 5037)

@@ -21,7 +21,7 @@ from harness.discovery import discover, select
 from harness.profiles import AdbServer, load_tiers
 from harness.ranking import stats_of
 from harness.store import ResultsStore
-from harness.virtual import farm as farm_lib
+from harness.virtual_farm import farm as farm_lib
 
 SHIPPED = farm_lib.DEFAULT_PROFILES
 TTL_S = 4.0  # short, so expiry comes within the test (HARNESS_LEASE_TTL_S)

@@ -30,8 +30,8 @@ from harness.records import BenchmarkDialect, NumericsReference, NumericsStatus
 from harness.runner.build import build_runner
 from harness.runner.inputs import split_name_and_value_file
 from harness.store import ResultsStore
-from harness.virtual import farm as farm_lib
-from harness.virtual.server import Fault
+from harness.virtual_farm import farm as farm_lib
+from harness.virtual_farm.server import Fault
 
 SHIPPED = farm_lib.DEFAULT_PROFILES
 EXTRA_SAMPLES = 3  # --numerics-samples: four inputs per configuration

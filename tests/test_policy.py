@@ -21,7 +21,7 @@ from harness.policy_file import validate
 from harness.profiles import load_farm, load_tiers
 from harness.ranking import Constraints
 from harness.store import ResultsStore
-from harness.virtual import farm as farm_lib
+from harness.virtual_farm import farm as farm_lib
 
 
 def chain_of(document: dict, tier: str) -> list[str]:

@@ -22,7 +22,7 @@ from harness.records import BenchmarkRun, ErrorType
 from harness.runner.build import SHEBANG, build_runner
 from harness.runner.paths import ROOT_ENV
 from harness.runner.result_proto import ProtoSyntaxError, message_classes, parse_proto
-from harness.virtual.execution import delegate_of
+from harness.virtual_farm.execution import delegate_of
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ("--num_runs=3", "--min_secs=0", "--warmup_runs=1", "--warmup_min_secs=0")

@@ -22,7 +22,7 @@ from harness.profiles import AdbServer, load_tiers
 from harness.records import CaseStatus, ResultRow
 from harness.store import ResultsStore
 from harness.sustained import as_ranking_rows, deadline_miss_bounds, describe, summarize
-from harness.virtual import farm as farm_lib
+from harness.virtual_farm import farm as farm_lib
 
 SHIPPED = farm_lib.DEFAULT_PROFILES
 START = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)

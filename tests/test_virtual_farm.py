@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 from farm_fixtures import TINY_QUOTA_BYTES, build_probe_zipapp, farm  # noqa: F401  (farm is a fixture)
 from harness import devicefacts
-from harness.virtual import farm as farm_lib
+from harness.virtual_farm import farm as farm_lib
 from harness.commands import main
-from harness.virtual.profile import load_profiles
-from harness.virtual.server import Fault
+from harness.virtual_farm.profile import load_profiles
+from harness.virtual_farm.server import Fault
 
 TMP = "/data/local/tmp"
 PROBE = f"{TMP}/harness/bench_x86_64"

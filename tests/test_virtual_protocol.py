@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.virtual.protocol import (
+from harness.virtual_farm.protocol import (
     A_VERSION,
     HEADER_SIZE,
     Command,
@@ -73,7 +73,7 @@ def device_port(tmp_path_factory):
     ready = base / "ready.json"
     with open(base / "device.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.virtual", "--profile", str(PROFILE), "--root", str(base / "root"), "--ready-file", str(ready)],
+            [sys.executable, "-m", "harness.virtual_farm", "--profile", str(PROFILE), "--root", str(base / "root"), "--ready-file", str(ready)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )
     try:

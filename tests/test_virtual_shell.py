@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.virtual.device import VirtualDevice
-from harness.virtual.device_model import CpuAccounting, DeviceModel
-from harness.virtual.profile import ProfileError, load_profile
-from harness.virtual.sandbox import normalize
-from harness.virtual.shell import Session
-from harness.virtual.shell_io import BufferSink, EmptySource, ShellIO
-from harness.virtual.shell_syntax import ShellSyntaxError, parse
+from harness.virtual_farm.device import VirtualDevice
+from harness.virtual_farm.device_model import CpuAccounting, DeviceModel
+from harness.virtual_farm.profile import ProfileError, load_profile
+from harness.virtual_farm.sandbox import normalize
+from harness.virtual_farm.shell import Session
+from harness.virtual_farm.shell_io import BufferSink, EmptySource, ShellIO
+from harness.virtual_farm.shell_syntax import ShellSyntaxError, parse
 
 PROFILES = Path(__file__).resolve().parent.parent / "device_profiles" / "virtual"
 TMP = "/data/local/tmp"

@@ -1,4 +1,4 @@
-"""`harness farm ...`: thin click commands over harness.virtual.farm.
+"""`harness farm ...`: thin click commands over harness.virtual_farm.farm.
 
 Data goes to stdout (tables, or JSON with --json); messages to stderr.
 """
@@ -13,8 +13,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from harness.virtual import farm as farm_lib
-from harness.virtual.server import Fault
+from harness.virtual_farm import farm as farm_lib
+from harness.virtual_farm.server import Fault
 
 
 def _print_table(headers: list[str], rows: list[list[str]]) -> None:

@@ -12,12 +12,12 @@ import stat as stat_mod
 import struct
 from typing import TYPE_CHECKING
 
-from harness.virtual.sandbox import Stat
-from harness.virtual.stream_io import BufferedStreamWriter
-from harness.virtual.transport import Stream
+from harness.virtual_farm.sandbox import Stat
+from harness.virtual_farm.stream_io import BufferedStreamWriter
+from harness.virtual_farm.transport import Stream
 
 if TYPE_CHECKING:
-    from harness.virtual.device import VirtualDevice
+    from harness.virtual_farm.device import VirtualDevice
 
 SYNC_DATA_MAX = 64 * 1024
 MAX_PATH_BYTES = 1024

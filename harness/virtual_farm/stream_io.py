@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness.virtual.shell_io import Sink, Source
-from harness.virtual.transport import Stream
+from harness.virtual_farm.shell_io import Sink, Source
+from harness.virtual_farm.transport import Stream
 
 FLUSH_AT_BYTES = 64 * 1024
 

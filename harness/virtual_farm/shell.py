@@ -16,9 +16,9 @@ import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from harness.virtual.execution import ProgramKind, classify
-from harness.virtual.sandbox import normalize
-from harness.virtual.shell_io import (
+from harness.virtual_farm.execution import ProgramKind, classify
+from harness.virtual_farm.sandbox import normalize
+from harness.virtual_farm.shell_io import (
     AsyncPipe,
     BufferSink,
     EmptySource,
@@ -30,7 +30,7 @@ from harness.virtual.shell_io import (
     Source,
     WriteError,
 )
-from harness.virtual.shell_syntax import (
+from harness.virtual_farm.shell_syntax import (
     AndOr,
     CompoundCommand,
     ForLoop,
@@ -50,7 +50,7 @@ from harness.virtual.shell_syntax import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from harness.virtual.device import VirtualDevice
+    from harness.virtual_farm.device import VirtualDevice
 
 SH = "/system/bin/sh"
 SYSTEM_BIN_DIRS = ("/system/bin", "/system/xbin", "/vendor/bin", "/bin")

@@ -1,4 +1,4 @@
-"""Run one virtual device: `python -m harness.virtual --profile P --root DIR --ready-file F`.
+"""Run one virtual device: `python -m harness.virtual_farm --profile P --root DIR --ready-file F`.
 
 `harness farm up` starts these detached; running one by hand is for debugging.
 """
@@ -11,13 +11,13 @@ import logging
 import sys
 from pathlib import Path
 
-from harness.virtual.device import VirtualDevice
-from harness.virtual.profile import load_profile
-from harness.virtual.server import DeviceServer
+from harness.virtual_farm.device import VirtualDevice
+from harness.virtual_farm.profile import load_profile
+from harness.virtual_farm.server import DeviceServer
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.virtual", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.virtual_farm", description=__doc__)
     parser.add_argument("--profile", type=Path, required=True, help="device profile TOML")
     parser.add_argument("--root", type=Path, required=True, help="sandbox folder (the device's /)")
     parser.add_argument("--ready-file", type=Path, required=True, help="where to write pid and ports once listening")

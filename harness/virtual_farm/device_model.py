@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Iterable
 
-from harness.virtual.profile import Profile
+from harness.virtual_farm.profile import Profile
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 # /proc CPU times tick at 1/CLK_TCK (10 ms): shorter steps would turn steady load into noise.

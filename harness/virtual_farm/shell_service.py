@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from harness.virtual.shell import Session
-from harness.virtual.shell_io import AsyncPipe, ShellIO, Sink, Source
-from harness.virtual.stream_io import FLUSH_AT_BYTES, BufferedStreamWriter, RawStreamSink, StreamSource
-from harness.virtual.transport import Stream
+from harness.virtual_farm.shell import Session
+from harness.virtual_farm.shell_io import AsyncPipe, ShellIO, Sink, Source
+from harness.virtual_farm.stream_io import FLUSH_AT_BYTES, BufferedStreamWriter, RawStreamSink, StreamSource
+from harness.virtual_farm.transport import Stream
 
 if TYPE_CHECKING:
-    from harness.virtual.device import VirtualDevice
+    from harness.virtual_farm.device import VirtualDevice
 
 ID_STDIN, ID_STDOUT, ID_STDERR, ID_EXIT, ID_CLOSE_STDIN, ID_WINDOW_SIZE = range(6)
 

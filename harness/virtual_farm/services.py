@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from harness.virtual.shell_service import shell_v1, shell_v2
-from harness.virtual.sync_service import SyncService
-from harness.virtual.transport import Stream
+from harness.virtual_farm.shell_service import shell_v1, shell_v2
+from harness.virtual_farm.sync_service import SyncService
+from harness.virtual_farm.transport import Stream
 
 if TYPE_CHECKING:
-    from harness.virtual.device import VirtualDevice
+    from harness.virtual_farm.device import VirtualDevice
 
 Handler = Callable[[Stream], Awaitable[None]]
 

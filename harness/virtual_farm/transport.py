@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-from harness.virtual.protocol import (
+from harness.virtual_farm.protocol import (
     A_VERSION,
     HEADER_SIZE,
     MAX_PAYLOAD_BYTES,

@@ -11,13 +11,13 @@ import logging
 import os
 from pathlib import Path
 
-from harness.virtual.commands import BUILTINS
-from harness.virtual.device_model import CpuAccounting, DeviceModel
-from harness.virtual.execution import CoreMap, Executor
-from harness.virtual.processes import ProcessTable
-from harness.virtual.procfs import generated_files
-from harness.virtual.profile import Profile
-from harness.virtual.sandbox import DeviceFS
+from harness.virtual_farm.commands import BUILTINS
+from harness.virtual_farm.device_model import CpuAccounting, DeviceModel
+from harness.virtual_farm.execution import CoreMap, Executor
+from harness.virtual_farm.processes import ProcessTable
+from harness.virtual_farm.procfs import generated_files
+from harness.virtual_farm.profile import Profile
+from harness.virtual_farm.sandbox import DeviceFS
 
 MODEL_TICK_S = 0.5
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from harness.atomic import write_atomically
 from harness.records import Delegate
-from harness.virtual.commands import BUILTINS
-from harness.virtual.device import VirtualDevice
-from harness.virtual.protocol import MAX_PAYLOAD_BYTES, device_banner
-from harness.virtual.services import service_factory
-from harness.virtual.transport import Connection, LinkFaults
+from harness.virtual_farm.commands import BUILTINS
+from harness.virtual_farm.device import VirtualDevice
+from harness.virtual_farm.protocol import MAX_PAYLOAD_BYTES, device_banner
+from harness.virtual_farm.services import service_factory
+from harness.virtual_farm.transport import Connection, LinkFaults
 
 DELEGATES = tuple(delegate.value for delegate in Delegate)
 

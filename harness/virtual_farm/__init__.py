@@ -2,5 +2,5 @@
 system, an emulated shell, and a documented power/thermal model.
 
 `harness farm up|down|status|fault` (cli.py, farm.py) runs them; each device
-process is `python -m harness.virtual` (server.py).
+process is `python -m harness.virtual_farm` (server.py).
 """

@@ -14,9 +14,9 @@ import stat as stat_mod
 import time
 from typing import Awaitable, Callable
 
-from harness.virtual.device_model import DUMPSYS_STATUS_CODE
-from harness.virtual.sandbox import Stat, normalize
-from harness.virtual.shell import SH, CommandContext, LoopControl, ShellExit
+from harness.virtual_farm.device_model import DUMPSYS_STATUS_CODE
+from harness.virtual_farm.sandbox import Stat, normalize
+from harness.virtual_farm.shell import SH, CommandContext, LoopControl, ShellExit
 
 Builtin = Callable[[CommandContext], Awaitable[int]]
 BUILTINS: dict[str, Builtin] = {}

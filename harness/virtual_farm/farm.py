@@ -26,8 +26,8 @@ import harness
 from harness.atomic import write_atomically
 from harness.errors import DeviceError, SchemaError, UsageError
 from harness.versioned import checked_version
-from harness.virtual.profile import load_profiles
-from harness.virtual.server import DELEGATES, Fault
+from harness.virtual_farm.profile import load_profiles
+from harness.virtual_farm.server import DELEGATES, Fault
 
 STATE_VERSION = 1
 STATE_FILE = "farm.json"
@@ -294,7 +294,7 @@ def up(profiles_dir: Path | None = None, state_dir: Path | None = None, adb_port
             ready = sd / "run" / f"{profile.name}.ready.json"
             ready.unlink(missing_ok=True)
             log_path = sd / "logs" / f"{profile.name}.log"
-            argv = [sys.executable, "-m", "harness.virtual", "--profile", str(profile.path.resolve()),
+            argv = [sys.executable, "-m", "harness.virtual_farm", "--profile", str(profile.path.resolve()),
                     "--root", str(_sandbox(sd, profile.name)), "--ready-file", str(ready)]
             if not parallel:
                 argv += ["--exec-lock", str(sd / "bench.lock")]

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from harness.virtual.sandbox import QuotaWriter
+from harness.virtual_farm.sandbox import QuotaWriter
 
 READ_CHUNK_BYTES = 64 * 1024
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from harness.virtual.device_model import CpuAccounting, DeviceModel
-from harness.virtual.profile import Profile
+from harness.virtual_farm.device_model import CpuAccounting, DeviceModel
+from harness.virtual_farm.profile import Profile
 
 Generator = Callable[[], bytes]
 

@@ -27,9 +27,9 @@ from enum import Enum
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterable
 
-from harness.virtual.device_model import CpuAccounting
-from harness.virtual.processes import ProcessTable
-from harness.virtual.shell_io import ShellIO, Sink
+from harness.virtual_farm.device_model import CpuAccounting
+from harness.virtual_farm.processes import ProcessTable
+from harness.virtual_farm.shell_io import ShellIO, Sink
 
 RUNNER_MARKER = "harness/runner/__main__.py"
 CRASH_DELAY_S = 0.5  # crash-next fires at the first output, or after this long
