@@ -29,9 +29,9 @@ from pathlib import Path
 
 from harness import sweep
 from harness.coverage import coverage
-from harness.discovery import discover, select
+from harness.phone.discovery import discover, select
 from harness.policy import DeriveRequest, derive, load_rows
-from harness.profiles import load_farm, load_tiers
+from harness.phone.profiles import load_farm, load_tiers
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 

@@ -49,9 +49,10 @@ from pathlib import Path
 
 from sweep_scaling import ensure_model  # noqa: E402  (bench/ is the script's folder)
 
-from harness import power, sweep
-from harness.discovery import discover, select
-from harness.profiles import AdbServer, load_tiers
+from harness import sweep
+from harness.phone import power
+from harness.phone.discovery import discover, select
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 

@@ -44,10 +44,11 @@ from collections import Counter
 from pathlib import Path
 
 
-from harness import power, sweep, thermal
-from harness.device import Phone
-from harness.discovery import discover, select
-from harness.profiles import AdbServer, load_tiers
+from harness import sweep
+from harness.phone import power, thermal
+from harness.phone.device import Phone
+from harness.phone.discovery import discover, select
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 from sample_model import sample_model  # bench/: the scripts run from there

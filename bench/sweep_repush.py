@@ -25,10 +25,10 @@ from pathlib import Path
 
 
 from harness import sweep
-from harness.device import remote_path_for
+from harness.phone.device import remote_path_for
 from harness.digest import file_sha256
-from harness.discovery import discover, select
-from harness.profiles import AdbServer, load_tiers
+from harness.phone.discovery import discover, select
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 from sample_model import sample_model  # bench/: the scripts run from there

@@ -35,9 +35,9 @@ from pathlib import Path
 
 
 from harness import sweep
-from harness.device import Phone
-from harness.discovery import discover, select
-from harness.profiles import AdbServer, load_tiers
+from harness.phone.device import Phone
+from harness.phone.discovery import discover, select
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 

@@ -15,7 +15,7 @@ import pandas as pd
 from dashboard.data import ROWS, Dataset, Selection
 from harness.convert import Variant
 from harness.errors import HarnessError
-from harness.profiles import TierRules, load_tiers
+from harness.phone.profiles import TierRules, load_tiers
 from harness.ranking import NO_TIER, ordered_tiers
 from harness.records import CONFIG_LABEL_SQL, CaseStatus
 

@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.device import REMOTE_ROOT, Phone
-from harness.devicefacts import DeviceInfo
+from harness.phone.device import REMOTE_ROOT, Phone
+from harness.phone.facts import DeviceInfo
 from harness.dialect import DialectCache, detect
 from harness.digest import file_sha256
 from harness.errors import DeviceError, InputFileError
-from harness.profiles import DialectRule, NpuLibraries
+from harness.phone.profiles import DialectRule, NpuLibraries
 from harness.records import BenchmarkDialect, CaseStatus, ErrorType
 
 HELP_TIMEOUT_S = 30.0
@@ -83,7 +83,7 @@ def build_binaries(configured: Mapping[str, tuple[Path, ...]], run_dir: Path, fa
                   ) -> BenchmarkBinaries:
     """The farm's binaries: `configured` (farm.toml's [binaries], or --binary) plus the project's x86_64
     runners in both dialects, built into the run's folder so the exact programs stay beside its results."""
-    from harness.profiles import FARM_FILE, load_dialect_rules, load_npu_libraries
+    from harness.phone.profiles import FARM_FILE, load_dialect_rules, load_npu_libraries
     from harness.runner.build import build_runner
 
     for abi, paths in configured.items():

@@ -50,7 +50,7 @@ from harness.errors import (
     UsageError,
 )
 from harness.locations import user_cache_dir
-from harness.profiles import FARM_FILE, load_binaries
+from harness.phone.profiles import FARM_FILE, load_binaries
 from harness.records import BenchmarkDialect
 from harness.versioned import checked_version
 
@@ -364,7 +364,7 @@ def write_lock(path: Path, lock: BinaryLock) -> None:
 def _farm_document(farm_file: Path) -> tomlkit.TOMLDocument:
     if not farm_file.exists():
         document = tomlkit.document()
-        document.add(tomlkit.comment("The device farm: adb servers and benchmark binaries (see harness/profiles.py)."))
+        document.add(tomlkit.comment("The device farm: adb servers and benchmark binaries (see harness/phone/profiles.py)."))
         document.add("schema_version", FARM_SCHEMA_VERSION)
         return document
     try:

@@ -16,11 +16,11 @@ from pathlib import Path
 from harness import ranking, sweep
 from harness.convert import convert_model
 from harness.coverage import coverage
-from harness.discovery import discover, select
+from harness.phone.discovery import discover, select
 from harness.examples import build_examples
 from harness.numerics import NumericsGate
 from harness.policy import DeriveRequest, derive, load_rows, write_policy
-from harness.profiles import load_farm, load_tiers
+from harness.phone.profiles import load_farm, load_tiers
 from harness.records import config_label
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib

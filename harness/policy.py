@@ -35,7 +35,7 @@ from harness.deprecations import NNAPI, NNAPI_DEPRECATION, sdk_range_admits_depr
 from harness.errors import InputFileError, UsageError
 from harness.numerics import NumericsGate
 from harness.policy_file import POLICY_SCHEMA_VERSION, entry_label, tier_entries, validate
-from harness.profiles import TIERS_FILE, load_tiers
+from harness.phone.profiles import TIERS_FILE, load_tiers
 from harness.ranking import (
     Candidate,
     Constraints,

@@ -3,7 +3,7 @@
 An app walks `tiers` in order, takes the first entry whose `match` fits the
 phone, tries its `choice`, then each of its `fallbacks`, ending at `default`.
 There is one tier entry per rule of device_profiles/tiers.toml, in rule order,
-and matching reuses harness.profiles.TierRule, so resolving a phone against a
+and matching reuses harness.phone.profiles.TierRule, so resolving a phone against a
 policy gives exactly the tier `harness devices` shows for it.
 
 harness/policy_schema_v2.json (shipped as package data) holds what a JSON
@@ -32,19 +32,19 @@ from typing import TYPE_CHECKING, Any
 from jsonschema import Draft202012Validator, ValidationError
 
 from harness.deprecations import NNAPI_DEPRECATION, deprecated_on
-from harness.devicefacts import (
+from harness.phone.facts import (
     DeviceInfo,
     device_info_from,
     parse_getprop,
     parse_meminfo,
 )
 from harness.errors import DeviceError, InputFileError, UsageError
-from harness.profiles import TierFacts, TierRule, TierRules, glob_problem, tier_facts
+from harness.phone.profiles import TierFacts, TierRule, TierRules, glob_problem, tier_facts
 from harness.records import config_label
 from harness.versioned import checked_version, upgraded
 
 if TYPE_CHECKING:
-    from harness.discovery import DeviceEntry
+    from harness.phone.discovery import DeviceEntry
 
 POLICY_SCHEMA_VERSION = 2
 POLICY_KIND = "policy"

@@ -38,7 +38,7 @@ import pandas as pd
 from harness.deprecations import NNAPI_DEPRECATION, deprecated_on
 from harness.errors import UsageError
 from harness.numerics import CellNumerics, NumericsGate, cell_numerics
-from harness.profiles import TierFacts, TierRules
+from harness.phone.profiles import TierFacts, TierRules
 from harness.records import DeviceKind, NumericsStatus, config_label
 from harness.stats import MIN_REPETITIONS, Comparison, NoiseFloor, TieTest, Verdict, combine, figures, noise_floor
 

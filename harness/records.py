@@ -58,7 +58,7 @@ class ErrorType(str, Enum):
     PUSH_FAILED = "push_failed"  # the phone refused the files (full, read-only)
     DEVICE_LOST = "device_lost"  # the transport to the phone broke
     POWER_CONTROL_FAILED = "power_control_failed"  # the phone refused `dumpsys battery unplug`
-    LEASED = "leased"  # another sweep held the phone's lease (harness.lease): skipped, --resume runs it
+    LEASED = "leased"  # another sweep held the phone's lease (harness.phone.lease): skipped, --resume runs it
 
 
 class RepetitionReason(str, Enum):

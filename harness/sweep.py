@@ -33,20 +33,21 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import harness
-from harness import lease, numerics, power, thermal
+from harness import numerics
+from harness.phone import lease, power, thermal
 from harness.benchlog import parse_log
 from harness.benchresult import merge_result, read_benchmark_result
 from harness.benchtool import BenchmarkBinaries, NoTool, PhoneTool, choose_tool, npu_folder, push_npu_libraries
 from harness.benchtool import build_binaries  # noqa: F401 - callers build them through sweep
-from harness.clocks import ClockSnapshot, read_clocks
+from harness.phone.clocks import ClockSnapshot, read_clocks
 from harness.dialect import DelegateArgs, DialectCache, delegate_args
-from harness.device import REMOTE_ROOT, DeviceLost, Phone, ShellResult
-from harness.devicefacts import big_cores
+from harness.phone.device import REMOTE_ROOT, DeviceLost, Phone, ShellResult
+from harness.phone.facts import big_cores
 from harness.digest import file_sha256
-from harness.discovery import DeviceEntry
+from harness.phone.discovery import DeviceEntry
 from harness.errors import DeviceError, InputFileError, UsageError
 from harness.numerics import ModelNumerics, NumericsGate
-from harness.profiles import soc_identities, soc_name
+from harness.phone.profiles import soc_identities, soc_name
 from harness.ranking import TieTest
 from harness.records import (
     MEASURED_COLUMNS,
@@ -171,7 +172,7 @@ class SweepSummary:
 
 @dataclass(frozen=True)
 class LeasePolicy:
-    """How a sweep takes each phone's lease (harness.lease): wait_s 0 skips a phone leased by another
+    """How a sweep takes each phone's lease (harness.phone.lease): wait_s 0 skips a phone leased by another
     sweep (its cases stored as `skipped`, error_type `leased`, for --resume), a number waits at most that
     long, None waits as long as it takes. ttl_s None: $HARNESS_LEASE_TTL_S or 120 s."""
 
@@ -430,7 +431,7 @@ class _DeviceSweep:
             self.lease.release()  # on errors and Ctrl-C too; a lost phone's lease just runs out
 
     def _take_lease(self, cases: Sequence[Case]) -> bool:
-        """The phone's lease (harness.lease), waited for as the policy says; False when the cases were
+        """The phone's lease (harness.phone.lease), waited for as the policy says; False when the cases were
         stored instead (skipped as leased by another sweep, or the phone lost)."""
         policy = self.ctx.lease
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from harness.binaries import cached_path
 from harness.commands import main
-from harness.profiles import FARM_FILE, load_binaries, load_farm
+from harness.phone.profiles import FARM_FILE, load_binaries, load_farm
 from harness.records import BenchmarkDialect
 
 CLASSIC_ARM64 = "tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/android_aarch64_benchmark_model"

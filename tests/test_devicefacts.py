@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.devicefacts import (
+from harness.phone.facts import (
     BATCHED_FACTS_COMMAND,
     AdbState,
     BatteryState,

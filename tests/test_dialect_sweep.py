@@ -11,10 +11,10 @@ import pytest
 
 from harness import sweep
 from harness.benchtool import RUNNER_NAMES, BenchmarkBinaries
-from harness.discovery import discover, select
+from harness.phone.discovery import discover, select
 from harness.locations import user_cache_dir
 from harness.policy import DeriveRequest, derive
-from harness.profiles import AdbServer, load_tiers
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.ranking import ExclusionKind, rank_tiers, stats_of
 from harness.records import BenchmarkDialect
 from harness.runner.build import build_runner
@@ -117,7 +117,7 @@ def test_npu_and_delegates_a_program_cannot_ask_for_are_stored_honestly(farm, tm
     folder = log.split("--dispatch_library_path=")[1].split()[0]
     assert folder.startswith("/data/local/tmp/harness/npu-") and f"LD_LIBRARY_PATH={folder}" in log
     # The libraries went to that one folder on the phone, under their own names.
-    from harness.device import Phone
+    from harness.phone.device import Phone
 
     phone = Phone(devices[0].server, pixel)
     assert sorted(phone.check_output(f"ls {folder}").split()) == [

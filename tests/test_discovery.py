@@ -1,4 +1,4 @@
-"""harness.discovery and `harness devices` against real adb servers and virtual devices."""
+"""harness.phone.discovery and `harness devices` against real adb servers and virtual devices."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from farm_fixtures import SHIPPED_PROFILES, farm, free_port  # noqa: F401 - module-scoped fixture
 
 from harness.commands.devices import devices
-from harness.devicefacts import AdbState, parse_adb_devices_l
-from harness.discovery import DiscoveryResult, discover, select, state_problem
+from harness.phone.facts import AdbState, parse_adb_devices_l
+from harness.phone.discovery import DiscoveryResult, discover, select, state_problem
 from harness.errors import DeviceError, UsageError
-from harness.profiles import AdbServer, load_tiers
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
@@ -250,7 +250,7 @@ def test_cli_json(farm) -> None:  # noqa: F811
     rows = json.loads(result.stdout)
     assert len(rows) == len(farm.state.devices)
     pixel = next(row for row in rows if row["serial"] == serial(farm, "pixel-8-pro"))
-    lease = pixel.pop("lease")  # harness.lease: nobody sweeps it
+    lease = pixel.pop("lease")  # harness.phone.lease: nobody sweeps it
     assert (lease["status"], lease["description"], lease["host"]) == ("free", "free", None)
     assert pixel == {
         "key": f"127.0.0.1:{farm.adb_port}/{pixel['serial']}",

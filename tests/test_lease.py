@@ -1,4 +1,4 @@
-"""Device leases on a private virtual farm: two sweeps never share a phone (harness.lease)."""
+"""Device leases on a private virtual farm: two sweeps never share a phone (harness.phone.lease)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import lease, sweep
-from harness.device import Phone
-from harness.discovery import discover, select
-from harness.profiles import AdbServer, load_tiers
+from harness import sweep
+from harness.phone import lease
+from harness.phone.device import Phone
+from harness.phone.discovery import discover, select
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.ranking import stats_of
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib

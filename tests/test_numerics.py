@@ -19,13 +19,13 @@ from harness import sweep
 from harness.benchtool import BenchmarkBinaries
 from harness.convert import ConversionResult, compare, host_outputs
 from harness.coverage import coverage
-from harness.discovery import discover
+from harness.phone.discovery import discover
 from harness.errors import UsageError
 from harness.examples import Examples
 from harness.numerics import NumericsGate, judge, prepare, unconsumed_flags
 from harness.outputs import output_errors
 from harness.policy import DeriveRequest, derive
-from harness.profiles import AdbServer, load_tiers
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.records import BenchmarkDialect, NumericsReference, NumericsStatus
 from harness.runner.build import build_runner
 from harness.runner.inputs import split_name_and_value_file

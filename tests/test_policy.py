@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from harness import ranking, sweep
 from harness.commands import main
 from harness.coverage import CoverageVerdict, coverage
-from harness.discovery import discover, select
+from harness.phone.discovery import discover, select
 from harness.errors import UsageError
 from harness.policy import DeriveRequest, derive, load_rows
 from harness.policy_file import validate
-from harness.profiles import load_farm, load_tiers
+from harness.phone.profiles import load_farm, load_tiers
 from harness.ranking import Constraints
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib

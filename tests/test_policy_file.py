@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from harness.commands import main
-from harness.device import PhoneFacts
-from harness.devicefacts import AdbState, DeviceInfo
-from harness.discovery import DeviceEntry
+from harness.phone.device import PhoneFacts
+from harness.phone.facts import AdbState, DeviceInfo
+from harness.phone.discovery import DeviceEntry
 from harness.errors import DeviceError, InputFileError, SchemaError, UsageError
 from harness.policy_file import (
     POLICY_SCHEMA_VERSION,
@@ -39,7 +39,7 @@ from harness.policy_file import (
     validate,
 )
 from harness.deprecations import NNAPI_DEPRECATION
-from harness.profiles import AdbServer, TierFacts, glob_problem, load_tiers
+from harness.phone.profiles import AdbServer, TierFacts, glob_problem, load_tiers
 
 DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
 VERBATIM_MARKER = "# ---- verbatim text below this line ----"

@@ -1,4 +1,4 @@
-"""harness.thermal and harness.power: pure heuristics on constructed and captured
+"""harness.phone.thermal and harness.phone.power: pure heuristics on constructed and captured
 readings, then the samplers against real virtual devices through the real adb server."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from farm_fixtures import SHIPPED_PROFILES, build_probe_zipapp, farm  # noqa: F401 - module-scoped fixture
 
-from harness.device import Phone
-from harness.devicefacts import PowerSupply, parse_power_supply_uevent
+from harness.phone.device import Phone
+from harness.phone.facts import PowerSupply, parse_power_supply_uevent
 from harness.digest import file_sha256
-from harness.power import (
+from harness.phone.power import (
     NoPowerReason,
     PowerMethod,
     PowerReading,
@@ -22,8 +22,8 @@ from harness.power import (
     reading_from_samples,
     unplugged,
 )
-from harness.profiles import AdbServer
-from harness.thermal import hottest_c, normalise_temp_c, parse_zones_c, read_zones_c, wait_until_cool
+from harness.phone.profiles import AdbServer
+from harness.phone.thermal import hottest_c, normalise_temp_c, parse_zones_c, read_zones_c, wait_until_cool
 
 DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
 VERBATIM_MARKER = "# ---- verbatim text below this line ----\n"

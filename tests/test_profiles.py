@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.devicefacts import DeviceInfo, device_info_from
+from harness.phone.facts import DeviceInfo, device_info_from
 from harness.errors import InputFileError, SchemaError
-from harness.profiles import PROFILES_DIR, AdbServer, load_farm, load_tiers, soc_identities
+from harness.phone.profiles import PROFILES_DIR, AdbServer, load_farm, load_tiers, soc_identities
 
 DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
 VIRTUAL = PROFILES_DIR / "virtual"

@@ -13,12 +13,12 @@ import pytest
 from test_sweep import _killed_mid_run, _resume_latest
 
 from harness import sweep
-from harness.clocks import parse_clocks
-from harness.discovery import discover, select
+from harness.phone.clocks import parse_clocks
+from harness.phone.discovery import discover, select
 from harness.errors import UsageError
 from harness.policy import DeriveRequest, Objective, derive
 from harness.policy_file import validate
-from harness.profiles import AdbServer, load_tiers
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.records import CaseStatus, ResultRow
 from harness.store import ResultsStore
 from harness.sustained import as_ranking_rows, deadline_miss_bounds, describe, summarize

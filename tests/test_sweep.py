@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness import sweep
-from harness.discovery import discover, select
-from harness.profiles import AdbServer, load_tiers
+from harness.phone.discovery import discover, select
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
@@ -337,7 +337,7 @@ def test_phones_without_dumpsys_or_sha256sum_get_rows_that_say_why(tmp_path: Pat
 def test_a_phone_named_only_by_ro_hardware_gets_one_tier_everywhere(tmp_path: Path, tiny_models) -> None:
     """Android 10 Galaxy S10-like: no ro.soc.model, a generic board; only ro.hardware names the SoC."""
     from harness.coverage import coverage
-    from harness.device import Phone
+    from harness.phone.device import Phone
     from harness.policy import DeriveRequest, derive
     from harness.policy_file import device_from_dumps, resolve
     from harness.ranking import assign_missing_tiers, stats_of

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from farm_fixtures import TINY_QUOTA_BYTES, build_probe_zipapp, farm  # noqa: F401  (farm is a fixture)
-from harness import devicefacts
+from harness.phone import facts as devicefacts
 from harness.virtual_farm import farm as farm_lib
 from harness.commands import main
 from harness.virtual_farm.profile import load_profiles
@@ -80,7 +80,7 @@ def test_getprop_values_round_trip(farm):
 
 
 def test_the_harness_fact_query_reads_every_profile(farm):
-    """harness.devicefacts' one-round-trip query (a for loop over a glob) parses back to the profile."""
+    """harness.phone.facts' one-round-trip query (a for loop over a glob) parses back to the profile."""
     for p in load_profiles(farm.state_dir.parent / "profiles"):
         record = farm.record(p.name)
         sections = devicefacts.split_batched_facts(farm.device(p.name).shell(devicefacts.BATCHED_FACTS_COMMAND))

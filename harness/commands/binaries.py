@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from harness import binaries as lib
-from harness.profiles import FARM_FILE
+from harness.phone.profiles import FARM_FILE
 
 _ABI_HELP = "Comma-separated ABIs (arm64-v8a, armeabi-v7a; x86_64 has no official build)."
 

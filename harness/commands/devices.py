@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.discovery import DeviceEntry, discover
-from harness.lease import LeaseState, read_states
-from harness.profiles import load_farm, load_tiers
+from harness.phone.discovery import DeviceEntry, discover
+from harness.phone.lease import LeaseState, read_states
+from harness.phone.profiles import load_farm, load_tiers
 
 _HEADERS = ["server", "serial", "state", "kind", "model", "soc", "abi", "sdk", "RAM GB", "tier", "lease", "problem"]
 

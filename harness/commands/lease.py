@@ -1,4 +1,4 @@
-"""`harness lease ls|release`: the phones' leases (harness.lease), and freeing one whose holder died."""
+"""`harness lease ls|release`: the phones' leases (harness.phone.lease), and freeing one whose holder died."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ def lease_group() -> None:
 def lease_ls(as_json: bool) -> None:
     """Every usable phone's lease: free, its holder and expiry (UTC, the phone's clock), or expired."""
     from harness.commands.devices import _lease_json, _lease_text
-    from harness.discovery import discover
-    from harness.lease import read_states
-    from harness.profiles import load_farm, load_tiers
+    from harness.phone.discovery import discover
+    from harness.phone.lease import read_states
+    from harness.phone.profiles import load_farm, load_tiers
 
     found = discover(load_farm(), load_tiers())
     for warning in found.warnings():
@@ -41,10 +41,10 @@ def lease_ls(as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Release it even when it is live (its holder is alive or not yet expired).")
 def lease_release(serial: str, force: bool) -> None:
     """Release SERIAL's lease when its holder died (expired); a live one only with --force."""
-    from harness.device import Phone
-    from harness.discovery import discover, select
-    from harness.lease import force_release
-    from harness.profiles import load_farm, load_tiers
+    from harness.phone.device import Phone
+    from harness.phone.discovery import discover, select
+    from harness.phone.lease import force_release
+    from harness.phone.profiles import load_farm, load_tiers
 
     found = discover(load_farm(), load_tiers())
     for warning in found.warnings():

@@ -187,8 +187,8 @@ def resolve_command(
             serial=getprop_path.name,
         )
     else:
-        from harness.discovery import discover
-        from harness.profiles import load_farm, load_tiers
+        from harness.phone.discovery import discover
+        from harness.phone.profiles import load_farm, load_tiers
 
         found = discover(load_farm(), load_tiers())
         for warning in found.warnings():
@@ -269,7 +269,7 @@ def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str 
                    as_json: bool) -> None:
     """Compile the measurements into a tiered deployment policy (one model)."""
     from harness.policy import DeriveRequest, Objective, check_url_template, derive, write_policy
-    from harness.profiles import TIERS_FILE
+    from harness.phone.profiles import TIERS_FILE
     from harness.ranking import Constraints, MixingAllowed, TieTest
 
     given = {"alpha": alpha, "min_effect": min_effect}

@@ -38,7 +38,7 @@ def _duration_s(text: str) -> float:
 
 def _binaries(pairs: tuple[str, ...]) -> dict[str, tuple[Path, ...]]:
     """farm.toml's [binaries], with each ABI named by --binary replaced by the binaries given for it."""
-    from harness.profiles import load_binaries
+    from harness.phone.profiles import load_binaries
 
     binaries = load_binaries()
     given: dict[str, tuple[Path, ...]] = {}
@@ -101,9 +101,9 @@ def run_command(selector, model_paths, delegates, threads, repetitions, until_de
                 wait_for_lease, lease_ttl_s, as_json) -> None:
     """Benchmark every model x delegate x thread count on the selected devices."""
     from harness import sweep
-    from harness.discovery import discover, select
-    from harness.lease import default_ttl_s
-    from harness.profiles import load_farm, load_tiers
+    from harness.phone.discovery import discover, select
+    from harness.phone.lease import default_ttl_s
+    from harness.phone.profiles import load_farm, load_tiers
     from harness.records import Delegate
     from harness.store import ResultsStore
 

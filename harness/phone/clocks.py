@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from harness.device import Phone
+from harness.phone.device import Phone
 
 _CPU = "/sys/devices/system/cpu/cpu[0-9]*/cpufreq"
 CLOCKS_COMMAND = (

@@ -35,8 +35,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from harness.device import REMOTE_ROOT, DeviceLost, Phone
-from harness.discovery import DeviceEntry, in_parallel
+from harness.phone.device import REMOTE_ROOT, DeviceLost, Phone
+from harness.phone.discovery import DeviceEntry, in_parallel
 from harness.errors import DeviceError, UsageError
 
 LEASE_DIR = f"{REMOTE_ROOT}/lease"

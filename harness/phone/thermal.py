@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from harness.device import Phone
+from harness.phone.device import Phone
 
 READ_TIMEOUT_S = 5.0
 MIN_PLAUSIBLE_C = -40.0

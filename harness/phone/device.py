@@ -18,9 +18,9 @@ from pathlib import Path
 
 import adbutils
 
-from harness.devicefacts import BATCHED_FACTS_COMMAND, DeviceInfo, device_info_from, parse_getprop, split_batched_facts
+from harness.phone.facts import BATCHED_FACTS_COMMAND, DeviceInfo, device_info_from, parse_getprop, split_batched_facts
 from harness.errors import DeviceError
-from harness.profiles import AdbServer
+from harness.phone.profiles import AdbServer
 
 REMOTE_ROOT = "/data/local/tmp/harness"
 CONNECT_TIMEOUT_S = 10.0

@@ -4,7 +4,7 @@ Servers are listed over a raw socket (`host:devices-l`), never through
 adbutils: adbutils runs `adb start-server` when it cannot connect, which would
 quietly start an empty server on the default port instead of reporting the
 configured one as down. Only phones a server reports as `device` are then
-opened (through harness.device.Phone), each with one batched shell call.
+opened (through harness.phone.device.Phone), each with one batched shell call.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from harness.device import DeviceLost, Phone, PhoneFacts, read_exact
-from harness.devicefacts import AdbDeviceLine, AdbState, parse_adb_devices_l
+from harness.phone.device import DeviceLost, Phone, PhoneFacts, read_exact
+from harness.phone.facts import AdbDeviceLine, AdbState, parse_adb_devices_l
 from harness.errors import DeviceError, HarnessError, UsageError
-from harness.profiles import DEFAULT_ADB_PORT, AdbServer, TierRules, soc_name
+from harness.phone.profiles import DEFAULT_ADB_PORT, AdbServer, TierRules, soc_name
 
 DEFAULT_TIMEOUT_S = 15.0
 _AGAIN = "then run 'harness devices' again"
@@ -265,7 +265,7 @@ def _in_parallel(call: Callable[[_T], _R], items: Sequence[_T], timeout_s: float
     return list(outcomes)  # a snapshot: late finishers must not change what the caller saw
 
 
-in_parallel = _in_parallel  # for other per-phone questions asked of the whole farm (harness.lease)
+in_parallel = _in_parallel  # for other per-phone questions asked of the whole farm (harness.phone.lease)
 
 
 # --- selection ----------------------------------------------------------------------

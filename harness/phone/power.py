@@ -54,8 +54,8 @@ from typing import Iterator, Sequence
 
 import adbutils
 
-from harness.device import SHELL_EXIT, SHELL_STDOUT, Phone, read_shell_packet
-from harness.devicefacts import PowerSupply, parse_power_supply_uevent
+from harness.phone.device import SHELL_EXIT, SHELL_STDOUT, Phone, read_shell_packet
+from harness.phone.facts import PowerSupply, parse_power_supply_uevent
 from harness.errors import HarnessError
 from harness.records import PowerMethod
 

@@ -8,12 +8,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.devicefacts import DeviceInfo
+from harness.phone.facts import DeviceInfo
 from harness.errors import InputFileError, SchemaError
 from harness.records import BenchmarkDialect
 from harness.versioned import checked_version
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "device_profiles"  # beside the harness package
 TIERS_FILE = PROFILES_DIR / "tiers.toml"
 FARM_FILE = PROFILES_DIR / "farm.toml"
 SUPPORTED_SCHEMA_VERSION = 1
