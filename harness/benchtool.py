@@ -84,7 +84,7 @@ def build_binaries(configured: Mapping[str, tuple[Path, ...]], run_dir: Path, fa
     """The farm's binaries: `configured` (farm.toml's [binaries], or --binary) plus the project's x86_64
     runners in both dialects, built into the run's folder so the exact programs stay beside its results."""
     from harness.phone.profiles import FARM_FILE, load_dialect_rules, load_npu_libraries
-    from harness.runner.build import build_runner
+    from harness.runner_zipapp import build_runner
 
     for abi, paths in configured.items():
         for path in paths:

@@ -48,7 +48,6 @@ from harness.phone.discovery import DeviceEntry
 from harness.errors import DeviceError, InputFileError, UsageError
 from harness.numerics import ModelNumerics, NumericsGate
 from harness.phone.profiles import soc_identities, soc_name
-from harness.ranking import TieTest
 from harness.records import (
     MEASURED_COLUMNS,
     BenchmarkDialect,
@@ -66,7 +65,7 @@ from harness.records import (
     case_id_for,
     config_label,
 )
-from harness.stats import Verdict
+from harness.stats import TieTest, Verdict
 from harness.store import ResultsStore
 
 ACCELERATORS = (Delegate.GPU.value, Delegate.NNAPI.value, Delegate.NPU.value)

@@ -8,7 +8,7 @@ import pytest
 
 from harness.dialect import NPU_PERFORMANCE_MODE, DialectCache, delegate_args, detect
 from harness.records import BenchmarkDialect, Delegate
-from harness.runner.build import build_runner
+from harness.runner_zipapp import build_runner
 
 TEXTS = Path(__file__).resolve().parent / "data" / "benchmark_texts"
 SHARED_LOGS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_logs"

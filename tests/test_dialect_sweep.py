@@ -17,7 +17,7 @@ from harness.policy import DeriveRequest, derive
 from harness.phone.profiles import AdbServer, load_tiers
 from harness.ranking import ExclusionKind, rank_tiers, stats_of
 from harness.records import BenchmarkDialect
-from harness.runner.build import build_runner
+from harness.runner_zipapp import build_runner
 from harness.sweep import LITERT_NOT_CHECKED
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib

@@ -27,7 +27,7 @@ from harness.outputs import output_errors
 from harness.policy import DeriveRequest, derive
 from harness.phone.profiles import AdbServer, load_tiers
 from harness.records import BenchmarkDialect, NumericsReference, NumericsStatus
-from harness.runner.build import build_runner
+from harness.runner_zipapp import build_runner
 from harness.runner.inputs import split_name_and_value_file
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib

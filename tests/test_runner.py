@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from harness.runner.build import SHEBANG, build_runner
+from harness.runner_zipapp import SHEBANG, build_runner
 from harness.runner.inputs import split_name_and_value_file
 from harness.runner.loop import RunStats, run_loop
 from harness.runner.paths import ROOT_ENV, host_path

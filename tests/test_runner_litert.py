@@ -19,7 +19,7 @@ import pytest
 from harness.benchlog import parse_log
 from harness.benchresult import merge_result, read_benchmark_result
 from harness.records import BenchmarkRun, ErrorType
-from harness.runner.build import SHEBANG, build_runner
+from harness.runner_zipapp import SHEBANG, build_runner
 from harness.runner.paths import ROOT_ENV
 from harness.runner.result_proto import ProtoSyntaxError, message_classes, parse_proto
 from harness.virtual_farm.execution import delegate_of

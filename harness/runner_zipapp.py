@@ -1,4 +1,4 @@
-"""The runner as one executable file: a deterministic zipapp.
+"""The runner (harness/runner/) as one executable file: a deterministic zipapp, built on the host.
 
 The harness pushes files to devices content-addressed by sha256, so the same
 sources must always give the same bytes: entries are written in a fixed
@@ -16,6 +16,8 @@ import io
 import zipfile
 from pathlib import Path
 
+from harness.atomic import write_atomically
+
 SHEBANG = b"#!/usr/bin/env python3\n"
 # The earliest time a zip entry can carry.
 _ENTRY_TIME = (1980, 1, 1, 0, 0, 0)
@@ -30,8 +32,8 @@ def runner_sources(dialect: str = "classic") -> list[tuple[str, Path]]:
     """(name in the archive, source file), in archive order."""
     if dialect not in ENTRY_POINTS:
         raise ValueError(f"unknown runner dialect {dialect!r}: use one of {', '.join(ENTRY_POINTS)}")
-    package = Path(__file__).resolve().parent
-    harness = package.parent
+    harness = Path(__file__).resolve().parent
+    package = harness / "runner"
     files = [*package.glob("*.py"), *(package / name for name in _DATA_FILES)]
     return [
         ("__main__.py", package / ENTRY_POINTS[dialect]),
@@ -50,8 +52,5 @@ def build_runner(out_path: Path, dialect: str = "classic") -> Path:
             entry.external_attr = _ENTRY_MODE
             entry.create_system = 3  # Unix, whatever system builds it
             archive.writestr(entry, source.read_bytes())
-    # Imported here: this module ships inside the zipapp, which carries only the runner.
-    from harness.atomic import write_atomically
-
     write_atomically(Path(out_path), lambda out: out.write(buffer.getvalue()), mode=0o755)
     return Path(out_path)
