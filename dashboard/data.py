@@ -275,7 +275,7 @@ def _read_fast(connection: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> 
 def _read_accuracy(root: Path) -> tuple[pd.DataFrame, str | None]:
     """Accuracy rows, or an empty frame and the reason (a newer accuracy file must not hide latency)."""
     # Imported here: harness.convert pulls numpy and the dataset helpers, which only this needs.
-    from harness.convert import read_accuracy
+    from harness.convert_files import read_accuracy
 
     try:
         return read_accuracy(root), None

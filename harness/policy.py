@@ -30,7 +30,7 @@ import pandas as pd
 import harness
 from harness import ranking, sustained
 from harness.atomic import write_atomically
-from harness.convert import read_manifest
+from harness.convert_files import read_manifest
 from harness.deprecations import NNAPI, NNAPI_DEPRECATION, sdk_range_admits_deprecation
 from harness.errors import InputFileError, UsageError
 from harness.numerics import NumericsGate

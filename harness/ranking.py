@@ -487,7 +487,7 @@ def accuracy_from_manifest(manifest: Mapping[str, object]) -> dict[str, VariantA
 
 def accuracy_from_results(results_root: Path) -> dict[str, VariantAccuracy]:
     """sha256 -> accuracy from <results>/accuracy/ (the latest conversion of each file wins)."""
-    from harness.convert import read_accuracy
+    from harness.convert_files import read_accuracy
 
     table = read_accuracy(results_root)
     found: dict[str, VariantAccuracy] = {}

@@ -189,7 +189,7 @@ def collect_models(paths: Sequence[Path]) -> list[ModelArtifact]:
     `mobilenet_v2_int8.tflite` is model `mobilenet_v2`, variant `int8`, and a
     file without a known variant suffix is its own model with variant `default`.
     """
-    from harness.convert import read_manifest
+    from harness.convert_files import read_manifest
 
     files: list[Path] = []
     described: dict[Path, tuple[str, str, str | None]] = {}
@@ -997,7 +997,7 @@ def plan_manifest(models: Sequence[ModelArtifact], params: SweepParams) -> dict[
 
 def params_from_manifest(manifest: dict) -> tuple[SweepParams, list[ModelArtifact]]:
     """The plan a run was started with, so `--resume` runs exactly the same cases."""
-    from harness.convert import read_manifest
+    from harness.convert_files import read_manifest
 
     raw = dict(manifest["plan"]["params"])
     params = replace(SweepParams(), **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})

@@ -248,7 +248,7 @@ def write_damaged_file(root: Path) -> Path:
 
 def write_accuracy(root: Path) -> Path:
     """One conversion's accuracy rows, in the schema harness convert writes."""
-    from harness.convert import ACCURACY_SCHEMA_VERSION, accuracy_schema
+    from harness.convert_files import ACCURACY_SCHEMA_VERSION, accuracy_schema
 
     converted = datetime(2026, 2, 28, 9, 0, tzinfo=UTC)
     rows = [

@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("harness", "harness.errors", "harness.records", "harness.atomic", "harness.digest", "harness.locations",
               "harness.versioned", "harness.stats", "harness.deprecations")),
     ("formats", ("harness.benchlog", "harness.benchresult", "harness.dialect", "harness.outputs", "harness.report",
-                 "harness.runner", "harness.runner_zipapp")),
+                 "harness.runner", "harness.runner_zipapp", "harness.convert_files")),
     ("phones", ("harness.phone", "harness.virtual_farm")),
     ("inputs", ("harness.convert", "harness.datasets", "harness.examples", "harness.numerics")),
     ("measure", ("harness.sweep", "harness.benchtool", "harness.binaries", "harness.store", "harness.sustained")),

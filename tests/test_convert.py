@@ -35,9 +35,8 @@ from harness.convert import (
     convert_model,
     gate,
     parse_variants,
-    read_accuracy,
-    read_manifest,
 )
+from harness.convert_files import read_accuracy, read_manifest
 from harness.datasets import InputSpec, Preprocessing, load_data
 from harness.errors import InputFileError, ModelError, SchemaError, UsageError
 from harness.examples import build_examples

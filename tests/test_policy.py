@@ -156,7 +156,7 @@ def test_accuracy_gate_from_the_results_accuracy_table(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from harness.convert import ACCURACY_SCHEMA_VERSION, accuracy_schema
+    from harness.convert_files import ACCURACY_SCHEMA_VERSION, accuracy_schema
 
     root = tmp_path / "results"
     known.write_results(root)
