@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness import ranking
 from harness.numerics import NumericsGate
-from harness.policy_file import entry_label, resolve
+from harness.policy_resolve import entry_label, resolve
 from harness.ranking import MixingAllowed, TieTest, VariantAccuracy
 from harness.records import config_label
 from harness.stats import Comparison, Verdict

@@ -34,7 +34,8 @@ from harness.convert_files import read_manifest
 from harness.deprecations import NNAPI, NNAPI_DEPRECATION, sdk_range_admits_deprecation
 from harness.errors import InputFileError, UsageError
 from harness.numerics import NumericsGate
-from harness.policy_file import POLICY_SCHEMA_VERSION, entry_label, tier_entries, validate
+from harness.policy_file import POLICY_SCHEMA_VERSION, validate
+from harness.policy_resolve import entry_label, tier_entries
 from harness.phone.profiles import TIERS_FILE, load_tiers
 from harness.ranking import (
     Candidate,

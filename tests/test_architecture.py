@@ -19,7 +19,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("phones", ("harness.phone", "harness.virtual_farm")),
     ("inputs", ("harness.convert", "harness.datasets", "harness.examples", "harness.numerics")),
     ("measure", ("harness.sweep", "harness.benchtool", "harness.binaries", "harness.store", "harness.sustained")),
-    ("decide", ("harness.ranking", "harness.compare", "harness.coverage", "harness.policy", "harness.policy_file")),
+    ("decide", ("harness.ranking", "harness.compare", "harness.coverage", "harness.policy", "harness.policy_file", "harness.policy_resolve",
+                "harness.policy_diff")),
     ("present", ("harness.demo", "harness.commands", "harness.cli", "dashboard")),
 )
 

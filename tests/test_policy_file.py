@@ -24,20 +24,14 @@ from harness.phone.discovery import DeviceEntry
 from harness.errors import DeviceError, InputFileError, SchemaError, UsageError
 from harness.policy_file import (
     POLICY_SCHEMA_VERSION,
-    ChangeKind,
-    device_for_serial,
-    device_from_dumps,
-    diff,
-    format_diff,
-    format_resolution,
     POLICY_UPGRADES,
     load_policy,
     policy_schema,
     read_policy,
-    resolve,
-    tier_entries,
     validate,
 )
+from harness.policy_resolve import device_for_serial, device_from_dumps, format_resolution, resolve, tier_entries
+from harness.policy_diff import ChangeKind, diff, format_diff
 from harness.deprecations import NNAPI_DEPRECATION
 from harness.phone.profiles import AdbServer, TierFacts, glob_problem, load_tiers
 

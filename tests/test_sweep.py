@@ -339,7 +339,7 @@ def test_a_phone_named_only_by_ro_hardware_gets_one_tier_everywhere(tmp_path: Pa
     from harness.coverage import coverage
     from harness.phone.device import Phone
     from harness.policy import DeriveRequest, derive
-    from harness.policy_file import device_from_dumps, resolve
+    from harness.policy_resolve import device_from_dumps, resolve
     from harness.ranking import assign_missing_tiers, stats_of
 
     low = (SHIPPED / "low_galaxy_a03.toml").read_text()

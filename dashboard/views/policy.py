@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard import cached, charts, session
 from harness.deprecations import NNAPI, NNAPI_DEPRECATION
 from harness.errors import HarnessError
-from harness.policy_file import entry_label
+from harness.policy_resolve import entry_label
 from harness.ranking import METRICS, Constraints, TieTest
 
 context = session.context()

@@ -168,12 +168,7 @@ def resolve_command(
     The phone comes from saved dumps (--getprop, optionally --meminfo) or from
     the farm (--serial). Exit status 2 when FILE is not a valid policy.
     """
-    from harness.policy_file import (
-        device_for_serial,
-        device_from_dumps,
-        format_resolution,
-        resolve,
-    )
+    from harness.policy_resolve import device_for_serial, device_from_dumps, format_resolution, resolve
 
     if (getprop_path is None) == (serial is None):
         raise UsageError("pass exactly one of --getprop DUMP or --serial SERIAL", "e.g. --getprop getprop.txt")
@@ -214,7 +209,7 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
     shape, dtype or quantization (lines start with INCOMPATIBLE:), so apps must
     not hot-swap to it; 2 when OLD or NEW is unreadable or not a valid policy.
     """
-    from harness.policy_file import diff, format_diff
+    from harness.policy_diff import diff, format_diff
 
     old_document, new_document = _load_valid(ctx, old), _load_valid(ctx, new)
     changes = diff(old_document, new_document)
