@@ -26,6 +26,7 @@ import os
 import re
 import sys
 import tempfile
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -311,15 +312,17 @@ def _opened_source(path: Path, log_path: Path) -> Iterator[_Source]:
             try:
                 model = keras.saving.load_model(path, compile=False)
             except Exception as error:  # Keras raises many types for a file that is not a model
+                _log_traceback(log_path, error)
                 raise ModelError(f"{path} is not a loadable Keras model ({_first_line(error)})",
                                  "check the file, or export the model with model.export(DIR) and convert "
-                                 "that folder") from None
+                                 "that folder") from error
             try:
                 # model.export, not tf.saved_model.save: only export writes a Keras 3 model's weights.
                 model.export(folder, format="tf_saved_model", verbose=False)
             except Exception as error:  # a model Keras cannot trace fails in many ways
+                _log_traceback(log_path, error)
                 raise ModelError(f"{path} cannot be exported for conversion ({_first_line(error)})",
-                                 "build the model on a keras.Input of fixed shape and save it again") from None
+                                 "build the model on a keras.Input of fixed shape and save it again") from error
         yield _load_saved_model(Path(folder), "keras", file_sha256(path), log_path)
 
 
@@ -329,8 +332,9 @@ def _load_saved_model(folder: Path, fmt: str, sha256: str, log_path: Path) -> _S
         try:
             loaded = tf.saved_model.load(str(folder))
         except Exception as error:  # corrupt protos and missing variables surface as many types
+            _log_traceback(log_path, error)
             raise ModelError(f"{folder} is not a loadable SavedModel ({_first_line(error)})",
-                             "re-export it with model.export(DIR)") from None
+                             "re-export it with model.export(DIR)") from error
     if "serving_default" not in loaded.signatures:
         raise ModelError(f"{folder} has no serving_default signature (it has {sorted(loaded.signatures) or 'none'})",
                          "export it with model.export(DIR), which writes one")
@@ -408,6 +412,7 @@ def _converted(source: _Source, variant: Variant, calibration_x: np.ndarray | No
         with _captured(log_path):
             return _convert(source.saved_model_dir, variant, calibration_x)
     except Exception as error:  # the converter reports failures as many exception types
+        _log_traceback(log_path, error)
         return VariantResult(variant, VariantStatus.FAILED, error=f"conversion failed: {_converter_message(error)}")
 
 
@@ -422,6 +427,7 @@ def _checked(variant: Variant, flatbuffer: bytes, checks: _Checks, path: Path) -
             inputs, outputs = _signature(flatbuffer)
             host_outputs(flatbuffer, None)
     except Exception as error:  # LiteRT raises RuntimeError/ValueError for models it cannot run
+        _log_traceback(checks.log_path, error)
         return VariantResult(variant, VariantStatus.FAILED,
                              error=f"converted, but LiteRT cannot run it: {_first_line(error)}")
     histogram, float_ops, no_float_tensor = _graph_facts(flatbuffer)
@@ -560,6 +566,7 @@ def _judge(flatbuffer: bytes, checks: _Checks) -> tuple[Accuracy | None, bool | 
             with _captured(checks.log_path):
                 outputs = host_outputs(flatbuffer, data)
         except Exception as error:  # LiteRT raises RuntimeError/ValueError when an input breaks a kernel
+            _log_traceback(checks.log_path, error)
             return None, False, f"LiteRT fails on the {what}: {_first_line(error)}"
         if not np.isfinite(outputs).all():
             return None, False, NAN_REASON
@@ -674,6 +681,12 @@ def _versions(source_format: str) -> dict[str, str | None]:
 
     keras_version = metadata.version("keras") if source_format == "keras" else None
     return {"tensorflow": tf.__version__, "keras": keras_version, "litert": metadata.version("ai-edge-litert")}
+
+
+def _log_traceback(log_path: Path, error: BaseException) -> None:
+    """The whole traceback of a failure the user sees in one line, in the convert log, for whoever debugs it."""
+    with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+        log.write("".join(traceback.format_exception(error)))
 
 
 @contextlib.contextmanager

@@ -317,6 +317,10 @@ def test_bad_model_paths_are_clear_errors(tmp_path: Path, make, error, words) ->
         convert_model(ConvertRequest(model_path=make(tmp_path), out_dir=tmp_path / "out", variants=(Variant.FP32,),
                                      results_root=tmp_path / "results"))
     assert caught.value.fix
+    if error is ModelError and "Keras" in words:
+        # The one-line message keeps its cause: chained, and the whole traceback in the convert log.
+        assert caught.value.__cause__ is not None
+        assert "Traceback (most recent call last)" in (tmp_path / "out" / "notes_convert.log").read_text()
 
 
 def _write(path: Path, content: bytes) -> Path:
