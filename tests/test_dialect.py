@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fixture_paths import BENCHMARK_LOGS
 
 from harness.dialect import NPU_PERFORMANCE_MODE, DialectCache, delegate_args, detect
 from harness.records import BenchmarkDialect, Delegate
 from harness.runner.build import build_runner
 
 TEXTS = Path(__file__).resolve().parent / "data" / "benchmark_texts"
-SHARED_LOGS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_logs"
+SHARED_LOGS = BENCHMARK_LOGS
 
 
 @pytest.mark.parametrize("path", sorted(TEXTS.glob("*.txt")), ids=lambda p: p.stem)

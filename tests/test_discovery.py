@@ -14,6 +14,7 @@ import adbutils
 import pytest
 from click.testing import CliRunner
 from farm_fixtures import SHIPPED_PROFILES, farm, free_port  # noqa: F401 - module-scoped fixture
+from fixture_paths import DEVICE_DUMPS
 
 from harness.cli_devices import devices
 from harness.devicefacts import AdbState, parse_adb_devices_l
@@ -23,7 +24,7 @@ from harness.profiles import AdbServer, load_tiers
 from harness.virtual import farm as farm_lib
 from harness.virtual.server import Fault
 
-DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
+DUMPS = DEVICE_DUMPS
 LOCAL = AdbServer("127.0.0.1", 5037)
 RULES = load_tiers()
 

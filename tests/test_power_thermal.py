@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from farm_fixtures import SHIPPED_PROFILES, build_probe_zipapp, farm  # noqa: F401 - module-scoped fixture
+from fixture_paths import DEVICE_DUMPS
 
 from harness.device import Phone
 from harness.devicefacts import PowerSupply, parse_power_supply_uevent
@@ -25,7 +26,7 @@ from harness.power import (
 from harness.profiles import AdbServer
 from harness.thermal import hottest_c, normalise_temp_c, parse_zones_c, read_zones_c, wait_until_cool
 
-DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
+DUMPS = DEVICE_DUMPS
 VERBATIM_MARKER = "# ---- verbatim text below this line ----\n"
 
 
