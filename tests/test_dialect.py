@@ -36,6 +36,7 @@ def test_text_of_neither_tool_is_no_dialect() -> None:
 
 
 @pytest.mark.parametrize("dialect", list(BenchmarkDialect))
+@pytest.mark.slow  # builds and launches the runners
 def test_the_runners_help_names_their_dialect(dialect: BenchmarkDialect, tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from tiers import slow_fixture
 
 from harness.runner.build import SHEBANG, build_runner
 from harness.runner.inputs import split_name_and_value_file
@@ -76,7 +77,7 @@ def run_module(*args: str, env: dict[str, str] | None = None, cwd: Path | None =
     return _run([sys.executable, "-m", "harness.runner", *args], env, cwd)
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_runner(tmp_path_factory.mktemp("runner") / "benchmark_model")
 
@@ -177,6 +178,7 @@ def test_zipapp_is_reproducible_and_holds_only_the_runner(tmp_path: Path) -> Non
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
+@pytest.mark.slow  # launches the runner (LiteRT import) in a subprocess
 def test_runner_imports_nothing_heavy() -> None:
     # What is imported, not how long it took: an import time bound fails on a loaded machine.
     probe = (
@@ -258,6 +260,7 @@ def test_unparsable_flag_fails_with_usage(
     assert out.lines[-1] == "ERROR: Benchmarking failed."
 
 
+@pytest.mark.slow  # launches the runner (LiteRT import) in a subprocess
 def test_missing_graph_flag_fails() -> None:
     assert_failed(run_module(*FAST), "Please specify the name of your TF Lite input file with --graph")
 
@@ -593,7 +596,7 @@ void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) { free(delegate); 
 """
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def fake_delegates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """External delegate libraries that load but take nothing ('idle') or fail ('failing')."""
     compiler = shutil.which("cc") or shutil.which("gcc")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tiers import slow_fixture
 
 from harness import sweep
 from harness.discovery import discover, select
@@ -37,7 +38,7 @@ def _start_farm(base: Path, profiles: dict[str, str]) -> tuple[Path, int]:
     return base / "state", state.adb_server_port
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def farms(tmp_path_factory):
     """Farm A: low, mid, the GPU phone and an arm64 stand-in; farm B (second adb server): the Pixel."""
     base = tmp_path_factory.mktemp("sweep")
