@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if uses_a_slow_fixture(item) and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
+
+
+# Imported by a test, these make it slow: a fast test that pulls one in fails and says so.
+HEAVY_MODULES = ("tensorflow", "keras", "playwright")
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_stay_light(request: pytest.FixtureRequest):
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    before = {name for name in HEAVY_MODULES if name in sys.modules}
+    yield
+    pulled = sorted({name for name in HEAVY_MODULES if name in sys.modules} - before)
+    assert not pulled, f"{request.node.nodeid} imported {', '.join(pulled)}: mark it pytest.mark.slow"
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -315,7 +315,8 @@ def test_source_model_that_outputs_nan_on_the_eval_data_is_a_clear_error(tmp_pat
 
 @pytest.mark.parametrize(("make", "error", "words"), [
     (lambda d: d / "missing.keras", InputFileError, "no such model"),
-    (lambda d: _write(d / "notes.keras", b"not a zip"), ModelError, "not a loadable Keras model"),
+    pytest.param(lambda d: _write(d / "notes.keras", b"not a zip"), ModelError, "not a loadable Keras model",
+                 marks=pytest.mark.slow),  # Keras itself reads it: imports TensorFlow
     (lambda d: _write(d / "model.onnx", b"\x08\x01"), ModelError, "not a model"),
     (lambda d: (d / "empty").mkdir() or d / "empty", ModelError, "not a SavedModel"),
 ])

@@ -5,7 +5,8 @@ A fixture that starts a virtual farm or an adb server, imports TensorFlow, build
 the runner, or drives Streamlit or Chromium is declared with `@slow_fixture(...)` instead of
 `@pytest.fixture(...)`. conftest.py then marks `slow` every test that uses it, directly or
 through another fixture, so a fast test can never pull one in unnoticed. Tests that are slow by
-what their body does (a runner subprocess, an AppTest run) carry `pytest.mark.slow` themselves.
+what their body does (a runner subprocess, an AppTest run) carry `pytest.mark.slow` themselves;
+a fast test that imports TensorFlow, Keras or Playwright fails (conftest.py) until it is marked.
 """
 
 from __future__ import annotations
