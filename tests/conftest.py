@@ -1,14 +1,38 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from model_factory import build_tiny_models
+from tiers import slow_fixture, uses_a_slow_fixture
 
 from harness.convert import ConversionResult, convert_model
 from harness.examples import Examples, build_examples
 from harness.virtual_farm import farm as farm_lib
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark slow every test that uses a slow fixture (tests/tiers.py), however indirectly."""
+    for item in items:
+        if uses_a_slow_fixture(item) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+
+
+# Imported by a test, these make it slow: a fast test that pulls one in fails and says so.
+HEAVY_MODULES = ("tensorflow", "keras", "playwright")
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_stay_light(request: pytest.FixtureRequest):
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    before = {name for name in HEAVY_MODULES if name in sys.modules}
+    yield
+    pulled = sorted({name for name in HEAVY_MODULES if name in sys.modules} - before)
+    assert not pulled, f"{request.node.nodeid} imported {', '.join(pulled)}: mark it pytest.mark.slow"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -34,19 +58,19 @@ def _private_user_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["HARNESS_CACHE_DIR"] = saved
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """name -> path of tiny real .tflite models (see tests/model_factory.py)."""
     return build_tiny_models(tmp_path_factory.mktemp("tiny_models"))
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def digits_example(tmp_path_factory: pytest.TempPathFactory) -> Examples:
     """The demo's digits CNN (trained here on scikit-learn's digits) with its calibration and held-out data."""
     return build_examples(tmp_path_factory.mktemp("digits_example"), mobilenet=False)
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def digits_converted(digits_example: Examples, tmp_path_factory: pytest.TempPathFactory) -> ConversionResult:
     """The digits example converted into all four variants, judged on its held-out digits."""
     root = tmp_path_factory.mktemp("digits")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import adbutils
 import pytest
+from tiers import slow_fixture
 
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.farm import DeviceRecord, FarmState
@@ -67,7 +68,7 @@ def write_profiles(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     saved = os.environ.get(farm_lib.ENV_ADB_PORT)
@@ -107,6 +108,7 @@ for arg in sys.argv[1:]:
         end = time.time() + float(value)
         while time.time() < end:
             pass
+        print("cpu_s", time.process_time())  # what the host actually gave it
     elif key == "--say":
         print(value, "at", time.time())
     elif key == "--stderr":

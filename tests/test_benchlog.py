@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fixture_paths import BENCHMARK_LOGS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ from harness.benchlog import parse_log
 from harness.commands import main
 from harness.records import BenchmarkRun, ErrorType
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_logs"
+FIXTURES = BENCHMARK_LOGS
 FIXTURE_FILES = sorted(FIXTURES.glob("*.txt"))
 VERBATIM_MARKER = "# ---- verbatim text below this line ----"
 

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
+from tiers import slow_fixture
 
 from harness.commands.convert import convert_command, examples_command
 from harness.convert import (
@@ -56,7 +57,7 @@ def _keras():  # type: ignore[no-untyped-def]
     return keras
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def examples(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     return build_examples(tmp_path_factory.mktemp("examples"))
 
@@ -227,6 +228,7 @@ def _embedding_saved_model(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # imports TensorFlow and converts
 def test_cli_records_a_variant_that_fails_to_convert_and_writes_the_others(tmp_path: Path) -> None:
     model = _embedding_saved_model(tmp_path / "embedding")
     # Ids beyond the table make the int8 calibration run fail inside the converter; fp32 never runs the model.
@@ -253,6 +255,7 @@ def test_cli_records_a_variant_that_fails_to_convert_and_writes_the_others(tmp_p
     assert rows.set_index("variant")["status"].to_dict() == {"fp32": "ok", "int8": "failed"}
 
 
+@pytest.mark.slow  # imports TensorFlow and converts
 def test_int8_that_keeps_float_ops_is_not_fully_int8(tmp_path: Path) -> None:
     keras = _keras()
     inputs = keras.Input((8,), name="x")
@@ -269,6 +272,7 @@ def test_int8_that_keeps_float_ops_is_not_fully_int8(tmp_path: Path) -> None:
     assert "SIN" in int8.warning and int8.warning in result.warnings
 
 
+@pytest.mark.slow  # imports TensorFlow and converts
 def test_op_the_runtime_lacks_fails_with_the_converters_own_words(tmp_path: Path) -> None:
     keras = _keras()
     inputs = keras.Input((8,), name="x")
@@ -282,6 +286,7 @@ def test_op_the_runtime_lacks_fails_with_the_converters_own_words(tmp_path: Path
     assert read_accuracy(tmp_path / "results")["status"].tolist() == ["failed", "failed"]
 
 
+@pytest.mark.slow  # imports TensorFlow and converts
 def test_weightless_saved_model_from_tf_saved_model_save_is_a_failed_variant(tmp_path: Path) -> None:
     import tensorflow as tf
 
@@ -295,6 +300,7 @@ def test_weightless_saved_model_from_tf_saved_model_save_is_a_failed_variant(tmp
     assert not list((tmp_path / "models").glob("*.tflite"))
 
 
+@pytest.mark.slow  # imports TensorFlow and converts
 def test_source_model_that_outputs_nan_on_the_eval_data_is_a_clear_error(tmp_path: Path) -> None:
     keras = _keras()
     inputs = keras.Input((8,), name="x")
@@ -308,7 +314,8 @@ def test_source_model_that_outputs_nan_on_the_eval_data_is_a_clear_error(tmp_pat
 
 @pytest.mark.parametrize(("make", "error", "words"), [
     (lambda d: d / "missing.keras", InputFileError, "no such model"),
-    (lambda d: _write(d / "notes.keras", b"not a zip"), ModelError, "not a loadable Keras model"),
+    pytest.param(lambda d: _write(d / "notes.keras", b"not a zip"), ModelError, "not a loadable Keras model",
+                 marks=pytest.mark.slow),  # Keras itself reads it: imports TensorFlow
     (lambda d: _write(d / "model.onnx", b"\x08\x01"), ModelError, "not a model"),
     (lambda d: (d / "empty").mkdir() or d / "empty", ModelError, "not a SavedModel"),
 ])

@@ -175,6 +175,7 @@ def test_results_root_comes_from_the_command_line_then_the_environment(monkeypat
 # -- Overview ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_overview_counts_tiers_statuses_and_failures(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch)
     assert app.title[0].value == "Overview"
@@ -209,6 +210,7 @@ def test_overview_counts_tiers_statuses_and_failures(lab_root: Path, monkeypatch
     assert not app.warning  # nothing skipped
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_sidebar_narrows_to_chosen_runs(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch)
     assert app.sidebar.selectbox(key="model").value == lab.MODEL
@@ -222,6 +224,7 @@ def test_sidebar_narrows_to_chosen_runs(lab_root: Path, monkeypatch: pytest.Monk
     assert not app.exception
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_a_new_run_appears_on_the_next_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = lab.write_lab_results(tmp_path)
     app = open_app(tmp_path, monkeypatch)
@@ -236,6 +239,7 @@ def test_a_new_run_appears_on_the_next_rerun(tmp_path: Path, monkeypatch: pytest
 # -- Device ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_device_page_shows_latency_temperatures_and_measured_power(
         lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, DEVICE)
@@ -270,6 +274,7 @@ def test_device_page_shows_latency_temperatures_and_measured_power(
     assert "p95 latency" in figures(app)["latency"].layout.yaxis.title.text
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_device_page_shows_sensor_throttling(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, DEVICE)
     app.selectbox(key="device").set_value("lab-low").run()
@@ -296,6 +301,7 @@ def virtual_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_a_virtual_device_says_so_and_its_modelled_sensors_throttle_nothing(
         virtual_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for page in (OVERVIEW, RANKINGS, DEVICE, POLICY):
@@ -315,6 +321,7 @@ def test_a_virtual_device_says_so_and_its_modelled_sensors_throttle_nothing(
     assert {trace.name for trace in charts["energy"].data} == {"modelled, not measured"}
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_mixed_kinds_are_refused_on_the_page_until_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lab.write_lab_results(tmp_path)
     lab.write_virtual_results(tmp_path)
@@ -331,6 +338,7 @@ def test_mixed_kinds_are_refused_on_the_page_until_allowed(tmp_path: Path, monke
     assert not app.exception
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_device_page_lists_a_failing_delegate(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, DEVICE)
     app.selectbox(key="device").set_value(lab.GPU_FAILED_SERIAL).run()
@@ -364,6 +372,7 @@ def _shapes(figure: go.Figure) -> dict[str, list[float]]:
     return lines
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_sustained_page_shows_the_throttle_of_a_physical_phone(
         sustained_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(sustained_root, monkeypatch, SUSTAINED)
@@ -408,6 +417,7 @@ def test_sustained_page_shows_the_throttle_of_a_physical_phone(
     assert steady["sustained / burst"] == pytest.approx(1.0) and steady["first lasting slow-down"] == "none"
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_sustained_page_labels_a_virtual_phones_modelled_figures(
         sustained_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(sustained_root, monkeypatch, SUSTAINED)
@@ -432,6 +442,7 @@ def test_sustained_page_labels_a_virtual_phones_modelled_figures(
     assert virtual["modelled"] == "temperatures, clocks, power" and virtual["deadline misses"] == "no --fps"
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_sustained_page_without_sustained_rows_says_how_to_get_them(
         lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, SUSTAINED)
@@ -442,6 +453,7 @@ def test_sustained_page_without_sustained_rows_says_how_to_get_them(
 # -- Rankings ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_rankings_show_each_tiers_winner_and_ties(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, RANKINGS)
     best = table(app, "best_per_tier")
@@ -469,6 +481,7 @@ def test_rankings_show_each_tiers_winner_and_ties(lab_root: Path, monkeypatch: p
     assert list(fp16.text[list(fp16.y).index("gpu")]) == ["=1", "=1"]
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_rankings_show_exclusions_with_their_reason(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, RANKINGS)
     app.radio(key="rank_tier").set_value("mid").run()
@@ -486,6 +499,7 @@ def test_rankings_show_exclusions_with_their_reason(lab_root: Path, monkeypatch:
     assert crash["status"] == "excluded" and "failed (crash) on Moto E" in crash["reason"]
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_rankings_follow_the_chosen_metric(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, RANKINGS)
     app.selectbox(key="rank_metric").set_value("accuracy_drop").run()
@@ -500,6 +514,7 @@ def test_rankings_follow_the_chosen_metric(lab_root: Path, monkeypatch: pytest.M
 # -- Pareto -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_pareto_highlights_the_front(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, PARETO)
     app.radio(key="pareto_tier").set_value("mid").run()
@@ -513,6 +528,7 @@ def test_pareto_highlights_the_front(lab_root: Path, monkeypatch: pytest.MonkeyP
     assert scatter.layout.yaxis.title.text == "accuracy drop vs fp32 (host)"
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_pareto_without_accuracy_uses_latency_and_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lab.write_lab_results(tmp_path)
     for path in (tmp_path / "accuracy").iterdir():
@@ -526,6 +542,7 @@ def test_pareto_without_accuracy_uses_latency_and_size(tmp_path: Path, monkeypat
 # -- Compare runs -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_compare_runs_puts_the_regression_first(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, COMPARE)
     assert app.selectbox(key="run_a").value == lab.RUN_A and app.selectbox(key="run_b").value == lab.RUN_B
@@ -555,6 +572,7 @@ def test_compare_runs_puts_the_regression_first(lab_root: Path, monkeypatch: pyt
     assert metrics(app)["Improvement"] == "1" and metrics(app)["Fixed"] == "1" and metrics(app)["Regression"] == "0"
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_compare_runs_needs_two_runs(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, COMPARE)
     app.sidebar.toggle(key="all_runs").set_value(False).run()
@@ -565,6 +583,7 @@ def test_compare_runs_needs_two_runs(lab_root: Path, monkeypatch: pytest.MonkeyP
 # -- Policy -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_policy_page_is_what_harness_policy_derive_writes(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.policy import DeriveRequest, derive
 
@@ -587,6 +606,7 @@ def test_policy_page_is_what_harness_policy_derive_writes(lab_root: Path, monkey
         f"{p.model} ({p.serial})" for p in lab.PHONES}
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_policy_constraints_change_the_choice(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, POLICY)
     app.number_input(key="max_accuracy_drop").set_value(0.01).run()
@@ -605,6 +625,7 @@ def test_policy_constraints_change_the_choice(lab_root: Path, monkeypatch: pytes
 
 
 @pytest.mark.parametrize("page", PAGES)
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_missing_folder_says_how_to_get_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str) -> None:
     app = open_app(tmp_path / "nowhere", monkeypatch, page)
     message = texts(app.error)
@@ -613,6 +634,7 @@ def test_missing_folder_says_how_to_get_results(tmp_path: Path, monkeypatch: pyt
 
 
 @pytest.mark.parametrize("page", PAGES)
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_empty_folder_says_no_results_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str) -> None:
     app = open_app(tmp_path, monkeypatch, page)
     assert "No results in" in texts(app.info) and "harness run" in texts(app.info)
@@ -620,6 +642,7 @@ def test_empty_folder_says_no_results_yet(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.mark.parametrize("page", PAGES)
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_newer_schema_names_the_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str) -> None:
     lab.write_lab_results(tmp_path)
     future = lab.write_newer_schema_file(tmp_path)
@@ -630,6 +653,7 @@ def test_newer_schema_names_the_upgrade(tmp_path: Path, monkeypatch: pytest.Monk
     assert not app.get("plotly_chart")
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_damaged_file_is_a_warning_and_the_rest_still_shows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lab.write_lab_results(tmp_path)
     damaged = lab.write_damaged_file(tmp_path)
@@ -647,6 +671,7 @@ def failures_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_a_run_with_only_failures_explains_itself(failures_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(failures_root, monkeypatch, OVERVIEW)
     assert metrics(app)["Rows ok"] == "0" and metrics(app)["Rows failed"] == "12"
@@ -721,6 +746,7 @@ def android_15_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_rankings_flag_nnapi_measured_on_android_15(android_15_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.deprecations import NNAPI_DEPRECATION
 
@@ -735,6 +761,7 @@ def test_rankings_flag_nnapi_measured_on_android_15(android_15_root: Path, monke
     assert "NNAPI deprecated" in captions and "Measured here on Pixel 3 (SDK 35)" in captions
 
 
+@pytest.mark.slow  # a Streamlit AppTest run
 def test_rankings_without_nnapi_show_no_deprecation(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, RANKINGS)
     assert "deprecation" not in table(app, "ranking").columns

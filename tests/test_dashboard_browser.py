@@ -22,6 +22,7 @@ from pathlib import Path
 
 import dashboard_data as lab
 import pytest
+from tiers import slow_fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -97,7 +98,7 @@ def _session_alive(pgid: int) -> bool:
     return True
 
 
-@pytest.fixture()
+@slow_fixture()
 def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     results = tmp_path / "results"
     lab.write_lab_results(results)

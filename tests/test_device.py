@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import pytest
@@ -33,10 +32,10 @@ def test_shell_exit_codes_and_streams(farm) -> None:  # noqa: F811
 
 def test_shell_deadline_returns_instead_of_hanging(farm) -> None:  # noqa: F811
     p = phone(farm, "pixel-8-pro")
-    started = time.monotonic()
     result = p.shell("sleep 30", timeout_s=1.0)
+    # timed_out is set only where the deadline passed; a shell that waited for `sleep 30` would
+    # have its exit code. No wall-clock bound: that fails on a busy machine, not on a regression.
     assert result.timed_out and result.exit_code is None
-    assert time.monotonic() - started < 5
 
 
 def test_facts_and_tier(farm) -> None:  # noqa: F811
@@ -76,13 +75,12 @@ def test_frozen_device_never_hangs_a_caller(farm, tmp_path: Path) -> None:  # no
     big.write_bytes(b"\x02" * 4_000_000)
     farm_lib.fault("galaxy-a03", Fault.FREEZE, state_dir=farm.state_dir)
     try:
-        started = time.monotonic()
-        # The server hands the stream to the device, which never answers OPEN.
-        with pytest.raises(DeviceLost):
+        # The server hands the stream to the device, which never answers OPEN: each call gives
+        # up at its deadline with DeviceLost naming what it was doing (returning at all is the test).
+        with pytest.raises(DeviceLost, match="stopped answering during shell"):
             p.shell("echo hi", timeout_s=1.5)
-        with pytest.raises(DeviceLost):
+        with pytest.raises(DeviceLost, match="stopped answering during"):
             p.push(big, "/data/local/tmp/big.bin", timeout_s=1.5)
-        assert time.monotonic() - started < 15
     finally:
         farm_lib.fault("galaxy-a03", Fault.THAW, state_dir=farm.state_dir)
     assert p.shell("echo back", timeout_s=10).text == "back\n"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from fixture_paths import DEVICE_DUMPS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,7 @@ from harness.phone.facts import (
     split_batched_facts,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
+FIXTURES = DEVICE_DUMPS
 DUMP_FILES = sorted(FIXTURES.glob("*.txt"))
 VERBATIM_MARKER = "# ---- verbatim text below this line ----"
 

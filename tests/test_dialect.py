@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fixture_paths import BENCHMARK_LOGS
 
 from harness.dialect import NPU_PERFORMANCE_MODE, DialectCache, delegate_args, detect
 from harness.records import BenchmarkDialect, Delegate
 from harness.runner_zipapp import build_runner
 
 TEXTS = Path(__file__).resolve().parent / "data" / "benchmark_texts"
-SHARED_LOGS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_logs"
+SHARED_LOGS = BENCHMARK_LOGS
 
 
 @pytest.mark.parametrize("path", sorted(TEXTS.glob("*.txt")), ids=lambda p: p.stem)
@@ -35,6 +36,7 @@ def test_text_of_neither_tool_is_no_dialect() -> None:
 
 
 @pytest.mark.parametrize("dialect", list(BenchmarkDialect))
+@pytest.mark.slow  # builds and launches the runners
 def test_the_runners_help_names_their_dialect(dialect: BenchmarkDialect, tmp_path: Path) -> None:
     import subprocess
     import sys

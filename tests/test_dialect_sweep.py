@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 
 import pandas as pd
-import pytest
+from tiers import slow_fixture
 
 from harness import sweep
 from harness.benchtool import RUNNER_NAMES, BenchmarkBinaries
@@ -18,8 +18,8 @@ from harness.phone.profiles import AdbServer, load_tiers
 from harness.ranking import ExclusionKind, rank_tiers, stats_of
 from harness.records import BenchmarkDialect
 from harness.runner_zipapp import build_runner
-from harness.sweep import LITERT_NOT_CHECKED
 from harness.store import ResultsStore
+from harness.sweep import LITERT_NOT_CHECKED
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
@@ -29,7 +29,7 @@ LOW = (SHIPPED / "low_galaxy_a03.toml").read_text()
 TWIN_MODEL = "Virtual Galaxy A03 LiteRT"
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def farm(tmp_path_factory):
     """The low phone, its twin under another product model, and the Pixel, on a private adb server."""
     base = tmp_path_factory.mktemp("dialects")

@@ -7,23 +7,25 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import adbutils
 import pytest
 from click.testing import CliRunner
 from farm_fixtures import SHIPPED_PROFILES, farm, free_port  # noqa: F401 - module-scoped fixture
+from fixture_paths import DEVICE_DUMPS
 
 from harness.commands.devices import devices
-from harness.phone.facts import AdbState, parse_adb_devices_l
+from harness.phone import discovery
 from harness.phone.discovery import DiscoveryResult, discover, select, state_problem
+from harness.phone.facts import AdbState, parse_adb_devices_l
 from harness.errors import DeviceError, UsageError
 from harness.phone.profiles import AdbServer, load_tiers
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
-DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
+DUMPS = DEVICE_DUMPS
 LOCAL = AdbServer("127.0.0.1", 5037)
 RULES = load_tiers()
 
@@ -165,13 +167,50 @@ def test_a_selector_matching_nothing_lists_what_exists(farm) -> None:  # noqa: F
         select(entries, " , ")
 
 
-def test_a_dropped_device_is_listed_as_unusable_and_never_hangs(farm) -> None:  # noqa: F811
+@pytest.fixture
+def phases(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
+    """(how many items, timeout_s) of each parallel phase discover() runs: what bounds its time,
+    read from the code path instead of a wall clock that a busy machine stretches."""
+    seen: list[tuple[int, float]] = []
+    real = discovery._in_parallel
+
+    def recording(call, items, timeout_s):  # type: ignore[no-untyped-def]
+        seen.append((len(items), timeout_s))
+        return real(call, items, timeout_s)
+
+    monkeypatch.setattr(discovery, "_in_parallel", recording)
+    return seen
+
+
+def test_parallel_calls_share_one_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each thread is joined for what is left of one deadline, never for a whole timeout each."""
+    now = [100.0]
+    joins: list[float | None] = []
+    release = threading.Event()
+
+    def join(thread: threading.Thread, timeout: float | None = None) -> None:
+        joins.append(timeout)
+        now[0] += timeout or 0.0  # the stuck call used up what it was given
+
+    monkeypatch.setattr(discovery, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(threading.Thread, "join", join)
+    try:
+        outcomes = discovery._in_parallel(lambda _: release.wait(), ["a", "b", "c"], 2.0)
+    finally:
+        monkeypatch.undo()
+        release.set()
+    assert joins == [2.0, 0.0, 0.0]
+    assert all(isinstance(outcome, TimeoutError) for outcome in outcomes)
+
+
+def test_a_dropped_device_is_listed_as_unusable_and_never_hangs(farm, phases) -> None:  # noqa: F811
     dropped = serial(farm, "galaxy-a54")
     farm_lib.fault("galaxy-a54", Fault.DROP, state_dir=farm.state_dir)
     try:
-        started = time.monotonic()
         result = discover([server_of(farm)], RULES, timeout_s=5)
-        assert time.monotonic() - started < 8
+        # One listing, then the facts of every phone listed at once (the dropped one is listed or
+        # not, as the server has noticed yet), each phase bounded by timeout_s: never a wait per phone.
+        assert [timeout_s for _, timeout_s in phases] == [5, 5] and phases[0][0] == 1
         entry = next(entry for entry in result.entries if entry.serial == dropped)
         assert not entry.usable and entry.facts is None and entry.tier is None
         assert entry.problem.startswith(dropped) and "reconnect" in entry.problem
@@ -183,13 +222,13 @@ def test_a_dropped_device_is_listed_as_unusable_and_never_hangs(farm) -> None:  
         farm_lib.fault("galaxy-a54", Fault.THAW, state_dir=farm.state_dir)
 
 
-def test_a_frozen_device_costs_one_deadline_not_a_hang(farm) -> None:  # noqa: F811
+def test_a_frozen_device_costs_one_deadline_not_a_hang(farm, phases) -> None:  # noqa: F811
     frozen = serial(farm, "nothing-phone-1")
     farm_lib.fault("nothing-phone-1", Fault.FREEZE, state_dir=farm.state_dir)
     try:
-        started = time.monotonic()
         result = discover([server_of(farm)], RULES, timeout_s=2)
-        assert time.monotonic() - started < 5
+        # The frozen phone is asked with all the others, under one shared 2 s deadline.
+        assert phases == [(1, 2), (len(farm.state.devices), 2)]
     finally:
         farm_lib.fault("nothing-phone-1", Fault.THAW, state_dir=farm.state_dir)
     entry = next(entry for entry in result.entries if entry.serial == frozen)
@@ -204,7 +243,7 @@ def _answer_http(listener: socket.socket) -> None:
         connection.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
 
 
-def test_an_unreachable_server_next_to_a_reachable_one(farm) -> None:  # noqa: F811
+def test_an_unreachable_server_next_to_a_reachable_one(farm, phases) -> None:  # noqa: F811
     dead = AdbServer("127.0.0.1", free_port())
     with socket.socket() as mute, socket.socket() as web:
         mute.bind(("127.0.0.1", 0))
@@ -214,9 +253,9 @@ def test_an_unreachable_server_next_to_a_reachable_one(farm) -> None:  # noqa: F
         web.listen()
         http = AdbServer("127.0.0.1", web.getsockname()[1])
         threading.Thread(target=_answer_http, args=(web,), daemon=True).start()
-        started = time.monotonic()
         result = discover([dead, server_of(farm), silent, http], RULES, timeout_s=1)
-        assert time.monotonic() - started < 4
+    # All four servers in one phase, then the reachable one's phones, each under the 1 s deadline.
+    assert phases == [(4, 1), (len(farm.state.devices), 1)]
     assert isinstance(result, DiscoveryResult)
     assert len(result.entries) == len(farm.state.devices) and all(e.usable for e in result.entries)
     assert result.unreachable_servers == (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiers import slow_fixture
 
 from harness import sweep
 from harness.phone import lease
@@ -31,7 +32,7 @@ RUN_ARGS = ["--delegates", "cpu,xnnpack", "--threads", "1,2", "--repetitions", "
 CASES_PER_PHONE = 4
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def farm(tmp_path_factory):
     """Two phones on an adb server of their own."""
     base = tmp_path_factory.mktemp("lease")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
+from tiers import slow_fixture
 
 from dashboard.data import RESULTS_ENV
 from harness import sweep
@@ -163,7 +164,7 @@ def test_a_binary_that_reports_the_flags_unconsumed_is_recognised() -> None:
 # --- on the virtual farm ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def mid_farm(tmp_path_factory):
     """Two mid-tier phones on a farm of their own; `corrupt-outputs xnnpack` on the second."""
     base = tmp_path_factory.mktemp("numerics_farm")

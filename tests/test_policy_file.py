@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fixture_paths import DEVICE_DUMPS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
@@ -35,7 +36,7 @@ from harness.policy_diff import ChangeKind, diff, format_diff
 from harness.deprecations import NNAPI_DEPRECATION
 from harness.phone.profiles import AdbServer, TierFacts, glob_problem, load_tiers
 
-DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
+DUMPS = DEVICE_DUMPS
 VERBATIM_MARKER = "# ---- verbatim text below this line ----"
 PIXEL_8_PRO = DUMPS / "getprop_01_google_pixel8pro_husky_tensor_g3.txt"
 GALAXY_S5_NEO = DUMPS / "getprop_03_samsung_galaxy_s5neo_sm-g903f_exynos7580.txt"

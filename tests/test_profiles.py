@@ -6,12 +6,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from fixture_paths import DEVICE_DUMPS
 
 from harness.phone.facts import DeviceInfo, device_info_from
 from harness.errors import InputFileError, SchemaError
 from harness.phone.profiles import PROFILES_DIR, AdbServer, load_farm, load_tiers, soc_identities
 
-DUMPS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device_dumps"
+DUMPS = DEVICE_DUMPS
 VIRTUAL = PROFILES_DIR / "virtual"
 GIB = 2**30
 

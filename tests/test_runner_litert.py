@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tiers import slow_fixture
 
 from harness.benchlog import parse_log
 from harness.benchresult import merge_result, read_benchmark_result
@@ -63,7 +64,7 @@ class Outcome:
         return self.stdout.splitlines()
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def litert_zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_runner(tmp_path_factory.mktemp("litert") / "benchmark_model", dialect="litert")
 

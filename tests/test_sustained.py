@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from test_sweep import _killed_mid_run, _resume_latest
+from tiers import slow_fixture
 
 from harness import sweep
 from harness.phone.clocks import parse_clocks
@@ -111,7 +112,7 @@ def test_clocks_of_a_phone_are_read_per_cluster_with_their_time_in_state() -> No
 # --- on the virtual farm ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def farm(tmp_path_factory):
     base = tmp_path_factory.mktemp("sustained")
     folder = base / "profiles"

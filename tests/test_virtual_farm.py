@@ -220,21 +220,22 @@ def test_runner_zipapp_runs_for_real_in_the_sandbox(farm, probe):
 
 def test_output_streams_as_it_comes(farm, probe):
     d = farm.device("galaxy-a54")
-    started = time.monotonic()
     conn = d.shell(f"{PROBE} --say=first --sleep=1.5 --say=second", stream=True)
     try:
         seen = b""
-        first_at = None
+        first_seen_at = None
         while chunk := conn.conn.recv(4096):  # AdbConnection.read() waits for all n bytes
             seen += chunk
-            if first_at is None and b"first at" in seen:
-                first_at = time.monotonic() - started
+            if first_seen_at is None and b"first at" in seen:
+                first_seen_at = time.time()  # the probe stamps its lines with this same clock
             if b"done" in seen:
                 break
     finally:
         conn.close()
-    total = time.monotonic() - started
-    assert first_at is not None and first_at < 1.2 and total >= 1.5
+    first_printed_at, second_printed_at = (float(seen.split(word)[1].split()[0]) for word in (b"first at", b"second at"))
+    # Ordering, not a budget: "first" reached us before the probe even printed "second"
+    # (it sleeps 1.5 s between them), so nothing waited for the program to end.
+    assert first_seen_at is not None and first_printed_at <= first_seen_at < second_printed_at
 
 
 def test_cpu_affinity_follows_profile_and_taskset(farm, probe):
@@ -383,10 +384,9 @@ def test_drop_then_thaw(farm):
 def test_frozen_device_never_hangs_a_caller_with_a_timeout(farm):
     record = farm.record("nothing-phone-1")
     farm_lib.fault(record.name, Fault.FREEZE, state_dir=farm.state_dir)
-    started = time.monotonic()
+    # AdbTimeout is the deadline path; returning at all is the test (no wall-clock budget).
     with pytest.raises(adbutils.AdbTimeout):
         farm.device(record.name).shell2("echo hi", v2=True, timeout=2)
-    assert time.monotonic() - started < 5
     farm_lib.fault(record.name, Fault.THAW, state_dir=farm.state_dir)
     assert farm.device(record.name).shell2("echo thawed", v2=True, timeout=10).stdout == "thawed\n"
 
@@ -397,12 +397,15 @@ def test_slow_link_throttles_transfers(farm):
     try:
         started = time.monotonic()
         d.sync.push(os.urandom(150_000), f"{TMP}/slow.bin")
-        assert time.monotonic() - started > 1.2
+        slow_s = time.monotonic() - started
+        assert slow_s > 1.2  # 150 kB at 100 kbit/s: a floor a busy host cannot lower
     finally:
         farm_lib.fault("galaxy-a03", Fault.THAW, state_dir=farm.state_dir)
     started = time.monotonic()
     d.sync.push(os.urandom(150_000), f"{TMP}/fast.bin")
-    assert time.monotonic() - started < 1.0
+    # Thawed, the same transfer is no longer throttled: compared with the throttled one in this
+    # run, not with a fixed budget a loaded machine may exceed.
+    assert time.monotonic() - started < slow_s / 2
 
 
 # --- command line -------------------------------------------------------------------

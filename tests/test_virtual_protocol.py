@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiers import slow_fixture
 
 from harness.virtual_farm.protocol import (
     A_VERSION,
@@ -67,7 +68,7 @@ class RawServerSide:
         return data
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def device_port(tmp_path_factory):
     base = tmp_path_factory.mktemp("rawdev")
     ready = base / "ready.json"
