@@ -125,7 +125,7 @@ def _field(take, name: str) -> descriptor_pb2.FieldDescriptorProto:  # type: ign
     return field
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def message_classes() -> dict[str, type]:
     """Short message name -> class, built from the .proto shipped beside this module.
 
