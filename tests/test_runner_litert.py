@@ -77,7 +77,7 @@ def run(litert_zipapp: Path):  # type: ignore[no-untyped-def]
         environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environ.get("PATH", "")])
         environ.update(env or {})
         done = subprocess.run(
-            [str(litert_zipapp), *args], capture_output=True, text=True, env=environ, timeout=60
+            [str(litert_zipapp), *args], check=False, capture_output=True, text=True, env=environ, timeout=60
         )
         return Outcome(done.returncode, done.stdout, done.stderr)
 

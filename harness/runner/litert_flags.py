@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.runner.flags import DEFAULT_MEMORY_CHECK_INTERVAL_MS, Flag, echo_param, parse_values
+from harness.runner.flags import (
+    DEFAULT_MEMORY_CHECK_INTERVAL_MS,
+    Flag,
+    echo_param,
+    parse_values,
+)
 from harness.runner.report import Log
 
 # The prefixes of the vendor (Abseil) flags that benchmark_litert_model_main.cc

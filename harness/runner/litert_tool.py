@@ -39,7 +39,10 @@ from harness.runner import memory
 from harness.runner.flags import BenchmarkFailed, validate_memory_interval
 from harness.runner.inputs import random_data
 from harness.runner.litert_flags import (
-    LiteRtParams, log_litert_params, parse_litert_flags, without_vendor_flags,
+    LiteRtParams,
+    log_litert_params,
+    parse_litert_flags,
+    without_vendor_flags,
 )
 from harness.runner.loop import RunStats, run_loop
 from harness.runner.native_log import native_log_relayed
@@ -407,13 +410,11 @@ def _save_result(
     misc.model_throughput_in_mb_per_sec = throughput
     target = _on_host(user_path, root)
     try:
-        if target is None:
-            raise OSError(user_path)
-        out = open(target, "wb")
+        # Opened first: the real tool logs "Saving" only once its ofstream is good.
+        with open(target or "", "wb") as out:
+            _litert_log(log, "INFO", f"{_H}:177", f"Saving benchmark result to: {user_path}")
+            out.write(result.SerializeToString())
     except OSError:
         _litert_log(log, "ERROR", f"{_H}:184", f"Failed to save benchmark result to: {user_path}")
         return
-    with out:
-        _litert_log(log, "INFO", f"{_H}:177", f"Saving benchmark result to: {user_path}")
-        out.write(result.SerializeToString())
     _litert_log(log, "INFO", f"{_H}:181", f"Saved benchmark result to: {user_path}")

@@ -88,10 +88,9 @@ def parse_proto(text: str, name: str = PROTO_FILE) -> descriptor_pb2.FileDescrip
 
 def _tokenize(text: str) -> list[str]:
     tokens: list[str] = []
+    text = text.rstrip()
     pos = 0
     while pos < len(text):
-        if text[pos:].strip() == "":
-            break
         match = _TOKEN.match(text, pos)
         if not match:
             raise ProtoSyntaxError(f"unsupported text: {text[pos:pos + 40].strip()!r}")
@@ -126,7 +125,7 @@ def _field(take, name: str) -> descriptor_pb2.FieldDescriptorProto:  # type: ign
     return field
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def message_classes() -> dict[str, type]:
     """Short message name -> class, built from the .proto shipped beside this module.
 
