@@ -47,8 +47,10 @@ def convert(work: Path, out_dir: Path) -> None:
     print(f"wall_s {elapsed_s:.1f}")
     print(f"samples {result.entry['calibration']['samples']} {result.entry['evaluation']['samples']}")
     for variant in result.variants:
-        print(f"variant {variant.variant.value} {variant.size_bytes or 0} {variant.status.value} "
-              f"fully_int8={variant.fully_int8} {variant.reason or variant.error or ''}")
+        print(
+            f"variant {variant.variant.value} {variant.size_bytes or 0} {variant.status.value} "
+            f"fully_int8={variant.fully_int8} {variant.reason or variant.error or ''}"
+        )
 
 
 def main() -> int:
@@ -58,8 +60,13 @@ def main() -> int:
     print(f"building the examples in {args.work} (once, not timed) ...", flush=True)
     subprocess.run([sys.executable, __file__, "build", str(args.work)], check=True, cwd=REPO)
     with tempfile.TemporaryDirectory(prefix="convert-bench-") as out_dir:
-        completed = subprocess.run([sys.executable, __file__, "convert", str(args.work), out_dir],
-                                   check=True, cwd=REPO, capture_output=True, text=True)
+        completed = subprocess.run(
+            [sys.executable, __file__, "convert", str(args.work), out_dir],
+            check=True,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
     lines = [line.split(" ", 1) for line in completed.stdout.splitlines()]
     wall_s = float(next(rest for key, rest in lines if key == "wall_s"))
     calibration, evaluation = next(rest for key, rest in lines if key == "samples").split()

@@ -64,33 +64,57 @@ def write_dataset(root: Path) -> int:
                     for d, delegate in enumerate(DELEGATES):
                         for threads in THREADS:
                             case_id = case_id_for(serial, sha, delegate, threads, ())
-                            p50 = base_us * (1 - 0.1 * v) * (1 - 0.1 * d) / threads ** 0.5
+                            p50 = base_us * (1 - 0.1 * v) * (1 - 0.1 * d) / threads**0.5
                             for repetition in range(REPETITIONS):
                                 failed = noise.random() < 0.03
                                 value = None if failed else p50 * noise.uniform(0.97, 1.03)
-                                rows.append(ResultRow(
-                                    run_id=run_id, case_id=case_id, repetition=repetition,
-                                    started_at=started + timedelta(seconds=len(rows)), duration_s=2.0,
-                                    harness_version="0.1.0", adb_server="127.0.0.1:5037", serial=serial,
-                                    device_model=f"Bench {tier}", manufacturer="Bench", soc=f"soc-{tier}",
-                                    abi="arm64-v8a", android_sdk=34, ram_bytes=8 * 2**30, tier=tier,
-                                    model_name=model, variant=variant, model_sha256=sha,
-                                    model_size_bytes=1_000_000 >> v, delegate=delegate, num_threads=threads,
-                                    num_runs=50, warmup_runs=1, bench_binary_sha256="b" * 64,
-                                    inference_avg_us=value and value * 1.05, inference_p50_us=value,
-                                    inference_p95_us=value and value * 1.2, memory_overall_mb=40.0,
-                                    avg_power_mw=None if failed else 900.0,
-                                    energy_mj_per_inference=value and 900.0 * value / 1e6,
-                                    power_method=None if failed else "fuel_gauge",
-                                    temp_start_c=35.0, temp_end_c=37.0, throttled=False,
-                                    status=CaseStatus.FAILED if failed else CaseStatus.OK,
-                                    error_type="crash" if failed else None,
-                                    error_message="killed by signal 11" if failed else None,
-                                ))
+                                rows.append(
+                                    ResultRow(
+                                        run_id=run_id,
+                                        case_id=case_id,
+                                        repetition=repetition,
+                                        started_at=started + timedelta(seconds=len(rows)),
+                                        duration_s=2.0,
+                                        harness_version="0.1.0",
+                                        adb_server="127.0.0.1:5037",
+                                        serial=serial,
+                                        device_model=f"Bench {tier}",
+                                        manufacturer="Bench",
+                                        soc=f"soc-{tier}",
+                                        abi="arm64-v8a",
+                                        android_sdk=34,
+                                        ram_bytes=8 * 2**30,
+                                        tier=tier,
+                                        model_name=model,
+                                        variant=variant,
+                                        model_sha256=sha,
+                                        model_size_bytes=1_000_000 >> v,
+                                        delegate=delegate,
+                                        num_threads=threads,
+                                        num_runs=50,
+                                        warmup_runs=1,
+                                        bench_binary_sha256="b" * 64,
+                                        inference_avg_us=value and value * 1.05,
+                                        inference_p50_us=value,
+                                        inference_p95_us=value and value * 1.2,
+                                        memory_overall_mb=40.0,
+                                        avg_power_mw=None if failed else 900.0,
+                                        energy_mj_per_inference=value and 900.0 * value / 1e6,
+                                        power_method=None if failed else "fuel_gauge",
+                                        temp_start_c=35.0,
+                                        temp_end_c=37.0,
+                                        throttled=False,
+                                        status=CaseStatus.FAILED if failed else CaseStatus.OK,
+                                        error_type="crash" if failed else None,
+                                        error_message="killed by signal 11" if failed else None,
+                                    )
+                                )
             store.append(rows)
             total += len(rows)
-        store.write_run_manifest(run_id, {"argv": ["bench/dashboard_scale.py"], "started_at": started,
-                                          "ended_at": started + timedelta(hours=6)})
+        store.write_run_manifest(
+            run_id,
+            {"argv": ["bench/dashboard_scale.py"], "started_at": started, "ended_at": started + timedelta(hours=6)},
+        )
     return total
 
 
@@ -129,8 +153,10 @@ def main() -> int:
     clock = time.perf_counter()
     key = state_key(args.root)
     state_s = time.perf_counter() - clock
-    print(f"dataset: {len(files)} files, {size_mb:.1f} MB; import dashboard.data {imported_s:.2f} s; "
-          f"state_key {state_s * 1000:.1f} ms -> {key}")
+    print(
+        f"dataset: {len(files)} files, {size_mb:.1f} MB; import dashboard.data {imported_s:.2f} s; "
+        f"state_key {state_s * 1000:.1f} ms -> {key}"
+    )
 
     worst = 0.0
     for attempt in range(args.repeat):
@@ -144,9 +170,11 @@ def main() -> int:
         total = load_s + rank_s
         worst = max(worst, total)
         ranked = sum(len(tier.candidates) + len(tier.excluded) for tier in tiers)
-        print(f"#{attempt + 1}: load {load_s:.2f} s ({dataset.row_count:,} rows via {dataset.source}), "
-              f"first ranking {rank_s:.2f} s ({len(tiers)} tiers, {ranked} tier x configuration rankings of "
-              f"{model}), total {total:.2f} s")
+        print(
+            f"#{attempt + 1}: load {load_s:.2f} s ({dataset.row_count:,} rows via {dataset.source}), "
+            f"first ranking {rank_s:.2f} s ({len(tiers)} tiers, {ranked} tier x configuration rankings of "
+            f"{model}), total {total:.2f} s"
+        )
         dataset.close()
     verdict = "meets" if worst <= TARGET_S else "MISSES"
     print(f"worst load + first ranking: {worst:.2f} s, {verdict} the {TARGET_S:.0f} s target")

@@ -30,8 +30,8 @@ from pathlib import Path
 from harness import sweep
 from harness.coverage import coverage
 from harness.phone.discovery import discover, select
-from harness.policy import DeriveRequest, derive, load_rows
 from harness.phone.profiles import load_farm, load_tiers
+from harness.policy import DeriveRequest, derive, load_rows
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 
@@ -55,14 +55,30 @@ def example_models(folder: Path) -> Path:
     return folder
 
 
-def sweep_run(store: ResultsStore, models: list[sweep.ModelArtifact], seed: int, until_decided: bool,
-              max_repetitions: int, label: str) -> tuple[str, float, float]:
+def sweep_run(
+    store: ResultsStore,
+    models: list[sweep.ModelArtifact],
+    seed: int,
+    until_decided: bool,
+    max_repetitions: int,
+    label: str,
+) -> tuple[str, float, float]:
     """(run id, device seconds, wall seconds) of one sweep of every shipped phone."""
     devices = select(discover(load_farm(), load_tiers()).entries, "all")
-    params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=3, num_runs=20,
-                               warmup_runs=1, warmup_min_secs=0.05, min_secs=0.2, seed=seed,
-                               until_decided=until_decided, max_repetitions=max_repetitions,
-                               thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
+    params = sweep.SweepParams(
+        delegates=("cpu", "xnnpack"),
+        threads=(1, 2),
+        repetitions=3,
+        num_runs=20,
+        warmup_runs=1,
+        warmup_min_secs=0.05,
+        min_secs=0.2,
+        seed=seed,
+        until_decided=until_decided,
+        max_repetitions=max_repetitions,
+        thermal_threshold_c=90.0,
+        thermal_max_wait_s=2.0,
+    )
     run_id = sweep.new_run_id()
     binaries = sweep.build_binaries({}, store.root / "runs" / run_id)
     print(f"sweep {label} (seed {seed}{', --until-decided' if until_decided else ''}) ...", file=sys.stderr)
@@ -92,9 +108,11 @@ def summarise(name: str, figures: list[tuple[str, str, float | None, str]], devi
     worst = max((r for r in ratios if r is not None), default=float("nan"))
     failed = sum(1 for r in ratios if r is None)
     met = within >= GOAL_SHARE and worst <= WORST and failed == 0
-    print(f"{name}: {within:.0%} of {len(ratios)} device-models within {WITHIN - 1:.0%} of the best, "
-          f"worst x{worst:.2f}, {failed} failed choice(s); deriving sweep {device_s:.0f} device-seconds, "
-          f"{wall_s:.0f} s wall: {'meets' if met else 'MISSES'} the goal")
+    print(
+        f"{name}: {within:.0%} of {len(ratios)} device-models within {WITHIN - 1:.0%} of the best, "
+        f"worst x{worst:.2f}, {failed} failed choice(s); deriving sweep {device_s:.0f} device-seconds, "
+        f"{wall_s:.0f} s wall: {'meets' if met else 'MISSES'} the goal"
+    )
     return met
 
 
@@ -123,7 +141,7 @@ def main() -> int:
     fixed = evaluate(results, run_a, run_b)
     decided = evaluate(results, run_c, run_b)
     print(f"{'device':<26} {'model':<13} {'3 repetitions':>14} {'until-decided':>14}")
-    for (device, model, ratio_a, text_a), (_, _, ratio_c, _) in zip(fixed, decided):
+    for (device, model, ratio_a, text_a), (_, _, ratio_c, _) in zip(fixed, decided, strict=False):
         shown = [f"x{r:.2f}" if r is not None else "failed" for r in (ratio_a, ratio_c)]
         print(f"{device:<26} {model:<13} {shown[0]:>14} {shown[1]:>14}")
     met = summarise("3 repetitions", fixed, device_a, wall_a)

@@ -92,7 +92,7 @@ def process_cpu_s(pid: int | None) -> float:
     if pid is None:
         return float("nan")
     raw = Path(f"/proc/{pid}/stat").read_bytes()
-    fields = raw[raw.rindex(b")") + 2:].split()
+    fields = raw[raw.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
@@ -173,21 +173,38 @@ def run_lab(count: int, args: argparse.Namespace, model: Path, work: Path, meter
         store = ResultsStore(lab / "results")
         binaries = sweep.build_binaries({}, lab / "bin")
         models = sweep.collect_models([model])
-        common = dict(repetitions=args.repetitions, delegates=tuple(args.delegates.split(",")),
-                      threads=tuple(int(t) for t in args.threads.split(",")), min_secs=args.min_secs,
-                      warmup_min_secs=args.warmup_min_secs, num_runs=args.num_runs)
+        common = dict(
+            repetitions=args.repetitions,
+            delegates=tuple(args.delegates.split(",")),
+            threads=tuple(int(t) for t in args.threads.split(",")),
+            min_secs=args.min_secs,
+            warmup_min_secs=args.warmup_min_secs,
+            num_runs=args.num_runs,
+        )
         # Untimed: pushes the benchmark programs (each dialect's) and the model to every phone.
-        sweep.run_sweep(devices, models, sweep.SweepParams(**dict(common, delegates=common["delegates"][:1],
-                                                                   threads=common["threads"][:1], repetitions=1),
-                                                            measure_power=False, check_numerics=False),
-                        binaries, store, show_progress=False)
+        sweep.run_sweep(
+            devices,
+            models,
+            sweep.SweepParams(
+                **dict(common, delegates=common["delegates"][:1], threads=common["threads"][:1], repetitions=1),
+                measure_power=False,
+                check_numerics=False,
+            ),
+            binaries,
+            store,
+            show_progress=False,
+        )
         rows = []
         for _ in range(args.rounds):
-            for with_power in ((True, False) if args.baseline else (True,)):
+            for with_power in (True, False) if args.baseline else (True,):
                 params = sweep.SweepParams(**common, measure_power=with_power)
                 rows.append(measure(devices, models, params, binaries, store, adb_pid, meter))
-                print(f"  {count} phones, power {'on ' if with_power else 'off'}: {rows[-1]['harness_cpu_ms_per_case']} ms "
-                      f"harness CPU per case, wall {rows[-1]['wall_s']} s", file=sys.stderr, flush=True)
+                print(
+                    f"  {count} phones, power {'on ' if with_power else 'off'}: {rows[-1]['harness_cpu_ms_per_case']} ms "
+                    f"harness CPU per case, wall {rows[-1]['wall_s']} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return rows
     finally:
         farm_lib.stop_private(state_dir)
@@ -200,16 +217,26 @@ def summarize(rows: list[dict], counts: list[int]) -> list[dict]:
         on = [r for r in rows if r["phones"] == count and r["power"]]
         off = [r for r in rows if r["phones"] == count and not r["power"]]
         med = lambda key, rs=on: statistics.median(r[key] for r in rs) if rs else None  # noqa: E731
-        item = {key: med(key) for key in ("wall_s", "harness_cpu_ms_per_case", "harness_cpu_s_per_device_minute",
-                                          "adb_server_cpu_ms_per_case", "samples_per_s_per_phone",
-                                          "sampler_share_of_core_per_phone")}
+        item = {
+            key: med(key)
+            for key in (
+                "wall_s",
+                "harness_cpu_ms_per_case",
+                "harness_cpu_s_per_device_minute",
+                "adb_server_cpu_ms_per_case",
+                "samples_per_s_per_phone",
+                "sampler_share_of_core_per_phone",
+            )
+        }
         item["phones"] = count
         item["cases"] = on[0]["cases"] if on else None
         if off:
             item["no_power_harness_cpu_ms_per_case"] = med("harness_cpu_ms_per_case", off)
             item["no_power_adb_server_cpu_ms_per_case"] = med("adb_server_cpu_ms_per_case", off)
             # Marginal: what switching sampling on adds to the harness, per phone-second sampled.
-            extra_s = statistics.median(r["harness_cpu_s"] for r in on) - statistics.median(r["harness_cpu_s"] for r in off)
+            extra_s = statistics.median(r["harness_cpu_s"] for r in on) - statistics.median(
+                r["harness_cpu_s"] for r in off
+            )
             sampled = statistics.median(r["sampled_phone_s"] for r in on)
             item["power_marginal_share_of_core_per_phone"] = round(extra_s / sampled, 4) if sampled else None
             item["power_share_of_harness_cpu"] = round(extra_s / statistics.median(r["harness_cpu_s"] for r in on), 3)
@@ -222,35 +249,47 @@ def print_table(summary: list[dict], args: argparse.Namespace) -> None:
         return "-" if value is None else format(value, spec)
 
     load = getattr(args, "load_end", None) or os.getloadavg()[0]
-    print(f"host: {os.cpu_count()} CPUs, load average {load:.2f} at the end (the machine is shared); "
-          f"cases per phone: delegates {args.delegates} x threads {args.threads} x {args.repetitions} repetition(s), "
-          f"min_secs={args.min_secs:g}, warmup_min_secs={args.warmup_min_secs:g}; farm in parallel mode; "
-          f"medians of {args.rounds} round(s)")
-    print(f"{'phones':>6} {'cases':>5} {'wall s':>7} {'harness CPU':>11} {'harness CPU':>11} {'adb server':>10} "
-          f"{'sampler':>8} {'samples':>7} {'no power':>8} {'no power':>8} {'power':>8} {'power':>7}")
-    print(f"{'':>6} {'':>5} {'':>7} {'ms/case':>11} {'s/dev-min':>11} {'ms/case':>10} "
-          f"{'%core/ph':>8} {'/s/phone':>7} {'harn ms':>8} {'adb ms':>8} {'marg %c':>8} {'% harn':>7}")
+    print(
+        f"host: {os.cpu_count()} CPUs, load average {load:.2f} at the end (the machine is shared); "
+        f"cases per phone: delegates {args.delegates} x threads {args.threads} x {args.repetitions} repetition(s), "
+        f"min_secs={args.min_secs:g}, warmup_min_secs={args.warmup_min_secs:g}; farm in parallel mode; "
+        f"medians of {args.rounds} round(s)"
+    )
+    print(
+        f"{'phones':>6} {'cases':>5} {'wall s':>7} {'harness CPU':>11} {'harness CPU':>11} {'adb server':>10} "
+        f"{'sampler':>8} {'samples':>7} {'no power':>8} {'no power':>8} {'power':>8} {'power':>7}"
+    )
+    print(
+        f"{'':>6} {'':>5} {'':>7} {'ms/case':>11} {'s/dev-min':>11} {'ms/case':>10} "
+        f"{'%core/ph':>8} {'/s/phone':>7} {'harn ms':>8} {'adb ms':>8} {'marg %c':>8} {'% harn':>7}"
+    )
     for item in summary:
         share = item["sampler_share_of_core_per_phone"]
         marginal = item.get("power_marginal_share_of_core_per_phone")
         of_harness = item.get("power_share_of_harness_cpu")
-        print(f"{item['phones']:>6} {fmt(item['cases'], 'd'):>5} {fmt(item['wall_s'], '.1f'):>7} "
-              f"{fmt(item['harness_cpu_ms_per_case'], '.1f'):>11} {fmt(item['harness_cpu_s_per_device_minute'], '.3f'):>11} "
-              f"{fmt(item['adb_server_cpu_ms_per_case'], '.1f'):>10} {fmt(share and 100 * share, '.2f'):>8} "
-              f"{fmt(item['samples_per_s_per_phone'], '.1f'):>7} {fmt(item.get('no_power_harness_cpu_ms_per_case'), '.1f'):>8} "
-              f"{fmt(item.get('no_power_adb_server_cpu_ms_per_case'), '.1f'):>8} "
-              f"{fmt(marginal and 100 * marginal, '.2f'):>8} {fmt(of_harness and 100 * of_harness, '.0f'):>7}")
-    print("harness CPU: this process's user+sys (all threads) around run_sweep, with power sampling; adb server: its "
-          "/proc stat; sampler %core/ph: sampler threads' CPU / phone-seconds sampled; samples/s/phone: what the "
-          "sampler got (asked: 10); marg %c: (harness CPU with - without power) / phone-seconds sampled; "
-          "% harn: that difference as a share of the harness's CPU")
+        print(
+            f"{item['phones']:>6} {fmt(item['cases'], 'd'):>5} {fmt(item['wall_s'], '.1f'):>7} "
+            f"{fmt(item['harness_cpu_ms_per_case'], '.1f'):>11} {fmt(item['harness_cpu_s_per_device_minute'], '.3f'):>11} "
+            f"{fmt(item['adb_server_cpu_ms_per_case'], '.1f'):>10} {fmt(share and 100 * share, '.2f'):>8} "
+            f"{fmt(item['samples_per_s_per_phone'], '.1f'):>7} {fmt(item.get('no_power_harness_cpu_ms_per_case'), '.1f'):>8} "
+            f"{fmt(item.get('no_power_adb_server_cpu_ms_per_case'), '.1f'):>8} "
+            f"{fmt(marginal and 100 * marginal, '.2f'):>8} {fmt(of_harness and 100 * of_harness, '.0f'):>7}"
+        )
+    print(
+        "harness CPU: this process's user+sys (all threads) around run_sweep, with power sampling; adb server: its "
+        "/proc stat; sampler %core/ph: sampler threads' CPU / phone-seconds sampled; samples/s/phone: what the "
+        "sampler got (asked: 10); marg %c: (harness CPU with - without power) / phone-seconds sampled; "
+        "% harn: that difference as a share of the harness's CPU"
+    )
     first, last = summary[0], summary[-1]
     flat = last["harness_cpu_ms_per_case"] / first["harness_cpu_ms_per_case"]
     worst = max(item["sampler_share_of_core_per_phone"] or 0 for item in summary)
-    print(f"harness CPU per case, {last['phones']} / {first['phones']} phones: {flat:.2f}x "
-          f"(goal <= {GOAL_FLAT}: {'met' if flat <= GOAL_FLAT else 'NOT met'}); power sampling at most "
-          f"{100 * worst:.2f}% of one core per phone (goal <= {100 * GOAL_POWER_SHARE:g}%: "
-          f"{'met' if worst <= GOAL_POWER_SHARE else 'NOT met'})")
+    print(
+        f"harness CPU per case, {last['phones']} / {first['phones']} phones: {flat:.2f}x "
+        f"(goal <= {GOAL_FLAT}: {'met' if flat <= GOAL_FLAT else 'NOT met'}); power sampling at most "
+        f"{100 * worst:.2f}% of one core per phone (goal <= {100 * GOAL_POWER_SHARE:g}%: "
+        f"{'met' if worst <= GOAL_POWER_SHARE else 'NOT met'})"
+    )
 
 
 def main() -> int:
@@ -263,8 +302,12 @@ def main() -> int:
     parser.add_argument("--min-secs", type=float, default=0.3)
     parser.add_argument("--warmup-min-secs", type=float, default=0.1)
     parser.add_argument("--num-runs", type=int, default=20)
-    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
-                        help="skip the sweeps without power sampling (no marginal figure)")
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the sweeps without power sampling (no marginal figure)",
+    )
     parser.add_argument("--json", action="store_true", help="print every measurement and the summary as JSON")
     parser.add_argument("--table-from", type=Path, metavar="FILE", help="print the table of a saved --json output")
     args = parser.parse_args()
@@ -286,8 +329,18 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     summary = summarize(rows, counts)
     if args.json:
-        print(json.dumps({"argv": sys.argv, "cpus": os.cpu_count(), "load_end": os.getloadavg()[0],
-                          "measurements": rows, "summary": summary}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "argv": sys.argv,
+                    "cpus": os.cpu_count(),
+                    "load_end": os.getloadavg()[0],
+                    "measurements": rows,
+                    "summary": summary,
+                },
+                indent=2,
+            )
+        )
     else:
         print_table(summary, args)
     return 0

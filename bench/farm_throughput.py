@@ -31,7 +31,6 @@ from harness.virtual_farm import farm as farm_lib
 REPO = Path(__file__).resolve().parent.parent
 
 
-
 def raw_shell_v2_ms(adb_port: int, serial: str, command: str) -> float:
     """One shell,v2 round trip speaking the adb client protocol directly."""
 
@@ -85,7 +84,9 @@ def main() -> int:
         started = time.perf_counter()
         cli = subprocess.run(
             [adbutils.adb_path(), "-P", str(port), "-s", serial, "push", str(src), "/data/local/tmp/payload_cli.bin"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         cli_push_s = time.perf_counter() - started
 
@@ -103,10 +104,14 @@ def main() -> int:
         v2 = [_timed(lambda: device.shell2("echo hi", v2=True)) for _ in range(args.calls)]
         raw = [raw_shell_v2_ms(port, serial, "echo hi") for _ in range(args.calls)]
 
-        print(f"virtual device {state.devices[0].name} ({serial}), adb server port {port}, {args.size_mb} MB file"
-              " (sha256 checked on the device after each push and locally after the pull)")
+        print(
+            f"virtual device {state.devices[0].name} ({serial}), adb server port {port}, {args.size_mb} MB file"
+            " (sha256 checked on the device after each push and locally after the pull)"
+        )
         print(f"push  adbutils device.sync.push : {size / adbutils_push_s / 1e6:7.1f} MB/s ({adbutils_push_s:.2f} s)")
-        print(f"push  adb push (command line)   : {size / cli_push_s / 1e6:7.1f} MB/s ({cli_push_s:.2f} s wall; adb says: {(cli.stdout + cli.stderr).strip().splitlines()[-1]})")
+        print(
+            f"push  adb push (command line)   : {size / cli_push_s / 1e6:7.1f} MB/s ({cli_push_s:.2f} s wall; adb says: {(cli.stdout + cli.stderr).strip().splitlines()[-1]})"
+        )
         print(f"pull  adbutils device.sync.pull : {size / pull_s / 1e6:7.1f} MB/s ({pull_s:.2f} s)")
         print(f"shell v1 'echo hi' (adbutils)   : median {statistics.median(v1):6.2f} ms over {args.calls}")
         print(f"shell v2 'echo hi' (adbutils)   : median {statistics.median(v2):6.2f} ms over {args.calls}")

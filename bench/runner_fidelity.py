@@ -47,9 +47,7 @@ def build_model(path: Path) -> None:
 def ensure_model() -> Path:
     if not MODEL.exists():
         print(f"building {MODEL} (TensorFlow, once)...", flush=True)
-        subprocess.run(
-            [sys.executable, __file__, "build-model"], check=True, stdout=subprocess.DEVNULL
-        )
+        subprocess.run([sys.executable, __file__, "build-model"], check=True, stdout=subprocess.DEVNULL)
     return MODEL
 
 
@@ -57,11 +55,20 @@ def runner_avg_us(model: Path, threads: int, num_runs: int, warmup_runs: int) ->
     """The runner's `Inference (avg)`, run as a device runs it."""
     completed = subprocess.run(
         [
-            sys.executable, "-m", "harness.runner", f"--graph={model}",
-            f"--num_threads={threads}", f"--num_runs={num_runs}", f"--warmup_runs={warmup_runs}",
-            "--min_secs=0", "--warmup_min_secs=0",
+            sys.executable,
+            "-m",
+            "harness.runner",
+            f"--graph={model}",
+            f"--num_threads={threads}",
+            f"--num_runs={num_runs}",
+            f"--warmup_runs={warmup_runs}",
+            "--min_secs=0",
+            "--warmup_min_secs=0",
         ],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     match = _INFERENCE_AVG.search(completed.stdout)
     if completed.returncode != 0 or match is None:
@@ -75,7 +82,8 @@ def in_process_avg_us(model: Path, threads: int, num_runs: int, warmup_runs: int
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(
-        model_path=str(model), num_threads=threads,
+        model_path=str(model),
+        num_threads=threads,
         experimental_op_resolver_type=OpResolverType.AUTO,
     )
     interpreter.allocate_tensors()
@@ -126,10 +134,7 @@ def main() -> int:
         return 0
     model = ensure_model()
     print(f"model: {model} ({model.stat().st_size / 1e6:.1f} MB)")
-    medians = [
-        measure(model, threads, args.rounds, args.num_runs, args.warmup_runs)
-        for threads in args.threads
-    ]
+    medians = [measure(model, threads, args.rounds, args.num_runs, args.warmup_runs) for threads in args.threads]
     return 0 if all(TARGET[0] <= m <= TARGET[1] for m in medians) else 1
 
 

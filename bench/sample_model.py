@@ -30,9 +30,7 @@ def build_sample_model(cache_dir: Path) -> Path:
     import keras
     import tensorflow as tf
 
-    model = keras.applications.MobileNetV2(
-        input_shape=(128, 128, 3), alpha=0.35, weights=None, classes=1000
-    )
+    model = keras.applications.MobileNetV2(input_shape=(128, 128, 3), alpha=0.35, weights=None, classes=1000)
     # Keras prints the exported signature to stdout; the demo's stdout is for results.
     with contextlib.redirect_stdout(io.StringIO()):
         flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
@@ -45,9 +43,16 @@ def build_sample_model(cache_dir: Path) -> Path:
 def sample_model(cache_dir: Path, log_path: Path) -> Path:
     """The sample model, converted in a child process so TensorFlow never loads into the calling bench."""
     bench = Path(__file__).resolve().parent
-    code = (f"import sys; sys.path.insert(0, {str(bench)!r}); from pathlib import Path; "
-            "from sample_model import build_sample_model; print(build_sample_model(Path(sys.argv[1])))")
+    code = (
+        f"import sys; sys.path.insert(0, {str(bench)!r}); from pathlib import Path; "
+        "from sample_model import build_sample_model; print(build_sample_model(Path(sys.argv[1])))"
+    )
     with open(log_path, "ab") as log:
-        done = subprocess.run([sys.executable, "-c", code, str(cache_dir)], cwd=bench.parent, stdout=subprocess.PIPE,
-                              stderr=log, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(cache_dir)],
+            cwd=bench.parent,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            check=True,
+        )
     return Path(done.stdout.decode().strip().splitlines()[-1])

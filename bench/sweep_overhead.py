@@ -43,6 +43,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from sample_model import sample_model  # bench/: the scripts run from there
 
 from harness import sweep
 from harness.phone import power, thermal
@@ -51,7 +52,6 @@ from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
-from sample_model import sample_model  # bench/: the scripts run from there
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = REPO / ".cache" / "models"
@@ -117,8 +117,9 @@ def runner_lower_bound_s(raw_log: str) -> float:
     return (float(init.group(1)) if init else 0.0) / 1e6 + sum(int(count) * float(avg) for count, avg in loops) / 1e6
 
 
-def numerics_cost(devices, models, binaries, store: ResultsStore, repetitions: int, min_secs: float,
-                  numerics_samples: int) -> int:
+def numerics_cost(
+    devices, models, binaries, store: ResultsStore, repetitions: int, min_secs: float, numerics_samples: int
+) -> int:
     """Sweeps off, on, on, off: the wall time the numerics check adds, and where it goes."""
     clock = PhaseClock()
     clock.wrap(Phone, "pull", "numerics: pull the output file")
@@ -128,14 +129,22 @@ def numerics_cost(devices, models, binaries, store: ResultsStore, repetitions: i
     cases = 0
     try:
         for check in (False, True, True, False):
-            params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=repetitions,
-                                       min_secs=min_secs, check_numerics=check, numerics_samples=numerics_samples)
+            params = sweep.SweepParams(
+                delegates=("cpu", "xnnpack"),
+                threads=(1, 2),
+                repetitions=repetitions,
+                min_secs=min_secs,
+                check_numerics=check,
+                numerics_samples=numerics_samples,
+            )
             summary = sweep.run_sweep(devices, models, params, binaries, store, show_progress=False)
             walls[check].append(summary.wall_s)
             cases = summary.cases_total
             statuses = store.read([summary.run_id])["numerics_status"].value_counts().to_dict()
-            print(f"numerics {'on ' if check else 'off'}: {summary.cases_total} cases in {summary.wall_s:7.2f} s; "
-                  f"statuses {summary.statuses}; numerics {statuses}")
+            print(
+                f"numerics {'on ' if check else 'off'}: {summary.cases_total} cases in {summary.wall_s:7.2f} s; "
+                f"statuses {summary.statuses}; numerics {statuses}"
+            )
     finally:
         clock.restore()
     off, on = sum(walls[False]), sum(walls[True])
@@ -143,22 +152,31 @@ def numerics_cost(devices, models, binaries, store: ResultsStore, repetitions: i
     print()
     print("numerics work (both 'on' sweeps):")
     for phase, seconds in clock.seconds.most_common():
-        print(f"  {phase:<40} {seconds:7.2f} s  {clock.calls[phase]:3d} call(s), {seconds / clock.calls[phase] * 1000:8.1f} ms each")
+        print(
+            f"  {phase:<40} {seconds:7.2f} s  {clock.calls[phase]:3d} call(s), {seconds / clock.calls[phase] * 1000:8.1f} ms each"
+        )
     print(f"sweep wall, numerics off (2 sweeps of {cases} cases)  {off:8.2f} s")
     print(f"sweep wall, numerics on  (2 sweeps of {cases} cases)  {on:8.2f} s")
-    print(f"added cost (on - off) / on                        {added:8.1%}  (target <= {NUMERICS_TARGET:.0%}: "
-          f"{'met' if added <= NUMERICS_TARGET else 'NOT met'})")
+    print(
+        f"added cost (on - off) / on                        {added:8.1%}  (target <= {NUMERICS_TARGET:.0%}: "
+        f"{'met' if added <= NUMERICS_TARGET else 'NOT met'})"
+    )
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one repetition (4 cases) instead of two; the one-time push weighs more")
+    parser.add_argument(
+        "--quick", action="store_true", help="one repetition (4 cases) instead of two; the one-time push weighs more"
+    )
     parser.add_argument("--min-secs", type=float, default=2.0)
     parser.add_argument("--repetitions", type=int, default=2)
     parser.add_argument("--profile", type=Path, default=REPO / "device_profiles/virtual/mid_nothing_phone_1.toml")
-    parser.add_argument("--numerics-cost", action="store_true",
-                        help="measure what the numerics check adds (four sweeps: off, on, on, off)")
+    parser.add_argument(
+        "--numerics-cost",
+        action="store_true",
+        help="measure what the numerics check adds (four sweeps: off, on, on, off)",
+    )
     parser.add_argument("--numerics-samples", type=int, default=0, help="with --numerics-cost: harness run's option")
     args = parser.parse_args()
     repetitions = 1 if args.quick else args.repetitions
@@ -186,7 +204,9 @@ def main() -> int:
         prepare_s = time.perf_counter() - started
         if args.numerics_cost:
             return numerics_cost(devices, models, binaries, store, repetitions, args.min_secs, args.numerics_samples)
-        params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=repetitions, min_secs=args.min_secs)
+        params = sweep.SweepParams(
+            delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=repetitions, min_secs=args.min_secs
+        )
 
         clock.wrap(Phone, "ensure_file", "push check / push (sha256sum, sync)")
         clock.wrap(Phone, "shell", shell_phase)
@@ -201,7 +221,9 @@ def main() -> int:
 
         load_before = os.getloadavg()
         log_offset = device_log.stat().st_size
-        summary = sweep.run_sweep(devices, models, params, binaries, store, argv=sys.argv, run_id=run_id, show_progress=False)
+        summary = sweep.run_sweep(
+            devices, models, params, binaries, store, argv=sys.argv, run_id=run_id, show_progress=False
+        )
         clock.restore()
         load_after = os.getloadavg()
         device_text = device_log.read_text(errors="replace")[log_offset:]
@@ -212,39 +234,63 @@ def main() -> int:
         inside_s = sum(wall for _, wall in exits)
         ratio = summary.wall_s / inside_s
         entry = devices[0]
-        print(f"host: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; adb server port {port}; load average (1/5/15 min) "
-              f"{load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f} before the sweep, "
-              f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} after (other users of the machine count too)")
-        print(f"device: {entry.facts.info.model} ({entry.serial}, profile {args.profile.name}, one benchmark at a time)")
+        print(
+            f"host: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; adb server port {port}; load average (1/5/15 min) "
+            f"{load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f} before the sweep, "
+            f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} after (other users of the machine count too)"
+        )
+        print(
+            f"device: {entry.facts.info.model} ({entry.serial}, profile {args.profile.name}, one benchmark at a time)"
+        )
         print(f"model: {model.name} ({model.stat().st_size / 1e6:.2f} MB)")
-        print(f"params: delegates {params.delegates} x threads {params.threads} x {params.repetitions} repetition(s) = "
-              f"{summary.cases_total} cases; min_secs={params.min_secs:g} num_runs={params.num_runs} warmup_runs={params.warmup_runs} "
-              f"(runner default warmup_min_secs=0.5); thermal threshold {params.thermal_threshold_c:g} C (max wait "
-              f"{params.thermal_max_wait_s:g} s); power sampling {'on' if params.measure_power else 'off'}")
+        print(
+            f"params: delegates {params.delegates} x threads {params.threads} x {params.repetitions} repetition(s) = "
+            f"{summary.cases_total} cases; min_secs={params.min_secs:g} num_runs={params.num_runs} warmup_runs={params.warmup_runs} "
+            f"(runner default warmup_min_secs=0.5); thermal threshold {params.thermal_threshold_c:g} C (max wait "
+            f"{params.thermal_max_wait_s:g} s); power sampling {'on' if params.measure_power else 'off'}"
+        )
         print(f"statuses: {summary.statuses}; bytes pushed {summary.bytes_pushed}")
         print(f"outside the sweep wall: discovery {discovery_s:.2f} s, runner build + model sha256 {prepare_s:.2f} s")
         print()
-        print(f"{'case':<16} {'sweep row s':>11} {'process wall s':>14} {'process cpu s':>13} {'runner lower bound s':>20} {'temp start C':>12}")
-        for (_, row), (cpu, wall) in zip(rows.iterrows(), exits):
+        print(
+            f"{'case':<16} {'sweep row s':>11} {'process wall s':>14} {'process cpu s':>13} {'runner lower bound s':>20} {'temp start C':>12}"
+        )
+        for (_, row), (cpu, wall) in zip(rows.iterrows(), exits, strict=False):
             raw = (store.root / row["raw_log_path"]).read_text(errors="replace")
             label = f"{row['delegate']} x{row['num_threads']} r{row['repetition']}"
-            print(f"{label:<16} {row['duration_s']:>11.2f} {wall:>14.2f} {cpu:>13.2f} {runner_lower_bound_s(raw):>20.2f} {row['temp_start_c']:>12.1f}")
+            print(
+                f"{label:<16} {row['duration_s']:>11.2f} {wall:>14.2f} {cpu:>13.2f} {runner_lower_bound_s(raw):>20.2f} {row['temp_start_c']:>12.1f}"
+            )
         if len(exits) != len(rows):
-            print(f"note: {len(exits)} process exits in the device log for {len(rows)} rows; the table pairs them in order")
-        lower_s = sum(runner_lower_bound_s((store.root / path).read_text(errors="replace")) for path in rows["raw_log_path"])
+            print(
+                f"note: {len(exits)} process exits in the device log for {len(rows)} rows; the table pairs them in order"
+            )
+        lower_s = sum(
+            runner_lower_bound_s((store.root / path).read_text(errors="replace")) for path in rows["raw_log_path"]
+        )
         print()
         print("sweep thread's wall time by phase:")
         for phase, seconds in clock.seconds.most_common():
-            print(f"  {phase:<46} {seconds:7.2f} s  {clock.calls[phase]:3d} call(s), {seconds / clock.calls[phase] * 1000:8.1f} ms each")
-        print(f"  {'unaccounted (raw log write, thread start, ...)':<46} {summary.wall_s - sum(clock.seconds.values()):7.2f} s")
-        print(f"  shell round trips from the power sampler's thread: {clock.background_calls} (it streams; 0 expected); "
-              f"host benchmark lock waits: {lock_waits}")
+            print(
+                f"  {phase:<46} {seconds:7.2f} s  {clock.calls[phase]:3d} call(s), {seconds / clock.calls[phase] * 1000:8.1f} ms each"
+            )
+        print(
+            f"  {'unaccounted (raw log write, thread start, ...)':<46} {summary.wall_s - sum(clock.seconds.values()):7.2f} s"
+        )
+        print(
+            f"  shell round trips from the power sampler's thread: {clock.background_calls} (it streams; 0 expected); "
+            f"host benchmark lock waits: {lock_waits}"
+        )
         print()
         print(f"sweep wall time                               {summary.wall_s:8.2f} s")
         print(f"inside the benchmark processes (device log)   {inside_s:8.2f} s")
         print(f"runner's own lower bound (init + loops)       {lower_s:8.2f} s")
-        print(f"overhead ratio wall / inside                  {ratio:8.3f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
-        print(f"ratio wall / runner lower bound               {summary.wall_s / lower_s:8.3f}  (for reference; counts runner start-up as overhead)")
+        print(
+            f"overhead ratio wall / inside                  {ratio:8.3f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})"
+        )
+        print(
+            f"ratio wall / runner lower bound               {summary.wall_s / lower_s:8.3f}  (for reference; counts runner start-up as overhead)"
+        )
     finally:
         clock.restore()
         farm_lib.stop_private(state_dir)

@@ -23,15 +23,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sample_model import sample_model  # bench/: the scripts run from there
 
 from harness import sweep
-from harness.phone.device import remote_path_for
 from harness.digest import file_sha256
+from harness.phone.device import remote_path_for
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
-from sample_model import sample_model  # bench/: the scripts run from there
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = REPO / ".cache" / "models"
@@ -57,7 +57,9 @@ def main() -> int:
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
         store = ResultsStore(work / "results")
         models = sweep.collect_models([model])
-        params = sweep.SweepParams(repetitions=1, delegates=("xnnpack",), threads=(1,), min_secs=0.2 if args.quick else 0.5)
+        params = sweep.SweepParams(
+            repetitions=1, delegates=("xnnpack",), threads=(1,), min_secs=0.2 if args.quick else 0.5
+        )
         model_remote = remote_path_for(models[0].sha256, model.name)
 
         runs = []
@@ -65,34 +67,47 @@ def main() -> int:
             run_id = sweep.new_run_id()
             binaries = sweep.build_binaries({}, store.root / "runs" / run_id)
             offset = device_log.stat().st_size
-            summary = sweep.run_sweep(devices, models, params, binaries, store, argv=sys.argv, run_id=run_id, show_progress=False)
+            summary = sweep.run_sweep(
+                devices, models, params, binaries, store, argv=sys.argv, run_id=run_id, show_progress=False
+            )
             pushes = _PUSH.findall(device_log.read_text(errors="replace")[offset:])
             binary = binaries.by_abi["x86_64"][0]  # the classic runner
-            sizes = {model_remote: model.stat().st_size, remote_path_for(file_sha256(binary), binary.name): binary.stat().st_size}
+            sizes = {
+                model_remote: model.stat().st_size,
+                remote_path_for(file_sha256(binary), binary.name): binary.stat().st_size,
+            }
             runs.append((summary, binary, pushes, sizes))
 
         entry = devices[0]
         print(f"host: {os.cpu_count()} CPUs; adb server port {port}")
         print(f"device: {entry.facts.info.model} ({entry.serial}, profile {args.profile.name}), fresh sandbox")
         print(f"model: {model.name} ({model.stat().st_size} bytes, sha256 {models[0].sha256[:16]}...)")
-        print(f"sweep: delegates {params.delegates} x threads {params.threads}, min_secs={params.min_secs:g}; "
-              "each run gets a new run id and its own runner build (runs/<run_id>/bin), as 'harness run' does")
+        print(
+            f"sweep: delegates {params.delegates} x threads {params.threads}, min_secs={params.min_secs:g}; "
+            "each run gets a new run id and its own runner build (runs/<run_id>/bin), as 'harness run' does"
+        )
         print()
         model_bytes = []
         for number, (summary, binary, pushes, sizes) in enumerate(runs, 1):
             model_bytes.append(pushes.count(model_remote) * model.stat().st_size)
-            print(f"run {number} ({summary.run_id}): bytes_pushed {summary.bytes_pushed}, statuses {summary.statuses}, "
-                  f"sweep wall {summary.wall_s:.2f} s; binary sha256 {file_sha256(binary)[:16]}...")
+            print(
+                f"run {number} ({summary.run_id}): bytes_pushed {summary.bytes_pushed}, statuses {summary.statuses}, "
+                f"sweep wall {summary.wall_s:.2f} s; binary sha256 {file_sha256(binary)[:16]}..."
+            )
             for path in pushes:
                 print(f"  device log: push {path} ({sizes.get(path, '?')} bytes)")
             if not pushes:
                 print("  device log: no push")
             logged = sum(sizes.get(path, 0) for path in pushes)
-            print(f"  device log total {logged} bytes ({'equals' if logged == summary.bytes_pushed else 'DIFFERS from'} bytes_pushed)")
+            print(
+                f"  device log total {logged} bytes ({'equals' if logged == summary.bytes_pushed else 'DIFFERS from'} bytes_pushed)"
+            )
         met = model_bytes[1] == 0
         print()
-        print(f"model bytes pushed: run 1 {model_bytes[0]}, run 2 {model_bytes[1]}  "
-              f"(target: run 2 pushes 0 model bytes: {'met' if met else 'NOT met'})")
+        print(
+            f"model bytes pushed: run 1 {model_bytes[0]}, run 2 {model_bytes[1]}  "
+            f"(target: run 2 pushes 0 model bytes: {'met' if met else 'NOT met'})"
+        )
     finally:
         farm_lib.stop_private(state_dir)
         shutil.rmtree(work, ignore_errors=True)

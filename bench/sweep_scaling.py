@@ -33,7 +33,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 from harness import sweep
 from harness.phone.device import Phone
 from harness.phone.discovery import discover, select
@@ -53,12 +52,14 @@ def build_model(path: Path) -> None:
     import keras
     import tensorflow as tf
 
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Conv2D(8, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(10),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")
     tmp.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
@@ -73,11 +74,10 @@ def ensure_model(log_path: Path) -> Path:
     return MODEL
 
 
-
 def process_walls(logs: dict[str, Path], offsets: dict[str, int]) -> dict[str, list[float]]:
     """Per device, `wall=` of every benchmark process it ran since its offset."""
     return {
-        serial: [float(wall) for wall in _EXIT_WALL.findall(path.read_text(errors="replace")[offsets[serial]:])]
+        serial: [float(wall) for wall in _EXIT_WALL.findall(path.read_text(errors="replace")[offsets[serial] :])]
         for serial, path in logs.items()
     }
 
@@ -87,8 +87,14 @@ def main() -> int:
     parser.add_argument("command", nargs="?", choices=["build-model"], help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="min_secs 0.5 and one sweep of each kind")
     parser.add_argument("--min-secs", type=float, default=None, help="default 1 (0.5 with --quick)")
-    parser.add_argument("--single", default="nothing-phone-1", help="[device] name of the profile the 1-device sweep uses")
-    parser.add_argument("--no-power", action="store_true", help="no power sampling (one shell stream per case and device, ~10 samples a second)")
+    parser.add_argument(
+        "--single", default="nothing-phone-1", help="[device] name of the profile the 1-device sweep uses"
+    )
+    parser.add_argument(
+        "--no-power",
+        action="store_true",
+        help="no power sampling (one shell stream per case and device, ~10 samples a second)",
+    )
     args = parser.parse_args()
     if args.command == "build-model":
         build_model(MODEL)
@@ -115,7 +121,13 @@ def main() -> int:
             runner = binaries.by_abi["x86_64"][0]  # the classic runner
             phone.ensure_file(runner, sweep.file_sha256(runner), mode=0o755)
             phone.ensure_file(model, models[0].sha256)
-        params = sweep.SweepParams(repetitions=1, delegates=("cpu", "xnnpack"), threads=(1, 2), min_secs=min_secs, measure_power=not args.no_power)
+        params = sweep.SweepParams(
+            repetitions=1,
+            delegates=("cpu", "xnnpack"),
+            threads=(1, 2),
+            min_secs=min_secs,
+            measure_power=not args.no_power,
+        )
 
         walls: dict[int, list[float]] = {1: [], 4: []}
         inside: dict[int, list[float]] = {1: [], 4: []}
@@ -135,40 +147,62 @@ def main() -> int:
             outside[count].append(summary.wall_s - max(sum(walls_of) for walls_of in per_device.values()))
             pushed += summary.bytes_pushed
             for _, row in store.read([summary.run_id]).iterrows():
-                latency[count].setdefault(f"{row['delegate']} x{row['num_threads']}", []).append(row["inference_avg_us"])
+                latency[count].setdefault(f"{row['delegate']} x{row['num_threads']}", []).append(
+                    row["inference_avg_us"]
+                )
         load_after = os.getloadavg()
 
         one, four = statistics.fmean(walls[1]), statistics.fmean(walls[4])
         ratio = four / one
-        print(f"host: {os.cpu_count()} CPUs; load average (1/5/15 min) {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f} "
-              f"before the farm started, {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} at the end "
-              "(other users of the machine count too)")
-        print(f"farm: {len(devices)} virtual devices, parallel=True (benchmarks of different devices run at the same time), adb server port {port}")
+        print(
+            f"host: {os.cpu_count()} CPUs; load average (1/5/15 min) {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f} "
+            f"before the farm started, {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} at the end "
+            "(other users of the machine count too)"
+        )
+        print(
+            f"farm: {len(devices)} virtual devices, parallel=True (benchmarks of different devices run at the same time), adb server port {port}"
+        )
         for entry in devices:
             info = entry.facts.info
-            print(f"  {entry.serial:<18} {info.model:<12} {len(info.cores)} cores, tier {entry.tier}{'  <- the 1-device sweep' if entry in single else ''}")
+            print(
+                f"  {entry.serial:<18} {info.model:<12} {len(info.cores)} cores, tier {entry.tier}{'  <- the 1-device sweep' if entry in single else ''}"
+            )
         print(f"model: {model.name} ({model.stat().st_size} bytes; conv 3x3x8 on 32x32x3, global pool, dense 10)")
-        print(f"cases per device: delegates {params.delegates} x threads {params.threads} = 4; min_secs={params.min_secs:g}, "
-              f"num_runs={params.num_runs}, warmup_runs={params.warmup_runs} (runner default warmup_min_secs=0.5), "
-              f"power sampling {'off' if args.no_power else 'on'}, thermal threshold {params.thermal_threshold_c:g} C")
-        print("loops are time-based, so a case lasts about min_secs + warmup_min_secs + start-up whatever the contention: "
-              f"with {len(devices)} devices on {os.cpu_count()} CPUs each inference is slower, the case is not longer")
+        print(
+            f"cases per device: delegates {params.delegates} x threads {params.threads} = 4; min_secs={params.min_secs:g}, "
+            f"num_runs={params.num_runs}, warmup_runs={params.warmup_runs} (runner default warmup_min_secs=0.5), "
+            f"power sampling {'off' if args.no_power else 'on'}, thermal threshold {params.thermal_threshold_c:g} C"
+        )
+        print(
+            "loops are time-based, so a case lasts about min_secs + warmup_min_secs + start-up whatever the contention: "
+            f"with {len(devices)} devices on {os.cpu_count()} CPUs each inference is slower, the case is not longer"
+        )
         print(f"case statuses per sweep: {'; '.join(statuses)}")
-        print(f"order of sweeps (devices): {', '.join(map(str, order))}; files pushed to every device beforehand "
-              f"(bytes pushed by the timed sweeps: {pushed})")
+        print(
+            f"order of sweeps (devices): {', '.join(map(str, order))}; files pushed to every device beforehand "
+            f"(bytes pushed by the timed sweeps: {pushed})"
+        )
         print()
-        print(f"{'devices':>7} {'sweep wall s (each)':>20} {'mean':>6} {'process wall s per case (median)':>33} {'outside processes s (mean)':>27}")
+        print(
+            f"{'devices':>7} {'sweep wall s (each)':>20} {'mean':>6} {'process wall s per case (median)':>33} {'outside processes s (mean)':>27}"
+        )
         for count in (1, 4):
             each = ", ".join(f"{wall:.2f}" for wall in walls[count])
-            print(f"{count:>7} {each:>20} {statistics.fmean(walls[count]):>6.2f} {statistics.median(inside[count]):>33.2f} "
-                  f"{statistics.fmean(outside[count]):>27.2f}")
+            print(
+                f"{count:>7} {each:>20} {statistics.fmean(walls[count]):>6.2f} {statistics.median(inside[count]):>33.2f} "
+                f"{statistics.fmean(outside[count]):>27.2f}"
+            )
         print("(outside processes: sweep wall minus the slowest device's summed process walls from its log)")
         print()
         print(f"{'config':<12} {'median inference_avg_us, 1 device':>34} {'4 devices':>10}")
         for config in sorted(latency[1]):
-            print(f"{config:<12} {statistics.median(latency[1][config]):>34.1f} {statistics.median(latency[4][config]):>10.1f}")
+            print(
+                f"{config:<12} {statistics.median(latency[1][config]):>34.1f} {statistics.median(latency[4][config]):>10.1f}"
+            )
         print()
-        print(f"wall ratio 4 devices / 1 device: {ratio:.3f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
+        print(
+            f"wall ratio 4 devices / 1 device: {ratio:.3f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})"
+        )
     finally:
         farm_lib.stop_private(state_dir)
         shutil.rmtree(work, ignore_errors=True)

@@ -60,16 +60,23 @@ def model_accuracy(dataset: Dataset, selection: Selection) -> tuple[dict[str, Va
     return accuracy, warnings
 
 
-def rank(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,
-         accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest,
-         mixing: MixingAllowed = MixingAllowed()) -> tuple[TierRanking, ...]:
+def rank(
+    stats: pd.DataFrame,
+    model_name: str,
+    metric: str,
+    constraints: Constraints,
+    accuracy: Mapping[str, VariantAccuracy],
+    tie_test: TieTest,
+    mixing: MixingAllowed = MixingAllowed(),
+) -> tuple[TierRanking, ...]:
     """harness.ranking.rank_tiers, tiers in tiers.toml order (as the policy lists them); devices stored
     without a tier get the one derive would give them."""
     rules = profile_rules()
     if rules is not None:
         stats, _ = ranking.assign_missing_tiers(stats, rules)
-    return ranking.rank_tiers(stats, model_name, metric, constraints, accuracy, tie_test, tier_order=profile_tiers(),
-                              mixing=mixing)
+    return ranking.rank_tiers(
+        stats, model_name, metric, constraints, accuracy, tie_test, tier_order=profile_tiers(), mixing=mixing
+    )
 
 
 def pareto(tier: TierRanking, error: str = "accuracy_drop") -> tuple[pd.DataFrame, tuple[str, ...]]:
@@ -97,22 +104,50 @@ def numerics_cells(stats: pd.DataFrame, tier: TierRanking, gate: NumericsGate = 
     cells = []
     for row in rows.to_dict("records"):
         cell = cell_numerics(row, gate)
-        cells.append({
-            "variant": row["variant"], "delegate": row["delegate"], "num_threads": int(row["num_threads"]),
-            "config": config_label(row["variant"], row["delegate"], row["num_threads"]),
-            "device": tier.device_models.get(row["serial"], row["serial"]),
-            "numerics": cell.status.value if cell.status else "no ok run",
-            "output_cosine": cell.cosine, "output_error": cell.relative_error,
-            "top1_agreement": cell.top1_agreement, "sym_kl": cell.sym_kl, "reference": cell.reference,
-            "why": cell.reason,
-        })
-    return pd.DataFrame(cells, columns=["variant", "delegate", "num_threads", "config", "device", "numerics",
-                                        "output_cosine", "output_error", "top1_agreement", "sym_kl", "reference",
-                                        "why"])
+        cells.append(
+            {
+                "variant": row["variant"],
+                "delegate": row["delegate"],
+                "num_threads": int(row["num_threads"]),
+                "config": config_label(row["variant"], row["delegate"], row["num_threads"]),
+                "device": tier.device_models.get(row["serial"], row["serial"]),
+                "numerics": cell.status.value if cell.status else "no ok run",
+                "output_cosine": cell.cosine,
+                "output_error": cell.relative_error,
+                "top1_agreement": cell.top1_agreement,
+                "sym_kl": cell.sym_kl,
+                "reference": cell.reference,
+                "why": cell.reason,
+            }
+        )
+    return pd.DataFrame(
+        cells,
+        columns=[
+            "variant",
+            "delegate",
+            "num_threads",
+            "config",
+            "device",
+            "numerics",
+            "output_cosine",
+            "output_error",
+            "top1_agreement",
+            "sym_kl",
+            "reference",
+            "why",
+        ],
+    )
 
 
-def compare_runs(dataset: Dataset, selection: Selection, run_a: str, run_b: str, max_regression: float,
-                 alpha: float, mixing: MixingAllowed = MixingAllowed()) -> GateResult:
+def compare_runs(
+    dataset: Dataset,
+    selection: Selection,
+    run_a: str,
+    run_b: str,
+    max_regression: float,
+    alpha: float,
+    mixing: MixingAllowed = MixingAllowed(),
+) -> GateResult:
     """harness.compare.gate of run B against run A (what `harness compare A B` reports): worst first."""
     pair = Selection(selection.model_name, (run_a, run_b))
     return gate(device_stats(dataset, pair, by_run=True), run_a, run_b, max_regression, alpha, mixing)
@@ -124,15 +159,28 @@ class PolicyOutcome:
     coverage: CoverageReport
 
 
-def derive_policy(dataset: Dataset, selection: Selection, metric: str, constraints: Constraints,
-                  tie_test: TieTest, mixing: MixingAllowed = MixingAllowed()) -> PolicyOutcome:
+def derive_policy(
+    dataset: Dataset,
+    selection: Selection,
+    metric: str,
+    constraints: Constraints,
+    tie_test: TieTest,
+    mixing: MixingAllowed = MixingAllowed(),
+) -> PolicyOutcome:
     """The policy `harness policy derive --run ... --model ...` writes for these settings, and its coverage.
 
     Raises UsageError (with the fix) when a tier has no valid configuration.
     """
     rows = selected_rows(dataset, selection)
-    request = DeriveRequest(results_root=dataset.root, run_ids=selection.run_ids, model_name=selection.model_name,
-                            metric=metric, constraints=constraints, tie_test=tie_test, mixing=mixing)
+    request = DeriveRequest(
+        results_root=dataset.root,
+        run_ids=selection.run_ids,
+        model_name=selection.model_name,
+        metric=metric,
+        constraints=constraints,
+        tie_test=tie_test,
+        mixing=mixing,
+    )
     derived = derive(request, rows)
     # Coverage judges "best" with the accuracy figures the policy was derived with.
     return PolicyOutcome(derived, coverage(derived.document, rows, derived.accuracy, mixing=mixing))

@@ -28,13 +28,16 @@ st.set_page_config(page_title="tflite-farm", page_icon=":material/smartphone:", 
 # Material icons, not emoji: Streamlit ships their font, an emoji font may be missing.
 navigation = st.navigation(
     [
-        st.Page(VIEWS / "overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),
+        st.Page(
+            VIEWS / "overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True
+        ),
         st.Page(VIEWS / "rankings.py", title="Rankings", icon=":material/leaderboard:", url_path="rankings"),
         st.Page(VIEWS / "pareto.py", title="Pareto", icon=":material/scatter_plot:", url_path="pareto"),
         st.Page(VIEWS / "device.py", title="Device", icon=":material/smartphone:", url_path="device"),
         st.Page(VIEWS / "sustained.py", title="Sustained", icon=":material/device_thermostat:", url_path="sustained"),
-        st.Page(VIEWS / "compare_runs.py", title="Compare runs", icon=":material/compare_arrows:",
-                url_path="compare-runs"),
+        st.Page(
+            VIEWS / "compare_runs.py", title="Compare runs", icon=":material/compare_arrows:", url_path="compare-runs"
+        ),
         st.Page(VIEWS / "policy.py", title="Policy", icon=":material/policy:", url_path="policy"),
     ]
 )

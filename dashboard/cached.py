@@ -30,50 +30,87 @@ def _constraints(values: tuple[float | None, ...]) -> Constraints:
 
 
 def _key(constraints: Constraints) -> tuple[float | None, ...]:
-    return (constraints.max_latency_us, constraints.max_memory_mb, constraints.max_accuracy_drop,
-            constraints.max_energy_mj)
+    return (
+        constraints.max_latency_us,
+        constraints.max_memory_mb,
+        constraints.max_accuracy_drop,
+        constraints.max_energy_mj,
+    )
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner="Aggregating rows per device and configuration…")
-def _device_stats(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], by_run: bool,
-                  _dataset: Dataset) -> pd.DataFrame:
+def _device_stats(
+    root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], by_run: bool, _dataset: Dataset
+) -> pd.DataFrame:
     return analysis.device_stats(_dataset, Selection(model_name, run_ids), by_run=by_run)
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _accuracy(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...],
-              _dataset: Dataset) -> tuple[dict[str, VariantAccuracy], list[str]]:
+def _accuracy(
+    root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset
+) -> tuple[dict[str, VariantAccuracy], list[str]]:
     return analysis.model_accuracy(_dataset, Selection(model_name, run_ids))
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner="Ranking…")
-def _rankings(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], metric: str,
-              constraints: tuple[float | None, ...], alpha: float, min_effect: float, mixing: MixingAllowed,
-              _dataset: Dataset) -> tuple[TierRanking, ...]:
+def _rankings(
+    root: str,
+    state: StateKey,
+    model_name: str,
+    run_ids: tuple[str, ...],
+    metric: str,
+    constraints: tuple[float | None, ...],
+    alpha: float,
+    min_effect: float,
+    mixing: MixingAllowed,
+    _dataset: Dataset,
+) -> tuple[TierRanking, ...]:
     stats = _device_stats(root, state, model_name, run_ids, False, _dataset)
     accuracy, _ = _accuracy(root, state, model_name, run_ids, _dataset)
-    return analysis.rank(stats, model_name, metric, _constraints(constraints), accuracy, TieTest(alpha, min_effect),
-                         mixing)
+    return analysis.rank(
+        stats, model_name, metric, _constraints(constraints), accuracy, TieTest(alpha, min_effect), mixing
+    )
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner="Comparing runs…")
-def _compare(root: str, state: StateKey, model_name: str, run_a: str, run_b: str, max_regression: float,
-             alpha: float, mixing: MixingAllowed, _dataset: Dataset) -> GateResult:
-    return analysis.compare_runs(_dataset, Selection(model_name, (run_a, run_b)), run_a, run_b, max_regression,
-                                 alpha, mixing)
+def _compare(
+    root: str,
+    state: StateKey,
+    model_name: str,
+    run_a: str,
+    run_b: str,
+    max_regression: float,
+    alpha: float,
+    mixing: MixingAllowed,
+    _dataset: Dataset,
+) -> GateResult:
+    return analysis.compare_runs(
+        _dataset, Selection(model_name, (run_a, run_b)), run_a, run_b, max_regression, alpha, mixing
+    )
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner="Deriving the policy…")
-def _policy(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], metric: str,
-            constraints: tuple[float | None, ...], alpha: float, min_effect: float, mixing: MixingAllowed,
-            _dataset: Dataset) -> analysis.PolicyOutcome:
-    return analysis.derive_policy(_dataset, Selection(model_name, run_ids), metric, _constraints(constraints),
-                                  TieTest(alpha, min_effect), mixing)
+def _policy(
+    root: str,
+    state: StateKey,
+    model_name: str,
+    run_ids: tuple[str, ...],
+    metric: str,
+    constraints: tuple[float | None, ...],
+    alpha: float,
+    min_effect: float,
+    mixing: MixingAllowed,
+    _dataset: Dataset,
+) -> analysis.PolicyOutcome:
+    return analysis.derive_policy(
+        _dataset, Selection(model_name, run_ids), metric, _constraints(constraints), TieTest(alpha, min_effect), mixing
+    )
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner="Summarizing sustained windows…")
-def _sustained(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], min_effect: float,
-               _dataset: Dataset) -> tuple[pd.DataFrame, list[SustainedSummary]]:
+def _sustained(
+    root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], min_effect: float, _dataset: Dataset
+) -> tuple[pd.DataFrame, list[SustainedSummary]]:
     rows = queries.sustained_rows(_dataset, Selection(model_name, run_ids))
     return rows, summarize(rows, min_effect)
 
@@ -96,24 +133,49 @@ def accuracy(context: Context) -> tuple[dict[str, VariantAccuracy], list[str]]:
     return _accuracy(*_args(context), _dataset=context.dataset)
 
 
-def rankings(context: Context, metric: str, constraints: Constraints = NO_CONSTRAINTS,
-             tie_test: TieTest = DEFAULT_TIE_TEST) -> tuple[TierRanking, ...]:
-    return _rankings(*_args(context), metric, _key(constraints), tie_test.alpha, tie_test.min_effect, context.mixing,
-                     _dataset=context.dataset)
+def rankings(
+    context: Context, metric: str, constraints: Constraints = NO_CONSTRAINTS, tie_test: TieTest = DEFAULT_TIE_TEST
+) -> tuple[TierRanking, ...]:
+    return _rankings(
+        *_args(context),
+        metric,
+        _key(constraints),
+        tie_test.alpha,
+        tie_test.min_effect,
+        context.mixing,
+        _dataset=context.dataset,
+    )
 
 
 def compare_runs(context: Context, run_a: str, run_b: str, max_regression: float) -> GateResult:
     root, state, model_name, _ = _args(context)
-    return _compare(root, state, model_name, run_a, run_b, max_regression, DEFAULT_TIE_TEST.alpha, context.mixing,
-                    _dataset=context.dataset)
+    return _compare(
+        root,
+        state,
+        model_name,
+        run_a,
+        run_b,
+        max_regression,
+        DEFAULT_TIE_TEST.alpha,
+        context.mixing,
+        _dataset=context.dataset,
+    )
 
 
 def policy(context: Context, metric: str, constraints: Constraints, tie_test: TieTest) -> analysis.PolicyOutcome:
-    return _policy(*_args(context), metric, _key(constraints), tie_test.alpha, tie_test.min_effect, context.mixing,
-                   _dataset=context.dataset)
+    return _policy(
+        *_args(context),
+        metric,
+        _key(constraints),
+        tie_test.alpha,
+        tie_test.min_effect,
+        context.mixing,
+        _dataset=context.dataset,
+    )
 
 
-def sustained(context: Context, min_effect: float = DEFAULT_TIE_TEST.min_effect
-              ) -> tuple[pd.DataFrame, list[SustainedSummary]]:
+def sustained(
+    context: Context, min_effect: float = DEFAULT_TIE_TEST.min_effect
+) -> tuple[pd.DataFrame, list[SustainedSummary]]:
     """The selection's sustained window rows and harness.sustained.summarize's summary of each case."""
     return _sustained(*_args(context), min_effect, _dataset=context.dataset)

@@ -91,20 +91,29 @@ def latency_distribution(rows: pd.DataFrame, metric: str, configurations: list[s
 def temperatures(rows: pd.DataFrame, configurations: list[str]) -> go.Figure:
     """Hottest thermal zone before and after each repetition, per configuration; throttled ones marked,
     modelled ones labelled as such (a model's temperature is no measurement)."""
-    frame = rows.assign(temperature_method=rows["temperature_method"].fillna("sensor")).melt(
-        id_vars=["configuration", "run_id", "repetition", "throttled", "temperature_method"],
-        value_vars=["temp_start_c", "temp_end_c"],
-        var_name="when",
-        value_name="temp_c",
-    ).dropna(subset=["temp_c"])
+    frame = (
+        rows.assign(temperature_method=rows["temperature_method"].fillna("sensor"))
+        .melt(
+            id_vars=["configuration", "run_id", "repetition", "throttled", "temperature_method"],
+            value_vars=["temp_start_c", "temp_end_c"],
+            var_name="when",
+            value_name="temp_c",
+        )
+        .dropna(subset=["temp_c"])
+    )
     frame["when"] = frame["when"].map({"temp_start_c": "before the case", "temp_end_c": "after the case"})
     # The throttled flag belongs to the case; it shows on the temperature the case ended at.
     throttled = frame["throttled"].fillna(False).astype(bool) & (frame["when"] == "after the case")
     frame.loc[throttled, "when"] = "after, throttled"
     modelled = frame["temperature_method"] == "model"
     frame.loc[modelled, "when"] = frame.loc[modelled, "when"] + " (modelled)"
-    colors = {"before the case": "#90caf9", "after the case": "#1565c0", "after, throttled": STATUS_COLORS["failed"],
-              "before the case (modelled)": "#bdbdbd", "after the case (modelled)": "#616161"}
+    colors = {
+        "before the case": "#90caf9",
+        "after the case": "#1565c0",
+        "after, throttled": STATUS_COLORS["failed"],
+        "before the case (modelled)": "#bdbdbd",
+        "after the case (modelled)": "#616161",
+    }
     figure = px.strip(
         frame,
         x="configuration",
@@ -208,14 +217,19 @@ def ranking_bars(table: pd.DataFrame, metric: str) -> go.Figure:
         category_orders={"config": list(frame["config"]), "group": list(_TIE_GROUPS.values())},
         color_discrete_map={_TIE_GROUPS[True]: "#2e7d32", _TIE_GROUPS[False]: "#90a4ae"},
         hover_data={"rank": True, "model_size_bytes": True, "group": False},
-        labels={"shown": f"{metric_title(metric, table['value'])}, median over devices",
-                "config": "variant/delegate/xthreads"},
+        labels={
+            "shown": f"{metric_title(metric, table['value'])}, median over devices",
+            "config": "variant/delegate/xthreads",
+        },
         title="Candidates by rank (same rank = statistically tied)",
     )
     figure.update_traces(textposition="outside", cliponaxis=False)
     figure.add_trace(
         go.Scatter(
-            x=frame["config"], y=frame["worst"], mode="markers", name="worst device of the tier",
+            x=frame["config"],
+            y=frame["worst"],
+            mode="markers",
+            name="worst device of the tier",
             marker={"symbol": "diamond", "size": 9, "color": "#37474f"},
         )
     )
@@ -230,8 +244,9 @@ def ranking_heatmap(table: pd.DataFrame, metric: str, variants: list[str]) -> go
     factor, unit = metric_scale(metric, table["value"])
     delegates = sorted(table["delegate"].unique())
     threads = sorted(int(t) for t in table["num_threads"].unique())
-    figure = make_subplots(rows=1, cols=len(variants), shared_yaxes=True, subplot_titles=variants,
-                           horizontal_spacing=0.02)
+    figure = make_subplots(
+        rows=1, cols=len(variants), shared_yaxes=True, subplot_titles=variants, horizontal_spacing=0.02
+    )
     for column, variant in enumerate(variants, start=1):
         cells = table[table["variant"] == variant].set_index(["delegate", "num_threads"])
         # Two files of one variant (re-converted between runs) share a cell: the better-ranked one shows.
@@ -242,14 +257,23 @@ def ranking_heatmap(table: pd.DataFrame, metric: str, variants: list[str]) -> go
         hover = [[cell[2] for cell in row] for row in grid]
         figure.add_trace(
             go.Heatmap(
-                z=z, x=[f"{t}t" for t in threads], y=delegates, text=text, texttemplate="%{text}",
-                customdata=hover, coloraxis="coloraxis", name=variant,
+                z=z,
+                x=[f"{t}t" for t in threads],
+                y=delegates,
+                text=text,
+                texttemplate="%{text}",
+                customdata=hover,
+                coloraxis="coloraxis",
+                name=variant,
                 hovertemplate=f"{variant} · %{{y}} · %{{x}}<br>%{{z:.3g}}<br>%{{customdata}}<extra></extra>",
             ),
-            row=1, col=column,
+            row=1,
+            col=column,
         )
-    figure.update_layout(coloraxis={"colorscale": "RdYlGn_r", "colorbar": {"title": unit}},
-                         title=f"{metric_title(metric, table['value'])}: delegate × threads per variant")
+    figure.update_layout(
+        coloraxis={"colorscale": "RdYlGn_r", "colorbar": {"title": unit}},
+        title=f"{metric_title(metric, table['value'])}: delegate × threads per variant",
+    )
     # Room between the figure's title and the variants' subplot titles.
     return _layout(figure).update_layout(margin={"t": 80})
 
@@ -276,25 +300,42 @@ def numerics_heatmap(cells: pd.DataFrame, variants: list[str]) -> go.Figure:
 
     delegates = sorted(cells["delegate"].unique())
     threads = sorted(int(t) for t in cells["num_threads"].unique())
-    figure = make_subplots(rows=1, cols=len(variants), shared_yaxes=True, subplot_titles=variants,
-                           horizontal_spacing=0.02)
+    figure = make_subplots(
+        rows=1, cols=len(variants), shared_yaxes=True, subplot_titles=variants, horizontal_spacing=0.02
+    )
     for column, variant in enumerate(variants, start=1):
         of_variant = cells[cells["variant"] == variant]
-        grid = [[_numerics_cell(of_variant[(of_variant["delegate"] == d) & (of_variant["num_threads"] == t)])
-                 for t in threads] for d in delegates]
+        grid = [
+            [
+                _numerics_cell(of_variant[(of_variant["delegate"] == d) & (of_variant["num_threads"] == t)])
+                for t in threads
+            ]
+            for d in delegates
+        ]
         figure.add_trace(
             go.Heatmap(
-                z=[[cell[0] for cell in row] for row in grid], x=[f"{t}t" for t in threads], y=delegates,
-                text=[[cell[1] for cell in row] for row in grid], texttemplate="%{text}",
-                customdata=[[cell[2] for cell in row] for row in grid], coloraxis="coloraxis", name=variant,
+                z=[[cell[0] for cell in row] for row in grid],
+                x=[f"{t}t" for t in threads],
+                y=delegates,
+                text=[[cell[1] for cell in row] for row in grid],
+                texttemplate="%{text}",
+                customdata=[[cell[2] for cell in row] for row in grid],
+                coloraxis="coloraxis",
+                name=variant,
                 hovertemplate=f"{variant} · %{{y}} · %{{x}}<br>%{{customdata}}<extra></extra>",
             ),
-            row=1, col=column,
+            row=1,
+            col=column,
         )
     figure.update_layout(
-        coloraxis={"colorscale": [[0, "#2e7d32"], [0.5, "#b0bec5"], [1, "#c62828"]], "cmin": 0, "cmax": 2,
-                   "showscale": False},
-        title="Numerics: outputs against the reference (✗ wrong on some device, – not checked)")
+        coloraxis={
+            "colorscale": [[0, "#2e7d32"], [0.5, "#b0bec5"], [1, "#c62828"]],
+            "cmin": 0,
+            "cmax": 2,
+            "showscale": False,
+        },
+        title="Numerics: outputs against the reference (✗ wrong on some device, – not checked)",
+    )
     return _layout(figure).update_layout(margin={"t": 80})
 
 
@@ -304,16 +345,21 @@ def _numerics_cell(cell: pd.DataFrame) -> tuple[float | None, str, str]:
         return None, "", "not measured"
     level = max(NUMERICS_LEVELS[status] for status in cell["numerics"])
     hover = "<br>".join(
-        f"{row.device}: {row.numerics}" + (f" (cosine {row.output_cosine:.4f})" if pd.notna(row.output_cosine) else "")
-        + (f": {row.why}" if isinstance(row.why, str) and row.why else "") for row in cell.itertuples())
+        f"{row.device}: {row.numerics}"
+        + (f" (cosine {row.output_cosine:.4f})" if pd.notna(row.output_cosine) else "")
+        + (f": {row.why}" if isinstance(row.why, str) and row.why else "")
+        for row in cell.itertuples()
+    )
     label = _NUMERICS_LABELS[level]
     if level == 0:
         label = f"{cell['output_cosine'].min():.3f}" if cell["output_cosine"].notna().any() else "ok"
     return level, label, hover
 
 
-ERRORS = {"accuracy_drop": "accuracy drop vs fp32 (host)",
-          "output_error": "worst output error vs the reference (on device)"}
+ERRORS = {
+    "accuracy_drop": "accuracy drop vs fp32 (host)",
+    "output_error": "worst output error vs the reference (on device)",
+}
 
 
 def pareto_scatter(frame: pd.DataFrame, objectives: tuple[str, ...]) -> go.Figure:
@@ -339,8 +385,12 @@ def pareto_scatter(frame: pd.DataFrame, objectives: tuple[str, ...]) -> go.Figur
         category_orders={"front": ["dominated", "Pareto front"]},
         color_discrete_map={"Pareto front": "#c62828", "dominated": "#90a4ae"},
         hover_data={"config": True, "rank": True, "size_kb": ":.0f", "label": False},
-        labels={"p50": f"p50 latency ({unit}), median over devices", **ERRORS,
-                "model_size_bytes": "model size (bytes)", "size_kb": "model size (kB)"},
+        labels={
+            "p50": f"p50 latency ({unit}), median over devices",
+            **ERRORS,
+            "model_size_bytes": "model size (bytes)",
+            "size_kb": "model size (kB)",
+        },
         title=f"Latency vs {ERRORS.get(y, 'model size')} (bubble: model size)",
     )
     figure.update_traces(textposition="top center")
@@ -394,48 +444,85 @@ DEADLINE_COLOR = "#6a1b9a"
 def _throttle_mark(figure: go.Figure, throttle_at_s: float | None, label: str | None) -> go.Figure:
     """A vertical rule where harness.sustained found the first lasting slow-down."""
     if throttle_at_s is not None:
-        figure.add_vline(x=throttle_at_s, line_dash="dot", line_color=THROTTLE_COLOR, annotation_text=label or "",
-                         annotation_position="top left", annotation_font_color=THROTTLE_COLOR)
+        figure.add_vline(
+            x=throttle_at_s,
+            line_dash="dot",
+            line_color=THROTTLE_COLOR,
+            annotation_text=label or "",
+            annotation_position="top left",
+            annotation_font_color=THROTTLE_COLOR,
+        )
     return figure
 
 
-def sustained_latency(windows: pd.DataFrame, deadline_us: float | None, throttle_at_s: float | None,
-                      throttle_label: str | None) -> go.Figure:
+def sustained_latency(
+    windows: pd.DataFrame, deadline_us: float | None, throttle_at_s: float | None, throttle_label: str | None
+) -> go.Figure:
     """p50 and p95 of each window over the case's time; the frame deadline (1/fps) as a rule when one was asked."""
     ok = windows[windows["status"] == "ok"]
     factor, unit = time_scale(ok["inference_p50_us"])
-    frame = ok.melt(id_vars=["window_index", "window_start_s"], value_vars=["inference_p50_us", "inference_p95_us"],
-                    var_name="quantile", value_name="latency_us").dropna(subset=["latency_us"])
+    frame = ok.melt(
+        id_vars=["window_index", "window_start_s"],
+        value_vars=["inference_p50_us", "inference_p95_us"],
+        var_name="quantile",
+        value_name="latency_us",
+    ).dropna(subset=["latency_us"])
     frame["quantile"] = frame["quantile"].map({"inference_p50_us": "p50", "inference_p95_us": "p95"})
     frame["latency"] = frame["latency_us"] * factor
-    figure = px.line(frame, x="window_start_s", y="latency", color="quantile", markers=True,
-                     category_orders={"quantile": ["p50", "p95"]}, hover_data={"window_index": True},
-                     labels={"latency": f"latency ({unit})", "window_start_s": "time from the first window (s)",
-                             "window_index": "window"},
-                     title="Latency per window")
+    figure = px.line(
+        frame,
+        x="window_start_s",
+        y="latency",
+        color="quantile",
+        markers=True,
+        category_orders={"quantile": ["p50", "p95"]},
+        hover_data={"window_index": True},
+        labels={
+            "latency": f"latency ({unit})",
+            "window_start_s": "time from the first window (s)",
+            "window_index": "window",
+        },
+        title="Latency per window",
+    )
     if deadline_us is not None:
-        figure.add_hline(y=deadline_us * factor, line_dash="dash", line_color=DEADLINE_COLOR,
-                         annotation_text=f"frame deadline {deadline_us * factor:.1f} {unit}",
-                         annotation_position="bottom right", annotation_font_color=DEADLINE_COLOR)
+        figure.add_hline(
+            y=deadline_us * factor,
+            line_dash="dash",
+            line_color=DEADLINE_COLOR,
+            annotation_text=f"frame deadline {deadline_us * factor:.1f} {unit}",
+            annotation_position="bottom right",
+            annotation_font_color=DEADLINE_COLOR,
+        )
     figure.update_yaxes(rangemode="tozero")
     return _layout(_throttle_mark(figure, throttle_at_s, throttle_label))
 
 
-def sustained_temperature(windows: pd.DataFrame, modelled: bool, throttle_at_s: float | None,
-                          throttle_label: str | None) -> go.Figure:
+def sustained_temperature(
+    windows: pd.DataFrame, modelled: bool, throttle_at_s: float | None, throttle_label: str | None
+) -> go.Figure:
     """The hottest thermal zone at each window's end; a model's temperatures say so in the legend and title."""
     source = "modelled, not measured" if modelled else "sensor"
     frame = windows.dropna(subset=["temp_end_c"]).assign(source=source)
-    figure = px.line(frame, x="window_start_s", y="temp_end_c", color="source", markers=True,
-                     hover_data={"window_index": True, "temp_start_c": True, "temperature_method": True},
-                     labels={"temp_end_c": "hottest zone at the window's end (°C)",
-                             "window_start_s": "time from the first window (s)", "window_index": "window"},
-                     title="Hottest temperature" + (" (modelled, not measured)" if modelled else ""))
+    figure = px.line(
+        frame,
+        x="window_start_s",
+        y="temp_end_c",
+        color="source",
+        markers=True,
+        hover_data={"window_index": True, "temp_start_c": True, "temperature_method": True},
+        labels={
+            "temp_end_c": "hottest zone at the window's end (°C)",
+            "window_start_s": "time from the first window (s)",
+            "window_index": "window",
+        },
+        title="Hottest temperature" + (" (modelled, not measured)" if modelled else ""),
+    )
     return _layout(_throttle_mark(figure, throttle_at_s, throttle_label))
 
 
-def sustained_clocks(windows: pd.DataFrame, modelled: bool, throttle_at_s: float | None,
-                     throttle_label: str | None) -> go.Figure:
+def sustained_clocks(
+    windows: pd.DataFrame, modelled: bool, throttle_at_s: float | None, throttle_label: str | None
+) -> go.Figure:
     """Each CPU cluster's clock per window: the mean over the window where measured, else the clock at its end
     (harness.sustained.window_clocks_khz); a model's clocks say so."""
     from harness.sustained import window_clocks_khz
@@ -444,14 +531,29 @@ def sustained_clocks(windows: pd.DataFrame, modelled: bool, throttle_at_s: float
     for _, row in windows.iterrows():
         source, clocks = window_clocks_khz(row)
         for cluster, khz in enumerate(clocks):
-            points.append({"window_index": row["window_index"], "window_start_s": row["window_start_s"],
-                           "cluster": f"cluster {cluster}", "ghz": khz / 1e6,
-                           "clock": {"avg": "mean over the window", "cur": "at the window's end"}[source]})
+            points.append(
+                {
+                    "window_index": row["window_index"],
+                    "window_start_s": row["window_start_s"],
+                    "cluster": f"cluster {cluster}",
+                    "ghz": khz / 1e6,
+                    "clock": {"avg": "mean over the window", "cur": "at the window's end"}[source],
+                }
+            )
     frame = pd.DataFrame(points, columns=["window_index", "window_start_s", "cluster", "ghz", "clock"])
-    figure = px.line(frame, x="window_start_s", y="ghz", color="cluster", markers=True,
-                     hover_data={"window_index": True, "clock": True},
-                     labels={"ghz": "CPU clock (GHz)" + (", modelled" if modelled else ""),
-                             "window_start_s": "time from the first window (s)", "window_index": "window"},
-                     title="CPU clock per cluster" + (" (modelled, not measured: never throttled)" if modelled else ""))
+    figure = px.line(
+        frame,
+        x="window_start_s",
+        y="ghz",
+        color="cluster",
+        markers=True,
+        hover_data={"window_index": True, "clock": True},
+        labels={
+            "ghz": "CPU clock (GHz)" + (", modelled" if modelled else ""),
+            "window_start_s": "time from the first window (s)",
+            "window_index": "window",
+        },
+        title="CPU clock per cluster" + (" (modelled, not measured: never throttled)" if modelled else ""),
+    )
     figure.update_yaxes(rangemode="tozero")  # a drop reads at its true size
     return _layout(_throttle_mark(figure, throttle_at_s, throttle_label))

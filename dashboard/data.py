@@ -360,4 +360,3 @@ def runs_frame(runs: Iterable[RunInfo]) -> pd.DataFrame:
         ],
         columns=["run_id", "started_at", "ended_at", "devices", "cases", "rows", "ok", "failed", "harness_version"],
     )
-

@@ -36,15 +36,15 @@ log = logging.getLogger(__name__)
 _TIER = f"coalesce(tier, '{NO_TIER}')"
 
 
-
 @functools.cache
 def profile_rules() -> TierRules | None:
     """The tier rules of device_profiles/tiers.toml; None (with a logged warning) when they cannot be read."""
     try:
         return load_tiers()
     except (HarnessError, OSError) as error:
-        log.warning("tier rules unreadable, tiers are shown alphabetically and untiered rows stay unclassified: %s",
-                    error)
+        log.warning(
+            "tier rules unreadable, tiers are shown alphabetically and untiered rows stay unclassified: %s", error
+        )
         return None
 
 

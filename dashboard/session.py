@@ -84,8 +84,10 @@ def load() -> Context | None:
     st.session_state[_CONTEXT] = None
     root = results_root()
     if not root.is_dir():
-        st.error(f"There is no results folder at `{root}`: {NO_RESULTS_FIX}, or start the dashboard "
-                 f"with `harness dashboard --results DIR`.")
+        st.error(
+            f"There is no results folder at `{root}`: {NO_RESULTS_FIX}, or start the dashboard "
+            f"with `harness dashboard --results DIR`."
+        )
         return None
     state = state_key(root)
     try:
@@ -99,8 +101,10 @@ def load() -> Context | None:
         return None
     _warn_about_skipped(dataset)
     if dataset.empty:
-        st.info(f"No results in `{root}` yet: {NO_RESULTS_FIX}. They appear here when you reload this page; "
-                "the dashboard need not be restarted.")
+        st.info(
+            f"No results in `{root}` yet: {NO_RESULTS_FIX}. They appear here when you reload this page; "
+            "the dashboard need not be restarted."
+        )
         return None
     chosen = _sidebar(root, dataset)
     if chosen is None:
@@ -142,9 +146,12 @@ def _mark_virtual_devices(dataset: Dataset, selection: Selection) -> None:
     if virtual.empty:
         return
     names = ", ".join(virtual["device_model"])
-    st.warning(f"**Virtual devices** in this selection ({names}): their latencies are this host's timings under "
-               "phones' names, not a phone's, and their power and temperatures are modelled, never measured. "
-               "Derive a policy to ship from a phone lab's results.", icon=":material/developer_board:")
+    st.warning(
+        f"**Virtual devices** in this selection ({names}): their latencies are this host's timings under "
+        "phones' names, not a phone's, and their power and temperatures are modelled, never measured. "
+        "Derive a policy to ship from a phone lab's results.",
+        icon=":material/developer_board:",
+    )
 
 
 def _sidebar(root: Path, dataset: Dataset) -> tuple[Selection, MixingAllowed] | None:
@@ -163,10 +170,18 @@ def _sidebar(root: Path, dataset: Dataset) -> tuple[Selection, MixingAllowed] | 
         )
     with sidebar.expander("Compare across instruments"):
         # Off by default, like the CLI: numbers measured differently are never ranked together unasked.
-        kinds = st.toggle("Allow mixing physical and virtual devices", value=False, key="allow_mixed_kinds",
-                          help="The same as --allow-mixed-kinds.")
-        binaries = st.toggle("Allow mixing benchmark binaries", value=False, key="allow_mixed_binaries",
-                             help="The same as --allow-mixed-binaries.")
+        kinds = st.toggle(
+            "Allow mixing physical and virtual devices",
+            value=False,
+            key="allow_mixed_kinds",
+            help="The same as --allow-mixed-kinds.",
+        )
+        binaries = st.toggle(
+            "Allow mixing benchmark binaries",
+            value=False,
+            key="allow_mixed_binaries",
+            help="The same as --allow-mixed-binaries.",
+        )
     sidebar.caption(f"Results: `{root}` · {dataset.row_count:,} rows · {len(dataset.runs)} run(s)")
     sidebar.button("Reload", help="Read the results folder again (new runs also appear on any rerun).")
     if not chosen:

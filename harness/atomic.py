@@ -25,7 +25,9 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object], mode: int 
     replace_atomically(path, to_file, mode=mode)
 
 
-def replace_atomically(path: Path, make: Callable[[Path], object], suffix: str = ".tmp", mode: int | None = None) -> None:
+def replace_atomically(
+    path: Path, make: Callable[[Path], object], suffix: str = ".tmp", mode: int | None = None
+) -> None:
     """`make` writes a temporary file (named with `suffix`, for libraries that insist on one) that is
     then renamed to `path`; nothing is left behind when it fails."""
     path = Path(path)

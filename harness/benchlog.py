@@ -31,17 +31,11 @@ VERSION_ECHO = "benchmark binary version"
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 
 # --- line prefixes --------------------------------------------------------
-_LOGCAT_THREADTIME = re.compile(
-    r"^\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+([VDIWEFA])\s+[^:]*?:\s?"
-)
+_LOGCAT_THREADTIME = re.compile(r"^\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+([VDIWEFA])\s+[^:]*?:\s?")
 # Android Studio (Flamingo+): "2023-05-31 10:38:42.583 22206-22206 tflite  org.pkg  I  msg"
-_STUDIO_NEW = re.compile(
-    r"^\d{4}-\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+-\d+\s+\S+\s+\S+\s+([VDIWEFA])\s+"
-)
+_STUDIO_NEW = re.compile(r"^\d{4}-\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+-\d+\s+\S+\s+\S+\s+([VDIWEFA])\s+")
 # Android Studio (older): "2019-11-07 10:38:42.583 22206-22206/org.pkg I/tflite: msg"
-_STUDIO_OLD = re.compile(
-    r"^\d{4}-\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+-\d+/\S+\s+([VDIWEFA])/[^:]*:\s?"
-)
+_STUDIO_OLD = re.compile(r"^\d{4}-\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+-\d+/\S+\s+([VDIWEFA])/[^:]*:\s?")
 _LOGCAT_BRIEF = re.compile(r"^([VDIWEFA])/[^(:]+\(\s*\d+\):\s?")
 _LEVEL_PREFIX = re.compile(r"^(INFO|WARN|WARNING|ERROR|VERBOSE|FATAL|DEBUG):\s?")
 # LiteRT logs "INFO: [benchmark_litert_model.h:73] msg".
@@ -67,24 +61,18 @@ _MEMORY_DELTA = re.compile(
     r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\):"
     r"\s*init=(" + _NUM + r")\s+overall=(" + _NUM + ")"
 )
-_MEMORY_PERIODIC = re.compile(
-    r"Overall peak memory footprint \(MB\) via periodic monitoring:\s*(" + _NUM + ")"
-)
+_MEMORY_PERIODIC = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring:\s*(" + _NUM + ")")
 _EXPLICIT_APPLIED = re.compile(
     r"Explicitly applied (\w+) delegate, and the model graph will be (completely|partially)"
     r" executed by the delegate(?: w/ (\d+) delegate kernels)?"
 )
-_NOT_EXECUTED = re.compile(
-    r"Though (\w+) delegate is explicitly applied, the model graph will not be executed"
-)
+_NOT_EXECUTED = re.compile(r"Though (\w+) delegate is explicitly applied, the model graph will not be executed")
 _FAILED_APPLY = re.compile(r"Failed to apply (\w+) delegate")
 _REPLACING = re.compile(
     r"Replacing (\d+) out of (\d+) node\(s\) with delegate \((\w+)\) node"
     r"(?:, yielding (\d+) partitions)?"
 )
-_NODES_DELEGATED = re.compile(
-    r"(\w+) delegate: (\d+) nodes delegated out of (\d+) nodes(?: with (\d+) partitions)?"
-)
+_NODES_DELEGATED = re.compile(r"(\w+) delegate: (\d+) nodes delegated out of (\d+) nodes(?: with (\d+) partitions)?")
 _GPU_KERNELS = re.compile(r"Created (\d+) GPU delegate kernels")
 _PERF_ROW = re.compile(r"^(\S.*?):\s+(count=.*|failed!)\s*$")
 _LITERT_LINE = re.compile(r"^([A-Za-z][A-Za-z ()]*?):\s+(" + _NUM + r")(?:\s*(ms|MB))?(?:\s*\((\d+) runs\))?")
@@ -92,25 +80,40 @@ _LITERT_LINE = re.compile(r"^([A-Za-z][A-Za-z ()]*?):\s+(" + _NUM + r")(?:\s*(ms
 # Failure markers, most specific cause first: the first class that matches in a
 # run decides its error_type.
 _FAILURES: tuple[tuple[ErrorType, re.Pattern[str]], ...] = (
-    (ErrorType.NOT_EXECUTABLE, re.compile(r"not executable: \d+-bit ELF file|can't execute:|cannot execute binary file")),
-    (ErrorType.CRASH, re.compile(
-        r"^(?:Segmentation fault|Aborted|Bus error|Illegal instruction|Killed)\b"
-        r"|Fatal signal \d+ \(SIG\w+\)"
-    )),
-    (ErrorType.MODEL_LOAD_FAILED, re.compile(
-        r"Could not open '.*'|Failed to mmap model|not a valid Flatbuffer buffer"
-        r"|Failed to load model|Model provided has model identifier"
-    )),
-    (ErrorType.UNSUPPORTED_OP, re.compile(
-        r"Didn't find op for builtin opcode|Encountered unresolved custom op"
-        r"|Op builtin_code out of range|Unsupported custom op"
-    )),
+    (
+        ErrorType.NOT_EXECUTABLE,
+        re.compile(r"not executable: \d+-bit ELF file|can't execute:|cannot execute binary file"),
+    ),
+    (
+        ErrorType.CRASH,
+        re.compile(
+            r"^(?:Segmentation fault|Aborted|Bus error|Illegal instruction|Killed)\b"
+            r"|Fatal signal \d+ \(SIG\w+\)"
+        ),
+    ),
+    (
+        ErrorType.MODEL_LOAD_FAILED,
+        re.compile(
+            r"Could not open '.*'|Failed to mmap model|not a valid Flatbuffer buffer"
+            r"|Failed to load model|Model provided has model identifier"
+        ),
+    ),
+    (
+        ErrorType.UNSUPPORTED_OP,
+        re.compile(
+            r"Didn't find op for builtin opcode|Encountered unresolved custom op"
+            r"|Op builtin_code out of range|Unsupported custom op"
+        ),
+    ),
     (ErrorType.ALLOCATE_FAILED, re.compile(r"Failed to allocate tensors")),
     (ErrorType.DELEGATE_FAILED, _FAILED_APPLY),
-    (ErrorType.BENCHMARK_FAILED, re.compile(
-        r"Benchmarking failed|Failed to initialize the interpreter"
-        r"|Error while running a single-option run|Failed to compile model"
-    )),
+    (
+        ErrorType.BENCHMARK_FAILED,
+        re.compile(
+            r"Benchmarking failed|Failed to initialize the interpreter"
+            r"|Error while running a single-option run|Failed to compile model"
+        ),
+    ),
 )
 _FAILURE_RANK = {error_type: rank for rank, (error_type, _) in enumerate(_FAILURES)}
 # A 'failed!' summary row says less than the run's own output, when that was captured.
@@ -357,15 +360,15 @@ def _strip_prefixes(line: str) -> tuple[str, bool]:
         match = pattern.match(message)
         if match:
             is_error = match.group(1) in "EF"
-            message = message[match.end():]
+            message = message[match.end() :]
             break
     match = _LEVEL_PREFIX.match(message)
     if match:
         is_error = is_error or match.group(1) in ("ERROR", "FATAL")
-        message = message[match.end():]
+        message = message[match.end() :]
     match = _SOURCE_LOCATION.match(message)
     if match:
-        message = message[match.end():]
+        message = message[match.end() :]
     return message.strip(), is_error
 
 

@@ -28,13 +28,15 @@ _LATENCY_FIELDS = (
 # Fields a result file states more precisely than stdout; merge_result takes these.
 MEASURED_FIELDS = (
     *(name for _, name in _LATENCY_FIELDS),
-    "inference_count", "warmup_count", "memory_init_mb", "memory_overall_mb",
-    "memory_peak_mb", "model_size_mb",
+    "inference_count",
+    "warmup_count",
+    "memory_init_mb",
+    "memory_overall_mb",
+    "memory_peak_mb",
+    "model_size_mb",
 )
 # Statistics of the measured loop: meaningless when it ran zero times.
-_INFERENCE_FIELDS = frozenset(
-    ("avg_ms", "stddev_ms", "min_ms", "max_ms", "median_ms", "p95_ms")
-)
+_INFERENCE_FIELDS = frozenset(("avg_ms", "stddev_ms", "min_ms", "max_ms", "median_ms", "p95_ms"))
 
 
 def read_benchmark_result(data: bytes) -> BenchmarkRun:
@@ -80,7 +82,5 @@ def merge_result(stdout_run: BenchmarkRun, file_run: BenchmarkRun) -> BenchmarkR
     """
     if not file_run.ok:
         return stdout_run
-    changes = {
-        name: getattr(file_run, name) for name in MEASURED_FIELDS if getattr(file_run, name) is not None
-    }
+    changes = {name: getattr(file_run, name) for name in MEASURED_FIELDS if getattr(file_run, name) is not None}
     return dataclasses.replace(stdout_run, **changes)

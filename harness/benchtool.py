@@ -16,24 +16,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.phone.device import REMOTE_ROOT, Phone
-from harness.phone.facts import DeviceInfo
 from harness.dialect import DialectCache, detect
 from harness.digest import file_sha256
 from harness.errors import DeviceError, InputFileError
+from harness.phone.device import REMOTE_ROOT, Phone
+from harness.phone.facts import DeviceInfo
 from harness.phone.profiles import DialectRule, NpuLibraries
 from harness.records import BenchmarkDialect, CaseStatus, ErrorType
 
 HELP_TIMEOUT_S = 30.0
-RUNNER_NAMES = {BenchmarkDialect.CLASSIC: "benchmark_model_x86_64", BenchmarkDialect.LITERT: "litert_benchmark_model_x86_64"}
+RUNNER_NAMES = {
+    BenchmarkDialect.CLASSIC: "benchmark_model_x86_64",
+    BenchmarkDialect.LITERT: "litert_benchmark_model_x86_64",
+}
 
 
 def where_to_get(abi: str | None, dialect: BenchmarkDialect | None = None) -> str:
     """How a user gets a benchmark binary for `abi`: the command first, then the by-hand ways."""
     option = f" --dialect {dialect.value}" if dialect is BenchmarkDialect.LITERT else ""
-    return (f"run 'harness binaries fetch --abi {abi or 'ABI'}{option}' (the official prebuilt, pinned in "
-            "device_profiles/binaries.lock), or name a benchmark_model under [binaries] in device_profiles/farm.toml, "
-            "or pass --binary ABI=PATH to 'harness run'")
+    return (
+        f"run 'harness binaries fetch --abi {abi or 'ABI'}{option}' (the official prebuilt, pinned in "
+        "device_profiles/binaries.lock), or name a benchmark_model under [binaries] in device_profiles/farm.toml, "
+        "or pass --binary ABI=PATH to 'harness run'"
+    )
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,10 @@ class BenchmarkBinaries:
 
     def manifest(self) -> dict[str, list[dict[str, str]]]:
         """What run.json records of the binaries: per ABI each file and its sha256."""
-        return {abi: [{"path": str(path), "sha256": file_sha256(path)} for path in paths]
-                for abi, paths in self.by_abi.items()}
+        return {
+            abi: [{"path": str(path), "sha256": file_sha256(path)} for path in paths]
+            for abi, paths in self.by_abi.items()
+        }
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,9 @@ class NoTool(Exception):
         self.status, self.error_type, self.message = status, error_type, message
 
 
-def build_binaries(configured: Mapping[str, tuple[Path, ...]], run_dir: Path, farm_file: Path | None = None
-                  ) -> BenchmarkBinaries:
+def build_binaries(
+    configured: Mapping[str, tuple[Path, ...]], run_dir: Path, farm_file: Path | None = None
+) -> BenchmarkBinaries:
     """The farm's binaries: `configured` (farm.toml's [binaries], or --binary) plus the project's x86_64
     runners in both dialects, built into the run's folder so the exact programs stay beside its results."""
     from harness.phone.profiles import FARM_FILE, load_dialect_rules, load_npu_libraries
@@ -103,8 +111,9 @@ def build_binaries(configured: Mapping[str, tuple[Path, ...]], run_dir: Path, fa
     return BenchmarkBinaries(by_abi, load_dialect_rules(farm_file), load_npu_libraries(farm_file), known)
 
 
-def choose_tool(phone: Phone, device: DeviceInfo, binaries: BenchmarkBinaries, cache: DialectCache
-                ) -> tuple[PhoneTool, int]:
+def choose_tool(
+    phone: Phone, device: DeviceInfo, binaries: BenchmarkBinaries, cache: DialectCache
+) -> tuple[PhoneTool, int]:
     """The program this phone runs, pushed; and the bytes pushed. Raises NoTool, DeviceLost, DeviceError.
 
     A binary's dialect comes from the cache (by sha256) or from its own --help on the phone, once ever.
@@ -112,8 +121,11 @@ def choose_tool(phone: Phone, device: DeviceInfo, binaries: BenchmarkBinaries, c
     candidates = binaries.by_abi.get(device.abi or "", ())
     wanted = binaries.wanted_dialect(device)
     if not candidates:
-        raise NoTool(CaseStatus.SKIPPED, ErrorType.NO_BINARY,
-                     f"no benchmark binary for ABI {device.abi}: {where_to_get(device.abi, wanted)}")
+        raise NoTool(
+            CaseStatus.SKIPPED,
+            ErrorType.NO_BINARY,
+            f"no benchmark binary for ABI {device.abi}: {where_to_get(device.abi, wanted)}",
+        )
     pushed = 0
     learnt: list[tuple[Path, str, BenchmarkDialect | None, str | None]] = []
     said: dict[str, str] = {}  # what an unrecognised binary answered, for the message
@@ -141,12 +153,17 @@ def choose_tool(phone: Phone, device: DeviceInfo, binaries: BenchmarkBinaries, c
                 return PhoneTool(local, sha, dialect, remote), pushed
     unknown = "; ".join(f"{name} answered {answer!r}" for name, answer in said.items())
     if wanted is not None:
-        message = (f"farm.toml's [[dialects]] asks for the {wanted.value} benchmark_model on this phone, but "
-                   f"[binaries] has none for ABI {device.abi}: {where_to_get(device.abi, wanted)}")
+        message = (
+            f"farm.toml's [[dialects]] asks for the {wanted.value} benchmark_model on this phone, but "
+            f"[binaries] has none for ABI {device.abi}: {where_to_get(device.abi, wanted)}"
+        )
         raise NoTool(CaseStatus.SKIPPED, ErrorType.NO_BINARY, message)
-    raise NoTool(CaseStatus.FAILED, ErrorType.UNKNOWN_BINARY,
-                 f"cannot tell which benchmark program this is: asked --help, {unknown}, which names neither the "
-                 f"classic nor the LiteRT 2.x benchmark_model's flags; {where_to_get(device.abi)}")
+    raise NoTool(
+        CaseStatus.FAILED,
+        ErrorType.UNKNOWN_BINARY,
+        f"cannot tell which benchmark program this is: asked --help, {unknown}, which names neither the "
+        f"classic nor the LiteRT 2.x benchmark_model's flags; {where_to_get(device.abi)}",
+    )
 
 
 def probe(phone: Phone, remote_binary: str) -> str:
@@ -164,8 +181,10 @@ def npu_folder(family: NpuLibraries) -> str:
 def _library_shas(family: NpuLibraries) -> list[str]:
     for library in family.libraries:
         if not library.is_file():
-            raise DeviceError(f"NPU library of [npu.{family.family}] not found: {library}",
-                              "fix the path in device_profiles/farm.toml (relative to it), or remove the entry")
+            raise DeviceError(
+                f"NPU library of [npu.{family.family}] not found: {library}",
+                "fix the path in device_profiles/farm.toml (relative to it), or remove the entry",
+            )
     return [file_sha256(library) for library in family.libraries]
 
 
@@ -173,6 +192,6 @@ def push_npu_libraries(phone: Phone, family: NpuLibraries) -> int:
     """Puts the family's libraries into npu_folder(family) on the phone; returns the bytes pushed."""
     folder = npu_folder(family)
     pushed = 0
-    for library, sha in zip(family.libraries, _library_shas(family)):
+    for library, sha in zip(family.libraries, _library_shas(family), strict=False):
         pushed += phone.ensure_file(library, sha, remote=f"{folder}/{library.name}")[1]
     return pushed

@@ -128,7 +128,9 @@ def official_builds() -> dict[BenchmarkDialect, tuple[Abi, ...]]:
 
 
 def _what_exists() -> str:
-    return "; ".join(f"{dialect.value}: {', '.join(abi.value for abi in abis)}" for dialect, abis in official_builds().items())
+    return "; ".join(
+        f"{dialect.value}: {', '.join(abi.value for abi in abis)}" for dialect, abis in official_builds().items()
+    )
 
 
 def parse_abi(text: str) -> Abi:
@@ -156,7 +158,10 @@ def official_source(dialect: BenchmarkDialect, abi: Abi, litert_version_: str | 
         version = litert_version_ or litert_version()
         return BinarySource(dialect, abi, f"litert/binaries/{version}/{_LITERT_DIRS[abi]}/benchmark_model")
     if abi is Abi.X86_64:
-        raise UsageError(f"no official {dialect.value} benchmark binary for x86_64", f"{_NO_X86_64} (official builds: {_what_exists()})")
+        raise UsageError(
+            f"no official {dialect.value} benchmark binary for x86_64",
+            f"{_NO_X86_64} (official builds: {_what_exists()})",
+        )
     raise UsageError(
         f"no official {dialect.value} benchmark binary for {abi.value}",
         f"official builds exist for {_what_exists()}; for another ABI build one yourself and pass --binary {abi.value}=PATH to harness run",
@@ -203,8 +208,14 @@ def _download_fix(source: BinarySource | None, farm_file: Path | None) -> str:
     )
 
 
-def download(url: str, folder: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S, progress: Progress | None = None,
-             fix: str | None = None) -> Download:
+def download(
+    url: str,
+    folder: Path,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    progress: Progress | None = None,
+    fix: str | None = None,
+) -> Download:
     """Stream `url` into a temporary file inside `folder`, hashing as it goes.
 
     The body must be as long as its Content-Length; on any failure the temporary file is
@@ -300,8 +311,14 @@ class LockEntry:
         return PurePosixPath(urlsplit(self.url).path).name
 
     def to_json(self) -> dict[str, object]:
-        return {"dialect": self.dialect.value, "abi": self.abi.value, "url": self.url, "sha256": self.sha256,
-                "size_bytes": self.size_bytes, "fetched_at": self.fetched_at}
+        return {
+            "dialect": self.dialect.value,
+            "abi": self.abi.value,
+            "url": self.url,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "fetched_at": self.fetched_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -324,15 +341,23 @@ def read_lock(path: Path) -> BinaryLock:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise InputFileError(f"cannot read {path} ({error})", "fix the file, or delete it and run harness binaries fetch") from None
+        raise InputFileError(
+            f"cannot read {path} ({error})", "fix the file, or delete it and run harness binaries fetch"
+        ) from None
     checked_version(path, "binaries lock", data.get("schema_version"), LOCK_SCHEMA_VERSION)
     entries = []
     for index, raw in enumerate(data.get("binaries", ())):
         try:
-            entries.append(LockEntry(
-                dialect=BenchmarkDialect(raw["dialect"]), abi=Abi(raw["abi"]), url=str(raw["url"]),
-                sha256=str(raw["sha256"]).lower(), size_bytes=int(raw["size_bytes"]), fetched_at=str(raw["fetched_at"]),
-            ))
+            entries.append(
+                LockEntry(
+                    dialect=BenchmarkDialect(raw["dialect"]),
+                    abi=Abi(raw["abi"]),
+                    url=str(raw["url"]),
+                    sha256=str(raw["sha256"]).lower(),
+                    size_bytes=int(raw["size_bytes"]),
+                    fetched_at=str(raw["fetched_at"]),
+                )
+            )
         except (KeyError, ValueError, TypeError) as error:
             raise SchemaError(
                 f"{path} [[binaries]] #{index + 1} is malformed ({error!r})",
@@ -364,7 +389,9 @@ def write_lock(path: Path, lock: BinaryLock) -> None:
 def _farm_document(farm_file: Path) -> tomlkit.TOMLDocument:
     if not farm_file.exists():
         document = tomlkit.document()
-        document.add(tomlkit.comment("The device farm: adb servers and benchmark binaries (see harness/phone/profiles.py)."))
+        document.add(
+            tomlkit.comment("The device farm: adb servers and benchmark binaries (see harness/phone/profiles.py).")
+        )
         document.add("schema_version", FARM_SCHEMA_VERSION)
         return document
     try:
@@ -401,7 +428,9 @@ def wire_into_farm(farm_file: Path, abi: Abi, new_path: Path, replaces: Iterable
         document.add("binaries", tomlkit.table())
     table = document["binaries"]
     current = table.get(abi.value)
-    paths = [current] if isinstance(current, str) else [str(item) for item in current] if isinstance(current, list) else []
+    paths = (
+        [current] if isinstance(current, str) else [str(item) for item in current] if isinstance(current, list) else []
+    )
     new_text = str(Path(new_path).resolve())
     replaced = [(sha, name) for sha, name in replaces]
     result: list[str] = []
@@ -468,8 +497,13 @@ class FetchedBinary:
     previous_sha256: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {**self.entry.to_json(), "path": str(self.path), "action": self.action.value,
-                "downloaded_from": self.downloaded_from, "previous_sha256": self.previous_sha256}
+        return {
+            **self.entry.to_json(),
+            "path": str(self.path),
+            "action": self.action.value,
+            "downloaded_from": self.downloaded_from,
+            "previous_sha256": self.previous_sha256,
+        }
 
 
 @dataclass(frozen=True)
@@ -479,8 +513,11 @@ class FetchResult:
     binaries: tuple[FetchedBinary, ...]
 
     def to_json(self) -> dict[str, object]:
-        return {"farm_file": str(self.farm_file), "lock_file": str(self.lock_file),
-                "binaries": [binary.to_json() for binary in self.binaries]}
+        return {
+            "farm_file": str(self.farm_file),
+            "lock_file": str(self.lock_file),
+            "binaries": [binary.to_json() for binary in self.binaries],
+        }
 
 
 def _check_mirror(mirror: str | None) -> None:
@@ -502,8 +539,11 @@ def fetch_binaries(request: FetchRequest, progress: Progress | None = None) -> F
     lock_path = request.lock_path.resolve()
     root = Path(request.cache_root).resolve() if request.cache_root else user_cache_dir()
     # Every combination must exist before anything is downloaded.
-    sources = [official_source(dialect, abi, request.litert_version)
-               for dialect in dict.fromkeys(request.dialects) for abi in dict.fromkeys(request.abis)]
+    sources = [
+        official_source(dialect, abi, request.litert_version)
+        for dialect in dict.fromkeys(request.dialects)
+        for abi in dict.fromkeys(request.abis)
+    ]
     lock = read_lock(lock_path)
     if farm_file.exists():
         _farm_document(farm_file)  # refuse a newer or broken farm.toml before downloading
@@ -523,8 +563,9 @@ def fetch_binaries(request: FetchRequest, progress: Progress | None = None) -> F
                 pending.append((source, pinned, None, hit))
                 continue
             url = source.url_from(request.mirror)
-            fetched = download(url, staging, timeout_s=request.timeout_s, progress=progress,
-                               fix=_download_fix(source, farm_file))
+            fetched = download(
+                url, staging, timeout_s=request.timeout_s, progress=progress, fix=_download_fix(source, farm_file)
+            )
             pending.append((source, pinned, fetched, None))
             if pinned and fetched.sha256 != pinned.sha256 and not request.update:
                 raise PinMismatchError(
@@ -548,13 +589,18 @@ def fetch_binaries(request: FetchRequest, progress: Progress | None = None) -> F
             continue
         path = store_in_cache(root, fetched, source.file_name)
         same = pinned is not None and pinned.sha256 == fetched.sha256 and pinned.url == source.url
-        entry = pinned if same else LockEntry(source.dialect, source.abi, source.url, fetched.sha256,
-                                              fetched.size_bytes, _now())
+        entry = (
+            pinned
+            if same
+            else LockEntry(source.dialect, source.abi, source.url, fetched.sha256, fetched.size_bytes, _now())
+        )
         action = FetchAction.DOWNLOADED if pinned is None else FetchAction.UNCHANGED if same else FetchAction.UPDATED
-        results.append(FetchedBinary(entry, path, action, fetched.url, None if same or pinned is None else pinned.sha256))
+        results.append(
+            FetchedBinary(entry, path, action, fetched.url, None if same or pinned is None else pinned.sha256)
+        )
         lock = lock.with_entry(entry)
     write_lock(lock_path, lock)
-    for binary, (_, pinned, _, _) in zip(results, pending):
+    for binary, (_, pinned, _, _) in zip(results, pending, strict=False):
         stale = [(pinned.sha256, pinned.file_name)] if pinned else []
         wire_into_farm(farm_file, binary.entry.abi, binary.path, replaces=stale)
     return FetchResult(farm_file, lock_path, tuple(results))
@@ -585,10 +631,14 @@ def list_pins(farm_file: Path, lock_file: Path | None = None, root: Path | None 
     statuses = []
     for entry in read_lock(lock_path).entries:
         path = cached_path(root, entry.sha256, entry.file_name)
-        statuses.append(PinStatus(
-            entry=entry, path=path, in_cache=cached_file(root, entry.sha256, entry.file_name) is not None,
-            in_farm=path.resolve() in wired.get(entry.abi.value, ()),
-        ))
+        statuses.append(
+            PinStatus(
+                entry=entry,
+                path=path,
+                in_cache=cached_file(root, entry.sha256, entry.file_name) is not None,
+                in_farm=path.resolve() in wired.get(entry.abi.value, ()),
+            )
+        )
     return tuple(statuses)
 
 
@@ -597,4 +647,3 @@ def parse_list(text: str, parse: Callable[[str], object], flag: str) -> tuple:
     if not values:
         raise UsageError(f"{flag} is empty", f"give at least one value to {flag}")
     return values
-

@@ -73,8 +73,14 @@ def parse_threshold(text: str) -> float:
     return value
 
 
-def compare_runs(stats_by_run: pd.DataFrame, base_run: str, new_run: str, max_regression: float = DEFAULT_MAX_REGRESSION,
-                 alpha: float = TieTest().alpha, mixing: MixingAllowed = MixingAllowed()) -> pd.DataFrame:
+def compare_runs(
+    stats_by_run: pd.DataFrame,
+    base_run: str,
+    new_run: str,
+    max_regression: float = DEFAULT_MAX_REGRESSION,
+    alpha: float = TieTest().alpha,
+    mixing: MixingAllowed = MixingAllowed(),
+) -> pd.DataFrame:
     """One row per case: the p50 change of NEW against BASE, its interval and verdict; worst first.
 
     `stats_by_run` is ranking.device_stats(..., by_run=True). Raises UsageError when
@@ -84,8 +90,16 @@ def compare_runs(stats_by_run: pd.DataFrame, base_run: str, new_run: str, max_re
     both = stats_by_run[stats_by_run["run_id"].isin([base_run, new_run])]
     if not both.empty:
         refuse_mixed(both, f"comparing runs {base_run} and {new_run}", mixing)
-    columns = [*_KEY, "tier", "device_model", "ok_rows", "failures", "failure_kinds", "inference_p50_us",
-               "reps_inference_p50_us"]
+    columns = [
+        *_KEY,
+        "tier",
+        "device_model",
+        "ok_rows",
+        "failures",
+        "failure_kinds",
+        "inference_p50_us",
+        "reps_inference_p50_us",
+    ]
     base = stats_by_run[stats_by_run["run_id"] == base_run][columns]
     new = stats_by_run[stats_by_run["run_id"] == new_run][columns]
     merged = base.merge(new, on=_KEY, how="outer", suffixes=("_base", "_new"), indicator=True)
@@ -96,8 +110,11 @@ def compare_runs(stats_by_run: pd.DataFrame, base_run: str, new_run: str, max_re
         return frame
     frame["_order"] = frame["verdict"].map(lambda v: _ORDER[Change(v)])
     frame["_size"] = -frame["change"].abs().fillna(0.0)
-    return frame.sort_values(["_order", "_size", "serial", "variant", "delegate", "num_threads"]).drop(
-        columns=["_order", "_size"]).reset_index(drop=True)
+    return (
+        frame.sort_values(["_order", "_size", "serial", "variant", "delegate", "num_threads"])
+        .drop(columns=["_order", "_size"])
+        .reset_index(drop=True)
+    )
 
 
 def _judge(row: dict, test: TieTest) -> dict:
@@ -117,21 +134,29 @@ def _judge(row: dict, test: TieTest) -> dict:
         verdict = _verdict(comparison.verdict, comparison.ratio, low, high, test.min_effect)
     else:
         verdict = {(True, False): Change.NEWLY_FAILING, (False, True): Change.FIXED}.get(
-            (ok("base"), ok("new")), Change.FAILING_IN_BOTH)
+            (ok("base"), ok("new")), Change.FAILING_IN_BOTH
+        )
 
     def either(name: str) -> object:
         value = row.get(f"{name}_new")
         return value if isinstance(value, str) else row.get(f"{name}_base")
 
     return {
-        "verdict": verdict.value, "tier": either("tier"), "device_model": either("device_model"),
+        "verdict": verdict.value,
+        "tier": either("tier"),
+        "device_model": either("device_model"),
         **{k: row[k] for k in _KEY},
         "configuration": config_label(row["variant"], row["delegate"], int(row["num_threads"])),
-        "p50_base_us": _number(row.get("inference_p50_us_base")), "p50_new_us": _number(row.get("inference_p50_us_new")),
-        "change": change, "change_low": None if low is None else low - 1.0,
-        "change_high": None if high is None else high - 1.0, "more_repetitions": more,
-        "repetitions_base": _count(row.get("ok_rows_base")), "repetitions_new": _count(row.get("ok_rows_new")),
-        "failures_base": _text(row.get("failure_kinds_base")), "failures_new": _text(row.get("failure_kinds_new")),
+        "p50_base_us": _number(row.get("inference_p50_us_base")),
+        "p50_new_us": _number(row.get("inference_p50_us_new")),
+        "change": change,
+        "change_low": None if low is None else low - 1.0,
+        "change_high": None if high is None else high - 1.0,
+        "more_repetitions": more,
+        "repetitions_base": _count(row.get("ok_rows_base")),
+        "repetitions_new": _count(row.get("ok_rows_new")),
+        "failures_base": _text(row.get("failure_kinds_base")),
+        "failures_new": _text(row.get("failure_kinds_new")),
     }
 
 
@@ -173,42 +198,60 @@ class GateResult:
 
     @property
     def failing(self) -> pd.DataFrame:
-        return self.cases[self.cases["verdict"].map(lambda v: Change(v).fails_the_gate)] if not self.cases.empty \
+        return (
+            self.cases[self.cases["verdict"].map(lambda v: Change(v).fails_the_gate)]
+            if not self.cases.empty
             else self.cases
+        )
 
     @property
     def passed(self) -> bool:
         return self.failing.empty
 
     def counts(self) -> dict[str, int]:
-        return {change.value: int((self.cases["verdict"] == change.value).sum()) if not self.cases.empty else 0
-                for change in Change}
+        return {
+            change.value: int((self.cases["verdict"] == change.value).sum()) if not self.cases.empty else 0
+            for change in Change
+        }
 
     def lines(self) -> list[str]:
-        out = [f"{self.new_run} against {self.base_run}: {len(self.cases)} case(s), "
-               f"regression threshold {self.max_regression:.0%}"]
+        out = [
+            f"{self.new_run} against {self.base_run}: {len(self.cases)} case(s), "
+            f"regression threshold {self.max_regression:.0%}"
+        ]
         for case in self.cases.itertuples():
             if case.verdict in (Change.UNCHANGED.value, Change.FAILING_IN_BOTH.value):
                 continue
-            out.append(f"  {case.verdict:<15} {case.device_model or case.serial} ({case.serial}) {case.model_name} "
-                       f"{case.configuration}: {describe_change(case)}")
+            out.append(
+                f"  {case.verdict:<15} {case.device_model or case.serial} ({case.serial}) {case.model_name} "
+                f"{case.configuration}: {describe_change(case)}"
+            )
         summary = ", ".join(f"{count} {name}" for name, count in self.counts().items() if count)
-        out.append(f"  {summary}: {'PASS' if self.passed else 'FAIL'} "
-                   f"(fails on a regression or a newly failing case)")
+        out.append(f"  {summary}: {'PASS' if self.passed else 'FAIL'} (fails on a regression or a newly failing case)")
         return out
 
     def to_json(self) -> dict[str, object]:
-        return {"base_run": self.base_run, "new_run": self.new_run, "max_regression": self.max_regression,
-                "passed": self.passed, "counts": self.counts(),
-                "cases": self.cases.astype(object).where(self.cases.notna(), None).to_dict("records")}
+        return {
+            "base_run": self.base_run,
+            "new_run": self.new_run,
+            "max_regression": self.max_regression,
+            "passed": self.passed,
+            "counts": self.counts(),
+            "cases": self.cases.astype(object).where(self.cases.notna(), None).to_dict("records"),
+        }
 
     def write_junit(self, path: Path) -> Path:
         """One test case per device and configuration; regressions and newly failing cases fail."""
-        suite = ElementTree.Element("testsuite", name=f"harness compare {self.base_run} {self.new_run}",
-                                    tests=str(len(self.cases)), failures=str(len(self.failing)))
+        suite = ElementTree.Element(
+            "testsuite",
+            name=f"harness compare {self.base_run} {self.new_run}",
+            tests=str(len(self.cases)),
+            failures=str(len(self.failing)),
+        )
         for case in self.cases.itertuples():
-            element = ElementTree.SubElement(suite, "testcase", classname=f"{case.model_name}.{case.serial}",
-                                             name=case.configuration)
+            element = ElementTree.SubElement(
+                suite, "testcase", classname=f"{case.model_name}.{case.serial}", name=case.configuration
+            )
             text = f"{case.verdict}: {describe_change(case)}"
             if Change(case.verdict).fails_the_gate:
                 ElementTree.SubElement(element, "failure", message=text, type=case.verdict).text = text
@@ -243,9 +286,15 @@ def _us(value: float | None) -> str:
     return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} us"
 
 
-def gate(stats_by_run: pd.DataFrame, base_run: str, new_run: str, max_regression: float = DEFAULT_MAX_REGRESSION,
-         alpha: float = TieTest().alpha, mixing: MixingAllowed = MixingAllowed(),
-         models: Sequence[str] = ()) -> GateResult:
+def gate(
+    stats_by_run: pd.DataFrame,
+    base_run: str,
+    new_run: str,
+    max_regression: float = DEFAULT_MAX_REGRESSION,
+    alpha: float = TieTest().alpha,
+    mixing: MixingAllowed = MixingAllowed(),
+    models: Sequence[str] = (),
+) -> GateResult:
     """compare_runs over every model of the two runs (or `models`), as `harness compare` reports it."""
     known = set(stats_by_run["run_id"])
     for run in (base_run, new_run):
@@ -253,5 +302,6 @@ def gate(stats_by_run: pd.DataFrame, base_run: str, new_run: str, max_regression
             raise UsageError(f"no results for run {run!r}", "list the runs with 'harness results ls'")
     if models:
         stats_by_run = stats_by_run[stats_by_run["model_name"].isin(models)]
-    return GateResult(base_run, new_run, max_regression,
-                      compare_runs(stats_by_run, base_run, new_run, max_regression, alpha, mixing))
+    return GateResult(
+        base_run, new_run, max_regression, compare_runs(stats_by_run, base_run, new_run, max_regression, alpha, mixing)
+    )

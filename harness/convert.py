@@ -31,7 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
@@ -94,8 +94,10 @@ def parse_variants(text: str) -> tuple[Variant, ...]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [name for name in names if name not in {v.value for v in Variant}]
     if unknown or not names:
-        raise UsageError(f"--variants {text!r} names no variant or an unknown one ({', '.join(unknown)})",
-                         f"choose from {','.join(v.value for v in Variant)}")
+        raise UsageError(
+            f"--variants {text!r} names no variant or an unknown one ({', '.join(unknown)})",
+            f"choose from {','.join(v.value for v in Variant)}",
+        )
     return tuple(Variant(name) for name in dict.fromkeys(names))
 
 
@@ -199,15 +201,16 @@ def convert_model(request: ConvertRequest, say: Callable[[str], None] = lambda _
         raise InputFileError(f"no such model: {source_path}", "pass a .keras file or a SavedModel folder")
     name = _model_name(request.name or (source_path.name if source_path.is_dir() else source_path.stem))
     if Variant.INT8 in request.variants and request.calibration is None:
-        raise UsageError("the int8 variant needs calibration data",
-                         "pass --calibration DATA (100 or more real samples), or --calibration random "
-                         "for a latency-only int8 model")
+        raise UsageError(
+            "the int8 variant needs calibration data",
+            "pass --calibration DATA (100 or more real samples), or --calibration random for a latency-only int8 model",
+        )
     if request.calibration_samples < 1:
         raise UsageError("--calibration-samples must be at least 1", "e.g. --calibration-samples 200")
     out_dir = Path(request.out_dir)
     read_manifest(out_dir)  # an unreadable or newer manifest fails now, not after minutes of converting
     out_dir.mkdir(parents=True, exist_ok=True)
-    converted_at = datetime.now(timezone.utc)
+    converted_at = datetime.now(UTC)
     conversion_id = f"{converted_at:%Y%m%dT%H%M%S}-{name}-{uuid.uuid4().hex[:8]}"
     log_path = out_dir / f"{name}_convert.log"
     log_path.write_text(f"harness convert {source_path} ({conversion_id})\n", encoding="utf-8")
@@ -221,8 +224,10 @@ def convert_model(request: ConvertRequest, say: Callable[[str], None] = lambda _
             say(f"running the fp32 reference on {len(evaluation)} eval samples ...")
             reference = source.run(evaluation.x)
             if not np.isfinite(reference).all():
-                raise ModelError(f"{source_path} itself outputs NaN or infinite values on the eval data",
-                                 "check the model and the eval data's preprocessing before converting")
+                raise ModelError(
+                    f"{source_path} itself outputs NaN or infinite values on the eval data",
+                    "check the model and the eval data's preprocessing before converting",
+                )
         checks = _Checks(evaluation, reference, None if calibration is None else calibration.x[:1], request, log_path)
         results = []
         for variant in request.variants:
@@ -248,12 +253,18 @@ def convert_model(request: ConvertRequest, say: Callable[[str], None] = lambda _
         "harness_version": harness.__version__,
         "converter": _versions(source.format),
         "source": {"path": str(source_path), "format": source.format, "sha256": source.sha256},
-        "calibration": None if calibration is None else {
-            **calibration.describe(), "warning": RANDOM_CALIBRATION_WARNING if random_calibration else None},
-        "evaluation": None if evaluation is None else {
+        "calibration": None
+        if calibration is None
+        else {**calibration.describe(), "warning": RANDOM_CALIBRATION_WARNING if random_calibration else None},
+        "evaluation": None
+        if evaluation is None
+        else {
             # Absolute, so the sweep finds the samples (its fixed numerics inputs) from any folder.
-            **evaluation.describe(), "source": str(Path(evaluation.source).resolve()), "reference": REFERENCE,
-            "reference_accuracy": None if request.untrained else _top1(reference, evaluation.y)},
+            **evaluation.describe(),
+            "source": str(Path(evaluation.source).resolve()),
+            "reference": REFERENCE,
+            "reference_accuracy": None if request.untrained else _top1(reference, evaluation.y),
+        },
         "preprocessing": None if request.preprocessing is None else request.preprocessing.to_json(),
         "thresholds": asdict(request.thresholds),
         "accuracy_note": note,
@@ -290,8 +301,10 @@ class _Source:
         [model_input] = self.inputs
         [output] = self.output_names
         signature = self.signature
-        parts = [signature(**{model_input.name: tf.constant(x[i:i + EVAL_BATCH])})[output].numpy()
-                 for i in range(0, len(x), EVAL_BATCH)]
+        parts = [
+            signature(**{model_input.name: tf.constant(x[i : i + EVAL_BATCH])})[output].numpy()
+            for i in range(0, len(x), EVAL_BATCH)
+        ]
         return np.concatenate(parts).astype(np.float32)
 
 
@@ -299,13 +312,17 @@ class _Source:
 def _opened_source(path: Path, log_path: Path) -> Iterator[_Source]:
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
-            raise ModelError(f"{path} is a folder but not a SavedModel (no saved_model.pb)",
-                             "pass a .keras file or a folder written by model.export(DIR)")
+            raise ModelError(
+                f"{path} is a folder but not a SavedModel (no saved_model.pb)",
+                "pass a .keras file or a folder written by model.export(DIR)",
+            )
         yield _load_saved_model(path, "saved_model", _tree_sha256(path), log_path)
         return
     if path.suffix not in (".keras", ".h5"):
-        raise ModelError(f"{path} is not a model: expected a .keras (or .h5) file or a SavedModel folder",
-                         "save the model with model.save('model.keras') or model.export(DIR)")
+        raise ModelError(
+            f"{path} is not a model: expected a .keras (or .h5) file or a SavedModel folder",
+            "save the model with model.save('model.keras') or model.export(DIR)",
+        )
     with tempfile.TemporaryDirectory(prefix="harness-convert-") as folder:
         with _captured(log_path):
             _, keras = _tensorflow()
@@ -313,16 +330,19 @@ def _opened_source(path: Path, log_path: Path) -> Iterator[_Source]:
                 model = keras.saving.load_model(path, compile=False)
             except Exception as error:  # Keras raises many types for a file that is not a model
                 _log_traceback(log_path, error)
-                raise ModelError(f"{path} is not a loadable Keras model ({_first_line(error)})",
-                                 "check the file, or export the model with model.export(DIR) and convert "
-                                 "that folder") from error
+                raise ModelError(
+                    f"{path} is not a loadable Keras model ({_first_line(error)})",
+                    "check the file, or export the model with model.export(DIR) and convert that folder",
+                ) from error
             try:
                 # model.export, not tf.saved_model.save: only export writes a Keras 3 model's weights.
                 model.export(folder, format="tf_saved_model", verbose=False)
             except Exception as error:  # a model Keras cannot trace fails in many ways
                 _log_traceback(log_path, error)
-                raise ModelError(f"{path} cannot be exported for conversion ({_first_line(error)})",
-                                 "build the model on a keras.Input of fixed shape and save it again") from error
+                raise ModelError(
+                    f"{path} cannot be exported for conversion ({_first_line(error)})",
+                    "build the model on a keras.Input of fixed shape and save it again",
+                ) from error
         yield _load_saved_model(Path(folder), "keras", file_sha256(path), log_path)
 
 
@@ -333,55 +353,85 @@ def _load_saved_model(folder: Path, fmt: str, sha256: str, log_path: Path) -> _S
             loaded = tf.saved_model.load(str(folder))
         except Exception as error:  # corrupt protos and missing variables surface as many types
             _log_traceback(log_path, error)
-            raise ModelError(f"{folder} is not a loadable SavedModel ({_first_line(error)})",
-                             "re-export it with model.export(DIR)") from error
+            raise ModelError(
+                f"{folder} is not a loadable SavedModel ({_first_line(error)})", "re-export it with model.export(DIR)"
+            ) from error
     if "serving_default" not in loaded.signatures:
-        raise ModelError(f"{folder} has no serving_default signature (it has {sorted(loaded.signatures) or 'none'})",
-                         "export it with model.export(DIR), which writes one")
+        raise ModelError(
+            f"{folder} has no serving_default signature (it has {sorted(loaded.signatures) or 'none'})",
+            "export it with model.export(DIR), which writes one",
+        )
     signature = loaded.signatures["serving_default"]
     specs = signature.structured_input_signature[1]
-    inputs = tuple(InputSpec(name=key, shape=tuple(spec.shape.as_list()), dtype=spec.dtype.as_numpy_dtype.__name__)
-                   for key, spec in sorted(specs.items()))
-    return _Source(format=fmt, sha256=sha256, saved_model_dir=folder, inputs=inputs,
-                   output_names=tuple(sorted(signature.structured_outputs)), loaded=loaded)
+    inputs = tuple(
+        InputSpec(name=key, shape=tuple(spec.shape.as_list()), dtype=spec.dtype.as_numpy_dtype.__name__)
+        for key, spec in sorted(specs.items())
+    )
+    return _Source(
+        format=fmt,
+        sha256=sha256,
+        saved_model_dir=folder,
+        inputs=inputs,
+        output_names=tuple(sorted(signature.structured_outputs)),
+        loaded=loaded,
+    )
 
 
-def _load_datasets(request: ConvertRequest, source: _Source,
-                   warnings: list[str]) -> tuple[Dataset | None, Dataset | None]:
+def _load_datasets(
+    request: ConvertRequest, source: _Source, warnings: list[str]
+) -> tuple[Dataset | None, Dataset | None]:
     wants_data = request.evaluation is not None or request.calibration is not None
     if wants_data and len(source.inputs) != 1:
-        raise UsageError(f"calibration and evaluation handle one input, but the model has {len(source.inputs)} "
-                         f"({', '.join(i.name for i in source.inputs)})",
-                         "convert it without --calibration/--eval and without the int8 variant")
+        raise UsageError(
+            f"calibration and evaluation handle one input, but the model has {len(source.inputs)} "
+            f"({', '.join(i.name for i in source.inputs)})",
+            "convert it without --calibration/--eval and without the int8 variant",
+        )
     calibration = evaluation = None
     if request.calibration is not None and Variant.INT8 not in request.variants:
         warnings.append("--calibration is used by the int8 variant only, which was not requested")
     elif request.calibration == RANDOM:
         calibration = random_data(source.inputs[0], request.calibration_samples)
     elif request.calibration is not None:
-        calibration = load_data(request.calibration, source.inputs[0], request.preprocessing,
-                                purpose="--calibration", limit=request.calibration_samples)
+        calibration = load_data(
+            request.calibration,
+            source.inputs[0],
+            request.preprocessing,
+            purpose="--calibration",
+            limit=request.calibration_samples,
+        )
         if len(calibration) < MIN_CALIBRATION_SAMPLES:
-            warnings.append(f"int8 is calibrated on only {len(calibration)} samples (fewer than "
-                            f"{MIN_CALIBRATION_SAMPLES}): its quantization ranges may miss real inputs")
+            warnings.append(
+                f"int8 is calibrated on only {len(calibration)} samples (fewer than "
+                f"{MIN_CALIBRATION_SAMPLES}): its quantization ranges may miss real inputs"
+            )
     if request.evaluation is not None:
         if len(source.output_names) != 1:
-            raise UsageError(f"accuracy evaluation compares one output, but the model has {len(source.output_names)}",
-                             "convert it without --eval")
-        evaluation = load_data(request.evaluation, source.inputs[0], request.preprocessing,
-                               purpose="--eval", limit=request.eval_samples)
+            raise UsageError(
+                f"accuracy evaluation compares one output, but the model has {len(source.output_names)}",
+                "convert it without --eval",
+            )
+        evaluation = load_data(
+            request.evaluation, source.inputs[0], request.preprocessing, purpose="--eval", limit=request.eval_samples
+        )
         classes = _output_classes(source)
         if evaluation.y is not None and classes is not None and int(evaluation.y.max()) >= classes:
-            raise InputFileError(f"--eval {request.evaluation} holds class id {int(evaluation.y.max())}, "
-                                 f"but the model outputs {classes} classes",
-                                 "use class ids 0..N-1 in the model's output order")
+            raise InputFileError(
+                f"--eval {request.evaluation} holds class id {int(evaluation.y.max())}, "
+                f"but the model outputs {classes} classes",
+                "use class ids 0..N-1 in the model's output order",
+            )
         if evaluation.y is None and not request.untrained:
-            warnings.append("the eval data has no labels: accuracy is judged by top-1 agreement "
-                            "with the fp32 reference only")
+            warnings.append(
+                "the eval data has no labels: accuracy is judged by top-1 agreement with the fp32 reference only"
+            )
     if request.preprocessing is not None and all(
-            data is None or data.kind is not DataKind.IMAGES for data in (calibration, evaluation)):
-        raise UsageError("--mean/--std/--image-size apply to image folders, and no image folder is used",
-                         "store already preprocessed inputs in the .npz, or drop the preprocessing flags")
+        data is None or data.kind is not DataKind.IMAGES for data in (calibration, evaluation)
+    ):
+        raise UsageError(
+            "--mean/--std/--image-size apply to image folders, and no image folder is used",
+            "store already preprocessed inputs in the .npz, or drop the preprocessing flags",
+        )
     return calibration, evaluation
 
 
@@ -405,8 +455,9 @@ class _Checks:
     log_path: Path  # LiteRT announces its delegates on stderr
 
 
-def _converted(source: _Source, variant: Variant, calibration_x: np.ndarray | None,
-               log_path: Path) -> bytes | VariantResult:
+def _converted(
+    source: _Source, variant: Variant, calibration_x: np.ndarray | None, log_path: Path
+) -> bytes | VariantResult:
     """The variant's flatbuffer, or its failure as a result."""
     try:
         with _captured(log_path):
@@ -428,8 +479,9 @@ def _checked(variant: Variant, flatbuffer: bytes, checks: _Checks, path: Path) -
             host_outputs(flatbuffer, None)
     except Exception as error:  # LiteRT raises RuntimeError/ValueError for models it cannot run
         _log_traceback(checks.log_path, error)
-        return VariantResult(variant, VariantStatus.FAILED,
-                             error=f"converted, but LiteRT cannot run it: {_first_line(error)}")
+        return VariantResult(
+            variant, VariantStatus.FAILED, error=f"converted, but LiteRT cannot run it: {_first_line(error)}"
+        )
     histogram, float_ops, no_float_tensor = _graph_facts(flatbuffer)
     if "READ_VARIABLE" in histogram and "ASSIGN_VARIABLE" not in histogram:
         # Its outputs are whatever memory held: NaN one run, 1e17 the next. Never hand it to the sweep.
@@ -438,13 +490,25 @@ def _checked(variant: Variant, flatbuffer: bytes, checks: _Checks, path: Path) -
     accuracy, accepted, reason = _judge(flatbuffer, checks)
     warning = None
     if variant is Variant.INT8 and not fully_int8:
-        warning = (f"the int8 variant still computes in float ({', '.join(float_ops) or 'float tensors'}): "
-                   "integer-only accelerators (NPUs) will reject it or fall back to the CPU")
+        warning = (
+            f"the int8 variant still computes in float ({', '.join(float_ops) or 'float tensors'}): "
+            "integer-only accelerators (NPUs) will reject it or fall back to the CPU"
+        )
     _write_bytes(path, flatbuffer)
     return VariantResult(
-        variant, VariantStatus.OK, file=path.name, sha256=hashlib.sha256(flatbuffer).hexdigest(),
-        size_bytes=len(flatbuffer), inputs=inputs, outputs=outputs, op_histogram=histogram,
-        float_ops=float_ops, fully_int8=fully_int8, accuracy=accuracy, accepted=accepted, reason=reason,
+        variant,
+        VariantStatus.OK,
+        file=path.name,
+        sha256=hashlib.sha256(flatbuffer).hexdigest(),
+        size_bytes=len(flatbuffer),
+        inputs=inputs,
+        outputs=outputs,
+        op_histogram=histogram,
+        float_ops=float_ops,
+        fully_int8=fully_int8,
+        accuracy=accuracy,
+        accepted=accepted,
+        reason=reason,
         warning=warning,
     )
 
@@ -470,17 +534,23 @@ def _signature(flatbuffer: bytes) -> tuple[tuple[TensorInfo, ...], tuple[TensorI
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=flatbuffer)
-    return (tuple(_tensor_info(d) for d in interpreter.get_input_details()),
-            tuple(_tensor_info(d) for d in interpreter.get_output_details()))
+    return (
+        tuple(_tensor_info(d) for d in interpreter.get_input_details()),
+        tuple(_tensor_info(d) for d in interpreter.get_output_details()),
+    )
 
 
 def _tensor_info(detail: dict) -> TensorInfo:
     scale, zero_point = detail["quantization"]
     quantized = scale != 0.0
     return TensorInfo(
-        name=detail["name"], index=int(detail["index"]), shape=tuple(int(d) for d in detail["shape"]),
-        shape_signature=tuple(int(d) for d in detail["shape_signature"]), dtype=np.dtype(detail["dtype"]).name,
-        scale=float(scale) if quantized else None, zero_point=int(zero_point) if quantized else None,
+        name=detail["name"],
+        index=int(detail["index"]),
+        shape=tuple(int(d) for d in detail["shape"]),
+        shape_signature=tuple(int(d) for d in detail["shape_signature"]),
+        dtype=np.dtype(detail["dtype"]).name,
+        scale=float(scale) if quantized else None,
+        zero_point=int(zero_point) if quantized else None,
     )
 
 
@@ -497,7 +567,7 @@ def host_outputs(flatbuffer: bytes, x: np.ndarray | None) -> np.ndarray:
     if x is None:
         feeds = [np.zeros(d["shape"], d["dtype"]) for d in details]
         interpreter.allocate_tensors()
-        for detail, feed in zip(details, feeds):
+        for detail, feed in zip(details, feeds, strict=False):
             interpreter.set_tensor(detail["index"], feed)
         interpreter.invoke()
         return _first_output(interpreter)
@@ -506,7 +576,7 @@ def host_outputs(flatbuffer: bytes, x: np.ndarray | None) -> np.ndarray:
     parts = []
     allocated = None
     for start in range(0, len(x), batch):
-        chunk = x[start:start + batch]
+        chunk = x[start : start + batch]
         if allocated != len(chunk):
             if batch > 1:
                 interpreter.resize_tensor_input(detail["index"], [len(chunk), *detail["shape"][1:]])
@@ -528,8 +598,12 @@ def _graph_facts(flatbuffer: bytes) -> tuple[dict[str, int], tuple[str, ...], bo
     from ai_edge_litert import schema_py_generated as schema
 
     op_names = {code: key for key, code in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
-    float_types = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.FLOAT64,
-                   schema.TensorType.BFLOAT16}
+    float_types = {
+        schema.TensorType.FLOAT32,
+        schema.TensorType.FLOAT16,
+        schema.TensorType.FLOAT64,
+        schema.TensorType.BFLOAT16,
+    }
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     histogram: Counter[str] = Counter()
     float_ops: set[str] = set()
@@ -541,11 +615,20 @@ def _graph_facts(flatbuffer: bytes) -> tuple[dict[str, int], tuple[str, ...], bo
             code = model.operatorCodes[op.opcodeIndex]
             # Codes above 127 live in builtinCode only; deprecatedBuiltinCode caps at 127.
             builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-            name = (f"CUSTOM:{code.customCode.decode()}" if builtin == schema.BuiltinOperator.CUSTOM
-                    else op_names.get(builtin, f"BUILTIN_{builtin}"))
+            name = (
+                f"CUSTOM:{code.customCode.decode()}"
+                if builtin == schema.BuiltinOperator.CUSTOM
+                else op_names.get(builtin, f"BUILTIN_{builtin}")
+            )
             histogram[name] += 1
-            touched = [i for i in [*(op.inputs if op.inputs is not None else []),
-                                   *(op.outputs if op.outputs is not None else [])] if i >= 0]
+            touched = [
+                i
+                for i in [
+                    *(op.inputs if op.inputs is not None else []),
+                    *(op.outputs if op.outputs is not None else []),
+                ]
+                if i >= 0
+            ]
             if name not in ("QUANTIZE", "DEQUANTIZE") and any(tensors[i].type in float_types for i in touched):
                 float_ops.add(name)
     return dict(sorted(histogram.items())), tuple(sorted(float_ops)), not has_float
@@ -587,8 +670,14 @@ def compare(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | Non
     reference_accuracy = _top1(reference, labels)
     drop = reference_accuracy - accuracy if labels is not None else 1.0 - agreement
     return Accuracy(
-        samples=len(outputs), labelled=labels is not None, accuracy=accuracy, reference_accuracy=reference_accuracy,
-        accuracy_drop=float(drop), agreement=agreement, mse=errors.mse, max_abs_error=errors.max_abs_error,
+        samples=len(outputs),
+        labelled=labels is not None,
+        accuracy=accuracy,
+        reference_accuracy=reference_accuracy,
+        accuracy_drop=float(drop),
+        agreement=agreement,
+        mse=errors.mse,
+        max_abs_error=errors.max_abs_error,
         cosine=errors.cosine,
     )
 
@@ -614,8 +703,9 @@ def _top1(outputs: np.ndarray | None, labels: np.ndarray | None) -> float | None
 # -- manifest and accuracy table -------------------------------------------------
 
 
-def _update_manifest(out_dir: Path, name: str, entry: dict[str, object],
-                     results: Sequence[VariantResult]) -> tuple[Path, list[Path]]:
+def _update_manifest(
+    out_dir: Path, name: str, entry: dict[str, object], results: Sequence[VariantResult]
+) -> tuple[Path, list[Path]]:
     """Replace this model's entry; delete its files that the new entry no longer lists.
 
     The manifest is the truth about OUT: a variant that failed now, or was not
@@ -636,31 +726,51 @@ def _update_manifest(out_dir: Path, name: str, entry: dict[str, object],
     return write_manifest(out_dir, document), removed
 
 
-def _write_accuracy_rows(request: ConvertRequest, entry: dict, results: Sequence[VariantResult],
-                         converted_at: datetime, manifest_path: Path) -> Path:
+def _write_accuracy_rows(
+    request: ConvertRequest, entry: dict, results: Sequence[VariantResult], converted_at: datetime, manifest_path: Path
+) -> Path:
     calibration = entry["calibration"] or {}
     evaluation = entry["evaluation"] or {}
     rows = []
     for result in results:
         figures = asdict(result.accuracy) if result.accuracy else {}
-        rows.append({
-            "schema_version": ACCURACY_SCHEMA_VERSION, "conversion_id": entry["conversion_id"],
-            "converted_at": converted_at, "model_name": entry["model_name"],
-            "source_sha256": entry["source"]["sha256"], "variant": result.variant.value,
-            "quantization": result.variant.quantization, "status": result.status.value,
-            "error_message": result.error, "file": result.file, "sha256": result.sha256,
-            "size_bytes": result.size_bytes, "fully_int8": result.fully_int8,
-            "eval_source": evaluation.get("source"), "eval_samples": evaluation.get("samples"),
-            "labelled": figures.get("labelled"), "reference_accuracy": figures.get("reference_accuracy"),
-            "accuracy": figures.get("accuracy"), "accuracy_drop": figures.get("accuracy_drop"),
-            "agreement": figures.get("agreement"), "mse": figures.get("mse"),
-            "max_abs_error": figures.get("max_abs_error"), "cosine": figures.get("cosine"),
-            "max_accuracy_drop": request.thresholds.max_accuracy_drop, "max_mse": request.thresholds.max_mse,
-            "accepted": result.accepted, "reason": result.reason,
-            "calibration_source": calibration.get("source"), "calibration_samples": calibration.get("samples"),
-            "untrained": request.untrained, "converter_version": entry["converter"]["tensorflow"],
-            "harness_version": harness.__version__, "manifest_path": str(manifest_path),
-        })
+        rows.append(
+            {
+                "schema_version": ACCURACY_SCHEMA_VERSION,
+                "conversion_id": entry["conversion_id"],
+                "converted_at": converted_at,
+                "model_name": entry["model_name"],
+                "source_sha256": entry["source"]["sha256"],
+                "variant": result.variant.value,
+                "quantization": result.variant.quantization,
+                "status": result.status.value,
+                "error_message": result.error,
+                "file": result.file,
+                "sha256": result.sha256,
+                "size_bytes": result.size_bytes,
+                "fully_int8": result.fully_int8,
+                "eval_source": evaluation.get("source"),
+                "eval_samples": evaluation.get("samples"),
+                "labelled": figures.get("labelled"),
+                "reference_accuracy": figures.get("reference_accuracy"),
+                "accuracy": figures.get("accuracy"),
+                "accuracy_drop": figures.get("accuracy_drop"),
+                "agreement": figures.get("agreement"),
+                "mse": figures.get("mse"),
+                "max_abs_error": figures.get("max_abs_error"),
+                "cosine": figures.get("cosine"),
+                "max_accuracy_drop": request.thresholds.max_accuracy_drop,
+                "max_mse": request.thresholds.max_mse,
+                "accepted": result.accepted,
+                "reason": result.reason,
+                "calibration_source": calibration.get("source"),
+                "calibration_samples": calibration.get("samples"),
+                "untrained": request.untrained,
+                "converter_version": entry["converter"]["tensorflow"],
+                "harness_version": harness.__version__,
+                "manifest_path": str(manifest_path),
+            }
+        )
     return write_accuracy(rows, Path(request.results_root), entry["conversion_id"])
 
 
@@ -715,8 +825,9 @@ def _captured(log_path: Path) -> Iterator[None]:
 
 def _model_name(name: str) -> str:
     if not _NAME.fullmatch(name):
-        raise UsageError(f"{name!r} cannot name a model's files",
-                         "give one with --name using letters, digits, '.', '_' and '-'")
+        raise UsageError(
+            f"{name!r} cannot name a model's files", "give one with --name using letters, digits, '.', '_' and '-'"
+        )
     return name
 
 

@@ -29,14 +29,17 @@ def read_manifest(out_dir: Path) -> dict[str, object]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SchemaError(f"{path} is not valid JSON ({error})",
-                          f"delete {path} and convert the models in {out_dir} again") from None
+        raise SchemaError(
+            f"{path} is not valid JSON ({error})", f"delete {path} and convert the models in {out_dir} again"
+        ) from None
     version = document.get("schema_version") if isinstance(document, dict) else None
     checked_version(path, "convert manifest", version, MANIFEST_SCHEMA_VERSION)
     models = document.get("models")
     if not isinstance(models, dict) or not all(isinstance(entry, dict) for entry in models.values()):
-        raise SchemaError(f"{path} is not a tflite-farm convert manifest (no models)",
-                          "convert into an empty folder, or move that file away")
+        raise SchemaError(
+            f"{path} is not a tflite-farm convert manifest (no models)",
+            "convert into an empty folder, or move that file away",
+        )
     return document
 
 
@@ -53,14 +56,39 @@ def accuracy_schema():  # type: ignore[no-untyped-def]
 
     text, f64, i64, flag = pa.string(), pa.float64(), pa.int64(), pa.bool_()
     columns = [
-        ("schema_version", i64), ("conversion_id", text), ("converted_at", pa.timestamp("us", tz="UTC")),
-        ("model_name", text), ("source_sha256", text), ("variant", text), ("quantization", text),
-        ("status", text), ("error_message", text), ("file", text), ("sha256", text), ("size_bytes", i64),
-        ("fully_int8", flag), ("eval_source", text), ("eval_samples", i64), ("labelled", flag),
-        ("reference_accuracy", f64), ("accuracy", f64), ("accuracy_drop", f64), ("agreement", f64),
-        ("mse", f64), ("max_abs_error", f64), ("cosine", f64), ("max_accuracy_drop", f64), ("max_mse", f64),
-        ("accepted", flag), ("reason", text), ("calibration_source", text), ("calibration_samples", i64),
-        ("untrained", flag), ("converter_version", text), ("harness_version", text), ("manifest_path", text),
+        ("schema_version", i64),
+        ("conversion_id", text),
+        ("converted_at", pa.timestamp("us", tz="UTC")),
+        ("model_name", text),
+        ("source_sha256", text),
+        ("variant", text),
+        ("quantization", text),
+        ("status", text),
+        ("error_message", text),
+        ("file", text),
+        ("sha256", text),
+        ("size_bytes", i64),
+        ("fully_int8", flag),
+        ("eval_source", text),
+        ("eval_samples", i64),
+        ("labelled", flag),
+        ("reference_accuracy", f64),
+        ("accuracy", f64),
+        ("accuracy_drop", f64),
+        ("agreement", f64),
+        ("mse", f64),
+        ("max_abs_error", f64),
+        ("cosine", f64),
+        ("max_accuracy_drop", f64),
+        ("max_mse", f64),
+        ("accepted", flag),
+        ("reason", text),
+        ("calibration_source", text),
+        ("calibration_samples", i64),
+        ("untrained", flag),
+        ("converter_version", text),
+        ("harness_version", text),
+        ("manifest_path", text),
     ]
     return pa.schema(columns, metadata={ACCURACY_VERSION_METADATA_KEY: str(ACCURACY_SCHEMA_VERSION)})
 
@@ -103,5 +131,6 @@ def read_accuracy(results_root: Path = DEFAULT_RESULTS):  # type: ignore[no-unty
         tables.append(table.cast(schema))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     frame = table.sort_by([("converted_at", "ascending"), ("model_name", "ascending")]).to_pandas(
-        types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
+        types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get
+    )
     return frame

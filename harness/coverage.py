@@ -75,8 +75,11 @@ class DeviceCoverage:
             return CoverageVerdict.NOT_MEASURED
         if self.runs_config == self.best_config:
             return CoverageVerdict.BEST
-        return {Verdict.EQUIVALENT: CoverageVerdict.WITHIN, Verdict.UNDECIDED: CoverageVerdict.UNDECIDED,
-                Verdict.UNTESTED: CoverageVerdict.UNTESTED}.get(self.versus_best.verdict, CoverageVerdict.SLOWER)
+        return {
+            Verdict.EQUIVALENT: CoverageVerdict.WITHIN,
+            Verdict.UNDECIDED: CoverageVerdict.UNDECIDED,
+            Verdict.UNTESTED: CoverageVerdict.UNTESTED,
+        }.get(self.versus_best.verdict, CoverageVerdict.SLOWER)
 
     def describe(self) -> str:
         """The verdict with its numbers: 'within 5% of best', 'slower than best by 58%', ..."""
@@ -111,8 +114,9 @@ class CoverageReport:
 
     @property
     def meets_goal(self) -> bool:
-        return self.share_at_best >= GOAL_SHARE and self.failed_choices == 0 and all(
-            d.runs_config for d in self.devices)
+        return (
+            self.share_at_best >= GOAL_SHARE and self.failed_choices == 0 and all(d.runs_config for d in self.devices)
+        )
 
     @property
     def goal(self) -> str:
@@ -124,30 +128,52 @@ class CoverageReport:
         for d in self.devices:
             runs = f"{d.runs_config} {_us(d.runs_p50_us)}" if d.runs_config else "nothing that works"
             best = f"best {d.best_config} {_us(d.best_p50_us)}" if d.best_config else "no ok configuration"
-            out.append(f"  {d.device_model:<14} {d.measured_tier or '-':<5} -> {d.policy_tier or 'default':<5} "
-                       f"runs {runs}; {best}: {d.describe()}")
+            out.append(
+                f"  {d.device_model:<14} {d.measured_tier or '-':<5} -> {d.policy_tier or 'default':<5} "
+                f"runs {runs}; {best}: {d.describe()}"
+            )
         goal = "meets" if self.meets_goal else "misses"
-        out.append(f"  the best or within {self.min_effect:.0%} of it on {self.share_at_best:.0%} of devices, "
-                   f"{self.failed_choices} failed choices: {goal} the goal ({self.goal})")
+        out.append(
+            f"  the best or within {self.min_effect:.0%} of it on {self.share_at_best:.0%} of devices, "
+            f"{self.failed_choices} failed choices: {goal} the goal ({self.goal})"
+        )
         return out
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([{
-            **{k: v for k, v in vars(d).items() if k not in ("versus_best", "min_effect")},
-            "failed_before": ", ".join(d.failed_before), "ratio": d.ratio, "verdict": d.verdict.value,
-            "versus_best": d.describe(),
-            "more_repetitions": d.versus_best.more_repetitions if d.versus_best else None,
-        } for d in self.devices])
+        return pd.DataFrame(
+            [
+                {
+                    **{k: v for k, v in vars(d).items() if k not in ("versus_best", "min_effect")},
+                    "failed_before": ", ".join(d.failed_before),
+                    "ratio": d.ratio,
+                    "verdict": d.verdict.value,
+                    "versus_best": d.describe(),
+                    "more_repetitions": d.versus_best.more_repetitions if d.versus_best else None,
+                }
+                for d in self.devices
+            ]
+        )
 
     def to_json(self) -> dict:
-        return {"model": self.model_name, "metric": self.metric, "share_at_best": self.share_at_best,
-                "failed_choices": self.failed_choices, "meets_goal": self.meets_goal, "goal": self.goal,
-                "devices": self.table().to_dict("records")}
+        return {
+            "model": self.model_name,
+            "metric": self.metric,
+            "share_at_best": self.share_at_best,
+            "failed_choices": self.failed_choices,
+            "meets_goal": self.meets_goal,
+            "goal": self.goal,
+            "devices": self.table().to_dict("records"),
+        }
 
 
-def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, VariantAccuracy] | None = None,
-             tie_test: TieTest | None = None, mixing: MixingAllowed = MixingAllowed(),
-             numerics_gate: NumericsGate | None = None) -> CoverageReport:
+def coverage(
+    document: Mapping,
+    rows: pd.DataFrame,
+    accuracy: Mapping[str, VariantAccuracy] | None = None,
+    tie_test: TieTest | None = None,
+    mixing: MixingAllowed = MixingAllowed(),
+    numerics_gate: NumericsGate | None = None,
+) -> CoverageReport:
     """Judge `document` (a policy) against stored result rows of its model.
 
     The "best" on a device is its fastest configuration that ran ok, computed the
@@ -193,23 +219,38 @@ def coverage(document: Mapping, rows: pd.DataFrame, accuracy: Mapping[str, Varia
             # Not measured on this device: an app would still try it; we cannot judge it.
             runs, position = (None, label), index
             break
-        allowed = [r for r in by_config.values() if r["ok_rows"] > 0 and r["failures"] == 0
-                   and not ranking.outputs_wrong(r, gate, wrong) and ranking.accuracy_exclusion(accuracy.get(r["model_sha256"]), limit) is None]
+        allowed = [
+            r
+            for r in by_config.values()
+            if r["ok_rows"] > 0
+            and r["failures"] == 0
+            and not ranking.outputs_wrong(r, gate, wrong)
+            and ranking.accuracy_exclusion(accuracy.get(r["model_sha256"]), limit) is None
+        ]
         best = min(allowed, key=lambda r: r[metric]) if allowed else None
         runs_row, runs_label = runs if runs else (None, None)
         versus = None
         if runs_row is not None and best is not None:
             versus = test.compare(ranking.repetitions(runs_row, metric), ranking.repetitions(best, metric))
-        out.append(DeviceCoverage(
-            serial=serial, device_model=str(facts["device_model"]),
-            measured_tier=None if pd.isna(facts["tier"]) else str(facts["tier"]),
-            policy_tier=resolution.tier, policy_rule=resolution.rule, runs_config=runs_label,
-            chain_position=position, failed_before=tuple(failed_before),
-            runs_p50_us=None if runs_row is None else float(runs_row[metric]),
-            best_config=None if best is None else config_label(best["variant"], best["delegate"], best["num_threads"]),
-            best_p50_us=None if best is None else float(best[metric]),
-            versus_best=versus, min_effect=test.min_effect,
-        ))
+        out.append(
+            DeviceCoverage(
+                serial=serial,
+                device_model=str(facts["device_model"]),
+                measured_tier=None if pd.isna(facts["tier"]) else str(facts["tier"]),
+                policy_tier=resolution.tier,
+                policy_rule=resolution.rule,
+                runs_config=runs_label,
+                chain_position=position,
+                failed_before=tuple(failed_before),
+                runs_p50_us=None if runs_row is None else float(runs_row[metric]),
+                best_config=None
+                if best is None
+                else config_label(best["variant"], best["delegate"], best["num_threads"]),
+                best_p50_us=None if best is None else float(best[metric]),
+                versus_best=versus,
+                min_effect=test.min_effect,
+            )
+        )
     return CoverageReport(model_name, metric, test.min_effect, tuple(out))
 
 

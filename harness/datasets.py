@@ -64,8 +64,12 @@ class Preprocessing:
             raise UsageError("--std contains 0", "give a non-zero std, e.g. --std 127.5")
 
     def to_json(self) -> dict[str, object]:
-        return {"mean": list(self.mean), "std": list(self.std),
-                "size": None if self.size is None else list(self.size), "pixel_range": [0, 255]}
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "size": None if self.size is None else list(self.size),
+            "pixel_range": [0, 255],
+        }
 
 
 @dataclass(frozen=True, eq=False)  # numpy arrays have no boolean equality
@@ -82,9 +86,13 @@ class Dataset:
         return len(self.x)
 
     def describe(self) -> dict[str, object]:
-        return {"source": self.source, "kind": self.kind.value, "samples": len(self),
-                "labels": self.y is not None,
-                "class_names": None if self.class_names is None else list(self.class_names)}
+        return {
+            "source": self.source,
+            "kind": self.kind.value,
+            "samples": len(self),
+            "labels": self.y is not None,
+            "class_names": None if self.class_names is None else list(self.class_names),
+        }
 
 
 def load_data(
@@ -141,11 +149,14 @@ def _load_npz(path: Path, model_input: InputSpec, *, purpose: str) -> Dataset:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError) as error:
-        raise InputFileError(f"{purpose} {path} is not a readable .npz ({error})",
-                             "write it with numpy.savez(PATH, x=..., y=...)") from None
+        raise InputFileError(
+            f"{purpose} {path} is not a readable .npz ({error})", "write it with numpy.savez(PATH, x=..., y=...)"
+        ) from None
     if "x" not in arrays:
-        raise InputFileError(f"{purpose} {path} has no array 'x' (it has {sorted(arrays) or 'nothing'})",
-                             "store the model inputs as x (and class ids as y): numpy.savez(PATH, x=..., y=...)")
+        raise InputFileError(
+            f"{purpose} {path} has no array 'x' (it has {sorted(arrays) or 'nothing'})",
+            "store the model inputs as x (and class ids as y): numpy.savez(PATH, x=..., y=...)",
+        )
     x = _fit_input(arrays["x"], model_input, f"{purpose} {path}")
     y = _labels(arrays["y"], len(x), f"{purpose} {path}") if "y" in arrays else None
     return Dataset(source=str(path), kind=DataKind.NPZ, x=x, y=y)
@@ -154,7 +165,9 @@ def _load_npz(path: Path, model_input: InputSpec, *, purpose: str) -> Dataset:
 def _fit_input(x: np.ndarray, model_input: InputSpec, where: str) -> np.ndarray:
     """x cast to the input's dtype, after checking rank, static dimensions, dtype kind and finiteness."""
     expected = model_input.shape[1:]
-    if x.ndim != len(expected) + 1 or any(d is not None and d != a for d, a in zip(expected, x.shape[1:])):
+    if x.ndim != len(expected) + 1 or any(
+        d is not None and d != a for d, a in zip(expected, x.shape[1:], strict=False)
+    ):
         wanted = "(N, " + ", ".join("?" if d is None else str(d) for d in expected) + ")"
         raise InputFileError(
             f"{where}: x has shape {tuple(x.shape)}, but the model's input {model_input.describe()} takes {wanted}",
@@ -184,8 +197,10 @@ def _labels(y: np.ndarray, count: int, where: str) -> np.ndarray:
     if y.ndim == 2:  # one-hot rows
         y = y.argmax(axis=1)
     if y.ndim != 1 or len(y) != count:
-        raise InputFileError(f"{where}: y has shape {tuple(y.shape)}, but x holds {count} samples",
-                             f"store one class id per sample: y of shape ({count},)")
+        raise InputFileError(
+            f"{where}: y has shape {tuple(y.shape)}, but x holds {count} samples",
+            f"store one class id per sample: y of shape ({count},)",
+        )
     if y.dtype.kind not in "iu":
         raise InputFileError(f"{where}: y is {y.dtype}, not integer class ids", "store y as integers (e.g. int64)")
     if (y < 0).any():
@@ -209,8 +224,10 @@ def _load_images(
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = _images_in(folder)
     if class_dirs and loose:
-        raise InputFileError(f"{where} holds both images and sub-folders",
-                             "put every image in its class's sub-folder, or drop the sub-folders for unlabeled data")
+        raise InputFileError(
+            f"{where} holds both images and sub-folders",
+            "put every image in its class's sub-folder, or drop the sub-folders for unlabeled data",
+        )
     if class_dirs:
         files = [(image, label) for label, sub in enumerate(class_dirs) for image in _images_in(sub)]
         class_names: tuple[str, ...] | None = tuple(p.name for p in class_dirs)
@@ -218,8 +235,10 @@ def _load_images(
         files = [(image, -1) for image in loose]
         class_names = None
     if not files:
-        raise InputFileError(f"{where} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
-                             "put the images in one sub-folder per class")
+        raise InputFileError(
+            f"{where} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
+            "put the images in one sub-folder per class",
+        )
     if limit is not None and len(files) > limit:
         # Choose before decoding: a large folder costs only the images used.
         picked = np.sort(np.random.default_rng(seed).choice(len(files), size=limit, replace=False))
@@ -240,22 +259,31 @@ def _image_geometry(model_input: InputSpec, preprocessing: Preprocessing, where:
             "pass the inputs as an .npz instead",
         )
     if np.dtype(model_input.dtype).kind != "f":
-        raise InputFileError(f"{where} is an image folder, but the model's input {model_input.describe()} is not float",
-                             "pass the inputs as an .npz instead")
+        raise InputFileError(
+            f"{where} is an image folder, but the model's input {model_input.describe()} is not float",
+            "pass the inputs as an .npz instead",
+        )
     channels = int(shape[3])
     for name, values in (("--mean", preprocessing.mean), ("--std", preprocessing.std)):
         if len(values) not in (1, channels):
-            raise UsageError(f"{name} has {len(values)} values but the model's images have {channels} channels",
-                             f"give one value or {channels} comma-separated values")
+            raise UsageError(
+                f"{name} has {len(values)} values but the model's images have {channels} channels",
+                f"give one value or {channels} comma-separated values",
+            )
     model_size = (shape[1], shape[2])
     if preprocessing.size is None:
         if None in model_size:
-            raise UsageError(f"the model's input {model_input.describe()} has no fixed image size",
-                             "give one with --image-size HEIGHTxWIDTH")
+            raise UsageError(
+                f"the model's input {model_input.describe()} has no fixed image size",
+                "give one with --image-size HEIGHTxWIDTH",
+            )
         return int(shape[1]), int(shape[2]), channels
-    if any(m is not None and m != s for m, s in zip(model_size, preprocessing.size)):
-        raise UsageError(f"--image-size {preprocessing.size[0]}x{preprocessing.size[1]} does not fit the model's "
-                         f"input {model_input.describe()}", "drop --image-size to use the model's own size")
+    if any(m is not None and m != s for m, s in zip(model_size, preprocessing.size, strict=False)):
+        raise UsageError(
+            f"--image-size {preprocessing.size[0]}x{preprocessing.size[1]} does not fit the model's "
+            f"input {model_input.describe()}",
+            "drop --image-size to use the model's own size",
+        )
     return preprocessing.size[0], preprocessing.size[1], channels
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from harness import ranking, sweep
 from harness.convert import convert_model
 from harness.coverage import coverage
-from harness.phone.discovery import discover, select
 from harness.examples import build_examples
 from harness.numerics import NumericsGate
-from harness.policy import DeriveRequest, derive, load_rows, write_policy
+from harness.phone.discovery import discover, select
 from harness.phone.profiles import load_farm, load_tiers
+from harness.policy import DeriveRequest, derive, load_rows, write_policy
 from harness.records import config_label
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
@@ -30,9 +30,16 @@ from harness.virtual_farm import farm as farm_lib
 # The virtual Pixel runs the LiteRT 2.x dialect (farm.toml): it has no plain-CPU path there (skipped)
 # and no NPU (its npu cases fail honestly); the classic phones cannot ask for an NPU (skipped).
 DEMO_PARAMS = sweep.SweepParams(
-    delegates=("cpu", "xnnpack", "gpu", "npu"), threads=(1, 2), repetitions=3,
-    num_runs=10, warmup_runs=1, warmup_min_secs=0.05, min_secs=0.15, case_timeout_s=120.0,
-    thermal_threshold_c=60.0, thermal_max_wait_s=10.0,
+    delegates=("cpu", "xnnpack", "gpu", "npu"),
+    threads=(1, 2),
+    repetitions=3,
+    num_runs=10,
+    warmup_runs=1,
+    warmup_min_secs=0.05,
+    min_secs=0.15,
+    case_timeout_s=120.0,
+    thermal_threshold_c=60.0,
+    thermal_max_wait_s=10.0,
 )
 
 
@@ -74,9 +81,18 @@ def run_demo(results_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> 
             say(f"  {entry.serial:<18} {entry.facts.info.model:<12} tier {entry.tier} ({entry.tier_rule})")
         run_id = sweep.new_run_id()
         binaries = sweep.build_binaries({}, store.root / "runs" / run_id)
-        say(f"sweeping {len(DEMO_PARAMS.delegates) * len(DEMO_PARAMS.threads)} configurations on {len(devices)} devices ...")
-        return sweep.run_sweep(devices, sweep.collect_models([models_dir]), DEMO_PARAMS, binaries, store,
-                               argv=["harness", "demo"], run_id=run_id)
+        say(
+            f"sweeping {len(DEMO_PARAMS.delegates) * len(DEMO_PARAMS.threads)} configurations on {len(devices)} devices ..."
+        )
+        return sweep.run_sweep(
+            devices,
+            sweep.collect_models([models_dir]),
+            DEMO_PARAMS,
+            binaries,
+            store,
+            argv=["harness", "demo"],
+            run_id=run_id,
+        )
 
 
 def best_per_device(store: ResultsStore, run_id: str) -> list[str]:
@@ -86,8 +102,10 @@ def best_per_device(store: ResultsStore, run_id: str) -> list[str]:
     rows = store.read([run_id])
     stats = ranking.stats_of(rows)
     gate = NumericsGate()
-    wrong_files = {model_name: ranking.wrong_outputs(stats[stats["model_name"] == model_name], gate)
-                   for model_name in stats["model_name"].unique()}
+    wrong_files = {
+        model_name: ranking.wrong_outputs(stats[stats["model_name"] == model_name], gate)
+        for model_name in stats["model_name"].unique()
+    }
     lines = []
     for (model, tier, model_name), group in stats.groupby(["device_model", "tier", "model_name"], dropna=False):
         ran = [c for c in group.to_dict("records") if c["ok_rows"]]
@@ -101,8 +119,11 @@ def best_per_device(store: ResultsStore, run_id: str) -> list[str]:
             p50_us = top["inference_p50_us"]
             latency = f"{p50_us / 1000:.2f} ms" if p50_us >= 1000 else f"{p50_us:.0f} us"
             best = f"best {config_label(top['variant'], top['delegate'], top['num_threads'])}: p50 {latency}"
-        outputs = f"; wrong outputs: {', '.join(config_label(c['variant'], c['delegate'], c['num_threads']) for c in wrong)}" \
-            if wrong else ""
+        outputs = (
+            f"; wrong outputs: {', '.join(config_label(c['variant'], c['delegate'], c['num_threads']) for c in wrong)}"
+            if wrong
+            else ""
+        )
         lines.append(f"  {model:<12} {tier:<5} {model_name:<13} {best}; not ok: {failed or 'none'}{outputs}")
     return lines
 

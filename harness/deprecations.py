@@ -38,4 +38,3 @@ def sdk_range_admits_deprecation(min_sdk: int | None, max_sdk: int | None = None
     Policy matches (schema v1 and v2) have no upper SDK bound, so every match admits them.
     """
     return max_sdk is None or max_sdk >= NNAPI_DEPRECATED_FROM_SDK
-

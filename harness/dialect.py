@@ -152,4 +152,3 @@ class DialectCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             payload = json.dumps(document, indent=1).encode()
             write_atomically(self.path, lambda out: out.write(payload))
-

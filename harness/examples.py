@@ -55,19 +55,31 @@ class Examples:
         digits and judged on held-out ones; MobileNetV2 calibrated and run on the digit images,
         reporting no accuracy."""
         digits = ConvertRequest(
-            model_path=self.digits_model, out_dir=out_dir, calibration=str(self.digits_calibration),
-            evaluation=str(self.digits_eval), results_root=results_root)
+            model_path=self.digits_model,
+            out_dir=out_dir,
+            calibration=str(self.digits_calibration),
+            evaluation=str(self.digits_eval),
+            results_root=results_root,
+        )
         mobilenet = ConvertRequest(
-            model_path=self.mobilenet_model, out_dir=out_dir, calibration=str(self.digit_images),
-            evaluation=str(self.digit_images), preprocessing=self.mobilenet_preprocessing, untrained=True,
-            results_root=results_root)
+            model_path=self.mobilenet_model,
+            out_dir=out_dir,
+            calibration=str(self.digit_images),
+            evaluation=str(self.digit_images),
+            preprocessing=self.mobilenet_preprocessing,
+            untrained=True,
+            results_root=results_root,
+        )
         return digits, mobilenet
 
     def to_json(self) -> dict[str, object]:
         return {
-            "folder": str(self.folder), "digits_model": str(self.digits_model),
-            "digits_calibration": str(self.digits_calibration), "digits_eval": str(self.digits_eval),
-            "mobilenet_model": str(self.mobilenet_model), "digit_images": str(self.digit_images),
+            "folder": str(self.folder),
+            "digits_model": str(self.digits_model),
+            "digits_calibration": str(self.digits_calibration),
+            "digits_eval": str(self.digits_eval),
+            "mobilenet_model": str(self.mobilenet_model),
+            "digit_images": str(self.digit_images),
             "mobilenet_preprocessing": self.mobilenet_preprocessing.to_json(),
         }
 
@@ -77,8 +89,11 @@ def build_examples(folder: Path, mobilenet: bool = True) -> Examples:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     examples = Examples(
-        folder=folder, digits_model=folder / DIGITS_MODEL, digits_calibration=folder / DIGITS_CALIBRATION,
-        digits_eval=folder / DIGITS_EVAL, mobilenet_model=folder / MOBILENET_MODEL,
+        folder=folder,
+        digits_model=folder / DIGITS_MODEL,
+        digits_calibration=folder / DIGITS_CALIBRATION,
+        digits_eval=folder / DIGITS_EVAL,
+        mobilenet_model=folder / MOBILENET_MODEL,
         digit_images=folder / DIGIT_IMAGES,
     )
     (x_train, y_train), (x_test, y_test) = digits_split()
@@ -107,7 +122,8 @@ def digits_split() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.
     x = (digits.images / 16.0).astype(np.float32)[..., None]  # pixel values are 0..16
     y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=SEED)
+        x, y, test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=SEED
+    )
     return (x_train, y_train), (x_test, y_test)
 
 
@@ -115,16 +131,18 @@ def train_digits_cnn(x: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-d
     """A two-convolution CNN for 8x8 digits (about 6k parameters); a few seconds on two cores."""
     keras = _keras()
     keras.utils.set_random_seed(SEED)
-    model = keras.Sequential([
-        keras.Input((8, 8, 1), name="digit"),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(10, activation="softmax"),
-    ], name="digits_cnn")
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1), name="digit"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="digits_cnn",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=DIGITS_EPOCHS, batch_size=32, verbose=0)
     return model
 
@@ -132,7 +150,8 @@ def train_digits_cnn(x: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-d
 def untrained_mobilenet_v2():  # type: ignore[no-untyped-def]
     keras = _keras()
     return keras.applications.MobileNetV2(
-        input_shape=(MOBILENET_INPUT_SIZE, MOBILENET_INPUT_SIZE, 3), weights=None, classes=1000)
+        input_shape=(MOBILENET_INPUT_SIZE, MOBILENET_INPUT_SIZE, 3), weights=None, classes=1000
+    )
 
 
 def _write_digit_images(folder: Path, x: np.ndarray, y: np.ndarray) -> None:

@@ -58,8 +58,9 @@ class NumericsGate:
     max_sym_kl: float = 5.5
     max_mse: float = 0.003
 
-    def judge(self, relative_error: float | None, cosine: float | None, sym_kl: float | None,
-              mse: float | None) -> tuple[NumericsStatus, str | None]:
+    def judge(
+        self, relative_error: float | None, cosine: float | None, sym_kl: float | None, mse: float | None
+    ) -> tuple[NumericsStatus, str | None]:
         """ok, or mismatch with what broke which limit (figures that were not measured are skipped)."""
         broken = []
         if relative_error is not None and not relative_error <= self.max_output_error:
@@ -73,8 +74,12 @@ class NumericsGate:
         return (NumericsStatus.MISMATCH, "; ".join(broken)) if broken else (NumericsStatus.OK, None)
 
     def describe(self) -> dict[str, float]:
-        return {"max_output_error": self.max_output_error, "min_output_cosine": self.min_output_cosine,
-                "max_sym_kl": self.max_sym_kl, "max_mse": self.max_mse}
+        return {
+            "max_output_error": self.max_output_error,
+            "min_output_cosine": self.min_output_cosine,
+            "max_sym_kl": self.max_sym_kl,
+            "max_mse": self.max_mse,
+        }
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,13 @@ class CellNumerics:
 
     def figures(self) -> dict[str, float]:
         """The measured figures, by name (for evidence and tables)."""
-        named = {"output_relative_error": self.relative_error, "output_cosine": self.cosine,
-                 "output_top1_agreement": self.top1_agreement, "output_sym_kl": self.sym_kl, "output_mse": self.mse}
+        named = {
+            "output_relative_error": self.relative_error,
+            "output_cosine": self.cosine,
+            "output_top1_agreement": self.top1_agreement,
+            "output_sym_kl": self.sym_kl,
+            "output_mse": self.mse,
+        }
         return {name: value for name, value in named.items() if value is not None}
 
     def describe(self) -> str:
@@ -117,6 +127,7 @@ def cell_numerics(row: Mapping[str, object], gate: NumericsGate) -> CellNumerics
     """`gate` applied to a device_stats row's worst figures: decisions re-judge stored figures, so the
     limits of `policy derive` (not those of the sweep) decide. Outputs that could not be read as the
     model's (a file of the wrong size) are a mismatch whatever the limits."""
+
     def value(name: str) -> object:
         item = row.get(name)
         return None if item is None or (isinstance(item, float) and math.isnan(item)) else item
@@ -129,8 +140,9 @@ def cell_numerics(row: Mapping[str, object], gate: NumericsGate) -> CellNumerics
     pairs = [figures(pair) for pair in pairs] if isinstance(pairs, Iterable) else []
     errors = [relative_error(*pair) for pair in pairs if len(pair) == 2]
     worst_error = max(errors) if errors else None
-    cosine, top1, sym_kl, rmse = (value(n) for n in ("output_cosine", "output_top1_agreement", "output_sym_kl",
-                                                     "output_rmse"))
+    cosine, top1, sym_kl, rmse = (
+        value(n) for n in ("output_cosine", "output_top1_agreement", "output_sym_kl", "output_rmse")
+    )
     mse = None if rmse is None else float(rmse) * float(rmse)  # inf past float range, where ** raises
     measured = (worst_error, cosine, top1, sym_kl, mse if sym_kl is not None else None)
     if value("numerics_unreadable_rows"):
@@ -175,9 +187,15 @@ class ModelNumerics:
         names = ",".join(spec.name for spec in self.inputs)
         shapes = ":".join(",".join(str(d) for d in spec.shape) for spec in self.inputs)
         # The tool splits each item at its one unescaped ':'; a ':' in a name or path is written '::'.
-        files = ",".join(f"{_escaped(spec.name)}:{_escaped(path)}" for spec, path in zip(self.inputs, remote_files))
-        return (f"--input_layer={names}", f"--input_layer_shape={shapes}", f"--input_layer_value_files={files}",
-                f"--output_filepath={output_path}")
+        files = ",".join(
+            f"{_escaped(spec.name)}:{_escaped(path)}" for spec, path in zip(self.inputs, remote_files, strict=False)
+        )
+        return (
+            f"--input_layer={names}",
+            f"--input_layer_shape={shapes}",
+            f"--input_layer_value_files={files}",
+            f"--output_filepath={output_path}",
+        )
 
 
 def _escaped(text: str) -> str:
@@ -188,8 +206,9 @@ def unavailable(reason: str) -> ModelNumerics:
     return ModelNumerics((), (), (), (), NumericsReference.SELF, "", reason)
 
 
-def prepare(model_path: Path, model_name: str, manifest_dir: Path | None, samples: int, seed: int,
-            cache_dir: Path) -> ModelNumerics:
+def prepare(
+    model_path: Path, model_name: str, manifest_dir: Path | None, samples: int, seed: int, cache_dir: Path
+) -> ModelNumerics:
     """The fixed inputs of `model_path` written under `cache_dir`, and the reference outputs for them."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -206,20 +225,24 @@ def prepare(model_path: Path, model_name: str, manifest_dir: Path | None, sample
     manifest = _manifest_facts(manifest_dir, model_name)
     sibling = manifest.get("fp32")
     reference_path = sibling if sibling is not None and sibling.is_file() else model_path
-    reference_kind = NumericsReference.FP32_SIBLING if reference_path != model_path or \
-        manifest.get("variant_of", {}).get(model_path.name) == "fp32" else NumericsReference.SELF
+    reference_kind = (
+        NumericsReference.FP32_SIBLING
+        if reference_path != model_path or manifest.get("variant_of", {}).get(model_path.name) == "fp32"
+        else NumericsReference.SELF
+    )
     floats, source = _float_samples(inputs, manifest, samples, seed)
-    reference = Interpreter(model_path=str(reference_path), num_threads=1,
-                            experimental_op_resolver_type=_plain_cpu())
+    reference = Interpreter(model_path=str(reference_path), num_threads=1, experimental_op_resolver_type=_plain_cpu())
     reference_inputs = tuple(_spec(d) for d in reference.get_input_details())
     if [s.shape for s in reference_inputs] != [s.shape for s in inputs]:
         reference, reference_inputs, reference_kind = (
             Interpreter(model_path=str(model_path), num_threads=1, experimental_op_resolver_type=_plain_cpu()),
-            inputs, NumericsReference.SELF)
+            inputs,
+            NumericsReference.SELF,
+        )
     sample_files, references = [], []
     for sample in floats:
         files = []
-        for spec, values in zip(inputs, sample):
+        for spec, values in zip(inputs, sample, strict=False):
             data = quantize(values, spec.detail).tobytes()
             files.append(_content_file(cache_dir, data))
         sample_files.append(tuple(files))
@@ -227,8 +250,9 @@ def prepare(model_path: Path, model_name: str, manifest_dir: Path | None, sample
     return ModelNumerics(inputs, outputs, tuple(sample_files), tuple(references), reference_kind, source)
 
 
-def judge(numerics: ModelNumerics, device_outputs: Sequence[bytes], gate: NumericsGate
-          ) -> tuple[OutputErrors | None, NumericsStatus, str | None]:
+def judge(
+    numerics: ModelNumerics, device_outputs: Sequence[bytes], gate: NumericsGate
+) -> tuple[OutputErrors | None, NumericsStatus, str | None]:
     """The pulled output files of samples 0..n-1 against the references: (errors, status, reason)."""
     if numerics.unavailable:
         return None, NumericsStatus.NOT_CHECKED, numerics.unavailable
@@ -236,10 +260,13 @@ def judge(numerics: ModelNumerics, device_outputs: Sequence[bytes], gate: Numeri
     expected = sum(spec.nbytes for spec in numerics.outputs)
     for data in device_outputs:
         if len(data) != expected:
-            return None, NumericsStatus.MISMATCH, (f"the output file holds {len(data)} bytes; the model's outputs "
-                                                   f"are {expected}")
+            return (
+                None,
+                NumericsStatus.MISMATCH,
+                (f"the output file holds {len(data)} bytes; the model's outputs are {expected}"),
+            )
         decoded.append(_decode(numerics.outputs, data))
-    errors = output_errors(decoded, numerics.references[:len(decoded)])
+    errors = output_errors(decoded, numerics.references[: len(decoded)])
     status, reason = gate.judge(errors.relative_error, errors.cosine, errors.sym_kl, errors.mse)
     return errors, status, reason
 
@@ -264,7 +291,7 @@ def _decode(specs: Sequence[TensorSpec], data: bytes) -> tuple[np.ndarray, ...]:
 
 def _run(interpreter, specs: Sequence[TensorSpec], sample: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:  # type: ignore[no-untyped-def]
     interpreter.allocate_tensors()
-    for detail, spec, values in zip(interpreter.get_input_details(), specs, sample):
+    for detail, spec, values in zip(interpreter.get_input_details(), specs, sample, strict=False):
         interpreter.set_tensor(detail["index"], quantize(values, spec.detail))
     interpreter.invoke()
     return tuple(dequantize(interpreter.get_tensor(d["index"]), d) for d in interpreter.get_output_details())
@@ -278,8 +305,12 @@ def _plain_cpu() -> object:
 
 def _spec(detail: Mapping) -> TensorSpec:
     scale, zero_point = detail["quantization"]
-    return TensorSpec(str(detail["name"]), tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name,
-                      (float(scale), int(zero_point)))
+    return TensorSpec(
+        str(detail["name"]),
+        tuple(int(d) for d in detail["shape"]),
+        np.dtype(detail["dtype"]).name,
+        (float(scale), int(zero_point)),
+    )
 
 
 def _content_file(folder: Path, data: bytes) -> Path:
@@ -304,13 +335,15 @@ def _manifest_facts(manifest_dir: Path | None, model_name: str) -> dict:
     return {
         "fp32": manifest_dir / fp32["file"] if fp32.get("file") and fp32.get("status") == "ok" else None,
         "variant_of": {v["file"]: v["variant"] for v in variants.values() if v.get("file")},
-        "evaluation": entry.get("evaluation"), "preprocessing": entry.get("preprocessing"),
+        "evaluation": entry.get("evaluation"),
+        "preprocessing": entry.get("preprocessing"),
         "manifest_dir": manifest_dir,
     }
 
 
-def _float_samples(inputs: Sequence[TensorSpec], manifest: Mapping, samples: int, seed: int
-                   ) -> tuple[list[tuple[np.ndarray, ...]], str]:
+def _float_samples(
+    inputs: Sequence[TensorSpec], manifest: Mapping, samples: int, seed: int
+) -> tuple[list[tuple[np.ndarray, ...]], str]:
     """`samples` float input sets: the evaluation data's first samples, else seeded random values."""
     evaluation = manifest.get("evaluation")
     if evaluation and len(inputs) == 1:
@@ -352,8 +385,9 @@ def _ancestors(folder: Path | None) -> list[Path]:
     return [] if folder is None else [folder, *folder.resolve().parents]
 
 
-def _evaluation_samples(source: Path, spec: TensorSpec, preprocessing: Mapping | None, samples: int
-                        ) -> list[np.ndarray] | None:
+def _evaluation_samples(
+    source: Path, spec: TensorSpec, preprocessing: Mapping | None, samples: int
+) -> list[np.ndarray] | None:
     from harness.datasets import InputSpec, Preprocessing, load_data
     from harness.errors import HarnessError
 
@@ -368,7 +402,7 @@ def _evaluation_samples(source: Path, spec: TensorSpec, preprocessing: Mapping |
         return None
     if len(data) < samples:
         return None
-    return [data.x[i:i + 1].astype(np.float32).reshape(spec.shape) for i in range(samples)]
+    return [data.x[i : i + 1].astype(np.float32).reshape(spec.shape) for i in range(samples)]
 
 
 def finite(value: float | None) -> float | None:
@@ -376,4 +410,3 @@ def finite(value: float | None) -> float | None:
     if value is None:
         return None
     return value if math.isfinite(value) else float(np.finfo(np.float64).max)
-

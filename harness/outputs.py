@@ -74,7 +74,7 @@ def output_errors(outputs: Sequence[Sequence[np.ndarray]], reference: Sequence[S
         both_zero = (np.linalg.norm(out, axis=1) == 0) & (np.linalg.norm(ref, axis=1) == 0)
         cosine = np.where(norms > 0, (out * ref).sum(axis=1) / np.where(norms > 0, norms, 1.0), both_zero * 1.0)
         max_abs = float(np.abs(difference).max()) if difference.size else 0.0
-        rmse = float(np.sqrt((difference ** 2).mean())) if difference.size else 0.0
+        rmse = float(np.sqrt((difference**2).mean())) if difference.size else 0.0
     first_out = np.stack([np.ravel(sample[0]).astype(np.float64) for sample in outputs])
     first_ref = np.stack([np.ravel(sample[0]).astype(np.float64) for sample in reference])
     top1 = None
@@ -82,15 +82,22 @@ def output_errors(outputs: Sequence[Sequence[np.ndarray]], reference: Sequence[S
         top1 = float((first_out.argmax(axis=1) == first_ref.argmax(axis=1)).mean())
     sym_kl = _symmetric_kl(first_out, first_ref) if _probabilities(first_ref) else None
     return OutputErrors(
-        max_abs_error=_finite_or_inf(max_abs), rmse=_finite_or_inf(rmse),
-        cosine=float(np.nan_to_num(cosine, nan=-1.0).mean()), top1_agreement=top1, sym_kl=sym_kl,
+        max_abs_error=_finite_or_inf(max_abs),
+        rmse=_finite_or_inf(rmse),
+        cosine=float(np.nan_to_num(cosine, nan=-1.0).mean()),
+        top1_agreement=top1,
+        sym_kl=sym_kl,
         reference_max_abs=float(np.abs(ref).max()) if ref.size else 0.0,
     )
 
 
 def _probabilities(rows: np.ndarray) -> bool:
-    return bool(rows.shape[1] >= 2 and (rows >= 0).all() and (rows <= 1).all()
-                and np.allclose(rows.sum(axis=1), 1.0, atol=_PROBABILITY_SUM_TOLERANCE))
+    return bool(
+        rows.shape[1] >= 2
+        and (rows >= 0).all()
+        and (rows <= 1).all()
+        and np.allclose(rows.sum(axis=1), 1.0, atol=_PROBABILITY_SUM_TOLERANCE)
+    )
 
 
 def _symmetric_kl(out: np.ndarray, ref: np.ndarray) -> float:

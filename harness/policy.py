@@ -34,9 +34,9 @@ from harness.convert_files import read_manifest
 from harness.deprecations import NNAPI, NNAPI_DEPRECATION, sdk_range_admits_deprecation
 from harness.errors import InputFileError, UsageError
 from harness.numerics import NumericsGate
+from harness.phone.profiles import TIERS_FILE, load_tiers
 from harness.policy_file import POLICY_SCHEMA_VERSION, validate
 from harness.policy_resolve import entry_label, tier_entries
-from harness.phone.profiles import TIERS_FILE, load_tiers
 from harness.ranking import (
     Candidate,
     Constraints,
@@ -54,15 +54,17 @@ CPU = "cpu"
 ALL_DEVICES = "all measured devices"
 URL_FIELDS = ("model", "variant", "version", "sha256", "file")
 _CONSTRAINT_FLAGS = {
-    ExclusionKind.MAX_LATENCY_US: "--max-latency-us", ExclusionKind.MAX_MEMORY_MB: "--max-memory-mb",
+    ExclusionKind.MAX_LATENCY_US: "--max-latency-us",
+    ExclusionKind.MAX_MEMORY_MB: "--max-memory-mb",
     ExclusionKind.FRAME_DEADLINE: "a lower --fps, or a faster configuration",
-    ExclusionKind.MAX_ACCURACY_DROP: "--max-accuracy-drop", ExclusionKind.MAX_ENERGY_MJ: "--max-energy-mj",
+    ExclusionKind.MAX_ACCURACY_DROP: "--max-accuracy-drop",
+    ExclusionKind.MAX_ENERGY_MJ: "--max-energy-mj",
     ExclusionKind.FAILURE: "a sweep with working delegates",
     ExclusionKind.NOT_MEASURED: "a sweep that covers every device of the tier",
     ExclusionKind.UNSUPPORTED: "a benchmark program that can ask for the delegate (see [[dialects]] in farm.toml)",
     ExclusionKind.ACCURACY_GATE: "a variant that passes the 'harness convert' accuracy gate",
     ExclusionKind.NUMERICS: "a delegate whose outputs agree with the reference (or --max-output-error / "
-                            "--min-output-cosine, if the gate is too strict for this model)",
+    "--min-output-cosine, if the gate is too strict for this model)",
 }
 
 
@@ -100,13 +102,17 @@ class DerivedPolicy:
     def lines(self) -> list[str]:
         """Per tier name: the chain and why, in plain text."""
         doc = self.document
-        out = [f"policy for {doc['model']['name']} version {doc['model']['version']} "
-               f"(objective {doc['objective']['metric']}"
-               f"{' sustained' if doc['objective'].get('load') == Objective.SUSTAINED.value else ''}, "
-               f"constraints {doc['objective']['constraints'] or 'none'}):"]
+        out = [
+            f"policy for {doc['model']['name']} version {doc['model']['version']} "
+            f"(objective {doc['objective']['metric']}"
+            f"{' sustained' if doc['objective'].get('load') == Objective.SUSTAINED.value else ''}, "
+            f"constraints {doc['objective']['constraints'] or 'none'}):"
+        ]
         if doc["source"].get("device_kinds") == [DeviceKind.VIRTUAL.value]:
-            out.append("  measured on VIRTUAL devices only: this host's timings under phones' names, not a phone's; "
-                       "'harness policy validate --require-physical' refuses it")
+            out.append(
+                "  measured on VIRTUAL devices only: this host's timings under phones' names, not a phone's; "
+                "'harness policy validate --require-physical' refuses it"
+            )
         seen = set()
         for tier in doc["tiers"]:
             if tier["name"] in seen:
@@ -116,8 +122,11 @@ class DerivedPolicy:
             evidence = tier["evidence"]
             why = _why(evidence)
             kinds = "/".join(evidence.get("measured_on", {}).get("device_kinds", []))
-            measured = f"p50 {evidence['inference_p50_us']:,.0f} us on {evidence['devices']} {kinds} device(s); " \
-                if evidence["devices"] else ""
+            measured = (
+                f"p50 {evidence['inference_p50_us']:,.0f} us on {evidence['devices']} {kinds} device(s); "
+                if evidence["devices"]
+                else ""
+            )
             out.append(f"  {tier['name']:<5} {chain}  [{measured}{why}]")
         out.append(f"  default {entry_label(doc['default'])}")
         return out
@@ -155,8 +164,10 @@ def load_rows(results_root: Path, run_ids: Sequence[str] = ()) -> pd.DataFrame:
     rows = store.read(run_ids or None)
     if rows.empty:
         which = f"runs {', '.join(run_ids)}" if run_ids else "any run"
-        raise UsageError(f"no results for {which} under {results_root}",
-                         "run a sweep first ('harness run' or 'harness demo'), or check --results and --run")
+        raise UsageError(
+            f"no results for {which} under {results_root}",
+            "run a sweep first ('harness run' or 'harness demo'), or check --results and --run",
+        )
     return rows
 
 
@@ -168,8 +179,10 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
         summaries = sustained.summarize(rows, request.tie_test.min_effect)
         rows = sustained.as_ranking_rows(rows, request.tie_test.min_effect)
         if rows.empty:
-            raise UsageError("no sustained windows in these results",
-                             "sweep with 'harness run --sustained 10m --fps 15 ...' first, or derive the burst policy")
+            raise UsageError(
+                "no sustained windows in these results",
+                "sweep with 'harness run --sustained 10m --fps 15 ...' first, or derive the burst policy",
+            )
         request = _with_frame_deadline(request, rows)
     rules = load_tiers(request.tiers_file)
     stats, assigned = ranking.assign_missing_tiers(ranking.stats_of(rows), rules)
@@ -178,28 +191,56 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
     files, accuracy, warnings = model_facts(request.results_root, rows, model_name, request.manifest_path)
     if assigned:
         names = sorted(set(stats.loc[stats["serial"].isin(assigned), "device_model"]))
-        warnings.append(f"{len(assigned)} device(s) stored without a tier ({', '.join(names)}) were assigned one "
-                        f"at derive time from their stored SoC, RAM and SDK by {request.tiers_file}")
-    rankings = ranking.rank_tiers(stats, model_name, request.metric, request.constraints, accuracy,
-                                  request.tie_test, tier_order=rules.tiers, mixing=request.mixing,
-                                  numerics_gate=request.numerics_gate)
+        warnings.append(
+            f"{len(assigned)} device(s) stored without a tier ({', '.join(names)}) were assigned one "
+            f"at derive time from their stored SoC, RAM and SDK by {request.tiers_file}"
+        )
+    rankings = ranking.rank_tiers(
+        stats,
+        model_name,
+        request.metric,
+        request.constraints,
+        accuracy,
+        request.tie_test,
+        tier_order=rules.tiers,
+        mixing=request.mixing,
+        numerics_gate=request.numerics_gate,
+    )
     by_tier = {r.tier: r for r in rankings}
     problems = [_no_candidate_message(r, request.constraints) for r in rankings if not r.candidates]
     if problems:
-        raise UsageError("no valid configuration for " + "; ".join(problems),
-                         "relax the constraint named, or sweep the configurations it needs")
+        raise UsageError(
+            "no valid configuration for " + "; ".join(problems),
+            "relax the constraint named, or sweep the configurations it needs",
+        )
 
     accuracy_only = Constraints(max_accuracy_drop=request.constraints.max_accuracy_drop)
 
     @functools.cache
     def relaxed() -> dict[str, TierRanking]:
         # Ranked again without latency, memory and energy limits only if some tier needs it.
-        ranked = ranking.rank_tiers(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test,
-                                    mixing=request.mixing, numerics_gate=request.numerics_gate)
+        ranked = ranking.rank_tiers(
+            stats,
+            model_name,
+            request.metric,
+            accuracy_only,
+            accuracy,
+            request.tie_test,
+            mixing=request.mixing,
+            numerics_gate=request.numerics_gate,
+        )
         return {r.tier: r for r in ranked}
 
-    default_ranking = _default_ranking(stats, model_name, request.metric, accuracy_only, accuracy, request.tie_test,
-                                       request.mixing, request.numerics_gate)
+    default_ranking = _default_ranking(
+        stats,
+        model_name,
+        request.metric,
+        accuracy_only,
+        accuracy,
+        request.tie_test,
+        request.mixing,
+        request.numerics_gate,
+    )
     default = _default_candidate(default_ranking)
     chains = {r.tier: _chain(r, relaxed, default) for r in rankings}
     chosen = {c.config.model_sha256 for chain, _ in chains.values() for c in chain} | {default.config.model_sha256}
@@ -213,14 +254,31 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
     for match in matches:
         tier_ranking = by_tier.get(match["name"])
         if tier_ranking is None:
-            tiers.append({**match, "choice": entry(default), "fallbacks": [],
-                          "evidence": {"devices": 0, "note": "no device of this tier was measured: "
-                                                           "it runs the default configuration"}})
+            tiers.append(
+                {
+                    **match,
+                    "choice": entry(default),
+                    "fallbacks": [],
+                    "evidence": {
+                        "devices": 0,
+                        "note": "no device of this tier was measured: it runs the default configuration",
+                    },
+                }
+            )
             continue
         chain, notes = chains[match["name"]]
-        notes = [*notes, *_nnapi_notes(chain, tier_ranking, [m["match"] for m in matches if m["name"] == match["name"]])]
-        tiers.append({**match, "choice": entry(chain[0]), "fallbacks": [entry(c) for c in chain[1:]],
-                      "evidence": _evidence(tier_ranking, chain, notes, request, assigned, noise, summaries)})
+        notes = [
+            *notes,
+            *_nnapi_notes(chain, tier_ranking, [m["match"] for m in matches if m["name"] == match["name"]]),
+        ]
+        tiers.append(
+            {
+                **match,
+                "choice": entry(chain[0]),
+                "fallbacks": [entry(c) for c in chain[1:]],
+                "evidence": _evidence(tier_ranking, chain, notes, request, assigned, noise, summaries),
+            }
+        )
     for missing in (t for t in rules.tiers if t not in by_tier):
         warnings.append(f"tier {missing}: no device of this tier was measured; it gets the default configuration")
     unknown = sorted(set(by_tier) - set(rules.tiers))
@@ -229,17 +287,24 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
 
     document = {
         "schema_version": POLICY_SCHEMA_VERSION,
-        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "generated_by": f"harness {harness.__version__}",
-        "model": {"name": model_name, "version": version,
-                  "io_signature": _reference_signature(files, default)},
-        "objective": {"metric": request.metric, "aggregate": "median over the tier's devices",
-                      "constraints": request.constraints.given(), "tie_test": request.tie_test.describe(),
-                      "numerics_gate": request.numerics_gate.describe(), "load": request.objective.value,
-                      **({"fps": request.fps} if request.fps else {})},
-        "source": {"results": str(request.results_root), "runs": sorted(rows["run_id"].unique().tolist()),
-                   "manifest": str(request.manifest_path) if request.manifest_path else None,
-                   **ranking.measured_on(stats[stats["model_name"] == model_name]).to_json()},
+        "model": {"name": model_name, "version": version, "io_signature": _reference_signature(files, default)},
+        "objective": {
+            "metric": request.metric,
+            "aggregate": "median over the tier's devices",
+            "constraints": request.constraints.given(),
+            "tie_test": request.tie_test.describe(),
+            "numerics_gate": request.numerics_gate.describe(),
+            "load": request.objective.value,
+            **({"fps": request.fps} if request.fps else {}),
+        },
+        "source": {
+            "results": str(request.results_root),
+            "runs": sorted(rows["run_id"].unique().tolist()),
+            "manifest": str(request.manifest_path) if request.manifest_path else None,
+            **ranking.measured_on(stats[stats["model_name"] == model_name]).to_json(),
+        },
         "tiers": tiers,
         "default": entry(default),
     }
@@ -259,8 +324,9 @@ def write_policy(document: dict, path: Path) -> Path:
 # --- choosing ----------------------------------------------------------------------
 
 
-def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]], default: Candidate
-           ) -> tuple[list[Candidate], list[str]]:
+def _chain(
+    tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]], default: Candidate
+) -> tuple[list[Candidate], list[str]]:
     """The choice, then the best candidate of each delegate not yet in the chain, in ranking
     order, up to and including the first plain-CPU one: every chain ends on CPU by construction,
     and a CPU choice needs no fallback.
@@ -281,14 +347,20 @@ def _chain(tier: TierRanking, relaxed: Callable[[], Mapping[str, TierRanking]], 
             return chain, []
     cpu = next((c for c in relaxed()[tier.tier].candidates if c.config.delegate == CPU), None)
     unaskable = [e for e in tier.excluded if e.config.delegate == CPU and e.constraint is ExclusionKind.UNSUPPORTED]
-    if cpu is None and unaskable and not any(e.config.delegate == CPU and e.constraint is ExclusionKind.FAILURE
-                                             for e in tier.excluded):
-        return [*chain, default], [f"plain CPU was not measured on this tier ({unaskable[0].reason}); the chain ends "
-                                   f"on the default's {default.config.label}, measured on the other phones"]
+    if (
+        cpu is None
+        and unaskable
+        and not any(e.config.delegate == CPU and e.constraint is ExclusionKind.FAILURE for e in tier.excluded)
+    ):
+        return [*chain, default], [
+            f"plain CPU was not measured on this tier ({unaskable[0].reason}); the chain ends "
+            f"on the default's {default.config.label}, measured on the other phones"
+        ]
     if cpu is None:
-        raise UsageError(f"tier {tier.tier}: no plain-CPU configuration of {tier.model_name} ran ok on "
-                         "every device of the tier",
-                         "sweep with --delegates including cpu: every fallback chain must end on CPU")
+        raise UsageError(
+            f"tier {tier.tier}: no plain-CPU configuration of {tier.model_name} ran ok on every device of the tier",
+            "sweep with --delegates including cpu: every fallback chain must end on CPU",
+        )
     reason = next(e.reason for e in tier.excluded if e.config == cpu.config)
     return [*chain, cpu], [f"the CPU fallback {cpu.config.label} is outside the constraints ({reason})"]
 
@@ -309,23 +381,33 @@ def _nnapi_notes(chain: Sequence[Candidate], tier: TierRanking, matches: Sequenc
     return [f"{NNAPI_DEPRECATION} (the chain tries {', '.join(tried)}; {where})"]
 
 
-def _default_ranking(stats: pd.DataFrame, model_name: str, metric: str, constraints: Constraints,
-                     accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest,
-                     mixing: MixingAllowed, numerics_gate: NumericsGate) -> TierRanking:
+def _default_ranking(
+    stats: pd.DataFrame,
+    model_name: str,
+    metric: str,
+    constraints: Constraints,
+    accuracy: Mapping[str, VariantAccuracy],
+    tie_test: TieTest,
+    mixing: MixingAllowed,
+    numerics_gate: NumericsGate,
+) -> TierRanking:
     """All measured devices as one group, plain CPU only (the default is a CPU entry): any phone may end up
     on the default. A phone whose benchmark program cannot ask for plain CPU (LiteRT 2.x's) has only
     skipped CPU rows, so it neither blocks the default nor mixes its program into the evidence."""
     everyone = stats[stats["delegate"] == CPU].assign(tier=ALL_DEVICES)
-    return ranking.rank_tiers(everyone, model_name, metric, constraints, accuracy, tie_test, mixing=mixing,
-                              numerics_gate=numerics_gate)[0]
+    return ranking.rank_tiers(
+        everyone, model_name, metric, constraints, accuracy, tie_test, mixing=mixing, numerics_gate=numerics_gate
+    )[0]
 
 
 def _default_candidate(everyone: TierRanking) -> Candidate:
     cpu = [c for c in everyone.candidates if c.config.delegate == CPU]
     if not cpu:
-        raise UsageError(f"no plain-CPU configuration of {everyone.model_name} ran ok on every measured device, "
-                         "so there is no safe default",
-                         "sweep with --delegates including cpu and --threads including 1")
+        raise UsageError(
+            f"no plain-CPU configuration of {everyone.model_name} ran ok on every measured device, "
+            "so there is no safe default",
+            "sweep with --delegates including cpu and --threads including 1",
+        )
     fewest = min(c.config.num_threads for c in cpu)
     return next(c for c in cpu if c.config.num_threads == fewest)
 
@@ -338,7 +420,9 @@ def _no_candidate_message(tier: TierRanking, constraints: Constraints) -> str:
     for constraint, items in sorted(counts.items(), key=lambda kv: -len(kv[1])):
         example = min(items, key=lambda e: float("inf") if e.value is None else e.value)
         flag = _CONSTRAINT_FLAGS[constraint]
-        parts.append(f"{constraint.value} excluded {len(items)} (e.g. {example.config.label}: {example.reason}; needs {flag})")
+        parts.append(
+            f"{constraint.value} excluded {len(items)} (e.g. {example.config.label}: {example.reason}; needs {flag})"
+        )
     given = ", ".join(f"{k}={v:g}" for k, v in constraints.given().items()) or "no constraints"
     return f"tier {tier.tier} of {tier.model_name} ({given}): " + ", ".join(parts)
 
@@ -346,9 +430,15 @@ def _no_candidate_message(tier: TierRanking, constraints: Constraints) -> str:
 # --- describing ---------------------------------------------------------------------
 
 
-def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str], request: DeriveRequest,
-              assigned: frozenset[str], noise: Mapping[str, NoiseFloor],
-              summaries: Sequence[sustained.SustainedSummary] = ()) -> dict:
+def _evidence(
+    tier: TierRanking,
+    chain: Sequence[Candidate],
+    notes: Sequence[str],
+    request: DeriveRequest,
+    assigned: frozenset[str],
+    noise: Mapping[str, NoiseFloor],
+    summaries: Sequence[sustained.SustainedSummary] = (),
+) -> dict:
     best = chain[0]
     failed = [e for e in tier.excluded if e.constraint is ExclusionKind.FAILURE]
     min_effect = request.tie_test.min_effect
@@ -362,22 +452,33 @@ def _evidence(tier: TierRanking, chain: Sequence[Candidate], notes: Sequence[str
         f"worst_device_{request.metric}": round(best.worst_value, 3),
         "failures": len(failed),
         "candidates": len(tier.candidates),
-        "tie": {"tied_with_best": list(tier.tie_break.tied_with_best),
-                "decided_by": tier.tie_break.decided_by.value if tier.tie_break.decided_by else None,
-                **request.tie_test.describe()},
+        "tie": {
+            "tied_with_best": list(tier.tie_break.tied_with_best),
+            "decided_by": tier.tie_break.decided_by.value if tier.tie_break.decided_by else None,
+            **request.tie_test.describe(),
+        },
         # Not shown different and not shown equivalent: the better median won, no tie-breaker was used.
-        "undecided": [{"config": c.config.label, **c.versus_best.to_json()} for c in tier.candidates
-                      if c.versus_best is not None and c.versus_best.verdict is Verdict.UNDECIDED],
+        "undecided": [
+            {"config": c.config.label, **c.versus_best.to_json()}
+            for c in tier.candidates
+            if c.versus_best is not None and c.versus_best.verdict is Verdict.UNDECIDED
+        ],
         "excluded": [{"config": e.config.label, "kind": e.constraint.value, "reason": e.reason} for e in tier.excluded],
         "numerics": _numerics_evidence(best, tier.device_models),
         "measured_on": tier.measured_on.to_json(),
         "noise_floor": {tier.device_models.get(s, s): noise[s].to_json() for s in tier.devices if s in noise},
     }
     if tier.tie_break.untested:
-        evidence["statistics"] = (f"no statistical claim: fewer than {MIN_REPETITIONS} repetitions on a device; "
-                                  "the medians alone ordered the configurations")
-    warnings = [f"{tier.device_models.get(s, s)}: {w}" for s in tier.devices if s in noise
-                if (w := noise[s].warning(min_effect))]
+        evidence["statistics"] = (
+            f"no statistical claim: fewer than {MIN_REPETITIONS} repetitions on a device; "
+            "the medians alone ordered the configurations"
+        )
+    warnings = [
+        f"{tier.device_models.get(s, s)}: {w}"
+        for s in tier.devices
+        if s in noise
+        if (w := noise[s].warning(min_effect))
+    ]
     if assigned & set(tier.devices):
         # Stored without a tier: classified now, by today's rules, not when it was measured.
         evidence["tier_assigned_at_derive"] = sorted(tier.device_models.get(s, s) for s in assigned & set(tier.devices))
@@ -407,13 +508,18 @@ def _with_frame_deadline(request: DeriveRequest, rows: pd.DataFrame) -> DeriveRe
     return replace(request, fps=fps, constraints=replace(request.constraints, frame_deadline_us=round(1e6 / fps, 1)))
 
 
-def _sustained_evidence(best: Candidate, tier: TierRanking, summaries: Sequence[sustained.SustainedSummary]
-                        ) -> dict[str, object]:
+def _sustained_evidence(
+    best: Candidate, tier: TierRanking, summaries: Sequence[sustained.SustainedSummary]
+) -> dict[str, object]:
     """The choice's sustained figures on the tier's devices: burst vs sustained p50, the first lasting
     slow-down, the frame-deadline misses, and how temperatures and clocks were measured."""
     config = best.config
-    mine = [s for s in summaries if s.serial in tier.devices and (s.variant, s.delegate, s.num_threads) ==
-            (config.variant, config.delegate, config.num_threads)]
+    mine = [
+        s
+        for s in summaries
+        if s.serial in tier.devices
+        and (s.variant, s.delegate, s.num_threads) == (config.variant, config.delegate, config.num_threads)
+    ]
     ratios = [s.ratio for s in mine if s.ratio is not None]
     slowdowns = [s.throttle_at_s for s in mine if s.throttle_at_s is not None]
     highs = [s.missed_high for s in mine if s.missed_high is not None]
@@ -439,15 +545,20 @@ def _median_or_none(values: Sequence[float | None]) -> float | None:
 
 def _numerics_evidence(best: Candidate, device_models: Mapping[str, str]) -> dict[str, object]:
     """The choice's outputs against the reference, per device: checked ok (worst figures), or why not checked."""
-    return {device_models.get(serial, serial): {"status": cell.status.value if cell.status else None,
-                                                **({"reference": cell.reference} if cell.reference else {}),
-                                                **{k: round(v, 6) for k, v in cell.figures().items()},
-                                                **({"reason": cell.reason} if cell.reason else {})}
-            for serial, cell in sorted(best.numerics.items())}
+    return {
+        device_models.get(serial, serial): {
+            "status": cell.status.value if cell.status else None,
+            **({"reference": cell.reference} if cell.reference else {}),
+            **{k: round(v, 6) for k, v in cell.figures().items()},
+            **({"reason": cell.reason} if cell.reason else {}),
+        }
+        for serial, cell in sorted(best.numerics.items())
+    }
 
 
-def _entry(candidate: Candidate, files: Mapping[str, _ModelFile], model_name: str, version: str,
-           url_template: str | None) -> dict:
+def _entry(
+    candidate: Candidate, files: Mapping[str, _ModelFile], model_name: str, version: str, url_template: str | None
+) -> dict:
     config = candidate.config
     known = files.get(config.model_sha256)
     if known is None:
@@ -459,8 +570,9 @@ def _entry(candidate: Candidate, files: Mapping[str, _ModelFile], model_name: st
         )
     model = {"file": known.file, "sha256": known.sha256, "size_bytes": known.size_bytes, "version": version}
     if url_template:
-        model["url"] = url_template.format(model=model_name, variant=config.variant, version=version,
-                                           sha256=known.sha256, file=known.file)
+        model["url"] = url_template.format(
+            model=model_name, variant=config.variant, version=version, sha256=known.sha256, file=known.file
+        )
     model["io_signature"] = known.io_signature
     return {"variant": config.variant, "delegate": config.delegate, "num_threads": config.num_threads, "model": model}
 
@@ -470,8 +582,10 @@ def check_url_template(template: str) -> str:
     try:
         template.format(**{name: "x" for name in URL_FIELDS})
     except (KeyError, IndexError, ValueError) as error:
-        raise UsageError(f"--model-url-template {template!r} has a bad placeholder ({error})",
-                         f"use only {{{'}, {'.join(URL_FIELDS)}}}") from None
+        raise UsageError(
+            f"--model-url-template {template!r} has a bad placeholder ({error})",
+            f"use only {{{'}, {'.join(URL_FIELDS)}}}",
+        ) from None
     return template
 
 
@@ -483,7 +597,7 @@ def _reference_signature(files: Mapping[str, _ModelFile], default: Candidate) ->
 
 def _content_version(shas: set[str]) -> str:
     digest = hashlib.sha256("".join(sorted(shas)).encode()).hexdigest()[:8]
-    return f"{dt.datetime.now(dt.timezone.utc):%Y.%m.%d}+{digest}"
+    return f"{dt.datetime.now(dt.UTC):%Y.%m.%d}+{digest}"
 
 
 # --- where the facts come from ------------------------------------------------------
@@ -500,8 +614,9 @@ def _model_name(stats: pd.DataFrame, wanted: str | None) -> str:
     return wanted
 
 
-def model_facts(results_root: Path, rows: pd.DataFrame, model_name: str, manifest_path: Path | None = None
-                ) -> tuple[dict[str, _ModelFile], dict[str, VariantAccuracy], list[str]]:
+def model_facts(
+    results_root: Path, rows: pd.DataFrame, model_name: str, manifest_path: Path | None = None
+) -> tuple[dict[str, _ModelFile], dict[str, VariantAccuracy], list[str]]:
     """File names, signatures and accuracy of the model's files, by sha256.
 
     From --manifest when given; otherwise from the convert manifests next to the
@@ -523,13 +638,16 @@ def model_facts(results_root: Path, rows: pd.DataFrame, model_name: str, manifes
     for manifest in manifests:
         for variant in manifest.get("models", {}).get(model_name, {}).get("variants", {}).values():
             if variant.get("sha256"):
-                files[variant["sha256"]] = _ModelFile(variant["file"], variant["sha256"], variant["size_bytes"],
-                                                      _signature(variant))
+                files[variant["sha256"]] = _ModelFile(
+                    variant["file"], variant["sha256"], variant["size_bytes"], _signature(variant)
+                )
     swept = set(rows.loc[rows["model_name"] == model_name, "model_sha256"])
     unsigned = sorted(sha for sha in swept if sha in files and files[sha].io_signature is None)
     if unsigned:
-        warnings.append(f"{len(unsigned)} file(s) of {model_name} are in no convert manifest: their entries "
-                        "carry no input/output signature (pass --manifest DIR/manifest.json)")
+        warnings.append(
+            f"{len(unsigned)} file(s) of {model_name} are in no convert manifest: their entries "
+            "carry no input/output signature (pass --manifest DIR/manifest.json)"
+        )
     if not any(sha in accuracy for sha in swept):
         warnings.append(f"no accuracy figures for {model_name}: the accuracy gate was not applied")
     return files, accuracy, warnings
@@ -538,8 +656,9 @@ def model_facts(results_root: Path, rows: pd.DataFrame, model_name: str, manifes
 def _read_manifest_file(path: Path) -> dict:
     folder = path if path.is_dir() else path.parent
     if not (folder / "manifest.json").is_file():
-        raise InputFileError(f"no convert manifest at {path}",
-                             "pass the manifest.json that 'harness convert --out DIR' wrote")
+        raise InputFileError(
+            f"no convert manifest at {path}", "pass the manifest.json that 'harness convert --out DIR' wrote"
+        )
     return read_manifest(folder)
 
 
@@ -572,7 +691,11 @@ def _signature(variant: Mapping) -> dict | None:
     def tensor(info: Mapping) -> dict:
         scale = info.get("scale")
         quantized = bool(scale) and info.get("dtype") in ("int8", "uint8", "int16")
-        return {"name": info["name"], "shape": list(info["shape"]), "dtype": info["dtype"],
-                "quantization": {"scale": scale, "zero_point": info.get("zero_point", 0)} if quantized else None}
+        return {
+            "name": info["name"],
+            "shape": list(info["shape"]),
+            "dtype": info["dtype"],
+            "quantization": {"scale": scale, "zero_point": info.get("zero_point", 0)} if quantized else None,
+        }
 
     return {"inputs": [tensor(t) for t in variant["inputs"]], "outputs": [tensor(t) for t in variant["outputs"]]}

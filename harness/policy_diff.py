@@ -27,7 +27,12 @@ class Change:
     incompatible: bool = False  # an app must not hot-swap to the new model
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "subject": self.subject, "detail": self.detail, "incompatible": self.incompatible}
+        return {
+            "kind": self.kind.value,
+            "subject": self.subject,
+            "detail": self.detail,
+            "incompatible": self.incompatible,
+        }
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,13 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> PolicyDiff:
     for name, entries in old_tiers.items():
         if name not in new_tiers:
             rules = ", ".join(entry["rule"] for entry in entries)
-            changes.append(Change(
-                ChangeKind.TIER_REMOVED, f"tier {name!r}",
-                f"removed (rules {rules}): its phones now match a later entry or get the default",
-            ))
+            changes.append(
+                Change(
+                    ChangeKind.TIER_REMOVED,
+                    f"tier {name!r}",
+                    f"removed (rules {rules}): its phones now match a later entry or get the default",
+                )
+            )
     for name, entries in new_tiers.items():
         if name not in old_tiers:
             rules = ", ".join(entry["rule"] for entry in entries)
@@ -77,15 +85,20 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> PolicyDiff:
     common_old = [rule for rule in old_order if rule in new_order]
     common_new = [rule for rule in new_order if rule in old_order]
     if common_old != common_new:
-        changes.append(Change(
-            ChangeKind.MATCH, "tiers",
-            f"rule order {', '.join(common_old)} -> {', '.join(common_new)}: the first entry that matches wins, "
-            "so phones may change tier",
-        ))
+        changes.append(
+            Change(
+                ChangeKind.MATCH,
+                "tiers",
+                f"rule order {', '.join(common_old)} -> {', '.join(common_new)}: the first entry that matches wins, "
+                "so phones may change tier",
+            )
+        )
 
     if _comparable(old["default"]) != _comparable(new["default"]):
         changes.append(Change(ChangeKind.DEFAULT, "default", _entry_change(old["default"], new["default"])))
-    changes += _signature_changes("default", old["default"]["model"]["io_signature"], new["default"]["model"]["io_signature"])
+    changes += _signature_changes(
+        "default", old["default"]["model"]["io_signature"], new["default"]["model"]["io_signature"]
+    )
     return PolicyDiff(tuple(changes))
 
 
@@ -185,12 +198,15 @@ def _signature_changes(subject: str, old: dict[str, Any] | None, new: dict[str, 
     if old == new:
         return []
     if old is None or new is None:
-        return [Change(
-            ChangeKind.SIGNATURE, subject,
-            f"signature {'unknown' if old is None else 'known'} -> {'unknown' if new is None else 'known'}: "
-            "compatibility cannot be checked, so treat it as incompatible (derive both policies from a convert manifest)",
-            incompatible=True,
-        )]
+        return [
+            Change(
+                ChangeKind.SIGNATURE,
+                subject,
+                f"signature {'unknown' if old is None else 'known'} -> {'unknown' if new is None else 'known'}: "
+                "compatibility cannot be checked, so treat it as incompatible (derive both policies from a convert manifest)",
+                incompatible=True,
+            )
+        ]
     breaking: list[str] = []
     renamed: list[str] = []
     for side in ("inputs", "outputs"):
@@ -198,7 +214,7 @@ def _signature_changes(subject: str, old: dict[str, Any] | None, new: dict[str, 
         if len(before) != len(after):
             breaking.append(f"{len(before)} {side} -> {len(after)}")
             continue
-        for index, (was, now) in enumerate(zip(before, after)):
+        for index, (was, now) in enumerate(zip(before, after, strict=False)):
             label = f"{side[:-1]} {index}"
             if was["name"] != now["name"]:
                 renamed.append(f"{label} name {was['name']!r} -> {now['name']!r}")
@@ -209,12 +225,16 @@ def _signature_changes(subject: str, old: dict[str, Any] | None, new: dict[str, 
             if was["quantization"] != now["quantization"]:
                 breaking.append(f"{label} quantization {_quantization(was)} -> {_quantization(now)}")
     if breaking:
-        return [Change(
-            ChangeKind.SIGNATURE, subject,
-            "; ".join(breaking + renamed) + ": apps feed buffers laid out for the old signature, so never hot-swap; "
-            "ship an app update that handles the new one first",
-            incompatible=True,
-        )]
+        return [
+            Change(
+                ChangeKind.SIGNATURE,
+                subject,
+                "; ".join(breaking + renamed)
+                + ": apps feed buffers laid out for the old signature, so never hot-swap; "
+                "ship an app update that handles the new one first",
+                incompatible=True,
+            )
+        ]
     return [Change(ChangeKind.SIGNATURE, subject, "; ".join(renamed) + " (compatible: tensors are fed by index)")]
 
 

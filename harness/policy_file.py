@@ -113,7 +113,9 @@ def read_policy(path: Path | str) -> dict[str, Any]:
     except FileNotFoundError:
         raise InputFileError(f"{path} does not exist", "pass the JSON file 'harness policy derive' wrote") from None
     except UnicodeDecodeError:
-        raise InputFileError(f"{path} is not UTF-8 text", "pass the policy JSON file, not a model or an archive") from None
+        raise InputFileError(
+            f"{path} is not UTF-8 text", "pass the policy JSON file, not a model or an archive"
+        ) from None
     except OSError as error:
         raise InputFileError(f"cannot read {path} ({error.strerror})", "check the path and its permissions") from None
     try:
@@ -124,14 +126,21 @@ def read_policy(path: Path | str) -> dict[str, Any]:
             f"fix the syntax there, or {_DERIVE_AGAIN}",
         ) from None
     except ValueError as error:
-        raise InputFileError(f"{path} is not JSON ({error})", f"write numbers as plain numbers, or {_DERIVE_AGAIN}") from None
+        raise InputFileError(
+            f"{path} is not JSON ({error})", f"write numbers as plain numbers, or {_DERIVE_AGAIN}"
+        ) from None
     if not isinstance(document, dict):
         raise InputFileError(
             f"{path} holds {_json_kind(document)}, not a policy object",
             "pass a policy file: a JSON object with schema_version, model, tiers and default",
         )
-    checked_version(path, POLICY_KIND, document.get("schema_version"), POLICY_SCHEMA_VERSION,
-                    f'a policy starts with "schema_version": {POLICY_SCHEMA_VERSION}; {_DERIVE_AGAIN}')
+    checked_version(
+        path,
+        POLICY_KIND,
+        document.get("schema_version"),
+        POLICY_SCHEMA_VERSION,
+        f'a policy starts with "schema_version": {POLICY_SCHEMA_VERSION}; {_DERIVE_AGAIN}',
+    )
     return document
 
 
@@ -176,16 +185,21 @@ def provenance_warnings(document: dict[str, Any]) -> tuple[str, ...]:
     """
     kinds = document.get("source", {}).get("device_kinds")
     if kinds is None:
-        return ("the policy does not say which kind of device measured it (an older harness derived it): "
-                "derive it again to know",)
+        return (
+            "the policy does not say which kind of device measured it (an older harness derived it): "
+            "derive it again to know",
+        )
     warnings = []
     if "virtual" in kinds:
         share = "every number" if kinds == ["virtual"] else "some numbers"
-        warnings.append(f"{share} in this policy were measured on virtual devices: this host's timings under phones' "
-                        "names, not a phone's; derive it from a phone lab's results before shipping it")
+        warnings.append(
+            f"{share} in this policy were measured on virtual devices: this host's timings under phones' "
+            "names, not a phone's; derive it from a phone lab's results before shipping it"
+        )
     if "unknown" in kinds:
-        warnings.append("some numbers come from rows that do not say which kind of device measured them "
-                        "(an older harness)")
+        warnings.append(
+            "some numbers come from rows that do not say which kind of device measured them (an older harness)"
+        )
     return tuple(warnings)
 
 
@@ -233,8 +247,15 @@ def _json_kind(value: Any) -> str:
 
 
 def _expected_kinds(expected: str | list[str]) -> str:
-    names = {"object": "an object", "array": "an array", "string": "a string", "integer": "an integer",
-             "number": "a number", "boolean": "a boolean", "null": "null"}
+    names = {
+        "object": "an object",
+        "array": "an array",
+        "string": "a string",
+        "integer": "an integer",
+        "number": "a number",
+        "boolean": "a boolean",
+        "null": "null",
+    }
     kinds = [expected] if isinstance(expected, str) else expected
     return " or ".join(names[kind] for kind in kinds)
 
@@ -268,8 +289,7 @@ def _schema_problems(error: ValidationError, version: int = POLICY_SCHEMA_VERSIO
     if kind == "additionalProperties":
         allowed = list(schema.get("properties", {}))
         message = (
-            f"is not a key of policy v{version} here: remove it or fix its spelling "
-            f"(keys here: {', '.join(allowed)})"
+            f"is not a key of policy v{version} here: remove it or fix its spelling (keys here: {', '.join(allowed)})"
         )
         return [((*path, key), message) for key in value if key not in allowed]
     if kind == "type":
@@ -277,8 +297,10 @@ def _schema_problems(error: ValidationError, version: int = POLICY_SCHEMA_VERSIO
     elif kind == "enum":
         message = f"{_short(value)} is not one of {', '.join(error.validator_value)}; use one of them"
         if version < POLICY_SCHEMA_VERSION and path[-1:] == ("delegate",) and value in _delegates():
-            message += (f" (policy v{version} has no delegate {value!r}; policy v{POLICY_SCHEMA_VERSION} has it: "
-                        f"{_DERIVE_AGAIN})")
+            message += (
+                f" (policy v{version} has no delegate {value!r}; policy v{POLICY_SCHEMA_VERSION} has it: "
+                f"{_DERIVE_AGAIN})"
+            )
     elif kind == "const":
         message = f"is {_short(value)}; write {_short(error.validator_value)} ({about})"
     elif kind == "pattern":
@@ -358,26 +380,32 @@ def _chain_problems(chains: list[_Chain], default: Any, known: list[str]) -> lis
             if delegate not in known:
                 continue  # the schema reports it
             if delegate in seen:
-                problems.append(Problem(
-                    _where((*path, "delegate")),
-                    f"'{delegate}' is already tried at {_where(seen[delegate])}: a fallback is there to try "
-                    "another delegate, so give this entry a different one or remove it",
-                ))
+                problems.append(
+                    Problem(
+                        _where((*path, "delegate")),
+                        f"'{delegate}' is already tried at {_where(seen[delegate])}: a fallback is there to try "
+                        "another delegate, so give this entry a different one or remove it",
+                    )
+                )
             seen.setdefault(delegate, path)
         if chain.complete:
             path, last = chain.entries[-1]
             if last.get("delegate") in known and last.get("delegate") != CPU:
-                problems.append(Problem(
-                    _where((*path, "delegate")),
-                    f"the chain ends on '{last['delegate']}': end it with an entry on delegate '{CPU}' "
-                    "(plain CPU kernels run on every phone; NPU, GPU, NNAPI and even XNNPACK can fail to apply)",
-                ))
+                problems.append(
+                    Problem(
+                        _where((*path, "delegate")),
+                        f"the chain ends on '{last['delegate']}': end it with an entry on delegate '{CPU}' "
+                        "(plain CPU kernels run on every phone; NPU, GPU, NNAPI and even XNNPACK can fail to apply)",
+                    )
+                )
     if isinstance(default, dict) and default.get("delegate") in known and default["delegate"] != CPU:
-        problems.append(Problem(
-            "default.delegate",
-            f"is '{default['delegate']}': the default is the last resort and must run on every phone; "
-            f"use delegate '{CPU}'",
-        ))
+        problems.append(
+            Problem(
+                "default.delegate",
+                f"is '{default['delegate']}': the default is the last resort and must run on every phone; "
+                f"use delegate '{CPU}'",
+            )
+        )
     return problems
 
 
@@ -392,27 +420,33 @@ def _match_problems(raw_tiers: Any, tiers: list[tuple[int, dict]]) -> list[Probl
             for position, pattern in enumerate(match.get("soc_any") or ()):
                 why = glob_problem(pattern) if isinstance(pattern, str) and pattern else None
                 if why:
-                    problems.append(Problem(
-                        _where(("tiers", index, "match", "soc_any", position)),
-                        f"{pattern!r} is not a well-formed glob: {why}; close the [...] class or remove the bracket",
-                    ))
+                    problems.append(
+                        Problem(
+                            _where(("tiers", index, "match", "soc_any", position)),
+                            f"{pattern!r} is not a well-formed glob: {why}; close the [...] class or remove the bracket",
+                        )
+                    )
         if match == {} and index < count - 1 and not catch_all_reported:
             # Only the first: every later catch-all is already among the unreachable entries.
             catch_all_reported = True
             later = [f"{item.get('name')} ({item.get('rule')})" for position, item in tiers if position > index]
-            problems.append(Problem(
-                _where(("tiers", index, "match")),
-                f"is empty, so it matches every phone and the {count - index - 1} entries after it "
-                f"({', '.join(later)}) are never reached: move this catch-all entry to the end or give it conditions",
-            ))
+            problems.append(
+                Problem(
+                    _where(("tiers", index, "match")),
+                    f"is empty, so it matches every phone and the {count - index - 1} entries after it "
+                    f"({', '.join(later)}) are never reached: move this catch-all entry to the end or give it conditions",
+                )
+            )
         rule = tier.get("rule")
         if isinstance(rule, str):
             if rule in rule_at:
-                problems.append(Problem(
-                    _where(("tiers", index, "rule")),
-                    f"{rule!r} is already the rule of tiers[{rule_at[rule]}]: each entry stands for one "
-                    f"tiers.toml rule and 'harness policy diff' compares them by id; give each its own rule id",
-                ))
+                problems.append(
+                    Problem(
+                        _where(("tiers", index, "rule")),
+                        f"{rule!r} is already the rule of tiers[{rule_at[rule]}]: each entry stands for one "
+                        f"tiers.toml rule and 'harness policy diff' compares them by id; give each its own rule id",
+                    )
+                )
             rule_at.setdefault(rule, index)
     return problems
 
@@ -430,11 +464,13 @@ def _tier_consistency_problems(tiers: list[tuple[int, dict]]) -> list[Problem]:
         first_index, first = first_of[name]
         for key in ("choice", "fallbacks"):
             if tier.get(key) != first.get(key):
-                problems.append(Problem(
-                    _where(("tiers", index, key)),
-                    f"differs from tiers[{first_index}].{key} of the same tier '{name}': all entries of a tier "
-                    f"carry one chain, whichever of its rules matched; make them equal or {_DERIVE_AGAIN}",
-                ))
+                problems.append(
+                    Problem(
+                        _where(("tiers", index, key)),
+                        f"differs from tiers[{first_index}].{key} of the same tier '{name}': all entries of a tier "
+                        f"carry one chain, whichever of its rules matched; make them equal or {_DERIVE_AGAIN}",
+                    )
+                )
     return problems
 
 
@@ -449,11 +485,13 @@ def _model_file_problems(entries: list[tuple[Place, dict]], model: Any) -> list[
             continue
         at = (*path, "model")
         if isinstance(version, str) and isinstance(file_info.get("version"), str) and file_info["version"] != version:
-            problems.append(Problem(
-                _where((*at, "version")),
-                f"is {file_info['version']!r} but model.version is {version!r}: one policy file carries one model "
-                f"release, so that an update replaces all of its files at once; set {version!r} or {_DERIVE_AGAIN}",
-            ))
+            problems.append(
+                Problem(
+                    _where((*at, "version")),
+                    f"is {file_info['version']!r} but model.version is {version!r}: one policy file carries one model "
+                    f"release, so that an update replaces all of its files at once; set {version!r} or {_DERIVE_AGAIN}",
+                )
+            )
         sha = file_info.get("sha256")
         if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
             continue  # the schema reports it
@@ -461,20 +499,24 @@ def _model_file_problems(entries: list[tuple[Place, dict]], model: Any) -> list[
             first_path, first = by_sha[sha]
             for key, what in (("size_bytes", "size"), ("file", "file name")):
                 if file_info.get(key) != first.get(key):
-                    problems.append(Problem(
-                        _where((*at, key)),
-                        f"is {_short(file_info.get(key))} but the same sha256 {sha[:12]}.. has {what} "
-                        f"{_short(first.get(key))} at {_where(first_path)}: one content has one {what}; correct the wrong one",
-                    ))
+                    problems.append(
+                        Problem(
+                            _where((*at, key)),
+                            f"is {_short(file_info.get(key))} but the same sha256 {sha[:12]}.. has {what} "
+                            f"{_short(first.get(key))} at {_where(first_path)}: one content has one {what}; correct the wrong one",
+                        )
+                    )
         by_sha.setdefault(sha, (at, file_info))
         name = file_info.get("file")
         if isinstance(name, str):
             if name in by_file and by_file[name][1] != sha:
                 first_path, first_sha = by_file[name]
-                problems.append(Problem(
-                    _where((*at, "sha256")),
-                    f"is {sha[:12]}.. but {name!r} has sha256 {first_sha[:12]}.. at {_where(first_path)}: apps keep "
-                    "downloaded files by name and would reject one of them; give different contents different file names",
-                ))
+                problems.append(
+                    Problem(
+                        _where((*at, "sha256")),
+                        f"is {sha[:12]}.. but {name!r} has sha256 {first_sha[:12]}.. at {_where(first_path)}: apps keep "
+                        "downloaded files by name and would reject one of them; give different contents different file names",
+                    )
+                )
             by_file.setdefault(name, (at, sha))
     return problems

@@ -10,13 +10,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from harness.deprecations import NNAPI_DEPRECATION, deprecated_on
+from harness.errors import DeviceError, InputFileError, UsageError
 from harness.phone.facts import (
     DeviceInfo,
     device_info_from,
     parse_getprop,
     parse_meminfo,
 )
-from harness.errors import DeviceError, InputFileError, UsageError
 from harness.phone.profiles import TierFacts, TierRule, TierRules, tier_facts
 from harness.records import config_label
 
@@ -142,8 +142,16 @@ def resolve(document: dict[str, Any], device: DeviceInfo | TierFacts) -> Resolut
                 notes=_phone_notes(chain, facts.sdk),
             )
     chain = (document["default"],)
-    return Resolution(None, None, chain, facts.soc_identities, facts.ram_bytes, facts.sdk, tuple(reasons),
-                      _phone_notes(chain, facts.sdk))
+    return Resolution(
+        None,
+        None,
+        chain,
+        facts.soc_identities,
+        facts.ram_bytes,
+        facts.sdk,
+        tuple(reasons),
+        _phone_notes(chain, facts.sdk),
+    )
 
 
 def _phone_notes(chain: Sequence[Mapping[str, Any]], sdk: int | None) -> tuple[str, ...]:
@@ -190,7 +198,9 @@ def _why(rule: TierRule, facts: TierFacts, matched: bool) -> str:
         if facts.ram_bytes is None:
             checks.append((held, f"RAM unknown, needs >= {gb_text(rule.min_ram_bytes)}"))
         else:
-            checks.append((held, f"RAM {gb_text(facts.ram_bytes)} {'>=' if held else '<'} {gb_text(rule.min_ram_bytes)}"))
+            checks.append(
+                (held, f"RAM {gb_text(facts.ram_bytes)} {'>=' if held else '<'} {gb_text(rule.min_ram_bytes)}")
+            )
     if rule.min_sdk is not None:
         held = TierRule(rule.id, rule.tier, min_sdk=rule.min_sdk).matches(facts)
         if facts.sdk is None:

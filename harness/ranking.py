@@ -107,8 +107,12 @@ class MeasuredOn:
         return self.device_kinds == (DeviceKind.VIRTUAL.value,)
 
     def to_json(self) -> dict[str, list[str]]:
-        return {"device_kinds": list(self.device_kinds), "bench_binaries": list(self.bench_binaries),
-                "power_methods": list(self.power_methods), "temperature_methods": list(self.temperature_methods)}
+        return {
+            "device_kinds": list(self.device_kinds),
+            "bench_binaries": list(self.bench_binaries),
+            "power_methods": list(self.power_methods),
+            "temperature_methods": list(self.temperature_methods),
+        }
 
 
 UNKNOWN_KIND = "unknown"
@@ -122,8 +126,9 @@ def measured_on(stats: pd.DataFrame) -> MeasuredOn:
         return tuple(sorted({str(v) for values in measured[column] if _none_if_na(values) is not None for v in values}))
 
     kinds = {UNKNOWN_KIND if _none_if_na(kind) is None else str(kind) for kind in measured["device_kind"]}
-    return MeasuredOn(tuple(sorted(kinds)), distinct("bench_binaries"), distinct("power_methods"),
-                      distinct("temperature_methods"))
+    return MeasuredOn(
+        tuple(sorted(kinds)), distinct("bench_binaries"), distinct("power_methods"), distinct("temperature_methods")
+    )
 
 
 def refuse_mixed(stats: pd.DataFrame, where: str, allowed: MixingAllowed) -> MeasuredOn:
@@ -138,16 +143,19 @@ def refuse_mixed(stats: pd.DataFrame, where: str, allowed: MixingAllowed) -> Mea
             kind = UNKNOWN_KIND if _none_if_na(row.device_kind) is None else str(row.device_kind)
             by_kind.setdefault(kind, set()).add(str(row.device_model if _none_if_na(row.device_model) else row.serial))
         detail = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(by_kind.items()))
-        raise UsageError(f"{where} mixes {' and '.join(how.device_kinds)} devices ({detail}); their numbers are "
-                         "not measured the same way",
-                         "select one kind (--run, or a results folder per lab), or pass --allow-mixed-kinds "
-                         "to compare them anyway")
+        raise UsageError(
+            f"{where} mixes {' and '.join(how.device_kinds)} devices ({detail}); their numbers are "
+            "not measured the same way",
+            "select one kind (--run, or a results folder per lab), or pass --allow-mixed-kinds to compare them anyway",
+        )
     if len(how.bench_binaries) > 1 and not allowed.binaries:
         names = ", ".join(f"{b.split('@')[0]} {b.split('@')[1][:12]}" for b in how.bench_binaries)
-        raise UsageError(f"{where} mixes rows from {len(how.bench_binaries)} benchmark binaries ({names}); "
-                         "different builds are different instruments",
-                         "re-run the older runs with one binary, select runs of one binary (--run), or pass "
-                         "--allow-mixed-binaries to compare them anyway")
+        raise UsageError(
+            f"{where} mixes rows from {len(how.bench_binaries)} benchmark binaries ({names}); "
+            "different builds are different instruments",
+            "re-run the older runs with one binary, select runs of one binary (--run), or pass "
+            "--allow-mixed-binaries to compare them anyway",
+        )
     return how
 
 
@@ -250,16 +258,21 @@ class TierComparison:
         if self.verdict is Verdict.EQUIVALENT:
             return f"within {min_effect:.0%} of the best on every device"
         if self.verdict is Verdict.UNDECIDED:
-            more = f"; about {self.more_repetitions} more repetitions would likely decide" if self.more_repetitions else ""
+            more = (
+                f"; about {self.more_repetitions} more repetitions would likely decide" if self.more_repetitions else ""
+            )
             return f"undecided against the best (x{self.ratio:.2f}{more})"
         if self.verdict is Verdict.UNTESTED:
             return f"x{self.ratio:.2f} by the medians alone (fewer than {MIN_REPETITIONS} repetitions: untested)"
         return f"{abs(self.ratio - 1):.0%} {'slower' if self.ratio >= 1 else 'faster'} than the best (shown)"
 
     def to_json(self) -> dict[str, object]:
-        return {"verdict": self.verdict.value, "ratio": round(self.ratio, 4),
-                "more_repetitions": self.more_repetitions,
-                "per_device": {serial: c.to_json() for serial, c in self.per_device.items()}}
+        return {
+            "verdict": self.verdict.value,
+            "ratio": round(self.ratio, 4),
+            "more_repetitions": self.more_repetitions,
+            "per_device": {serial: c.to_json() for serial, c in self.per_device.items()},
+        }
 
 
 class TieBreaker(str, Enum):
@@ -304,9 +317,13 @@ class TierRanking:
 
     def deprecated_on(self, delegate: str) -> tuple[str, ...]:
         """The tier's devices (as "model (SDK n)") on which `delegate` is deprecated (harness.deprecations)."""
-        return tuple(sorted(f"{self.device_models.get(serial, serial)} (SDK {int(sdk)})"
-                            for serial, sdk in self.sdks.items() if serial in self.devices
-                            and deprecated_on(delegate, sdk)))
+        return tuple(
+            sorted(
+                f"{self.device_models.get(serial, serial)} (SDK {int(sdk)})"
+                for serial, sdk in self.sdks.items()
+                if serial in self.devices and deprecated_on(delegate, sdk)
+            )
+        )
 
     def deprecation(self, delegate: str) -> str | None:
         """A row's flag: NNAPI measured on Android 15 or later, where it is deprecated; else None."""
@@ -317,24 +334,46 @@ class TierRanking:
         """Candidates then exclusions, one row each; `rank` shows ties as "=2"."""
         rows = []
         for c in self.candidates:
-            rows.append({
-                "rank": f"={c.rank}" if c.tied else str(c.rank), "config": c.config.label,
-                "variant": c.config.variant, "delegate": c.config.delegate, "num_threads": c.config.num_threads,
-                "value": c.value, "worst_value": c.worst_value, "p50_us": c.p50_us, "memory_mb": c.memory_mb,
-                "energy_mj_per_inference": c.energy_mj_per_inference, "accuracy_drop": c.accuracy_drop,
-                "output_error": c.output_error, "output_cosine": c.output_cosine,
-                "model_size_bytes": c.model_size_bytes, "model_sha256": c.config.model_sha256,
-                "tie_group": c.tie_group, "repetitions": c.repetitions,
-                "versus_best": "the best" if c.versus_best is None else c.versus_best.describe(self.min_effect),
-                "status": "candidate", "reason": None, "deprecation": self.deprecation(c.config.delegate),
-            })
+            rows.append(
+                {
+                    "rank": f"={c.rank}" if c.tied else str(c.rank),
+                    "config": c.config.label,
+                    "variant": c.config.variant,
+                    "delegate": c.config.delegate,
+                    "num_threads": c.config.num_threads,
+                    "value": c.value,
+                    "worst_value": c.worst_value,
+                    "p50_us": c.p50_us,
+                    "memory_mb": c.memory_mb,
+                    "energy_mj_per_inference": c.energy_mj_per_inference,
+                    "accuracy_drop": c.accuracy_drop,
+                    "output_error": c.output_error,
+                    "output_cosine": c.output_cosine,
+                    "model_size_bytes": c.model_size_bytes,
+                    "model_sha256": c.config.model_sha256,
+                    "tie_group": c.tie_group,
+                    "repetitions": c.repetitions,
+                    "versus_best": "the best" if c.versus_best is None else c.versus_best.describe(self.min_effect),
+                    "status": "candidate",
+                    "reason": None,
+                    "deprecation": self.deprecation(c.config.delegate),
+                }
+            )
         for e in self.excluded:
-            rows.append({
-                "rank": "-", "config": e.config.label, "variant": e.config.variant,
-                "delegate": e.config.delegate, "num_threads": e.config.num_threads, "value": e.value,
-                "model_sha256": e.config.model_sha256, "status": "excluded", "reason": e.reason,
-                "deprecation": self.deprecation(e.config.delegate),
-            })
+            rows.append(
+                {
+                    "rank": "-",
+                    "config": e.config.label,
+                    "variant": e.config.variant,
+                    "delegate": e.config.delegate,
+                    "num_threads": e.config.num_threads,
+                    "value": e.value,
+                    "model_sha256": e.config.model_sha256,
+                    "status": "excluded",
+                    "reason": e.reason,
+                    "deprecation": self.deprecation(e.config.delegate),
+                }
+            )
         return pd.DataFrame(rows)
 
 
@@ -431,8 +470,18 @@ def device_stats(con: duckdb.DuckDBPyConnection, relation: str = "rows", by_run:
     burst_only = "WHERE window_index IS NULL" if "window_index" in columns else ""
     sql = _DEVICE_STATS_SQL.format(relation=relation, run_key="run_id," if by_run else "", burst_only=burst_only)
     frame = con.execute(sql).df()
-    for column in ("rows", "runs", "ok_rows", "skipped_rows", "unsupported_rows", "failures", "throttled_rows", "num_threads",
-                   "numerics_checked_rows", "numerics_unreadable_rows"):
+    for column in (
+        "rows",
+        "runs",
+        "ok_rows",
+        "skipped_rows",
+        "unsupported_rows",
+        "failures",
+        "throttled_rows",
+        "num_threads",
+        "numerics_checked_rows",
+        "numerics_unreadable_rows",
+    ):
         frame[column] = frame[column].astype("int64")
     return frame
 
@@ -450,8 +499,9 @@ def stats_of(rows: pd.DataFrame, by_run: bool = False) -> pd.DataFrame:
 def row_tier_facts(row: Mapping[str, object]) -> TierFacts:
     """The facts a results (or device_stats) row keeps of its phone, as the tier rules read them:
     the SoC identities the sweep classified it by (older rows: their one stored SoC), RAM, SDK."""
-    identities, soc, ram, sdk = (_none_if_na(row.get(name)) for name in ("soc_identities", "soc", "ram_bytes",
-                                                                          "android_sdk"))
+    identities, soc, ram, sdk = (
+        _none_if_na(row.get(name)) for name in ("soc_identities", "soc", "ram_bytes", "android_sdk")
+    )
     names = tuple(str(i) for i in identities) if identities is not None else (str(soc),) if soc else ()
     return TierFacts(names, None if ram is None else int(ram), None if sdk is None else int(sdk))
 
@@ -463,8 +513,9 @@ def assign_missing_tiers(stats: pd.DataFrame, rules: TierRules) -> tuple[pd.Data
     missing = stats["tier"].isna()
     if not missing.any():
         return stats, frozenset()
-    assigned = {serial: rules.classify(row_tier_facts(group.iloc[0])).tier
-                for serial, group in stats[missing].groupby("serial")}
+    assigned = {
+        serial: rules.classify(row_tier_facts(group.iloc[0])).tier for serial, group in stats[missing].groupby("serial")
+    }
     stats = stats.copy()
     stats.loc[missing, "tier"] = stats.loc[missing, "serial"].map(assigned)
     return stats, frozenset(assigned)
@@ -481,7 +532,8 @@ def accuracy_from_manifest(manifest: Mapping[str, object]) -> dict[str, VariantA
             if variant.get("sha256"):
                 figures = variant.get("accuracy") or {}
                 found[variant["sha256"]] = VariantAccuracy(
-                    figures.get("accuracy_drop"), variant.get("accepted"), variant.get("reason"))
+                    figures.get("accuracy_drop"), variant.get("accepted"), variant.get("reason")
+                )
     return found
 
 
@@ -494,13 +546,15 @@ def accuracy_from_results(results_root: Path) -> dict[str, VariantAccuracy]:
     for row in table[table["status"] == "ok"].itertuples():  # oldest first: later rows overwrite
         drop, accepted = _none_if_na(row.accuracy_drop), _none_if_na(row.accepted)
         # Plain Python values: callers test `accepted is False`, which a numpy bool never is.
-        found[row.sha256] = VariantAccuracy(None if drop is None else float(drop),
-                                            None if accepted is None else bool(accepted), _none_if_na(row.reason))
+        found[row.sha256] = VariantAccuracy(
+            None if drop is None else float(drop), None if accepted is None else bool(accepted), _none_if_na(row.reason)
+        )
     return found
 
 
-def accuracy_exclusion(accuracy: VariantAccuracy | None, max_accuracy_drop: float | None
-                       ) -> tuple[str, ExclusionKind] | None:
+def accuracy_exclusion(
+    accuracy: VariantAccuracy | None, max_accuracy_drop: float | None
+) -> tuple[str, ExclusionKind] | None:
     """(reason, constraint) when a file's accuracy rules it out, else None.
 
     Rejected by the convert gate, or beyond `max_accuracy_drop` (an unknown drop
@@ -555,17 +609,31 @@ def rank_tiers(
     model_stats = stats[stats["model_name"] == model_name].assign(tier=lambda f: f["tier"].fillna(NO_TIER))
     if model_stats.empty:
         known = sorted(stats["model_name"].unique())
-        raise UsageError(f"no results for model {model_name!r}",
-                         f"pick one of {', '.join(known)}" if known else "run a sweep first ('harness run' or 'harness demo')")
+        raise UsageError(
+            f"no results for model {model_name!r}",
+            f"pick one of {', '.join(known)}" if known else "run a sweep first ('harness run' or 'harness demo')",
+        )
     if metric == ENERGY and model_stats[ENERGY].isna().all():
-        raise UsageError(f"no measured energy for model {model_name!r}: modelled energy (virtual devices) never ranks",
-                         "rank by a latency metric, or sweep phones that run on battery (see README, power)")
+        raise UsageError(
+            f"no measured energy for model {model_name!r}: modelled energy (virtual devices) never ranks",
+            "rank by a latency metric, or sweep phones that run on battery (see README, power)",
+        )
     tiers = ordered_tiers(model_stats["tier"], tier_order)
     accuracy = accuracy or {}
     wrong = wrong_outputs(model_stats, numerics_gate)
     return tuple(
-        _rank_tier(model_stats[model_stats["tier"] == tier], tier, model_name, metric, constraints, accuracy, tie_test,
-                   mixing, numerics_gate, wrong)
+        _rank_tier(
+            model_stats[model_stats["tier"] == tier],
+            tier,
+            model_name,
+            metric,
+            constraints,
+            accuracy,
+            tie_test,
+            mixing,
+            numerics_gate,
+            wrong,
+        )
         for tier in tiers
     )
 
@@ -584,13 +652,15 @@ def wrong_outputs(stats: pd.DataFrame, gate: NumericsGate) -> dict[tuple[str, st
     return {key: tuple(sorted(set(names))) for key, names in wrong.items()}
 
 
-def outputs_wrong(row: Mapping[str, object], gate: NumericsGate,
-                  wrong: Mapping[tuple[str, str], Sequence[str]]) -> bool:
+def outputs_wrong(
+    row: Mapping[str, object], gate: NumericsGate, wrong: Mapping[tuple[str, str], Sequence[str]]
+) -> bool:
     """Whether a device_stats row's outputs count as wrong: they broke the gate there, or were not checked
     there while the same file on the same delegate broke it elsewhere (see wrong_outputs)."""
     cell = cell_numerics(row, gate)
-    return cell.mismatch or (cell.status is NumericsStatus.NOT_CHECKED
-                             and (row["model_sha256"], row["delegate"]) in wrong)
+    return cell.mismatch or (
+        cell.status is NumericsStatus.NOT_CHECKED and (row["model_sha256"], row["delegate"]) in wrong
+    )
 
 
 def ordered_tiers(present: Iterable[str], tier_order: Sequence[str]) -> list[str]:
@@ -602,38 +672,71 @@ def ordered_tiers(present: Iterable[str], tier_order: Sequence[str]) -> list[str
     return ordered + ([NO_TIER] if NO_TIER in present else [])
 
 
-def _rank_tier(stats: pd.DataFrame, tier: str, model_name: str, metric: str, constraints: Constraints,
-               accuracy: Mapping[str, VariantAccuracy], tie_test: TieTest, mixing: MixingAllowed,
-               numerics_gate: NumericsGate, wrong: Mapping[tuple[str, str], Sequence[str]]) -> TierRanking:
+def _rank_tier(
+    stats: pd.DataFrame,
+    tier: str,
+    model_name: str,
+    metric: str,
+    constraints: Constraints,
+    accuracy: Mapping[str, VariantAccuracy],
+    tie_test: TieTest,
+    mixing: MixingAllowed,
+    numerics_gate: NumericsGate,
+    wrong: Mapping[tuple[str, str], Sequence[str]],
+) -> TierRanking:
     how = refuse_mixed(stats, f"tier {tier} of {model_name}", mixing)
     notes = []
     if constraints.max_energy_mj is not None and stats[ENERGY].isna().all():
         # Nothing to hold the limit against: saying so beats excluding everything or pretending it holds.
-        notes.append(f"max_energy_mj not applied: no device of tier {tier} measured energy "
-                     f"(power methods: {', '.join(how.power_methods) or 'none'}; modelled energy decides nothing)")
+        notes.append(
+            f"max_energy_mj not applied: no device of tier {tier} measured energy "
+            f"(power methods: {', '.join(how.power_methods) or 'none'}; modelled energy decides nothing)"
+        )
         constraints = dataclasses.replace(constraints, max_energy_mj=None)
     measured = stats.groupby("serial")["skipped_rows"].sum() < stats.groupby("serial")["rows"].sum()
     devices = tuple(sorted(measured[measured].index))
     unmeasured = tuple(sorted(measured[~measured].index))
-    names = dict(zip(stats["serial"], stats["device_model"]))
+    names = dict(zip(stats["serial"], stats["device_model"], strict=False))
     stats = stats[stats["serial"].isin(devices)]
 
     candidates: list[_Judged] = []
     excluded: list[Exclusion] = []
     for key, group in stats.groupby(["variant", "delegate", "num_threads", "model_sha256"], sort=True):
         config = Config(key[0], key[1], int(key[2]), key[3])
-        verdict = _judge(config, group, devices, names, metric, constraints, accuracy.get(config.model_sha256),
-                         numerics_gate, wrong.get((config.model_sha256, config.delegate), ()))
+        verdict = _judge(
+            config,
+            group,
+            devices,
+            names,
+            metric,
+            constraints,
+            accuracy.get(config.model_sha256),
+            numerics_gate,
+            wrong.get((config.model_sha256, config.delegate), ()),
+        )
         if isinstance(verdict, Exclusion):
             excluded.append(verdict)
         else:
             candidates.append(verdict)
     ranked, tie_break = _order(candidates, metric, tie_test)
     excluded.sort(key=lambda e: (math.inf if e.value is None else e.value, e.config.label))
-    sdks = {serial: _none_if_na(sdk) for serial, sdk in zip(stats["serial"], stats["android_sdk"])}
+    sdks = {serial: _none_if_na(sdk) for serial, sdk in zip(stats["serial"], stats["android_sdk"], strict=False)}
     # nnapi rows on SDK >= 35 stay ranked (NNAPI still runs there) and carry a `deprecation` flag (see table()).
-    return TierRanking(tier, model_name, metric, devices, names, unmeasured, tuple(ranked), tuple(excluded), tie_break,
-                       how, tie_test.min_effect, tuple(notes), sdks)
+    return TierRanking(
+        tier,
+        model_name,
+        metric,
+        devices,
+        names,
+        unmeasured,
+        tuple(ranked),
+        tuple(excluded),
+        tie_break,
+        how,
+        tie_test.min_effect,
+        tuple(notes),
+        sdks,
+    )
 
 
 @dataclass(frozen=True)
@@ -660,9 +763,17 @@ class _Judged:
         return min((len(values) for values in self.samples.values()), default=0)
 
 
-def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: Mapping[str, str], metric: str,
-           constraints: Constraints, accuracy: VariantAccuracy | None, numerics_gate: NumericsGate,
-           wrong_elsewhere: Sequence[str] = ()) -> _Judged | Exclusion:
+def _judge(
+    config: Config,
+    group: pd.DataFrame,
+    devices: Sequence[str],
+    names: Mapping[str, str],
+    metric: str,
+    constraints: Constraints,
+    accuracy: VariantAccuracy | None,
+    numerics_gate: NumericsGate,
+    wrong_elsewhere: Sequence[str] = (),
+) -> _Judged | Exclusion:
     by_device = {row["serial"]: row for row in group.to_dict("records")}
     drop = accuracy.accuracy_drop if accuracy else None
     ok = {s: r for s, r in by_device.items() if r["ok_rows"] > 0}
@@ -679,8 +790,10 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
     missing = [s for s in devices if s not in ok]
     unaskable = [s for s in missing if s in by_device and by_device[s]["unsupported_rows"] == by_device[s]["rows"]]
     if missing and unaskable == missing:
-        return excluded(f"the benchmark program of {', '.join(names.get(s, s) for s in missing)} cannot ask for "
-                        f"{config.delegate}", ExclusionKind.UNSUPPORTED)
+        return excluded(
+            f"the benchmark program of {', '.join(names.get(s, s) for s in missing)} cannot ask for {config.delegate}",
+            ExclusionKind.UNSUPPORTED,
+        )
     if missing:
         return excluded(f"not measured ok on {', '.join(names.get(s, s) for s in missing)}", ExclusionKind.NOT_MEASURED)
     # Fast but wrong never wins: outputs that broke the gate on any device rule the configuration out.
@@ -690,9 +803,12 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
         return excluded(f"numerics: {'; '.join(wrong)}", ExclusionKind.NUMERICS)
     unchecked = [s for s in sorted(checked) if checked[s].status is NumericsStatus.NOT_CHECKED]
     if unchecked and wrong_elsewhere:
-        return excluded(f"numerics: not checked on {', '.join(names.get(s, s) for s in unchecked)} "
-                        f"({checked[unchecked[0]].reason}), and this model file on {config.delegate} computed wrong "
-                        f"outputs on {', '.join(wrong_elsewhere)}", ExclusionKind.NUMERICS)
+        return excluded(
+            f"numerics: not checked on {', '.join(names.get(s, s) for s in unchecked)} "
+            f"({checked[unchecked[0]].reason}), and this model file on {config.delegate} computed wrong "
+            f"outputs on {', '.join(wrong_elsewhere)}",
+            ExclusionKind.NUMERICS,
+        )
     ruled_out = accuracy_exclusion(accuracy, constraints.max_accuracy_drop)
     if ruled_out:
         return excluded(*ruled_out)
@@ -712,21 +828,26 @@ def _judge(config: Config, group: pd.DataFrame, devices: Sequence[str], names: M
             if figure is None:
                 return excluded(f"{kind.value}: {column} not measured on {names.get(serial, serial)}", kind)
             if figure > limit:
-                return excluded(f"{kind.value}: {figure:,.1f} {unit} on {names.get(serial, serial)} > {limit:g}",
-                                kind)
+                return excluded(f"{kind.value}: {figure:,.1f} {unit} on {names.get(serial, serial)} > {limit:g}", kind)
     if any(v is None for v in values.values()):
         return excluded(f"{metric} not measured", ExclusionKind.NOT_MEASURED)
     rows = list(ok.values())
     memory = [m for m in (_none_if_na(r["memory_mb"]) for r in rows) if m is not None]
     energy = [e for e in (_none_if_na(r[ENERGY]) for r in rows) if e is not None]
     return _Judged(
-        config=config, model_size_bytes=int(max(r["model_size_bytes"] for r in rows)),
-        quantization=_none_if_na(rows[0]["quantization"]), value=_median(list(values.values())),
-        worst_value=max(values.values()), per_device=values,
+        config=config,
+        model_size_bytes=int(max(r["model_size_bytes"] for r in rows)),
+        quantization=_none_if_na(rows[0]["quantization"]),
+        value=_median(list(values.values())),
+        worst_value=max(values.values()),
+        per_device=values,
         p50_us=_median([float(r["inference_p50_us"]) for r in rows]),
         memory_mb=max(memory) if memory else None,
         energy_mj_per_inference=_median(energy) if len(energy) == len(rows) else None,
-        accuracy_drop=drop, numerics=checked, runs=int(max(r["runs"] for r in rows)), rows=int(sum(r["rows"] for r in rows)),
+        accuracy_drop=drop,
+        numerics=checked,
+        runs=int(max(r["runs"] for r in rows)),
+        rows=int(sum(r["rows"] for r in rows)),
         samples={s: repetitions(r, metric) for s, r in ok.items()},
     )
 
@@ -775,25 +896,41 @@ def _order(candidates: list[_Judged], metric: str, tie_test: TieTest) -> tuple[l
         for item in group:
             versus = None if item is best else _versus(item, best, metric, tie_test)
             fields = {f.name: getattr(item, f.name) for f in dataclasses.fields(item) if f.name != "samples"}
-            ranked.append(Candidate(**fields, repetitions=item.repetitions, rank=rank, tie_group=group_index,
-                                    tied=len(group) > 1, versus_best=versus))
+            ranked.append(
+                Candidate(
+                    **fields,
+                    repetitions=item.repetitions,
+                    rank=rank,
+                    tie_group=group_index,
+                    tied=len(group) > 1,
+                    versus_best=versus,
+                )
+            )
     tied = tuple(c.config.label for c in groups[0][1:]) if groups else ()
-    undecided = tuple(c.config.label for c in ranked[1:]
-                      if c.versus_best is not None and c.versus_best.verdict is Verdict.UNDECIDED)
-    untested = any(c.versus_best is not None and Verdict.UNTESTED in {x.verdict for x in c.versus_best.per_device.values()}
-                   for c in ranked)
+    undecided = tuple(
+        c.config.label for c in ranked[1:] if c.versus_best is not None and c.versus_best.verdict is Verdict.UNDECIDED
+    )
+    untested = any(
+        c.versus_best is not None and Verdict.UNTESTED in {x.verdict for x in c.versus_best.per_device.values()}
+        for c in ranked
+    )
     return ranked, TieBreak(tied, decided_by, undecided, untested)
 
 
 def _tie_break_key(item: _Judged) -> tuple:
     energy = item.energy_mj_per_inference
-    return (item.model_size_bytes, item.config.num_threads, math.inf if energy is None else energy,
-            item.value, item.config.label)
+    return (
+        item.model_size_bytes,
+        item.config.num_threads,
+        math.inf if energy is None else energy,
+        item.value,
+        item.config.label,
+    )
 
 
 def _decided_by(winner: _Judged, runner_up: _Judged) -> TieBreaker:
     """The first tie-break key on which the winner beat the runner-up of its tie group."""
-    for breaker, mine, theirs in zip(TieBreaker, _tie_break_key(winner), _tie_break_key(runner_up)):
+    for breaker, mine, theirs in zip(TieBreaker, _tie_break_key(winner), _tie_break_key(runner_up), strict=False):
         if mine != theirs:
             return breaker
     return TieBreaker.NAME
@@ -802,8 +939,10 @@ def _decided_by(winner: _Judged, runner_up: _Judged) -> TieBreaker:
 def noise_floors(stats: pd.DataFrame) -> dict[str, NoiseFloor]:
     """Each device's noise floor over every configuration measured on it (repetition p50s, p95/p50)."""
     return {
-        serial: noise_floor([figures(v) for v in group["reps_inference_p50_us"]],
-                            [x for v in group["p95_over_p50s"] for x in figures(v)])
+        serial: noise_floor(
+            [figures(v) for v in group["reps_inference_p50_us"]],
+            [x for v in group["p95_over_p50s"] for x in figures(v)],
+        )
         for serial, group in stats.groupby("serial", sort=True)
     }
 

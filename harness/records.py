@@ -9,7 +9,7 @@ import json
 import types
 import typing
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -237,7 +237,9 @@ class ResultRow:
     bench_binary_name: str | None = None
     bench_binary_sha256: str | None = None  # None: no binary reached the phone (skipped, push failed)
     bench_binary_version: str | None = None  # when the binary prints one
-    bench_dialect: BenchmarkDialect | None = None  # None: not known (rows of an older harness, skipped before detection)
+    bench_dialect: BenchmarkDialect | None = (
+        None  # None: not known (rows of an older harness, skipped before detection)
+    )
     # The accelerator's power/performance mode the benchmark asked for, when it asks for one (the LiteRT tool runs
     # NPUs in burst mode by default: faster than an app gets unless it asks for the same).
     performance_mode: str | None = None
@@ -290,7 +292,7 @@ class ResultRow:
         # A naive datetime would be stored as if it were UTC: refuse the ambiguity.
         if self.started_at.tzinfo is None or self.started_at.utcoffset() is None:
             raise ValueError(f"started_at must be timezone-aware, got {self.started_at!r}")
-        object.__setattr__(self, "started_at", self.started_at.astimezone(timezone.utc))
+        object.__setattr__(self, "started_at", self.started_at.astimezone(UTC))
         for name, enum in _ENUM_FIELDS.items():
             value = getattr(self, name)
             if value is not None:
@@ -326,7 +328,9 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
 _TUPLE_FIELDS = tuple(name for name, (kind, _) in _column_types().items() if typing.get_origin(kind) is tuple)
 ROW_FIELDS = tuple(f.name for f in dataclasses.fields(ResultRow))
 MEASURED_COLUMNS = tuple(
-    f.name for f in dataclasses.fields(BenchmarkRun) if f.name in ROW_FIELDS and f.name.endswith(("_us", "_mb", "_count"))
+    f.name
+    for f in dataclasses.fields(BenchmarkRun)
+    if f.name in ROW_FIELDS and f.name.endswith(("_us", "_mb", "_count"))
 )
 """What a parsed BenchmarkRun contributes to a results row, under the same names (units in names)."""
 

@@ -25,8 +25,18 @@ def print_runs(runs: Sequence[BenchmarkRun], console: Console | None = None) -> 
         return
     table = Table(title=f"{len(runs)} run(s)")
     for header in (
-        "#", "delegate", "threads", "init ms", "first ms", "warmup ms",
-        "avg ms", "p50 ms", "std ms", "inferences", "mem MB", "status",
+        "#",
+        "delegate",
+        "threads",
+        "init ms",
+        "first ms",
+        "warmup ms",
+        "avg ms",
+        "p50 ms",
+        "std ms",
+        "inferences",
+        "mem MB",
+        "status",
     ):
         table.add_column(header, justify="left" if header in ("delegate", "status") else "right")
     for index, run in enumerate(runs, 1):

@@ -68,15 +68,23 @@ class Comparison:
         if self.verdict in (Verdict.SLOWER, Verdict.DIFFERENT):
             return f"{change} slower" if self.ratio >= 1 else f"{change} faster"
         if self.verdict is Verdict.UNDECIDED:
-            more = f", about {self.more_repetitions} more repetitions would likely decide" if self.more_repetitions else ""
+            more = (
+                f", about {self.more_repetitions} more repetitions would likely decide" if self.more_repetitions else ""
+            )
             return f"undecided (x{self.ratio:.2f}{more})"
-        return (f"untested: {min(self.repetitions)} repetition(s), fewer than {MIN_REPETITIONS}; "
-                f"x{self.ratio:.2f} by the medians alone")
+        return (
+            f"untested: {min(self.repetitions)} repetition(s), fewer than {MIN_REPETITIONS}; "
+            f"x{self.ratio:.2f} by the medians alone"
+        )
 
     def to_json(self) -> dict[str, object]:
-        return {"verdict": self.verdict.value, "ratio": round(self.ratio, 4),
-                "interval": None if self.low is None else [round(self.low, 4), round(self.high or 0.0, 4)],
-                "repetitions": list(self.repetitions), "more_repetitions": self.more_repetitions}
+        return {
+            "verdict": self.verdict.value,
+            "ratio": round(self.ratio, 4),
+            "interval": None if self.low is None else [round(self.low, 4), round(self.high or 0.0, 4)],
+            "repetitions": list(self.repetitions),
+            "more_repetitions": self.more_repetitions,
+        }
 
 
 @dataclass(frozen=True)
@@ -88,9 +96,11 @@ class TieTest:
 
     def describe(self) -> dict[str, object]:
         return {
-            "test": ("per device, the Hodges-Lehmann ratio of the repetitions' figures with its Mann-Whitney "
-                     f"interval at {1 - 2 * self.alpha:.0%} (TOST); a tie needs it within +-min_effect on every "
-                     f"device, and fewer than {MIN_REPETITIONS} repetitions make no claim"),
+            "test": (
+                "per device, the Hodges-Lehmann ratio of the repetitions' figures with its Mann-Whitney "
+                f"interval at {1 - 2 * self.alpha:.0%} (TOST); a tie needs it within +-min_effect on every "
+                f"device, and fewer than {MIN_REPETITIONS} repetitions make no claim"
+            ),
             "alpha": self.alpha,
             "min_effect": self.min_effect,
         }
@@ -216,14 +226,20 @@ class NoiseFloor:
         def rounded(value: float | None) -> float | None:
             return None if value is None else round(value, 4)
 
-        return {"cv": rounded(self.cv), "max_over_min": rounded(self.max_over_min),
-                "p95_over_p50": rounded(self.p95_over_p50), "configurations": self.configurations}
+        return {
+            "cv": rounded(self.cv),
+            "max_over_min": rounded(self.max_over_min),
+            "p95_over_p50": rounded(self.p95_over_p50),
+            "configurations": self.configurations,
+        }
 
     def warning(self, min_effect: float) -> str | None:
         if self.cv is None or self.cv <= min_effect:
             return None
-        return (f"run-to-run variation {self.cv:.1%} is above the {min_effect:.0%} this ranking resolves: "
-                "a difference that small cannot be told apart here")
+        return (
+            f"run-to-run variation {self.cv:.1%} is above the {min_effect:.0%} this ranking resolves: "
+            "a difference that small cannot be told apart here"
+        )
 
 
 def noise_floor(p50_repetitions: Iterable[Sequence[float]], p95_over_p50: Iterable[float]) -> NoiseFloor:
@@ -235,8 +251,12 @@ def noise_floor(p50_repetitions: Iterable[Sequence[float]], p95_over_p50: Iterab
             cvs.append(statistics.stdev(values) / statistics.fmean(values))
             spreads.append(max(values) / min(values))
     tails = [t for t in p95_over_p50 if t and math.isfinite(t)]
-    return NoiseFloor(statistics.median(cvs) if cvs else None, statistics.median(spreads) if spreads else None,
-                      statistics.median(tails) if tails else None, len(cvs))
+    return NoiseFloor(
+        statistics.median(cvs) if cvs else None,
+        statistics.median(spreads) if spreads else None,
+        statistics.median(tails) if tails else None,
+        len(cvs),
+    )
 
 
 def figures(values: object) -> list[float]:

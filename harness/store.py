@@ -22,7 +22,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 """Version of run.json; it evolves independently of the Parquet schema."""
+
 
 def _upgrade_v1_to_v2(table: pa.Table) -> pa.Table:
     """v1 -> v2: made-up values become null, and what a v1 row shows of its phone's kind is kept.
@@ -232,9 +233,7 @@ class ResultsStore:
             files = sorted(self.dataset_dir.glob(f"run_id=*/device=*/{_PART_GLOB}"))
         else:
             files = sorted(
-                path
-                for run_id in wanted
-                for path in self._run_partition(run_id).glob(f"device=*/{_PART_GLOB}")
+                path for run_id in wanted for path in self._run_partition(run_id).glob(f"device=*/{_PART_GLOB}")
             )
         tables: list[pa.Table] = []
         skipped: list[SkippedFile] = []
@@ -247,9 +246,7 @@ class ResultsStore:
         table = pa.concat_tables(tables) if tables else RESULTS_SCHEMA.empty_table()
         if wanted is not None:
             table = table.filter(pc.is_in(table["run_id"], pa.array(sorted(wanted), pa.string())))
-        table = table.sort_by(
-            [(name, "ascending") for name in ("started_at", "serial", "case_id", "repetition")]
-        )
+        table = table.sort_by([(name, "ascending") for name in ("started_at", "serial", "case_id", "repetition")])
         frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
         return LoadedResults(frame=frame, skipped=tuple(skipped))
 
@@ -282,7 +279,7 @@ class ResultsStore:
         """
         frame = self.read([run_id])
         frame = frame[frame["error_type"].fillna("") != ErrorType.LEASED.value]
-        return {(str(case), int(rep)) for case, rep in zip(frame["case_id"], frame["repetition"])}
+        return {(str(case), int(rep)) for case, rep in zip(frame["case_id"], frame["repetition"], strict=False)}
 
     def stored_windows(self, run_id: str) -> dict[tuple[str, int], dict[int, datetime]]:
         """(case_id, repetition) -> {window index: started_at} of a run's stored sustained windows, so that
@@ -291,8 +288,9 @@ class ResultsStore:
         frame = self.read([run_id])
         frame = frame[frame["window_index"].notna() & (frame["error_type"].fillna("") != ErrorType.LEASED.value)]
         out: dict[tuple[str, int], dict[int, datetime]] = {}
-        for case, rep, index, started in zip(frame["case_id"], frame["repetition"], frame["window_index"],
-                                             frame["started_at"]):
+        for case, rep, index, started in zip(
+            frame["case_id"], frame["repetition"], frame["window_index"], frame["started_at"], strict=False
+        ):
             out.setdefault((str(case), int(rep)), {})[int(index)] = pd.Timestamp(started).to_pydatetime()
         return out
 
@@ -303,7 +301,7 @@ class ResultsStore:
         if self.runs_dir.is_dir():
             run_ids |= {path.parent.name for path in self.runs_dir.glob("*/run.json")}
         summaries = [self._summarise(run_id, frame[frame["run_id"] == run_id]) for run_id in run_ids]
-        far_future = datetime.max.replace(tzinfo=timezone.utc)
+        far_future = datetime.max.replace(tzinfo=UTC)
         return sorted(summaries, key=lambda s: (s.started_at or far_future, s.run_id))
 
     # -- helpers ---------------------------------------------------------------
@@ -422,8 +420,9 @@ def _json_default(value: object) -> object:
     raise TypeError(f"run manifest value {value!r} is not JSON-serialisable")
 
 
-def run_times(manifest: Mapping[str, object], first_row_at: datetime | None, last_end_at: datetime | None
-              ) -> tuple[datetime | None, datetime | None]:
+def run_times(
+    manifest: Mapping[str, object], first_row_at: datetime | None, last_end_at: datetime | None
+) -> tuple[datetime | None, datetime | None]:
     """(started_at, ended_at) of a run: its manifest's, with the rows filling in what a
     crashed run never wrote (an `ended_at` of null means the run never finished)."""
     started_at = _manifest_time(manifest.get("started_at")) or first_row_at
@@ -441,4 +440,4 @@ def _manifest_time(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

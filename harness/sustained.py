@@ -36,8 +36,9 @@ DEADLINE_MISS_SHARE = 0.05
 reports decides it exactly (a p95 above the deadline means at least 5% of that window's inferences missed)."""
 
 
-def deadline_miss_bounds(min_us: float, p50_us: float, p95_us: float, max_us: float, deadline_us: float
-                         ) -> tuple[float, float]:
+def deadline_miss_bounds(
+    min_us: float, p50_us: float, p95_us: float, max_us: float, deadline_us: float
+) -> tuple[float, float]:
     """The share of a window's inferences slower than `deadline_us`, as bounds from its quantiles."""
     if deadline_us >= max_us:
         return 0.0, 0.0
@@ -122,9 +123,10 @@ def summarize_case(windows: pd.DataFrame, min_effect: float) -> SustainedSummary
     first = windows.iloc[0]
     ok = windows[windows["status"] == "ok"]
     p50s = [float(v) for v in ok["inference_p50_us"] if not pd.isna(v)]
-    burst = float(first["inference_p50_us"]) if first["status"] == "ok" and not pd.isna(first["inference_p50_us"]) \
-        else None
-    tail = ok.iloc[len(ok) - max(1, len(ok) // 3):] if len(ok) else ok
+    burst = (
+        float(first["inference_p50_us"]) if first["status"] == "ok" and not pd.isna(first["inference_p50_us"]) else None
+    )
+    tail = ok.iloc[len(ok) - max(1, len(ok) // 3) :] if len(ok) else ok
     sustained = statistics.median([float(v) for v in tail["inference_p50_us"]]) if len(tail) else None
     later = ok[ok["window_index"] >= max(1, len(windows) // 3)] if len(ok) > 1 else ok
     throttle_window = throttle_at = reason = None
@@ -154,32 +156,59 @@ def summarize_case(windows: pd.DataFrame, min_effect: float) -> SustainedSummary
     low = high = None
     if fps:
         deadline = 1e6 / fps
-        bounds = [(deadline_miss_bounds(r["inference_min_us"], r["inference_p50_us"], r["inference_p95_us"],
-                                        r["inference_max_us"], deadline), r["inference_count"] or 0)
-                  for _, r in ok.iterrows()]
+        bounds = [
+            (
+                deadline_miss_bounds(
+                    r["inference_min_us"], r["inference_p50_us"], r["inference_p95_us"], r["inference_max_us"], deadline
+                ),
+                r["inference_count"] or 0,
+            )
+            for _, r in ok.iterrows()
+        ]
         total = sum(count for _, count in bounds)
         if total:
             low = sum(b[0] * count for b, count in bounds) / total
             high = sum(b[1] * count for b, count in bounds) / total
     starts = [(int(r["window_index"]), _value(r, "window_start_s")) for _, r in windows.iterrows()]
     window_s = _window_s(windows)
-    interrupted = next((index for (index, start), (_, next_start) in zip(starts, starts[1:])
-                        if start is not None and next_start is not None and window_s
-                        and next_start - start > 2 * window_s + 30), None)
+    interrupted = next(
+        (
+            index
+            for (index, start), (_, next_start) in zip(starts, starts[1:], strict=False)
+            if start is not None and next_start is not None and window_s and next_start - start > 2 * window_s + 30
+        ),
+        None,
+    )
     temps = [float(v) for v in windows["temp_end_c"] if not pd.isna(v)]
     p95s = [float(v) for v in later["inference_p95_us"] if not pd.isna(v)]
     return SustainedSummary(
-        run_id=str(first["run_id"]), serial=str(first["serial"]),
-        device_model=_value(first, "device_model"), device_kind=_value(first, "device_kind"),
-        model_name=str(first["model_name"]), variant=str(first["variant"]), delegate=str(first["delegate"]),
-        num_threads=int(first["num_threads"]), repetition=int(first["repetition"]),
-        windows=len(windows), failed_windows=int((windows["status"] != "ok").sum()), window_s=window_s,
-        target_fps=fps, burst_p50_us=burst, sustained_p50_us=sustained if p50s else None,
-        throttle_window=throttle_window, throttle_at_s=throttle_at, throttle_reason=reason,
-        missed_low=low, missed_high=high, worst_p95_us=max(p95s) if p95s else None,
-        interrupted_after=interrupted, temp_start_c=_value(first, "temp_start_c"),
-        temp_max_c=max(temps) if temps else None, temperature_method=_value(first, "temperature_method"),
-        clock_method=_value(first, "clock_method"), power_method=_value(first, "power_method"),
+        run_id=str(first["run_id"]),
+        serial=str(first["serial"]),
+        device_model=_value(first, "device_model"),
+        device_kind=_value(first, "device_kind"),
+        model_name=str(first["model_name"]),
+        variant=str(first["variant"]),
+        delegate=str(first["delegate"]),
+        num_threads=int(first["num_threads"]),
+        repetition=int(first["repetition"]),
+        windows=len(windows),
+        failed_windows=int((windows["status"] != "ok").sum()),
+        window_s=window_s,
+        target_fps=fps,
+        burst_p50_us=burst,
+        sustained_p50_us=sustained if p50s else None,
+        throttle_window=throttle_window,
+        throttle_at_s=throttle_at,
+        throttle_reason=reason,
+        missed_low=low,
+        missed_high=high,
+        worst_p95_us=max(p95s) if p95s else None,
+        interrupted_after=interrupted,
+        temp_start_c=_value(first, "temp_start_c"),
+        temp_max_c=max(temps) if temps else None,
+        temperature_method=_value(first, "temperature_method"),
+        clock_method=_value(first, "clock_method"),
+        power_method=_value(first, "power_method"),
     )
 
 
@@ -198,8 +227,10 @@ def window_rows(rows: pd.DataFrame) -> pd.DataFrame:
 def summarize(rows: pd.DataFrame, min_effect: float = TieTest().min_effect) -> list[SustainedSummary]:
     """One summary per sustained case in `rows` (burst rows are ignored)."""
     windows = window_rows(rows)
-    return [summarize_case(group, min_effect)
-            for _, group in windows.groupby(["run_id", "serial", "case_id", "repetition"], sort=True)]
+    return [
+        summarize_case(group, min_effect)
+        for _, group in windows.groupby(["run_id", "serial", "case_id", "repetition"], sort=True)
+    ]
 
 
 def _us(value: float | None) -> str:
@@ -212,25 +243,37 @@ def describe(summary: SustainedSummary) -> str:
     """One line for people: burst vs sustained, the throttle point, the deadline misses, how it was measured."""
     config = f"{summary.model_name} {summary.variant}/{summary.delegate}/x{summary.num_threads} r{summary.repetition}"
     ratio = f" (x{summary.ratio:.2f})" if summary.ratio is not None else ""
-    parts = [f"{summary.windows} windows of {summary.window_s or 0:.0f} s",
-             f"burst p50 {_us(summary.burst_p50_us)} -> sustained {_us(summary.sustained_p50_us)}{ratio}"]
+    parts = [
+        f"{summary.windows} windows of {summary.window_s or 0:.0f} s",
+        f"burst p50 {_us(summary.burst_p50_us)} -> sustained {_us(summary.sustained_p50_us)}{ratio}",
+    ]
     virtual = summary.device_kind == "virtual"
     if summary.throttle_window is not None:
         what = "slower from" if virtual else "first throttle:"
-        parts.append(f"{what} window {summary.throttle_window} at {summary.throttle_at_s or 0:.0f} s "
-                     f"({summary.throttle_reason}{'; this host, not heat' if virtual else ''})")
+        parts.append(
+            f"{what} window {summary.throttle_window} at {summary.throttle_at_s or 0:.0f} s "
+            f"({summary.throttle_reason}{'; this host, not heat' if virtual else ''})"
+        )
     else:
         parts.append("no lasting slow-down")
     if summary.target_fps:
-        parts.append(f"frame deadline {1000 / summary.target_fps:.1f} ms missed by "
-                     f"{_share(summary.missed_low, summary.missed_high)} of inferences")
+        parts.append(
+            f"frame deadline {1000 / summary.target_fps:.1f} ms missed by "
+            f"{_share(summary.missed_low, summary.missed_high)} of inferences"
+        )
     if summary.failed_windows:
         parts.append(f"{summary.failed_windows} window(s) failed")
     if summary.interrupted_after is not None:
         parts.append(f"interrupted after window {summary.interrupted_after} (the phone cooled before the rest)")
-    modelled = [name for name, method in (("temperatures", summary.temperature_method),
-                                          ("clocks", summary.clock_method), ("power", summary.power_method))
-                if method == "model"]
+    modelled = [
+        name
+        for name, method in (
+            ("temperatures", summary.temperature_method),
+            ("clocks", summary.clock_method),
+            ("power", summary.power_method),
+        )
+        if method == "model"
+    ]
     if modelled:
         parts.append(f"modelled {', '.join(modelled)}" + (": a virtual phone never throttles" if virtual else ""))
     return f"{summary.device_model or summary.serial} {config}: " + "; ".join(parts)

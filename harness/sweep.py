@@ -34,19 +34,26 @@ from pathlib import Path
 
 import harness
 from harness import numerics
-from harness.phone import lease, power, thermal
 from harness.benchlog import parse_log
 from harness.benchresult import merge_result, read_benchmark_result
-from harness.benchtool import BenchmarkBinaries, NoTool, PhoneTool, choose_tool, npu_folder, push_npu_libraries
-from harness.benchtool import build_binaries  # noqa: F401 - callers build them through sweep
-from harness.phone.clocks import ClockSnapshot, read_clocks
+from harness.benchtool import (
+    BenchmarkBinaries,
+    NoTool,
+    PhoneTool,
+    build_binaries,  # noqa: F401 - callers build them through sweep
+    choose_tool,
+    npu_folder,
+    push_npu_libraries,
+)
 from harness.dialect import DelegateArgs, DialectCache, delegate_args
-from harness.phone.device import REMOTE_ROOT, DeviceLost, Phone, ShellResult
-from harness.phone.facts import big_cores
 from harness.digest import file_sha256
-from harness.phone.discovery import DeviceEntry
 from harness.errors import DeviceError, InputFileError, UsageError
 from harness.numerics import ModelNumerics, NumericsGate
+from harness.phone import lease, power, thermal
+from harness.phone.clocks import ClockSnapshot, read_clocks
+from harness.phone.device import REMOTE_ROOT, DeviceLost, Phone, ShellResult
+from harness.phone.discovery import DeviceEntry
+from harness.phone.facts import big_cores
 from harness.phone.profiles import soc_identities, soc_name
 from harness.records import (
     MEASURED_COLUMNS,
@@ -73,8 +80,10 @@ _KNOWN_VARIANTS = {"fp32": None, "fp16": "float16", "dynamic": "dynamic_range_in
 RECONNECT_BACKOFF_S = (1.0, 2.0, 4.0)
 OUTPUT_PATH = f"{REMOTE_ROOT}/numerics/outputs.bin"  # where every case saves its outputs (--output_filepath)
 RESULT_PATH = f"{REMOTE_ROOT}/results/result.pb"  # the LiteRT tool's BenchmarkResult (--result_file_path)
-LITERT_NOT_CHECKED = ("LiteRT 2.x's benchmark_model cannot feed fixed inputs or save outputs (it has no "
-                      "--input_layer_value_files or --output_filepath): outputs not checked on this phone")
+LITERT_NOT_CHECKED = (
+    "LiteRT 2.x's benchmark_model cannot feed fixed inputs or save outputs (it has no "
+    "--input_layer_value_files or --output_filepath): outputs not checked on this phone"
+)
 
 
 @dataclass(frozen=True)
@@ -121,9 +130,16 @@ class SweepParams:
         rate = (f"--run_frequency={self.fps:g}",) if self.fps else ()
         if self.sustained_s:
             # One window: at least and at most window_s seconds of inferences, whatever --num_runs says.
-            return (f"--num_threads={num_threads}", "--num_runs=1", f"--warmup_runs={self.warmup_runs}",
-                    "--warmup_min_secs=0", f"--min_secs={self.window_s:g}", f"--max_secs={self.window_s:g}",
-                    *rate, *delegate_flags)
+            return (
+                f"--num_threads={num_threads}",
+                "--num_runs=1",
+                f"--warmup_runs={self.warmup_runs}",
+                "--warmup_min_secs=0",
+                f"--min_secs={self.window_s:g}",
+                f"--max_secs={self.window_s:g}",
+                *rate,
+                *delegate_flags,
+            )
         # --warmup_min_secs only when asked: the args make the case id, and runs from before it must resume.
         warmup = () if self.warmup_min_secs is None else (f"--warmup_min_secs={self.warmup_min_secs:g}",)
         return (
@@ -197,13 +213,19 @@ def collect_models(paths: Sequence[Path]) -> list[ModelArtifact]:
         if path.is_dir():
             found = sorted(path.glob("*.tflite"))
             if not found:
-                raise InputFileError(f"{path} holds no .tflite file", "convert a model into it first ('harness convert')")
+                raise InputFileError(
+                    f"{path} holds no .tflite file", "convert a model into it first ('harness convert')"
+                )
             files.extend(found)
             # The convert manifest names each variant file's model, variant and quantization.
             for model in read_manifest(path)["models"].values():
                 for variant in model["variants"].values():
                     if variant.get("file"):
-                        described[path / variant["file"]] = (model["model_name"], variant["variant"], variant["quantization"])
+                        described[path / variant["file"]] = (
+                            model["model_name"],
+                            variant["variant"],
+                            variant["quantization"],
+                        )
         elif path.is_file():
             files.append(path)
         else:
@@ -218,8 +240,17 @@ def collect_models(paths: Sequence[Path]) -> list[ModelArtifact]:
             variant, quantization = suffix, _KNOWN_VARIANTS[suffix]
         else:
             name, variant, quantization = stem, "default", None
-        models.append(ModelArtifact(name, variant, quantization, file, file_sha256(file), file.stat().st_size,
-                                    file.parent if file in described else None))
+        models.append(
+            ModelArtifact(
+                name,
+                variant,
+                quantization,
+                file,
+                file_sha256(file),
+                file.stat().st_size,
+                file.parent if file in described else None,
+            )
+        )
     return models
 
 
@@ -227,12 +258,17 @@ def plan_cases(models: Sequence[ModelArtifact], params: SweepParams, serial: str
     """The device's planned cases: `repetitions` rounds of every configuration, each round in its own
     seeded random order, never one configuration twice in a row (the same plan on a resume)."""
     rng = random.Random(f"{params.seed}:{serial}")
-    configurations = [Case(model, delegate, threads, 0) for model in models for delegate in params.delegates
-                      for threads in params.threads]
+    configurations = [
+        Case(model, delegate, threads, 0)
+        for model in models
+        for delegate in params.delegates
+        for threads in params.threads
+    ]
     cases: list[Case] = []
     for repetition in range(params.repetitions):
-        cases += interleaved([replace(c, repetition=repetition) for c in configurations], rng,
-                             cases[-1] if cases else None)
+        cases += interleaved(
+            [replace(c, repetition=repetition) for c in configurations], rng, cases[-1] if cases else None
+        )
     return cases
 
 
@@ -246,7 +282,7 @@ def interleaved(cases: Sequence[Case], rng: random.Random, previous: Case | None
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
@@ -267,8 +303,9 @@ def case_command(binary: str, model: str, args: tuple[str, ...], mask: str | Non
     return f"taskset {mask} {command}" if mask else command
 
 
-def status_of(result: ShellResult, run: BenchmarkRun | None, delegate: str,
-              dialect: BenchmarkDialect = BenchmarkDialect.CLASSIC) -> tuple[CaseStatus, ErrorType | None, str | None]:
+def status_of(
+    result: ShellResult, run: BenchmarkRun | None, delegate: str, dialect: BenchmarkDialect = BenchmarkDialect.CLASSIC
+) -> tuple[CaseStatus, ErrorType | None, str | None]:
     """(status, error_type, error_message) of a finished or failed case."""
     if result.timed_out:
         return CaseStatus.TIMEOUT, ErrorType.TIMEOUT, "the case exceeded its wall-clock limit and was killed"
@@ -276,9 +313,18 @@ def status_of(result: ShellResult, run: BenchmarkRun | None, delegate: str,
         detail = result.stderr.decode("utf-8", errors="replace").strip() or "no benchmark output"
         return CaseStatus.FAILED, ErrorType.TRUNCATED, detail[:500]
     if run.error_type is ErrorType.DELEGATE_FAILED or (delegate in ACCELERATORS and run.delegate_applied is False):
-        return CaseStatus.DELEGATE_FAILED, ErrorType.DELEGATE_FAILED, run.error or f"{delegate} delegate was not applied"
-    if (dialect is BenchmarkDialect.LITERT and delegate in ACCELERATORS and not run.ok
-            and run.inference_count is None and run.error_type is not ErrorType.MODEL_LOAD_FAILED):
+        return (
+            CaseStatus.DELEGATE_FAILED,
+            ErrorType.DELEGATE_FAILED,
+            run.error or f"{delegate} delegate was not applied",
+        )
+    if (
+        dialect is BenchmarkDialect.LITERT
+        and delegate in ACCELERATORS
+        and not run.ok
+        and run.inference_count is None
+        and run.error_type is not ErrorType.MODEL_LOAD_FAILED
+    ):
         # The LiteRT tool compiles the model for the accelerator before measuring anything: a loaded model
         # that fails there failed on the accelerator (no NPU, no GPU driver, ops it cannot take).
         return CaseStatus.DELEGATE_FAILED, ErrorType.DELEGATE_FAILED, run.error
@@ -344,10 +390,16 @@ class _DeviceSweep:
         self.info = entry.facts.info
         # A virtual device's temperatures are never sensor readings, and only this project's
         # virtual phones have a documented power model; an emulator's battery is measured by nothing.
-        self.temperature_method = (TemperatureMethod.MODEL if self.info.device_kind is DeviceKind.VIRTUAL
-                                   else TemperatureMethod.SENSOR)
-        self.power_method = (PowerMethod.MODEL if entry.facts.modelled_sensors
-                             else None if self.info.device_kind is DeviceKind.VIRTUAL else PowerMethod.FUEL_GAUGE)
+        self.temperature_method = (
+            TemperatureMethod.MODEL if self.info.device_kind is DeviceKind.VIRTUAL else TemperatureMethod.SENSOR
+        )
+        self.power_method = (
+            PowerMethod.MODEL
+            if entry.facts.modelled_sensors
+            else None
+            if self.info.device_kind is DeviceKind.VIRTUAL
+            else PowerMethod.FUEL_GAUGE
+        )
         self.phone = Phone(entry.server, entry.serial)
         self.progress = progress
         self.raw_dir = ctx.store.raw_log_dir(ctx.run_id) / _path_part(entry.serial)
@@ -412,9 +464,15 @@ class _DeviceSweep:
 
     def _pending(self) -> list[Case]:
         windows = self.ctx.params.windows
-        return [case for case in plan_cases(self.ctx.models, self.ctx.params, self.entry.serial)
-                if ((self.case_id(case), case.repetition) not in self.ctx.done_keys if not windows
-                    else len(self.ctx.done_windows.get((self.case_id(case), case.repetition), ())) < windows)]
+        return [
+            case
+            for case in plan_cases(self.ctx.models, self.ctx.params, self.entry.serial)
+            if (
+                (self.case_id(case), case.repetition) not in self.ctx.done_keys
+                if not windows
+                else len(self.ctx.done_windows.get((self.case_id(case), case.repetition), ())) < windows
+            )
+        ]
 
     def run(self) -> None:
         cases = self._pending()
@@ -438,8 +496,9 @@ class _DeviceSweep:
             self.progress.note = f"waiting: {state.describe()}"
 
         try:
-            self.lease = lease.acquire(self.phone, lease.Owner.here(self.ctx.run_id), policy.ttl_s, policy.wait_s,
-                                       self.ctx.stop, waiting)
+            self.lease = lease.acquire(
+                self.phone, lease.Owner.here(self.ctx.run_id), policy.ttl_s, policy.wait_s, self.ctx.stop, waiting
+            )
         except lease.LeaseBusy as busy:
             self._store_all(cases, CaseStatus.SKIPPED, ErrorType.LEASED, busy.reason)
             self.progress.note = self.progress.leased = busy.reason
@@ -537,17 +596,25 @@ class _DeviceSweep:
         repetitions cannot tell yet, until every order is decided or each has max_repetitions."""
         params = self.ctx.params
         test = TieTest(min_effect=params.min_effect)
-        by_key = {(m.sha256, d, t): (m, d, t) for m in self.ctx.models for d in params.delegates for t in params.threads}
+        by_key = {
+            (m.sha256, d, t): (m, d, t) for m in self.ctx.models for d in params.delegates for t in params.threads
+        }
         samples, failed, last = self._stored_repetitions()
         previous = None
         while True:
-            wanted = [key for key in _undecided(samples, failed, self.ctx.models, test)
-                      if len(samples.get(key, [])) < params.max_repetitions and key in by_key]
+            wanted = [
+                key
+                for key in _undecided(samples, failed, self.ctx.models, test)
+                if len(samples.get(key, [])) < params.max_repetitions and key in by_key
+            ]
             if not wanted:
                 return
             round_ = [Case(*by_key[key], last.get(key, -1) + 1, RepetitionReason.UNTIL_DECIDED) for key in wanted]
-            round_ = interleaved(round_, random.Random(f"{params.seed}:{self.entry.serial}:{len(samples)}:"
-                                                      f"{sum(map(len, samples.values()))}"), previous)
+            round_ = interleaved(
+                round_,
+                random.Random(f"{params.seed}:{self.entry.serial}:{len(samples)}:{sum(map(len, samples.values()))}"),
+                previous,
+            )
             self.progress.total += len(round_)
             if not self._run_cases(round_, remote_binary, remote_models):
                 return
@@ -594,12 +661,14 @@ class _DeviceSweep:
     def _store_all(self, cases: Sequence[Case], status: CaseStatus, error_type: ErrorType, message: str) -> None:
         if not cases:
             return
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         # In a sustained sweep every row of a case is a window's (the first, for a case that never ran), so burst
         # statistics never see it and the sustained ranking does.
         window = {"window_index": 0, "window_s": self.ctx.params.window_s} if self.ctx.params.windows else {}
-        rows = [self._row(case, now, 0.0, status=status, error_type=error_type, error_message=message, **window)
-                for case in cases]
+        rows = [
+            self._row(case, now, 0.0, status=status, error_type=error_type, error_message=message, **window)
+            for case in cases
+        ]
         self.ctx.store.append(rows)
         self.progress.statuses[status.value] += len(rows)
         self.progress.done += len(rows)
@@ -627,12 +696,13 @@ class _DeviceSweep:
             origin = origin or window.started
         return True
 
-    def _run_process(self, case: Case, remote_binary: str, remote_model: str, spec: DelegateArgs,
-                     window: _Window | None) -> bool:
+    def _run_process(
+        self, case: Case, remote_binary: str, remote_model: str, spec: DelegateArgs, window: _Window | None
+    ) -> bool:
         """Runs and stores one benchmark process: a burst case, or one window of a sustained case (no cool-down
         but before its first window, outputs checked on its first window only); False when the phone is lost."""
         params = self.ctx.params
-        started = dt.datetime.now(dt.timezone.utc)
+        started = dt.datetime.now(dt.UTC)
         clock = time.monotonic()
         sensor_temperatures = self.temperature_method is TemperatureMethod.SENSOR
         if window is not None:
@@ -649,10 +719,20 @@ class _DeviceSweep:
             mask = affinity_mask(self.cores_khz, case.num_threads)
             checking = window is None or window.index == 0
             model_numerics = self.ctx.numerics.get(case.model.sha256) if checking else None
-            command = self._command(case, remote_binary, remote_model,
-                                    params.benchmark_args(spec.flags, case.num_threads), mask, 0, checking)
-            sampler = (power.PowerSampler(self.phone, self.power_method)
-                       if params.measure_power and self.power_method is not None else None)
+            command = self._command(
+                case,
+                remote_binary,
+                remote_model,
+                params.benchmark_args(spec.flags, case.num_threads),
+                mask,
+                0,
+                checking,
+            )
+            sampler = (
+                power.PowerSampler(self.phone, self.power_method)
+                if params.measure_power and self.power_method is not None
+                else None
+            )
             if sampler:
                 sampler.start()
             try:
@@ -668,11 +748,19 @@ class _DeviceSweep:
                 )
             clocks_after = read_clocks(self.phone) if window is not None and not result.timed_out else None
         except DeviceLost as error:
-            self.ctx.store.append([
-                self._row(case, started, time.monotonic() - clock, status=CaseStatus.DEVICE_LOST,
-                          **(self._window_columns(window, None, None) if window is not None else {}),
-                          error_type=ErrorType.DEVICE_LOST, error_message=str(error)[:500])
-            ])
+            self.ctx.store.append(
+                [
+                    self._row(
+                        case,
+                        started,
+                        time.monotonic() - clock,
+                        status=CaseStatus.DEVICE_LOST,
+                        **(self._window_columns(window, None, None) if window is not None else {}),
+                        error_type=ErrorType.DEVICE_LOST,
+                        error_message=str(error)[:500],
+                    )
+                ]
+            )
             self.progress.statuses[CaseStatus.DEVICE_LOST.value] += 1
             self.progress.done += 1
             return False
@@ -698,14 +786,25 @@ class _DeviceSweep:
         measured = run if run is not None and status is not CaseStatus.TIMEOUT else BenchmarkRun()
         avg_power_mw = reading.avg_power_mw if reading and status is CaseStatus.OK else None
         if checking:
-            checked = self._numerics(case, model_numerics, status, output.decode("utf-8", errors="replace"),
-                                     remote_binary, remote_model, mask)
+            checked = self._numerics(
+                case,
+                model_numerics,
+                status,
+                output.decode("utf-8", errors="replace"),
+                remote_binary,
+                remote_model,
+                mask,
+            )
         else:
-            checked = {"numerics_status": NumericsStatus.NOT_CHECKED,
-                       "numerics_reason": "a sustained case checks its outputs on its first window"}
+            checked = {
+                "numerics_status": NumericsStatus.NOT_CHECKED,
+                "numerics_reason": "a sustained case checks its outputs on its first window",
+            }
         any_temperature = cool.start_c is not None or temp_end is not None
         row = self._row(
-            case, started, time.monotonic() - clock,
+            case,
+            started,
+            time.monotonic() - clock,
             **{name: getattr(measured, name) for name in MEASURED_COLUMNS},
             bench_binary_version=run.binary_version if run else None,
             performance_mode=spec.performance_mode,
@@ -731,8 +830,9 @@ class _DeviceSweep:
         self.progress.done += 1
         return True
 
-    def _window_columns(self, window: _Window, before: ClockSnapshot | None, after: ClockSnapshot | None
-                        ) -> dict[str, object]:
+    def _window_columns(
+        self, window: _Window, before: ClockSnapshot | None, after: ClockSnapshot | None
+    ) -> dict[str, object]:
         """A sustained window's own columns: where it sits in the case, and the CPU clocks over it."""
         origin = window.origin or window.started
         assert window.started is not None and origin is not None
@@ -743,11 +843,20 @@ class _DeviceSweep:
             "cpu_cur_freq_khz": after.cluster_cur_khz() if after else None,
             "cpu_avg_freq_khz": after.mean_khz_since(before) if after and before else None,
             "clock_method": (ClockMethod.MODEL if self.info.device_kind is DeviceKind.VIRTUAL else ClockMethod.SYSFS)
-            if after and after.cur_khz else None,
+            if after and after.cur_khz
+            else None,
         }
 
-    def _command(self, case: Case, remote_binary: str, remote_model: str, args: tuple[str, ...], mask: str | None,
-                 sample: int, check_outputs: bool = True) -> str:
+    def _command(
+        self,
+        case: Case,
+        remote_binary: str,
+        remote_model: str,
+        args: tuple[str, ...],
+        mask: str | None,
+        sample: int,
+        check_outputs: bool = True,
+    ) -> str:
         """The shell command of one benchmark process: on the model's fixed inputs (sample `sample`), saving
         its outputs, when numerics are checked; an old output file is removed first, so none is mistaken.
         The LiteRT tool writes its BenchmarkResult file instead, and finds an NPU's libraries by their folder."""
@@ -765,8 +874,16 @@ class _DeviceSweep:
         flags = model_numerics.flags(sample, files, OUTPUT_PATH)
         return f"rm -f {shlex.quote(OUTPUT_PATH)}; {case_command(remote_binary, remote_model, args + flags, mask)}"
 
-    def _numerics(self, case: Case, model_numerics: ModelNumerics | None, status: CaseStatus, output: str,
-                  remote_binary: str, remote_model: str, mask: str | None) -> dict[str, object]:
+    def _numerics(
+        self,
+        case: Case,
+        model_numerics: ModelNumerics | None,
+        status: CaseStatus,
+        output: str,
+        remote_binary: str,
+        remote_model: str,
+        mask: str | None,
+    ) -> dict[str, object]:
         """The numerics columns of a finished case (harness.numerics): figures and status, or why not checked."""
 
         def not_checked(reason: str) -> dict[str, object]:
@@ -782,36 +899,55 @@ class _DeviceSweep:
             return not_checked("the case did not finish ok")
         ignored = numerics.unconsumed_flags(output)
         if ignored:
-            return not_checked(f"the benchmark binary does not know {ignored} (an older benchmark_model): its "
-                               "outputs cannot be checked")
+            return not_checked(
+                f"the benchmark binary does not know {ignored} (an older benchmark_model): its "
+                "outputs cannot be checked"
+            )
         try:
             pulled = [self.phone.pull(OUTPUT_PATH, timeout_s=30.0)]
-            extra = self.ctx.params.numerics_samples if case.repetition == 0 and \
-                case.reason is RepetitionReason.PLANNED else 0
+            extra = (
+                self.ctx.params.numerics_samples
+                if case.repetition == 0 and case.reason is RepetitionReason.PLANNED
+                else 0
+            )
             for sample in range(1, min(extra, len(model_numerics.sample_files) - 1) + 1):
-                once = ("--num_runs=1", "--warmup_runs=0", "--min_secs=0", "--warmup_min_secs=0",
-                        f"--num_threads={case.num_threads}", *self.delegate(case.delegate).flags)
-                run = self.phone.shell(self._command(case, remote_binary, remote_model, once, mask, sample) + " 2>&1",
-                                       timeout_s=self.ctx.params.case_timeout_s)
+                once = (
+                    "--num_runs=1",
+                    "--warmup_runs=0",
+                    "--min_secs=0",
+                    "--warmup_min_secs=0",
+                    f"--num_threads={case.num_threads}",
+                    *self.delegate(case.delegate).flags,
+                )
+                run = self.phone.shell(
+                    self._command(case, remote_binary, remote_model, once, mask, sample) + " 2>&1",
+                    timeout_s=self.ctx.params.case_timeout_s,
+                )
                 if run.timed_out:
                     self._kill_leftover(remote_binary)
                     return not_checked(f"the one-iteration run on numerics sample {sample} timed out")
                 if run.exit_code != 0:
-                    return not_checked(f"the one-iteration run on numerics sample {sample} failed "
-                                       f"(exit code {run.exit_code})")
+                    return not_checked(
+                        f"the one-iteration run on numerics sample {sample} failed (exit code {run.exit_code})"
+                    )
                 pulled.append(self.phone.pull(OUTPUT_PATH, timeout_s=30.0))
         except DeviceLost:
             return not_checked("the phone stopped answering while its outputs were pulled")
         except DeviceError:
             return not_checked("the benchmark binary wrote no --output_filepath file (an older benchmark_model?)")
         errors, verdict, reason = numerics.judge(model_numerics, pulled, self.ctx.gate)
-        values: dict[str, object] = {"numerics_reference": model_numerics.reference, "numerics_status": verdict,
-                                     "numerics_reason": reason}
+        values: dict[str, object] = {
+            "numerics_reference": model_numerics.reference,
+            "numerics_status": verdict,
+            "numerics_reason": reason,
+        }
         if errors is not None:
             values |= {
                 "output_max_abs_error": numerics.finite(errors.max_abs_error),
-                "output_rmse": numerics.finite(errors.rmse), "output_cosine": errors.cosine,
-                "output_top1_agreement": errors.top1_agreement, "output_sym_kl": numerics.finite(errors.sym_kl),
+                "output_rmse": numerics.finite(errors.rmse),
+                "output_cosine": errors.cosine,
+                "output_top1_agreement": errors.top1_agreement,
+                "output_sym_kl": numerics.finite(errors.sym_kl),
                 "output_reference_max_abs": errors.reference_max_abs,
             }
         return values
@@ -842,15 +978,17 @@ class _DeviceSweep:
             self.phone.shell("kill -9 " + " ".join(shlex.quote(pid) for pid in pids), timeout_s=10.0)
 
 
-def _undecided(samples: Mapping[tuple, Sequence[float]], failed: set[tuple], models: Sequence[ModelArtifact],
-               test: TieTest) -> list[tuple]:
+def _undecided(
+    samples: Mapping[tuple, Sequence[float]], failed: set[tuple], models: Sequence[ModelArtifact], test: TieTest
+) -> list[tuple]:
     """The configurations (sha256, delegate, threads) that need another repetition: per model, each one whose
     order against the best median (ok and never failed) is undecided or untested, and that best itself."""
     wanted: list[tuple] = []
     names = {m.sha256: m.name for m in models}
     for name in dict.fromkeys(names.values()):
-        measured = {key: values for key, values in samples.items()
-                    if names.get(key[0]) == name and key not in failed and values}
+        measured = {
+            key: values for key, values in samples.items() if names.get(key[0]) == name and key not in failed and values
+        }
         if len(measured) < 2:
             continue
         best = min(measured, key=lambda key: (statistics.median(measured[key]), key))
@@ -898,7 +1036,7 @@ def run_sweep(
 ) -> SweepSummary:
     if not devices:
         raise UsageError("no device selected", "check 'harness devices' and the --devices selector")
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     run_id = resume_run_id or run_id or new_run_id(started)
     done = frozenset(store.stored_case_keys(run_id)) if resume_run_id else frozenset()
@@ -908,7 +1046,13 @@ def run_sweep(
         "python": sys.version.split()[0],
         "plan": plan_manifest(models, params),
         "devices": [
-            {"key": e.key, "server": e.server.address, "serial": e.serial, "model": e.facts.info.model if e.facts else None, "tier": e.tier}
+            {
+                "key": e.key,
+                "server": e.server.address,
+                "serial": e.serial,
+                "model": e.facts.info.model if e.facts else None,
+                "tier": e.tier,
+            }
             for e in devices
         ],
         "binaries": binaries.manifest(),
@@ -923,8 +1067,18 @@ def run_sweep(
     manifest["numerics"] = numerics_manifest(models, checks, gate) if params.check_numerics else None
     store.write_run_manifest(run_id, manifest)
 
-    ctx = SweepContext(run_id, params, tuple(models), binaries, store, done, checks, gate,
-                       done_windows=store.stored_windows(run_id) if resume_run_id else {}, lease=lease_policy)
+    ctx = SweepContext(
+        run_id,
+        params,
+        tuple(models),
+        binaries,
+        store,
+        done,
+        checks,
+        gate,
+        done_windows=store.stored_windows(run_id) if resume_run_id else {},
+        lease=lease_policy,
+    )
     progress = {entry.key: _DeviceProgress() for entry in devices}
     with _progress_display(devices, progress, show_progress):
         with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="sweep") as pool:
@@ -938,7 +1092,7 @@ def run_sweep(
                 ctx.stop.set()
                 raise
 
-    manifest["ended_at"] = dt.datetime.now(dt.timezone.utc)
+    manifest["ended_at"] = dt.datetime.now(dt.UTC)
     store.write_run_manifest(run_id, manifest)
     statuses: Counter = Counter()
     for item in progress.values():
@@ -958,17 +1112,19 @@ def run_sweep(
     )
 
 
-def prepare_numerics(models: Sequence[ModelArtifact], params: SweepParams, folder: Path
-                     ) -> dict[str, ModelNumerics]:
+def prepare_numerics(models: Sequence[ModelArtifact], params: SweepParams, folder: Path) -> dict[str, ModelNumerics]:
     """Each model file's fixed inputs (written under `folder`, beside the run) and reference outputs."""
     if not params.check_numerics:
         return {}
-    return {m.sha256: numerics.prepare(m.path, m.name, m.manifest_dir, 1 + params.numerics_samples, params.seed,
-                                       folder) for m in models}
+    return {
+        m.sha256: numerics.prepare(m.path, m.name, m.manifest_dir, 1 + params.numerics_samples, params.seed, folder)
+        for m in models
+    }
 
 
-def numerics_manifest(models: Sequence[ModelArtifact], checks: Mapping[str, ModelNumerics], gate: NumericsGate
-                      ) -> dict[str, object]:
+def numerics_manifest(
+    models: Sequence[ModelArtifact], checks: Mapping[str, ModelNumerics], gate: NumericsGate
+) -> dict[str, object]:
     """What run.json says of the numerics check: the gate the rows' statuses used, and per model file
     its inputs (where from; per sample, one file per input under runs/<id>/numerics/), its reference,
     or why it cannot be checked."""
@@ -976,8 +1132,10 @@ def numerics_manifest(models: Sequence[ModelArtifact], checks: Mapping[str, Mode
     for model in models:
         check = checks[model.sha256]
         described[model.path.name] = {
-            "sha256": model.sha256, "reference": None if check.unavailable else check.reference.value,
-            "inputs": check.input_source, "sample_files": [[path.name for path in sample] for sample in check.sample_files],
+            "sha256": model.sha256,
+            "reference": None if check.unavailable else check.reference.value,
+            "inputs": check.input_source,
+            "sample_files": [[path.name for path in sample] for sample in check.sample_files],
             "unavailable": check.unavailable,
         }
     return {"gate": gate.describe(), "models": described}
@@ -988,8 +1146,14 @@ def plan_manifest(models: Sequence[ModelArtifact], params: SweepParams) -> dict[
         "params": {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(params).items()},
         "models": [
             # Absolute, so policy derive and the dashboard find the files' manifest from any folder.
-            {"name": m.name, "variant": m.variant, "quantization": m.quantization, "path": str(m.path.resolve()),
-             "sha256": m.sha256, "size_bytes": m.size_bytes}
+            {
+                "name": m.name,
+                "variant": m.variant,
+                "quantization": m.quantization,
+                "path": str(m.path.resolve()),
+                "sha256": m.sha256,
+                "size_bytes": m.size_bytes,
+            }
             for m in models
         ],
     }
@@ -1010,8 +1174,17 @@ def params_from_manifest(manifest: dict) -> tuple[SweepParams, list[ModelArtifac
                 "restore the exact file, or start a new run instead of resuming",
             )
         described = path.parent if entry["name"] in read_manifest(path.parent)["models"] else None
-        models.append(ModelArtifact(entry["name"], entry["variant"], entry["quantization"], path, entry["sha256"],
-                                    entry["size_bytes"], described))
+        models.append(
+            ModelArtifact(
+                entry["name"],
+                entry["variant"],
+                entry["quantization"],
+                path,
+                entry["sha256"],
+                entry["size_bytes"],
+                described,
+            )
+        )
     return params, models
 
 
@@ -1027,11 +1200,17 @@ def _progress_display(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     display = Progress(
-        TextColumn("{task.fields[device]:<22}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[case]}"), TimeRemainingColumn(), console=Console(stderr=True),
+        TextColumn("{task.fields[device]:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[case]}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
     )
     tasks = {
-        entry.key: display.add_task("", total=None, device=f"{entry.facts.info.model if entry.facts else entry.serial}", case="")
+        entry.key: display.add_task(
+            "", total=None, device=f"{entry.facts.info.model if entry.facts else entry.serial}", case=""
+        )
         for entry in devices
     }
     stop = threading.Event()
@@ -1039,7 +1218,9 @@ def _progress_display(
     def refresh() -> None:
         while not stop.wait(0.2):
             for key, item in progress.items():
-                display.update(tasks[key], completed=item.done, total=item.total or None, case=item.note or item.current)
+                display.update(
+                    tasks[key], completed=item.done, total=item.total or None, case=item.note or item.current
+                )
 
     with display:
         thread = threading.Thread(target=refresh, daemon=True)
@@ -1055,4 +1236,3 @@ def _progress_display(
 
 def summary_json(summary: SweepSummary) -> str:
     return json.dumps(asdict(summary), indent=2)
-

@@ -41,8 +41,9 @@ def checked_version(path: Path | str, kind: str, version: object, newest: int, n
     return version
 
 
-def upgraded(content: _T, path: Path | str, kind: str, version: int, newest: int,
-             steps: Mapping[int, Callable[[_T], _T]]) -> _T:
+def upgraded(
+    content: _T, path: Path | str, kind: str, version: int, newest: int, steps: Mapping[int, Callable[[_T], _T]]
+) -> _T:
     """`content` of version `version` brought to `newest` by steps[n] (version n -> n+1)."""
     for from_version in range(version, newest):
         step = steps.get(from_version)

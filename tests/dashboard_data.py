@@ -75,10 +75,32 @@ PHONES = (
 )
 LAB_BINARY = ("android_aarch64_benchmark_model", "b" * 64)
 VIRTUAL_PHONES = (
-    Phone("127.0.0.1:40001", "Virtual Pixel 8 Pro", "Google", "Tensor G3", "high", 12 * 2**30, 34, 900.0, False,
-          "model", kind="virtual"),
-    Phone("127.0.0.1:40002", "Virtual Galaxy A03", "Samsung", "T606", "low", 3 * 2**30, 33, 1500.0, False, "model",
-          kind="virtual"),
+    Phone(
+        "127.0.0.1:40001",
+        "Virtual Pixel 8 Pro",
+        "Google",
+        "Tensor G3",
+        "high",
+        12 * 2**30,
+        34,
+        900.0,
+        False,
+        "model",
+        kind="virtual",
+    ),
+    Phone(
+        "127.0.0.1:40002",
+        "Virtual Galaxy A03",
+        "Samsung",
+        "T606",
+        "low",
+        3 * 2**30,
+        33,
+        1500.0,
+        False,
+        "model",
+        kind="virtual",
+    ),
 )
 RUNNER_BINARY = ("benchmark_model_x86_64", "c" * 64)
 RUN_VIRTUAL = "20260309T100000Z-vvvvvv"
@@ -174,8 +196,11 @@ def write_sustained_results(root: Path) -> ResultsStore:
     phone (fp32/cpu/x1, no --fps) whose temperatures, clocks and power are modelled and which never slows."""
     store = ResultsStore(root)
     started = datetime(2026, 3, 12, 10, 0, tzinfo=UTC)
-    physical = [row for config in (("int8", "xnnpack", 2), ("int8", "gpu", 1))
-                for row in _window_rows(RUN_SUSTAINED, started, SUSTAINED_PHONE, *config)]
+    physical = [
+        row
+        for config in (("int8", "xnnpack", 2), ("int8", "gpu", 1))
+        for row in _window_rows(RUN_SUSTAINED, started, SUSTAINED_PHONE, *config)
+    ]
     store.append(physical)
     _write_manifest(store, RUN_SUSTAINED, started, (SUSTAINED_PHONE,))
     started_virtual = started + timedelta(hours=1)
@@ -188,20 +213,27 @@ def _window_rows(run_id: str, started: datetime, phone: Phone, variant: str, del
     virtual = phone.kind == "virtual"
     for window in range(WINDOWS):
         p50 = sustained_p50_us(phone.serial, delegate, window)
-        row = _row(run_id, started + timedelta(seconds=window * WINDOW_S), phone, variant, delegate, threads, 0,
-                   p50=p50)
+        row = _row(
+            run_id, started + timedelta(seconds=window * WINDOW_S), phone, variant, delegate, threads, 0, p50=p50
+        )
         throttled = not virtual and delegate != "gpu" and window >= THROTTLE_WINDOW
         clocks = THROTTLED_KHZ if throttled else CLUSTERS_KHZ
         temp_start = (48.0 if virtual else 35.0) + window * (0.2 if virtual else 3.0)
         yield dataclasses.replace(
-            row, duration_s=WINDOW_S, inference_count=int(WINDOW_S * FPS) if not virtual else 20_000,
-            window_index=window, window_start_s=window * WINDOW_S, window_s=WINDOW_S,
+            row,
+            duration_s=WINDOW_S,
+            inference_count=int(WINDOW_S * FPS) if not virtual else 20_000,
+            window_index=window,
+            window_start_s=window * WINDOW_S,
+            window_s=WINDOW_S,
             target_fps=None if virtual else FPS,
             cpu_cur_freq_khz=(2_900_000, 2_900_000) if virtual else clocks,
             # A virtual phone's model gives the profile's clocks at the window's end, no mean: the page falls back.
             cpu_avg_freq_khz=None if virtual else tuple(khz * 0.98 for khz in clocks),
             clock_method=ClockMethod.MODEL if virtual else ClockMethod.SYSFS,
-            temp_start_c=temp_start, temp_end_c=temp_start + (0.2 if virtual else 3.0), throttled=None,
+            temp_start_c=temp_start,
+            temp_end_c=temp_start + (0.2 if virtual else 3.0),
+            throttled=None,
         )
 
 
@@ -220,8 +252,20 @@ def write_only_failures(root: Path) -> ResultsStore:
     for number, variant in enumerate(VARIANTS):
         status, error_type, message = outcomes[number % len(outcomes)]
         for repetition in range(REPETITIONS):
-            rows.append(_row(run_id, started + timedelta(seconds=number * 10 + repetition), phone, variant, "cpu", 1,
-                             repetition, status=status, error_type=error_type, error_message=message))
+            rows.append(
+                _row(
+                    run_id,
+                    started + timedelta(seconds=number * 10 + repetition),
+                    phone,
+                    variant,
+                    "cpu",
+                    1,
+                    repetition,
+                    status=status,
+                    error_type=error_type,
+                    error_message=message,
+                )
+            )
     store.append(rows)
     _write_manifest(store, run_id, started)
     return store
@@ -253,15 +297,28 @@ def write_accuracy(root: Path) -> Path:
     converted = datetime(2026, 2, 28, 9, 0, tzinfo=UTC)
     rows = [
         {
-            "schema_version": ACCURACY_SCHEMA_VERSION, "conversion_id": "conv-digits", "converted_at": converted,
-            "model_name": MODEL, "source_sha256": "0" * 64, "variant": variant,
-            "quantization": QUANTIZATION[variant], "status": "ok", "file": f"{MODEL}_{variant}.tflite",
-            "sha256": sha256_of(variant), "size_bytes": SIZE_BYTES[variant], "eval_samples": 360,
-            "labelled": True, "reference_accuracy": 0.97, "accuracy": 0.97 - ACCURACY_DROP[variant],
+            "schema_version": ACCURACY_SCHEMA_VERSION,
+            "conversion_id": "conv-digits",
+            "converted_at": converted,
+            "model_name": MODEL,
+            "source_sha256": "0" * 64,
+            "variant": variant,
+            "quantization": QUANTIZATION[variant],
+            "status": "ok",
+            "file": f"{MODEL}_{variant}.tflite",
+            "sha256": sha256_of(variant),
+            "size_bytes": SIZE_BYTES[variant],
+            "eval_samples": 360,
+            "labelled": True,
+            "reference_accuracy": 0.97,
+            "accuracy": 0.97 - ACCURACY_DROP[variant],
             # Converted without a gate (every variant accepted): the tests limit accuracy through the
             # policy's max_accuracy_drop, where the dashboard shows its effect.
-            "accuracy_drop": ACCURACY_DROP[variant], "accepted": True,
-            "max_accuracy_drop": None, "untrained": False, "harness_version": "0.1.0",
+            "accuracy_drop": ACCURACY_DROP[variant],
+            "accepted": True,
+            "max_accuracy_drop": None,
+            "untrained": False,
+            "harness_version": "0.1.0",
         }
         for variant in VARIANTS
     ]
@@ -282,27 +339,63 @@ def _phone_rows(run_id: str, started: datetime, phone: Phone):
             for threads in THREADS:
                 for repetition in range(REPETITIONS):
                     clock += timedelta(seconds=4)
-                    case = {"run_id": run_id, "serial": phone.serial, "variant": variant,
-                            "delegate": delegate, "num_threads": threads}
+                    case = {
+                        "run_id": run_id,
+                        "serial": phone.serial,
+                        "variant": variant,
+                        "delegate": delegate,
+                        "num_threads": threads,
+                    }
                     if case == CRASH:
-                        yield _row(run_id, clock, phone, variant, delegate, threads, repetition,
-                                   status=CaseStatus.FAILED, error_type="crash", error_message=CRASH_MESSAGE)
+                        yield _row(
+                            run_id,
+                            clock,
+                            phone,
+                            variant,
+                            delegate,
+                            threads,
+                            repetition,
+                            status=CaseStatus.FAILED,
+                            error_type="crash",
+                            error_message=CRASH_MESSAGE,
+                        )
                     elif delegate == "gpu" and not phone.gpu:
-                        yield _row(run_id, clock, phone, variant, delegate, threads, repetition,
-                                   status=CaseStatus.DELEGATE_FAILED, error_type="delegate_failed",
-                                   error_message=GPU_FAILED_MESSAGE)
+                        yield _row(
+                            run_id,
+                            clock,
+                            phone,
+                            variant,
+                            delegate,
+                            threads,
+                            repetition,
+                            status=CaseStatus.DELEGATE_FAILED,
+                            error_type="delegate_failed",
+                            error_message=GPU_FAILED_MESSAGE,
+                        )
                     else:
                         latency = p50_us(phone, variant, delegate, threads) * (1 + noise.uniform(-0.01, 0.01))
                         regressed = run_id == RUN_B and all(
-                            case.get(key) == REGRESSION[key] for key in ("serial", "variant", "delegate", "num_threads"))
+                            case.get(key) == REGRESSION[key] for key in ("serial", "variant", "delegate", "num_threads")
+                        )
                         if regressed:
                             latency *= REGRESSION["factor"]
                         yield _row(run_id, clock, phone, variant, delegate, threads, repetition, p50=latency)
 
 
-def _row(run_id: str, started: datetime, phone: Phone, variant: str, delegate: str, threads: int, repetition: int,
-         *, p50: float | None = None, status: CaseStatus = CaseStatus.OK, error_type: str | None = None,
-         error_message: str | None = None) -> ResultRow:
+def _row(
+    run_id: str,
+    started: datetime,
+    phone: Phone,
+    variant: str,
+    delegate: str,
+    threads: int,
+    repetition: int,
+    *,
+    p50: float | None = None,
+    status: CaseStatus = CaseStatus.OK,
+    error_type: str | None = None,
+    error_message: str | None = None,
+) -> ResultRow:
     case_id = case_id_for(phone.serial, sha256_of(variant), delegate, threads, BENCH_ARGS)
     measured = p50 is not None
     memory = {"fp32": 60.0, "fp16": 45.0, "dynamic": 35.0, "int8": 30.0}[variant] + (50.0 if delegate == "gpu" else 0)
@@ -314,15 +407,37 @@ def _row(run_id: str, started: datetime, phone: Phone, variant: str, delegate: s
     binary_name, binary_sha = RUNNER_BINARY if virtual else LAB_BINARY
     powered = measured and phone.power_method is not None
     return ResultRow(
-        run_id=run_id, case_id=case_id, repetition=repetition, started_at=started, duration_s=3.2,
-        harness_version="0.1.0", adb_server="127.0.0.1:5037", serial=phone.serial, device_kind=phone.kind,
-        device_model=phone.model, manufacturer=phone.manufacturer, soc=phone.soc, soc_identities=(phone.soc,),
-        abi="x86_64" if virtual else "arm64-v8a", android_sdk=phone.sdk,
-        ram_bytes=phone.ram_bytes, tier=phone.tier, build_fingerprint=f"lab/{phone.serial}:14/user",
-        model_name=MODEL, variant=variant, quantization=QUANTIZATION[variant], model_sha256=sha256_of(variant),
-        model_size_bytes=SIZE_BYTES[variant], delegate=delegate, num_threads=threads, num_runs=50, warmup_runs=1,
-        inference_count=50 if measured else None, warmup_count=1 if measured else None,
-        bench_binary_name=binary_name, bench_binary_sha256=binary_sha,
+        run_id=run_id,
+        case_id=case_id,
+        repetition=repetition,
+        started_at=started,
+        duration_s=3.2,
+        harness_version="0.1.0",
+        adb_server="127.0.0.1:5037",
+        serial=phone.serial,
+        device_kind=phone.kind,
+        device_model=phone.model,
+        manufacturer=phone.manufacturer,
+        soc=phone.soc,
+        soc_identities=(phone.soc,),
+        abi="x86_64" if virtual else "arm64-v8a",
+        android_sdk=phone.sdk,
+        ram_bytes=phone.ram_bytes,
+        tier=phone.tier,
+        build_fingerprint=f"lab/{phone.serial}:14/user",
+        model_name=MODEL,
+        variant=variant,
+        quantization=QUANTIZATION[variant],
+        model_sha256=sha256_of(variant),
+        model_size_bytes=SIZE_BYTES[variant],
+        delegate=delegate,
+        num_threads=threads,
+        num_runs=50,
+        warmup_runs=1,
+        inference_count=50 if measured else None,
+        warmup_count=1 if measured else None,
+        bench_binary_name=binary_name,
+        bench_binary_sha256=binary_sha,
         init_us=15000.0 if measured else None,
         first_inference_us=p50 * 3 if measured else None,
         warmup_avg_us=p50 * 1.5 if measured else None,
@@ -343,21 +458,34 @@ def _row(run_id: str, started: datetime, phone: Phone, variant: str, delegate: s
         temp_end_c=temp_start + (12.0 if throttled else 2.5),
         temperature_method="model" if virtual else "sensor",
         throttled=throttled,
-        status=status, error_type=error_type, error_message=error_message,
+        status=status,
+        error_type=error_type,
+        error_message=error_message,
         raw_log_path=f"runs/{run_id}/raw/{phone.serial}-{case_id}-r{repetition}.log",
     )
 
 
 def _write_manifest(store: ResultsStore, run_id: str, started: datetime, phones: tuple[Phone, ...] = PHONES) -> None:
     # The plan names the swept files, as a sweep's run.json does: policies name them the same way.
-    models = [{"name": MODEL, "variant": variant, "quantization": QUANTIZATION[variant],
-               "path": f"/lab/models/{MODEL}_{variant}.tflite", "sha256": sha256_of(variant),
-               "size_bytes": SIZE_BYTES[variant]} for variant in VARIANTS]
-    store.write_run_manifest(run_id, {
-        "argv": ["harness", "run", "--devices", "all", "--models", "models/"],
-        "harness_version": "0.1.0",
-        "plan": {"models": models},
-        "devices": [{"key": phone.serial, "serial": phone.serial, "tier": phone.tier} for phone in phones],
-        "started_at": started,
-        "ended_at": started + timedelta(minutes=30),
-    })
+    models = [
+        {
+            "name": MODEL,
+            "variant": variant,
+            "quantization": QUANTIZATION[variant],
+            "path": f"/lab/models/{MODEL}_{variant}.tflite",
+            "sha256": sha256_of(variant),
+            "size_bytes": SIZE_BYTES[variant],
+        }
+        for variant in VARIANTS
+    ]
+    store.write_run_manifest(
+        run_id,
+        {
+            "argv": ["harness", "run", "--devices", "all", "--models", "models/"],
+            "harness_version": "0.1.0",
+            "plan": {"models": models},
+            "devices": [{"key": phone.serial, "serial": phone.serial, "tier": phone.tier} for phone in phones],
+            "started_at": started,
+            "ended_at": started + timedelta(minutes=30),
+        },
+    )

@@ -50,7 +50,10 @@ class Farm:
         """The adb command line against this farm's server."""
         return subprocess.run(
             [adbutils.adb_path(), "-P", str(self.adb_port), *args],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
 
 
@@ -91,7 +94,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory):
 
 # A stand-in for the project's runner: same packaging (shebang + zip with the
 # harness/runner marker), behaviour chosen by flags so tests can probe the device.
-PROBE_MAIN = r'''
+PROBE_MAIN = r"""
 import json, os, resource, sys, time
 print("pid", os.getpid())
 print("args", json.dumps(sys.argv[1:]))
@@ -127,7 +130,7 @@ for arg in sys.argv[1:]:
     elif key == "--exit":
         sys.exit(int(value))
 print("done")
-'''
+"""
 
 
 def build_probe_zipapp(path: Path) -> Path:

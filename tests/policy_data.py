@@ -60,9 +60,10 @@ def p50_us(serial: str, variant: str, delegate: str, threads: int) -> float | No
 BINARY = ("android_aarch64_benchmark_model", sha("benchmark_model 2.19"))
 
 
-def rows(run_id: str = RUN_ID, scale: float = 1.0, overrides: Mapping[str, Mapping[str, object]] | None = None
-         ) -> list[ResultRow]:
-    started = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+def rows(
+    run_id: str = RUN_ID, scale: float = 1.0, overrides: Mapping[str, Mapping[str, object]] | None = None
+) -> list[ResultRow]:
+    started = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
     overrides = overrides or {}
     out = []
     for serial, (tier, device_model, soc, ram, sdk) in DEVICES.items():
@@ -74,39 +75,78 @@ def rows(run_id: str = RUN_ID, scale: float = 1.0, overrides: Mapping[str, Mappi
                     median = p50_us(serial, variant, delegate, threads)
                     for repetition, offset in enumerate(OFFSETS):
                         common = dict(
-                            run_id=run_id, repetition=repetition,
+                            run_id=run_id,
+                            repetition=repetition,
                             case_id=case_id_for(serial, model_sha, delegate, threads, ("--num_runs=50",)),
-                            started_at=started + dt.timedelta(seconds=len(out)), duration_s=1.0,
-                            harness_version="test", adb_server="127.0.0.1:5037", serial=serial,
-                            device_kind="physical", device_model=device_model, manufacturer="test", soc=soc,
-                            soc_identities=(soc,), abi="arm64-v8a",
-                            android_sdk=sdk, ram_bytes=ram, tier=tier, model_name=MODEL, variant=variant,
-                            quantization=quantization, model_sha256=model_sha, model_size_bytes=size,
-                            delegate=delegate, num_threads=threads, num_runs=50, warmup_runs=1,
-                            bench_binary_name=BINARY[0], bench_binary_sha256=BINARY[1],
+                            started_at=started + dt.timedelta(seconds=len(out)),
+                            duration_s=1.0,
+                            harness_version="test",
+                            adb_server="127.0.0.1:5037",
+                            serial=serial,
+                            device_kind="physical",
+                            device_model=device_model,
+                            manufacturer="test",
+                            soc=soc,
+                            soc_identities=(soc,),
+                            abi="arm64-v8a",
+                            android_sdk=sdk,
+                            ram_bytes=ram,
+                            tier=tier,
+                            model_name=MODEL,
+                            variant=variant,
+                            quantization=quantization,
+                            model_sha256=model_sha,
+                            model_size_bytes=size,
+                            delegate=delegate,
+                            num_threads=threads,
+                            num_runs=50,
+                            warmup_runs=1,
+                            bench_binary_name=BINARY[0],
+                            bench_binary_sha256=BINARY[1],
                         )
-                        measured = {"power_method": "fuel_gauge", "temperature_method": "sensor",
-                                    **overrides.get(serial, {})}
+                        measured = {
+                            "power_method": "fuel_gauge",
+                            "temperature_method": "sensor",
+                            **overrides.get(serial, {}),
+                        }
                         common.update({k: v for k, v in measured.items() if k in common})
                         if median is None:
-                            out.append(ResultRow(**common, status=CaseStatus.DELEGATE_FAILED,
-                                                 error_type="delegate_failed",
-                                                 error_message="Failed to apply GPU delegate."))
+                            out.append(
+                                ResultRow(
+                                    **common,
+                                    status=CaseStatus.DELEGATE_FAILED,
+                                    error_type="delegate_failed",
+                                    error_message="Failed to apply GPU delegate.",
+                                )
+                            )
                             continue
                         value = (median + offset) * scale
-                        out.append(ResultRow(
-                            **common, status=CaseStatus.OK, inference_avg_us=value, inference_std_us=value * 0.05,
-                            inference_min_us=value * 0.9, inference_max_us=value * 1.2, inference_p50_us=value,
-                            inference_p95_us=value * 1.1, memory_peak_mb=20.0 + size / 1e4,
-                            energy_mj_per_inference=value / 1000.0, avg_power_mw=1000.0,
-                            power_method=measured["power_method"], temp_start_c=35.0, temp_end_c=37.0,
-                            temperature_method=measured["temperature_method"], throttled=False,
-                        ))
+                        out.append(
+                            ResultRow(
+                                **common,
+                                status=CaseStatus.OK,
+                                inference_avg_us=value,
+                                inference_std_us=value * 0.05,
+                                inference_min_us=value * 0.9,
+                                inference_max_us=value * 1.2,
+                                inference_p50_us=value,
+                                inference_p95_us=value * 1.1,
+                                memory_peak_mb=20.0 + size / 1e4,
+                                energy_mj_per_inference=value / 1000.0,
+                                avg_power_mw=1000.0,
+                                power_method=measured["power_method"],
+                                temp_start_c=35.0,
+                                temp_end_c=37.0,
+                                temperature_method=measured["temperature_method"],
+                                throttled=False,
+                            )
+                        )
     return out
 
 
-def write_results(root: Path, run_id: str = RUN_ID, scale: float = 1.0,
-                  overrides: Mapping[str, Mapping[str, object]] | None = None) -> ResultsStore:
+def write_results(
+    root: Path, run_id: str = RUN_ID, scale: float = 1.0, overrides: Mapping[str, Mapping[str, object]] | None = None
+) -> ResultsStore:
     """The rows, and a run.json whose plan names the swept files (under root/../models) as a sweep's does."""
     store = ResultsStore(root)
     by_device: dict[str, list[ResultRow]] = {}
@@ -114,17 +154,31 @@ def write_results(root: Path, run_id: str = RUN_ID, scale: float = 1.0,
         by_device.setdefault(row.serial, []).append(row)
     for batch in by_device.values():
         store.append(batch)
-    models = [{"name": MODEL, "variant": variant, "quantization": quantization,
-               "path": str(Path(root).resolve().parent / "models" / f"{MODEL}_{variant}.tflite"),
-               "sha256": model_sha, "size_bytes": size}
-              for variant, (model_sha, size, quantization) in VARIANTS.items()]
+    models = [
+        {
+            "name": MODEL,
+            "variant": variant,
+            "quantization": quantization,
+            "path": str(Path(root).resolve().parent / "models" / f"{MODEL}_{variant}.tflite"),
+            "sha256": model_sha,
+            "size_bytes": size,
+        }
+        for variant, (model_sha, size, quantization) in VARIANTS.items()
+    ]
     store.write_run_manifest(run_id, {"argv": ["harness", "run"], "plan": {"models": models}})
     return store
 
 
 def tensor(dtype: str, shape: list[int], name: str, scale: float = 0.0, zero_point: int = 0) -> dict:
-    return {"name": name, "index": 0, "shape": shape, "shape_signature": [-1, *shape[1:]], "dtype": dtype,
-            "scale": scale, "zero_point": zero_point}
+    return {
+        "name": name,
+        "index": 0,
+        "shape": shape,
+        "shape_signature": [-1, *shape[1:]],
+        "dtype": dtype,
+        "scale": scale,
+        "zero_point": zero_point,
+    }
 
 
 def write_manifest(folder: Path, int8_drop: float = 0.02) -> Path:
@@ -135,12 +189,17 @@ def write_manifest(folder: Path, int8_drop: float = 0.02) -> Path:
         io = ("int8", 0.0039, -128) if quantized else ("float32", 0.0, 0)
         drop = int8_drop if quantized else 0.0
         variants[variant] = {
-            "variant": variant, "quantization": quantization, "status": "ok", "file": f"{MODEL}_{variant}.tflite",
-            "sha256": model_sha, "size_bytes": size,
+            "variant": variant,
+            "quantization": quantization,
+            "status": "ok",
+            "file": f"{MODEL}_{variant}.tflite",
+            "sha256": model_sha,
+            "size_bytes": size,
             "inputs": [tensor(io[0], [1, 8, 8, 1], "serving_default_x:0", io[1], io[2])],
             "outputs": [tensor(io[0], [1, 10], "StatefulPartitionedCall:0", io[1], io[2])],
             "accuracy": {"accuracy_drop": drop, "accuracy": 0.97 - drop, "reference_accuracy": 0.97},
-            "accepted": True, "reason": None,
+            "accepted": True,
+            "reason": None,
         }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "manifest.json"

@@ -50,30 +50,60 @@ def file_sha(model: str) -> str:
 
 
 def rows() -> list[ResultRow]:
-    started = dt.datetime(2019, 6, 1, tzinfo=dt.timezone.utc)
+    started = dt.datetime(2019, 6, 1, tzinfo=dt.UTC)
     out = []
     for index, (serial, (device_model, manufacturer, soc, ram, sdk)) in enumerate(PHONES.items()):
         for model, by_delegate in LATENCIES_MS.items():
             for delegate, figures in by_delegate.items():
                 figure = figures[index]
                 common = dict(
-                    run_id=RUN_ID, repetition=0,
+                    run_id=RUN_ID,
+                    repetition=0,
                     case_id=case_id_for(serial, file_sha(model), delegate, THREADS, ()),
-                    started_at=started + dt.timedelta(seconds=len(out)), duration_s=5.0, harness_version="published",
-                    adb_server="127.0.0.1:5037", serial=serial, device_model=device_model,
-                    manufacturer=manufacturer, soc=soc, abi="arm64-v8a", android_sdk=sdk, ram_bytes=ram, tier=None,
-                    model_name=model, variant="fp32", model_sha256=file_sha(model), model_size_bytes=4_000_000,
-                    delegate=delegate, num_threads=THREADS, num_runs=50, warmup_runs=1,
+                    started_at=started + dt.timedelta(seconds=len(out)),
+                    duration_s=5.0,
+                    harness_version="published",
+                    adb_server="127.0.0.1:5037",
+                    serial=serial,
+                    device_model=device_model,
+                    manufacturer=manufacturer,
+                    soc=soc,
+                    abi="arm64-v8a",
+                    android_sdk=sdk,
+                    ram_bytes=ram,
+                    tier=None,
+                    model_name=model,
+                    variant="fp32",
+                    model_sha256=file_sha(model),
+                    model_size_bytes=4_000_000,
+                    delegate=delegate,
+                    num_threads=THREADS,
+                    num_runs=50,
+                    warmup_runs=1,
                     bench_binary_sha256=sha("android_aarch64_benchmark_model"),
                 )
                 if figure == FAILED:
-                    out.append(ResultRow(**common, status=CaseStatus.DELEGATE_FAILED, error_type="delegate_failed",
-                                         error_message="Failed to apply GPU delegate."))
+                    out.append(
+                        ResultRow(
+                            **common,
+                            status=CaseStatus.DELEGATE_FAILED,
+                            error_type="delegate_failed",
+                            error_message="Failed to apply GPU delegate.",
+                        )
+                    )
                     continue
                 us = float(figure) * 1000.0
-                out.append(ResultRow(**common, status=CaseStatus.OK, inference_avg_us=us, inference_p50_us=us,
-                                     inference_std_us=us * 0.03, inference_min_us=us * 0.95,
-                                     inference_max_us=us * 1.2))
+                out.append(
+                    ResultRow(
+                        **common,
+                        status=CaseStatus.OK,
+                        inference_avg_us=us,
+                        inference_p50_us=us,
+                        inference_std_us=us * 0.03,
+                        inference_min_us=us * 0.95,
+                        inference_max_us=us * 1.2,
+                    )
+                )
     return out
 
 
@@ -87,10 +117,21 @@ def write(root: Path) -> ResultsStore:
 def write_manifest(folder: Path) -> Path:
     """A convert manifest naming each model's one file (as `harness convert` would)."""
     models = {
-        model: {"model_name": model, "variants": {"fp32": {
-            "variant": "fp32", "quantization": None, "status": "ok", "file": f"{model}.tflite",
-            "sha256": file_sha(model), "size_bytes": 4_000_000, "accepted": None, "reason": "published figures",
-        }}}
+        model: {
+            "model_name": model,
+            "variants": {
+                "fp32": {
+                    "variant": "fp32",
+                    "quantization": None,
+                    "status": "ok",
+                    "file": f"{model}.tflite",
+                    "sha256": file_sha(model),
+                    "size_bytes": 4_000_000,
+                    "accepted": None,
+                    "reason": "published figures",
+                }
+            },
+        }
         for model in LATENCIES_MS
     }
     folder.mkdir(parents=True, exist_ok=True)

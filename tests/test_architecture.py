@@ -12,15 +12,48 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. A module's layer is that of the longest prefix listed here.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("harness", "harness.errors", "harness.records", "harness.atomic", "harness.digest", "harness.locations",
-              "harness.versioned", "harness.stats", "harness.deprecations")),
-    ("formats", ("harness.benchlog", "harness.benchresult", "harness.dialect", "harness.outputs", "harness.report",
-                 "harness.runner", "harness.runner_zipapp", "harness.convert_files")),
+    (
+        "core",
+        (
+            "harness",
+            "harness.errors",
+            "harness.records",
+            "harness.atomic",
+            "harness.digest",
+            "harness.locations",
+            "harness.versioned",
+            "harness.stats",
+            "harness.deprecations",
+        ),
+    ),
+    (
+        "formats",
+        (
+            "harness.benchlog",
+            "harness.benchresult",
+            "harness.dialect",
+            "harness.outputs",
+            "harness.report",
+            "harness.runner",
+            "harness.runner_zipapp",
+            "harness.convert_files",
+        ),
+    ),
     ("phones", ("harness.phone", "harness.virtual_farm")),
     ("inputs", ("harness.convert", "harness.datasets", "harness.examples", "harness.numerics")),
     ("measure", ("harness.sweep", "harness.benchtool", "harness.binaries", "harness.store", "harness.sustained")),
-    ("decide", ("harness.ranking", "harness.compare", "harness.coverage", "harness.policy", "harness.policy_file", "harness.policy_resolve",
-                "harness.policy_diff")),
+    (
+        "decide",
+        (
+            "harness.ranking",
+            "harness.compare",
+            "harness.coverage",
+            "harness.policy",
+            "harness.policy_file",
+            "harness.policy_resolve",
+            "harness.policy_diff",
+        ),
+    ),
     ("present", ("harness.demo", "harness.commands", "harness.cli", "dashboard")),
 )
 
@@ -74,7 +107,12 @@ def test_lower_layers_never_import_upper_ones() -> None:
 
 def test_the_device_side_runner_imports_only_itself() -> None:
     """The runner ships alone in a zipapp (harness/runner_zipapp.py): harness/__init__.py and harness/runner/."""
-    outside = [f"{_module_name(path)} imports {name}" for path in ROOT.glob("harness/runner/*.py")
-               for name in _imports(path) if name not in ("harness", "harness.__version__")
-               and not name.startswith("harness.runner.") and name != "harness.runner"]
+    outside = [
+        f"{_module_name(path)} imports {name}"
+        for path in ROOT.glob("harness/runner/*.py")
+        for name in _imports(path)
+        if name not in ("harness", "harness.__version__")
+        and not name.startswith("harness.runner.")
+        and name != "harness.runner"
+    ]
     assert outside == []

@@ -72,7 +72,7 @@ def test_shared_fixture_matches_hand_read_values(path: Path) -> None:
     expected = expected_runs(path)
     assert len(runs) == len(expected)
     fid = fixture_id(path)
-    for index, (run, want) in enumerate(zip(runs, expected)):
+    for index, (run, want) in enumerate(zip(runs, expected, strict=False)):
         where = f"{path.name} run {index}"
         init_ms = None if run.init_us is None else run.init_us / 1000
         assert close(init_ms, want["init_ms"]), where
@@ -271,7 +271,9 @@ def test_unknown_error_line_is_the_detail_of_a_generic_failure() -> None:
 
 
 def test_output_ending_before_summary_is_truncated() -> None:
-    [run] = parse_log("STARTING!\nNum threads: [2]\nInitialized session in 3.5ms.\nRunning benchmark for at least 1 iterations\n")
+    [run] = parse_log(
+        "STARTING!\nNum threads: [2]\nInitialized session in 3.5ms.\nRunning benchmark for at least 1 iterations\n"
+    )
     assert run.error_type is ErrorType.TRUNCATED and run.init_us == 3500
 
 
@@ -330,8 +332,10 @@ def test_perf_options_runs_merge_with_their_summary_rows() -> None:
 
 
 def test_failed_perf_option_row_alone() -> None:
-    [run] = parse_log("==============Summary of All Runs w/ Different Performance Options==============\n"
-                      "INFO:      nnapi(w/o accel name):  failed!\n")
+    [run] = parse_log(
+        "==============Summary of All Runs w/ Different Performance Options==============\n"
+        "INFO:      nnapi(w/o accel name):  failed!\n"
+    )
     assert run.delegate == "nnapi" and run.error_type is ErrorType.PERF_OPTION_FAILED
 
 
@@ -391,7 +395,7 @@ def test_shuffled_and_mutated_fixture_lines_never_raise(lines: list[str], edits)
         if mutated:
             target = index % len(mutated)
             line = mutated[target]
-            mutated[target] = line[:cut] + insert + line[cut + len(insert):]
+            mutated[target] = line[:cut] + insert + line[cut + len(insert) :]
     _json_safe(parse_log("\n".join(mutated)))
 
 
@@ -412,12 +416,30 @@ def test_cli_parse_log_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     [run] = json.loads(result.output)
     assert set(run) >= {
-        "init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us", "inference_std_us",
-        "inference_min_us", "inference_max_us", "inference_p50_us", "inference_p95_us", "inference_count",
-        "warmup_count", "binary_version",
-        "memory_init_mb", "memory_overall_mb", "memory_peak_mb", "model_size_mb", "num_threads",
-        "delegate", "delegate_applied", "delegated_kernels", "delegated_nodes", "total_nodes",
-        "perf_option", "error",
+        "init_us",
+        "first_inference_us",
+        "warmup_avg_us",
+        "inference_avg_us",
+        "inference_std_us",
+        "inference_min_us",
+        "inference_max_us",
+        "inference_p50_us",
+        "inference_p95_us",
+        "inference_count",
+        "warmup_count",
+        "binary_version",
+        "memory_init_mb",
+        "memory_overall_mb",
+        "memory_peak_mb",
+        "model_size_mb",
+        "num_threads",
+        "delegate",
+        "delegate_applied",
+        "delegated_kernels",
+        "delegated_nodes",
+        "total_nodes",
+        "perf_option",
+        "error",
     }
     assert run["inference_p50_us"] == 1239807 and run["model_size_mb"] == 67.3128
 
@@ -441,13 +463,15 @@ def test_measured_and_warmup_counts_come_from_their_own_loops() -> None:
 
 
 def test_the_runners_version_line_is_read_as_the_binary_version() -> None:
-    text = ("INFO: STARTING!\nINFO: Log parameter values verbosely: [0]\nINFO: Graph: [m.tflite]\n"
-            "INFO: Benchmark binary version: [tflite-farm runner 0.1.0, ai-edge-litert 2.3.0]\n"
-            "INFO: Loaded model m.tflite\nINFO: Running benchmark for at least 1 iterations\n"
-            "INFO: count=5 first=3 curr=2 min=2 max=3 avg=2.4 std=0\n"
-            "INFO: Running benchmark for at least 50 iterations\n"
-            "INFO: count=50 first=3 curr=2 min=2 max=3 avg=2.2 std=0\n"
-            "INFO: Inference timings in us: Init: 10, First inference: 3, Warmup (avg): 2.4, Inference (avg): 2.2\n")
+    text = (
+        "INFO: STARTING!\nINFO: Log parameter values verbosely: [0]\nINFO: Graph: [m.tflite]\n"
+        "INFO: Benchmark binary version: [tflite-farm runner 0.1.0, ai-edge-litert 2.3.0]\n"
+        "INFO: Loaded model m.tflite\nINFO: Running benchmark for at least 1 iterations\n"
+        "INFO: count=5 first=3 curr=2 min=2 max=3 avg=2.4 std=0\n"
+        "INFO: Running benchmark for at least 50 iterations\n"
+        "INFO: count=50 first=3 curr=2 min=2 max=3 avg=2.2 std=0\n"
+        "INFO: Inference timings in us: Init: 10, First inference: 3, Warmup (avg): 2.4, Inference (avg): 2.2\n"
+    )
     [run] = parse_log(text)
     assert run.ok and run.binary_version == "tflite-farm runner 0.1.0, ai-edge-litert 2.3.0"
     assert (run.warmup_count, run.inference_count) == (5, 50)

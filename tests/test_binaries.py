@@ -21,7 +21,9 @@ from harness.commands import main
 from harness.phone.profiles import FARM_FILE, load_binaries, load_farm
 from harness.records import BenchmarkDialect
 
-CLASSIC_ARM64 = "tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/android_aarch64_benchmark_model"
+CLASSIC_ARM64 = (
+    "tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/android_aarch64_benchmark_model"
+)
 CLASSIC_ARM = "tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/android_arm_benchmark_model"
 LITERT_ARM64 = "litert/binaries/2.3.0/android_arm64/benchmark_model"
 OFFICIAL = "https://storage.googleapis.com"
@@ -123,7 +125,7 @@ def farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "profiles" / "farm.toml"
     path.parent.mkdir()
     path.write_text(
-        FARM_FILE.read_text(encoding="utf-8") + f"\n{USER_COMMENT}\n[[servers]]\nhost = \"10.0.0.21\"\nport = 5037\n",
+        FARM_FILE.read_text(encoding="utf-8") + f'\n{USER_COMMENT}\n[[servers]]\nhost = "10.0.0.21"\nport = 5037\n',
         encoding="utf-8",
     )
     return path
@@ -290,8 +292,9 @@ def test_x86_64_has_no_official_build(bucket: Bucket, farm: Path):
 
 def test_both_dialects_for_one_abi_become_a_list_beside_the_users_own_path(bucket: Bucket, farm: Path):
     own = "/opt/lab/benchmark_model_with_hexagon"
-    farm.write_text(farm.read_text(encoding="utf-8") + f'\n[binaries]\n"arm64-v8a" = "{own}"  # built in-house\n',
-                    encoding="utf-8")
+    farm.write_text(
+        farm.read_text(encoding="utf-8") + f'\n[binaries]\n"arm64-v8a" = "{own}"  # built in-house\n', encoding="utf-8"
+    )
     classic = _fetch(farm, bucket)
     assert classic.exit_code == 0, classic.output
     litert = _fetch(farm, bucket, "--dialect", "litert", "--litert-version", "2.3.0")
@@ -302,7 +305,9 @@ def test_both_dialects_for_one_abi_become_a_list_beside_the_users_own_path(bucke
     assert _binaries_table(farm) == {"arm64-v8a": [own, classic_path, fetched["path"]]}
     assert all(Path(path).is_absolute() for path in _binaries_table(farm)["arm64-v8a"])
     assert [(entry["dialect"], entry["abi"]) for entry in _lock(farm)["binaries"]] == [
-        ("classic", "arm64-v8a"), ("litert", "arm64-v8a")]
+        ("classic", "arm64-v8a"),
+        ("litert", "arm64-v8a"),
+    ]
 
     # A new classic nightly replaces only the classic path.
     new_sha = bucket.put(CLASSIC_ARM64, _program(b"next classic"))
@@ -318,15 +323,20 @@ def test_ls_reports_cache_and_farm_state(bucket: Bucket, farm: Path, tmp_path: P
     assert result.exit_code == 0, result.output
     pins = json.loads(result.stdout)
     assert [(pin["abi"], pin["in_cache"], pin["in_farm"]) for pin in pins] == [
-        ("arm64-v8a", True, True), ("armeabi-v7a", True, True)]
+        ("arm64-v8a", True, True),
+        ("armeabi-v7a", True, True),
+    ]
 
     Path(pins[0]["path"]).write_bytes(b"corrupted")
     table = tomllib.loads(farm.read_text(encoding="utf-8"))["binaries"]
-    farm.write_text(farm.read_text(encoding="utf-8").replace(table["armeabi-v7a"], "/elsewhere/benchmark_model"),
-                    encoding="utf-8")
+    farm.write_text(
+        farm.read_text(encoding="utf-8").replace(table["armeabi-v7a"], "/elsewhere/benchmark_model"), encoding="utf-8"
+    )
     pins = json.loads(_harness("binaries", "ls", "--farm-file", str(farm), "--json").stdout)
     assert [(pin["abi"], pin["in_cache"], pin["in_farm"]) for pin in pins] == [
-        ("arm64-v8a", False, True), ("armeabi-v7a", True, False)]
+        ("arm64-v8a", False, True),
+        ("armeabi-v7a", True, False),
+    ]
 
     # A corrupted cache copy is downloaded again, not trusted.
     served = len(bucket.requests)
@@ -348,7 +358,9 @@ def test_a_newer_lock_is_refused(bucket: Bucket, farm: Path):
 def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     from harness.locations import user_cache_dir as cache_root
 
-    assert cache_root({"HARNESS_CACHE_DIR": str(tmp_path / "a"), "XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "a"
+    assert (
+        cache_root({"HARNESS_CACHE_DIR": str(tmp_path / "a"), "XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "a"
+    )
     assert cache_root({"XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "x" / "tflite-farm"
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_root({}) == tmp_path / "home" / ".cache" / "tflite-farm"

@@ -19,8 +19,13 @@ from harness.records import ResultRow
 from harness.store import ResultsStore
 
 
-def write_run(root: Path, run_id: str, scale: float = 1.0, slower: dict[str, float] | None = None,
-              change: Callable[[ResultRow], ResultRow] = lambda row: row) -> None:
+def write_run(
+    root: Path,
+    run_id: str,
+    scale: float = 1.0,
+    slower: dict[str, float] | None = None,
+    change: Callable[[ResultRow], ResultRow] = lambda row: row,
+) -> None:
     """policy_data's run, with every latency times `scale`, per-device extra factors on cpu, then `change`
     applied to each row."""
     rows = known.rows(run_id, scale)
@@ -33,8 +38,9 @@ def write_run(root: Path, run_id: str, scale: float = 1.0, slower: dict[str, flo
                 continue
             if row.inference_p50_us is not None and serial in slower and row.delegate == "cpu":
                 factor = slower[serial]
-                row = replace(row, inference_p50_us=row.inference_p50_us * factor,
-                              inference_avg_us=row.inference_avg_us * factor)
+                row = replace(
+                    row, inference_p50_us=row.inference_p50_us * factor, inference_avg_us=row.inference_avg_us * factor
+                )
             batch.append(change(row))
         store.append(batch)
 
@@ -98,8 +104,13 @@ def test_suspicious_is_reported_but_does_not_fail_the_gate(tmp_path: Path) -> No
     rows = [row for row in known.rows("new") if row.repetition == 0]
     store = ResultsStore(root)
     for serial in known.DEVICES:
-        store.append([replace(row, inference_p50_us=row.inference_p50_us * 1.3) if row.inference_p50_us else row
-                      for row in rows if row.serial == serial])
+        store.append(
+            [
+                replace(row, inference_p50_us=row.inference_p50_us * 1.3) if row.inference_p50_us else row
+                for row in rows
+                if row.serial == serial
+            ]
+        )
     code, output = run_cli("base", "new", "--results", str(root))
     assert code == 0 and "suspicious" in output and "1 repetition(s): not tested" in output
 
@@ -110,8 +121,14 @@ def test_a_newly_failing_case_fails_the_gate(tmp_path: Path) -> None:
 
     def crash(row: ResultRow) -> ResultRow:
         if row.serial == "hi-1" and row.delegate == "cpu" and row.num_threads == 1 and row.variant == "fp32":
-            return replace(row, status="failed", error_type="crash", error_message="killed by signal 11",
-                           inference_p50_us=None, inference_avg_us=None)
+            return replace(
+                row,
+                status="failed",
+                error_type="crash",
+                error_message="killed by signal 11",
+                inference_p50_us=None,
+                inference_avg_us=None,
+            )
         return row
 
     write_run(root, "new", change=crash)

@@ -45,7 +45,8 @@ from harness.sweep import collect_models
 
 pytestmark = pytest.mark.filterwarnings(
     # Keras's own training loop trips numpy 2's copy-keyword deprecation; not ours to fix.
-    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
 
 DIGITS_INPUT = InputSpec(name="digit", shape=(None, 8, 8, 1), dtype="float32")
 
@@ -116,9 +117,11 @@ def test_digits_example_reaches_its_real_accuracy_in_every_variant(digits) -> No
     assert evaluation["reference_accuracy"] >= 0.95
     for result in digits.variants:
         figures = result.accuracy
-        print(f"{result.variant.value}: top-1 {figures.accuracy:.4f} agreement {figures.agreement:.4f} "
-              f"mse {figures.mse:.2e} max_abs {figures.max_abs_error:.2e} cosine {figures.cosine:.6f} "
-              f"size {result.size_bytes} B")
+        print(
+            f"{result.variant.value}: top-1 {figures.accuracy:.4f} agreement {figures.agreement:.4f} "
+            f"mse {figures.mse:.2e} max_abs {figures.max_abs_error:.2e} cosine {figures.cosine:.6f} "
+            f"size {result.size_bytes} B"
+        )
         assert result.accepted is True, result.reason
         assert figures.accuracy >= 0.95
         assert figures.reference_accuracy - figures.accuracy <= 0.01
@@ -151,10 +154,16 @@ def test_int8_calibrated_on_data_of_the_wrong_range_is_rejected(examples, tmp_pa
     with np.load(examples.digits_calibration) as data:
         wrong = data["x"] * 100.0  # pixels in [0, 100] instead of [0, 1]
     np.savez(tmp_path / "wrong_range.npz", x=wrong)
-    result = convert_model(ConvertRequest(
-        model_path=examples.digits_model, out_dir=tmp_path / "models", variants=(Variant.INT8,),
-        calibration=str(tmp_path / "wrong_range.npz"), evaluation=str(examples.digits_eval),
-        results_root=tmp_path / "results"))
+    result = convert_model(
+        ConvertRequest(
+            model_path=examples.digits_model,
+            out_dir=tmp_path / "models",
+            variants=(Variant.INT8,),
+            calibration=str(tmp_path / "wrong_range.npz"),
+            evaluation=str(examples.digits_eval),
+            results_root=tmp_path / "results",
+        )
+    )
     [int8] = result.variants
     assert int8.status is VariantStatus.OK
     assert int8.accepted is False
@@ -166,10 +175,17 @@ def test_int8_calibrated_on_data_of_the_wrong_range_is_rejected(examples, tmp_pa
 def test_image_folder_shares_its_preprocessing_between_calibration_and_eval(examples, tmp_path: Path) -> None:
     # The digit PNGs hold round(pixel * 255): mean 0 and std 255 give back the digits model's [0, 1] inputs.
     spec = Preprocessing(mean=(0.0,), std=(255.0,))
-    result = convert_model(ConvertRequest(
-        model_path=examples.digits_model, out_dir=tmp_path / "models", variants=(Variant.FP32, Variant.INT8),
-        calibration=str(examples.digit_images), evaluation=str(examples.digit_images), preprocessing=spec,
-        results_root=tmp_path / "results"))
+    result = convert_model(
+        ConvertRequest(
+            model_path=examples.digits_model,
+            out_dir=tmp_path / "models",
+            variants=(Variant.FP32, Variant.INT8),
+            calibration=str(examples.digit_images),
+            evaluation=str(examples.digit_images),
+            preprocessing=spec,
+            results_root=tmp_path / "results",
+        )
+    )
     assert result.entry["preprocessing"]["std"] == [255.0]
     assert result.entry["evaluation"]["class_names"] == [str(i) for i in range(10)]
     assert result.entry["calibration"]["samples"] == 120
@@ -180,9 +196,15 @@ def test_image_folder_shares_its_preprocessing_between_calibration_and_eval(exam
 def test_eval_without_labels_is_judged_by_agreement(examples, tmp_path: Path) -> None:
     with np.load(examples.digits_eval) as data:
         np.savez(tmp_path / "unlabeled.npz", x=data["x"])
-    result = convert_model(ConvertRequest(
-        model_path=examples.digits_model, out_dir=tmp_path / "models", variants=(Variant.DYNAMIC,),
-        evaluation=str(tmp_path / "unlabeled.npz"), results_root=tmp_path / "results"))
+    result = convert_model(
+        ConvertRequest(
+            model_path=examples.digits_model,
+            out_dir=tmp_path / "models",
+            variants=(Variant.DYNAMIC,),
+            evaluation=str(tmp_path / "unlabeled.npz"),
+            results_root=tmp_path / "results",
+        )
+    )
     [dynamic] = result.variants
     assert dynamic.accuracy.accuracy is None and dynamic.accuracy.labelled is False
     assert dynamic.accuracy.accuracy_drop == pytest.approx(1.0 - dynamic.accuracy.agreement)
@@ -191,10 +213,24 @@ def test_eval_without_labels_is_judged_by_agreement(examples, tmp_path: Path) ->
 
 
 def test_cli_random_calibration_is_loud_and_untrained_weights_report_no_accuracy(examples, tmp_path: Path) -> None:
-    result = CliRunner().invoke(convert_command, [
-        str(examples.digits_model), "--variants", "fp32,int8", "--calibration", "random",
-        "--eval", str(examples.digits_eval), "--untrained", "--out", str(tmp_path / "models"),
-        "--results", str(tmp_path / "results"), "--json"])
+    result = CliRunner().invoke(
+        convert_command,
+        [
+            str(examples.digits_model),
+            "--variants",
+            "fp32,int8",
+            "--calibration",
+            "random",
+            "--eval",
+            str(examples.digits_eval),
+            "--untrained",
+            "--out",
+            str(tmp_path / "models"),
+            "--results",
+            str(tmp_path / "results"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output + result.stderr
     entry = json.loads(result.stdout)
     assert entry["accuracy_note"] == UNTRAINED_NOTE
@@ -236,9 +272,20 @@ def test_cli_records_a_variant_that_fails_to_convert_and_writes_the_others(tmp_p
     out_dir = tmp_path / "models"
     out_dir.mkdir()
     (out_dir / "embedding_int8.tflite").write_bytes(b"left over from an older conversion")
-    result = CliRunner().invoke(convert_command, [
-        str(model), "--variants", "fp32,int8", "--calibration", str(tmp_path / "ids.npz"),
-        "--out", str(out_dir), "--results", str(tmp_path / "results")])
+    result = CliRunner().invoke(
+        convert_command,
+        [
+            str(model),
+            "--variants",
+            "fp32,int8",
+            "--calibration",
+            str(tmp_path / "ids.npz"),
+            "--out",
+            str(out_dir),
+            "--results",
+            str(tmp_path / "results"),
+        ],
+    )
     assert result.exit_code == 1, result.output + result.stderr
     assert "1 variant(s) failed (int8)" in result.stderr
     entry = read_manifest(out_dir)["models"]["embedding"]
@@ -262,9 +309,15 @@ def test_int8_that_keeps_float_ops_is_not_fully_int8(tmp_path: Path) -> None:
     outputs = keras.ops.sin(keras.layers.Dense(4)(inputs))  # SIN has no int8 kernel
     keras.Model(inputs, outputs).export(tmp_path / "sine", format="tf_saved_model", verbose=False)
     np.savez(tmp_path / "calibration.npz", x=np.random.default_rng(0).uniform(-1, 1, (100, 8)).astype(np.float32))
-    result = convert_model(ConvertRequest(
-        model_path=tmp_path / "sine", out_dir=tmp_path / "models", variants=(Variant.INT8,),
-        calibration=str(tmp_path / "calibration.npz"), results_root=tmp_path / "results"))
+    result = convert_model(
+        ConvertRequest(
+            model_path=tmp_path / "sine",
+            out_dir=tmp_path / "models",
+            variants=(Variant.INT8,),
+            calibration=str(tmp_path / "calibration.npz"),
+            results_root=tmp_path / "results",
+        )
+    )
     [int8] = result.variants
     assert int8.status is VariantStatus.OK
     assert [t.dtype for t in int8.inputs + int8.outputs] == ["int8", "int8"]
@@ -277,8 +330,14 @@ def test_op_the_runtime_lacks_fails_with_the_converters_own_words(tmp_path: Path
     keras = _keras()
     inputs = keras.Input((8,), name="x")
     keras.Model(inputs, keras.ops.erf(inputs)).export(tmp_path / "erf", format="tf_saved_model", verbose=False)
-    result = convert_model(ConvertRequest(model_path=tmp_path / "erf", out_dir=tmp_path / "models",
-                                          variants=(Variant.FP32, Variant.FP16), results_root=tmp_path / "results"))
+    result = convert_model(
+        ConvertRequest(
+            model_path=tmp_path / "erf",
+            out_dir=tmp_path / "models",
+            variants=(Variant.FP32, Variant.FP16),
+            results_root=tmp_path / "results",
+        )
+    )
     for variant in result.variants:
         assert variant.status is VariantStatus.FAILED
         assert variant.error.startswith("conversion failed: 'tf.Erf' op is neither a custom op nor a flex op")
@@ -293,8 +352,14 @@ def test_weightless_saved_model_from_tf_saved_model_save_is_a_failed_variant(tmp
     keras = _keras()
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), keras.layers.Dense(3)])
     tf.saved_model.save(model, str(tmp_path / "trap"))  # the Keras 3 mistake the issue warns about
-    result = convert_model(ConvertRequest(model_path=tmp_path / "trap", out_dir=tmp_path / "models",
-                                          variants=(Variant.FP32,), results_root=tmp_path / "results"))
+    result = convert_model(
+        ConvertRequest(
+            model_path=tmp_path / "trap",
+            out_dir=tmp_path / "models",
+            variants=(Variant.FP32,),
+            results_root=tmp_path / "results",
+        )
+    )
     [fp32] = result.variants
     assert fp32.status is VariantStatus.FAILED and fp32.error == WEIGHTLESS_ERROR
     assert not list((tmp_path / "models").glob("*.tflite"))
@@ -307,22 +372,41 @@ def test_source_model_that_outputs_nan_on_the_eval_data_is_a_clear_error(tmp_pat
     keras.Model(inputs, keras.ops.log(inputs)).export(tmp_path / "log", format="tf_saved_model", verbose=False)
     np.savez(tmp_path / "eval.npz", x=-np.ones((4, 8), np.float32))
     with pytest.raises(ModelError, match="itself outputs NaN"):
-        convert_model(ConvertRequest(model_path=tmp_path / "log", out_dir=tmp_path / "models",
-                                     variants=(Variant.FP32,), evaluation=str(tmp_path / "eval.npz"),
-                                     results_root=tmp_path / "results"))
+        convert_model(
+            ConvertRequest(
+                model_path=tmp_path / "log",
+                out_dir=tmp_path / "models",
+                variants=(Variant.FP32,),
+                evaluation=str(tmp_path / "eval.npz"),
+                results_root=tmp_path / "results",
+            )
+        )
 
 
-@pytest.mark.parametrize(("make", "error", "words"), [
-    (lambda d: d / "missing.keras", InputFileError, "no such model"),
-    pytest.param(lambda d: _write(d / "notes.keras", b"not a zip"), ModelError, "not a loadable Keras model",
-                 marks=pytest.mark.slow),  # Keras itself reads it: imports TensorFlow
-    (lambda d: _write(d / "model.onnx", b"\x08\x01"), ModelError, "not a model"),
-    (lambda d: (d / "empty").mkdir() or d / "empty", ModelError, "not a SavedModel"),
-])
+@pytest.mark.parametrize(
+    ("make", "error", "words"),
+    [
+        (lambda d: d / "missing.keras", InputFileError, "no such model"),
+        pytest.param(
+            lambda d: _write(d / "notes.keras", b"not a zip"),
+            ModelError,
+            "not a loadable Keras model",
+            marks=pytest.mark.slow,
+        ),  # Keras itself reads it: imports TensorFlow
+        (lambda d: _write(d / "model.onnx", b"\x08\x01"), ModelError, "not a model"),
+        (lambda d: (d / "empty").mkdir() or d / "empty", ModelError, "not a SavedModel"),
+    ],
+)
 def test_bad_model_paths_are_clear_errors(tmp_path: Path, make, error, words) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(error, match=words) as caught:
-        convert_model(ConvertRequest(model_path=make(tmp_path), out_dir=tmp_path / "out", variants=(Variant.FP32,),
-                                     results_root=tmp_path / "results"))
+        convert_model(
+            ConvertRequest(
+                model_path=make(tmp_path),
+                out_dir=tmp_path / "out",
+                variants=(Variant.FP32,),
+                results_root=tmp_path / "results",
+            )
+        )
     assert caught.value.fix
     if error is ModelError and "Keras" in words:
         # The one-line message keeps its cause: chained, and the whole traceback in the convert log.
@@ -338,27 +422,37 @@ def _write(path: Path, content: bytes) -> Path:
 def test_calibration_of_the_wrong_shape_fails_before_converting(examples, tmp_path: Path) -> None:
     np.savez(tmp_path / "flat.npz", x=np.zeros((120, 64), np.float32))
     with pytest.raises(InputFileError, match=r"takes \(N, 8, 8, 1\)") as caught:
-        convert_model(ConvertRequest(model_path=examples.digits_model, out_dir=tmp_path / "out",
-                                     calibration=str(tmp_path / "flat.npz"), results_root=tmp_path / "results"))
+        convert_model(
+            ConvertRequest(
+                model_path=examples.digits_model,
+                out_dir=tmp_path / "out",
+                calibration=str(tmp_path / "flat.npz"),
+                results_root=tmp_path / "results",
+            )
+        )
     assert "reshape x" in caught.value.fix
     assert not list((tmp_path / "out").glob("*.tflite"))
 
 
 def test_int8_without_calibration_data_is_a_usage_error(examples, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="needs calibration data") as caught:
-        convert_model(ConvertRequest(model_path=examples.digits_model, out_dir=tmp_path,
-                                     results_root=tmp_path / "results"))
+        convert_model(
+            ConvertRequest(model_path=examples.digits_model, out_dir=tmp_path, results_root=tmp_path / "results")
+        )
     assert "--calibration random" in caught.value.fix
 
 
-@pytest.mark.parametrize(("arrays", "words"), [
-    ({"x": np.zeros((5, 8, 8, 1), np.uint8)}, "is floating point"),
-    ({"x": np.zeros((5, 8, 8), np.float32)}, r"has shape \(5, 8, 8\)"),
-    ({"x": np.full((5, 8, 8, 1), np.nan, np.float32)}, "NaN"),
-    ({"images": np.zeros((5, 8, 8, 1), np.float32)}, "has no array 'x'"),
-    ({"x": np.zeros((5, 8, 8, 1), np.float32), "y": np.zeros(4, np.int64)}, "one class id per sample"),
-    ({"x": np.zeros((5, 8, 8, 1), np.float32), "y": np.zeros(5, np.float32)}, "not integer class ids"),
-])
+@pytest.mark.parametrize(
+    ("arrays", "words"),
+    [
+        ({"x": np.zeros((5, 8, 8, 1), np.uint8)}, "is floating point"),
+        ({"x": np.zeros((5, 8, 8), np.float32)}, r"has shape \(5, 8, 8\)"),
+        ({"x": np.full((5, 8, 8, 1), np.nan, np.float32)}, "NaN"),
+        ({"images": np.zeros((5, 8, 8, 1), np.float32)}, "has no array 'x'"),
+        ({"x": np.zeros((5, 8, 8, 1), np.float32), "y": np.zeros(4, np.int64)}, "one class id per sample"),
+        ({"x": np.zeros((5, 8, 8, 1), np.float32), "y": np.zeros(5, np.float32)}, "not integer class ids"),
+    ],
+)
 def test_npz_data_that_does_not_fit_the_model_is_refused(tmp_path: Path, arrays, words) -> None:  # type: ignore[no-untyped-def]
     np.savez(tmp_path / "data.npz", **arrays)
     with pytest.raises(InputFileError, match=words):
@@ -404,8 +498,17 @@ def test_a_variant_identical_to_the_reference_is_accepted(rows: list[list[float]
 
 
 def test_gate_names_every_threshold_crossed() -> None:
-    figures = Accuracy(samples=10, labelled=True, accuracy=0.8, reference_accuracy=0.9, accuracy_drop=0.1,
-                       agreement=0.85, mse=2e-5, max_abs_error=0.1, cosine=0.99)
+    figures = Accuracy(
+        samples=10,
+        labelled=True,
+        accuracy=0.8,
+        reference_accuracy=0.9,
+        accuracy_drop=0.1,
+        agreement=0.85,
+        mse=2e-5,
+        max_abs_error=0.1,
+        cosine=0.99,
+    )
     accepted, reason = gate(figures, Thresholds(max_accuracy_drop=0.01, max_mse=1e-5))
     assert not accepted and reason == "top-1 accuracy drop 0.1000 > 0.01; output MSE 2e-05 > 1e-05"
     assert gate(figures, Thresholds(max_accuracy_drop=None, max_mse=None)) == (True, None)

@@ -118,7 +118,7 @@ def test_dataset_reads_the_store_rows_runs_and_accuracy(lab_root: Path) -> None:
     assert first.ended_at == lab.RUNS[lab.RUN_A] + timedelta(minutes=30)
     assert (first.devices, first.cases, first.ok, first.failed) == (4, 96, 264, 24)
     assert first.argv[:2] == ("harness", "run")
-    assert dict(zip(dataset.accuracy["variant"], dataset.accuracy["accuracy_drop"])) == lab.ACCURACY_DROP
+    assert dict(zip(dataset.accuracy["variant"], dataset.accuracy["accuracy_drop"], strict=False)) == lab.ACCURACY_DROP
     # The same rows as the store's own reader, column for column.
     stored = ResultsStore(lab_root).read()
     mine = dataset.sql("SELECT * FROM rows ORDER BY started_at, serial, case_id, repetition")
@@ -183,20 +183,29 @@ def test_overview_counts_tiers_statuses_and_failures(lab_root: Path, monkeypatch
 
     charts = figures(app)
     status = charts["status_by_tier"]
-    by_status = {trace.name: dict(zip(trace.x, trace.y)) for trace in status.data}
+    by_status = {trace.name: dict(zip(trace.x, trace.y, strict=False)) for trace in status.data}
     assert list(status.layout.xaxis.categoryarray) == ["high", "mid", "low"]  # tiers.toml order
     assert by_status["ok"] == {"high": 144, "mid": 240, "low": 141}
     assert by_status["delegate_failed"] == {"mid": 48}
     assert by_status["failed"] == {"low": 3}
     devices = charts["devices_per_tier"].data[0]
-    assert dict(zip(devices.x, devices.y)) == {"high": 1, "mid": 2, "low": 1}
+    assert dict(zip(devices.x, devices.y, strict=False)) == {"high": 1, "mid": 2, "low": 1}
 
     failures = table(app, "failures")
     crash = failures.iloc[0]  # a crash sorts before the delegates that are simply absent
     assert (crash["run_id"], crash["serial"], crash["variant"], crash["delegate"], crash["num_threads"]) == (
-        lab.RUN_B, "lab-low", "fp32", "cpu", 2)
+        lab.RUN_B,
+        "lab-low",
+        "fp32",
+        "cpu",
+        2,
+    )
     assert (crash["status"], crash["error_type"], crash["error_message"], crash["repetitions"]) == (
-        "failed", "crash", lab.CRASH_MESSAGE, 3)
+        "failed",
+        "crash",
+        lab.CRASH_MESSAGE,
+        3,
+    )
     assert crash["raw_log_path"].startswith(f"runs/{lab.RUN_B}/raw/lab-low-")
     gpu = failures[failures["status"] == "delegate_failed"]
     assert len(gpu) == 2 * 4 * 2  # runs x variants x threads, repetitions folded
@@ -204,7 +213,9 @@ def test_overview_counts_tiers_statuses_and_failures(lab_root: Path, monkeypatch
     assert set(gpu["error_message"]) == {lab.GPU_FAILED_MESSAGE}
 
     device_table, runs_table = table(app, "devices"), table(app, "runs")
-    assert dict(zip(device_table["serial"], device_table["tier"])) == {p.serial: p.tier for p in lab.PHONES}
+    assert dict(zip(device_table["serial"], device_table["tier"], strict=False)) == {
+        p.serial: p.tier for p in lab.PHONES
+    }
     assert list(runs_table["run_id"]) == [lab.RUN_A, lab.RUN_B]
     assert list(runs_table["failed"]) == [24, 27]
     assert not app.warning  # nothing skipped
@@ -241,18 +252,25 @@ def test_a_new_run_appears_on_the_next_rerun(tmp_path: Path, monkeypatch: pytest
 
 @pytest.mark.slow  # a Streamlit AppTest run
 def test_device_page_shows_latency_temperatures_and_measured_power(
-        lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = open_app(lab_root, monkeypatch, DEVICE)
     assert app.selectbox(key="device").value == "lab-high"
-    assert metrics(app) == {"Tier": "high", "Android SDK": "34", "RAM": "12.0 GiB", "Rows ok": "144 of 144",
-                            "Run-to-run variation (CV)": "0.5%", "Max / min of repetitions": "x1.01",
-                            "p95 / p50 within a run": "x1.20"}  # the noise floor: +-1% noise, p95 = 1.2 x p50
+    assert metrics(app) == {
+        "Tier": "high",
+        "Android SDK": "34",
+        "RAM": "12.0 GiB",
+        "Rows ok": "144 of 144",
+        "Run-to-run variation (CV)": "0.5%",
+        "Max / min of repetitions": "x1.01",
+        "p95 / p50 within a run": "x1.20",
+    }  # the noise floor: +-1% noise, p95 = 1.2 x p50
     charts = figures(app)
 
     latency = charts["latency"]
     points = {}  # configuration -> its repetitions' p50 in ms
     for trace in latency.data:
-        for configuration, value in zip(trace.x, trace.y):
+        for configuration, value in zip(trace.x, trace.y, strict=False):
             points.setdefault(configuration, []).append(value)
     assert len(points) == 4 * 3 * 2
     assert all(len(values) == 2 * lab.REPETITIONS for values in points.values())  # both runs
@@ -303,7 +321,8 @@ def virtual_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow  # a Streamlit AppTest run
 def test_a_virtual_device_says_so_and_its_modelled_sensors_throttle_nothing(
-        virtual_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    virtual_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for page in (OVERVIEW, RANKINGS, DEVICE, POLICY):
         app = open_app(virtual_root, monkeypatch, page)
         assert not app.exception
@@ -315,8 +334,10 @@ def test_a_virtual_device_says_so_and_its_modelled_sensors_throttle_nothing(
     assert "modelled temperatures, not measured" in texts(app.info)
     assert "ran throttled" not in texts(app.warning)
     charts = figures(app)
-    assert {trace.name for trace in charts["temperatures"].data} == {"before the case (modelled)",
-                                                                      "after the case (modelled)"}
+    assert {trace.name for trace in charts["temperatures"].data} == {
+        "before the case (modelled)",
+        "after the case (modelled)",
+    }
     assert "modelled, not measured" in texts(app.warning)
     assert {trace.name for trace in charts["energy"].data} == {"modelled, not measured"}
 
@@ -374,7 +395,8 @@ def _shapes(figure: go.Figure) -> dict[str, list[float]]:
 
 @pytest.mark.slow  # a Streamlit AppTest run
 def test_sustained_page_shows_the_throttle_of_a_physical_phone(
-        sustained_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sustained_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = open_app(sustained_root, monkeypatch, SUSTAINED)
     app.selectbox(key="sustained_device").set_value(lab.SUSTAINED_PHONE.serial).run()
     options = app.selectbox(key="sustained_case").options
@@ -384,8 +406,13 @@ def test_sustained_page_shows_the_throttle_of_a_physical_phone(
     shown = metrics(app)
     throttle_at = lab.THROTTLE_WINDOW * lab.WINDOW_S
     # The one slow window before it (SPIKE_WINDOW) is noise: the throttle is where the slow-down lasts.
-    assert shown == {"Burst p50": "50.00 ms", "Sustained p50": "70.00 ms", "Sustained / burst": "x1.40",
-                     "First lasting slow-down": f"window {lab.THROTTLE_WINDOW}", "Deadline misses": "30%–62%"}
+    assert shown == {
+        "Burst p50": "50.00 ms",
+        "Sustained p50": "70.00 ms",
+        "Sustained / burst": "x1.40",
+        "First lasting slow-down": f"window {lab.THROTTLE_WINDOW}",
+        "Deadline misses": "30%–62%",
+    }
     assert "first throttle: window 4 at 240 s" in texts(app.caption)  # harness.sustained.describe's line
     assert "First lasting slow-down: window 4 at 240 s, p50 +40% over the first window" in texts(app.caption)
     # The sidebar's selection holds the virtual phone too (the session's banner); this case's own figures are measured.
@@ -419,13 +446,18 @@ def test_sustained_page_shows_the_throttle_of_a_physical_phone(
 
 @pytest.mark.slow  # a Streamlit AppTest run
 def test_sustained_page_labels_a_virtual_phones_modelled_figures(
-        sustained_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sustained_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = open_app(sustained_root, monkeypatch, SUSTAINED)
     app.selectbox(key="sustained_device").set_value(lab.SUSTAINED_VIRTUAL.serial).run()
     assert not app.exception, [e.message for e in app.exception]
     shown = metrics(app)
-    assert shown == {"Burst p50": "900 µs", "Sustained p50": "900 µs", "Sustained / burst": "x1.00",
-                     "First lasting slow-down": "none"}  # no --fps: no deadline figure
+    assert shown == {
+        "Burst p50": "900 µs",
+        "Sustained p50": "900 µs",
+        "Sustained / burst": "x1.00",
+        "First lasting slow-down": "none",
+    }  # no --fps: no deadline figure
     assert "virtual phone" in texts(app.info) and "never throttles" in texts(app.info)
     warning = texts(app.warning)
     assert "Modelled, not measured" in warning and "temperatures, CPU clocks, power" in warning
@@ -444,7 +476,8 @@ def test_sustained_page_labels_a_virtual_phones_modelled_figures(
 
 @pytest.mark.slow  # a Streamlit AppTest run
 def test_sustained_page_without_sustained_rows_says_how_to_get_them(
-        lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = open_app(lab_root, monkeypatch, SUSTAINED)
     assert "harness run --sustained 10m --fps 15" in texts(app.info)
     assert not app.get("plotly_chart") and not app.metric
@@ -458,7 +491,7 @@ def test_rankings_show_each_tiers_winner_and_ties(lab_root: Path, monkeypatch: p
     app = open_app(lab_root, monkeypatch, RANKINGS)
     best = table(app, "best_per_tier")
     assert list(best["tier"]) == list(lab.TIERS)  # tiers.toml order
-    winners = dict(zip(best["tier"], best["best"]))
+    winners = dict(zip(best["tier"], best["best"], strict=False))
     # In high the GPU ignores the thread count: fp16/gpu at 1 and 2 threads are shown within 5% of each other
     # (6 repetitions, 1% noise), a tie the fewer threads win; fp32/gpu is 5% slower (shown), not tied.
     assert winners == {"high": "fp16/gpu/x1", "mid": "int8/xnnpack/x2", "low": "int8/xnnpack/x2"}
@@ -473,7 +506,7 @@ def test_rankings_show_each_tiers_winner_and_ties(lab_root: Path, monkeypatch: p
     assert ranked["versus_best"].iloc[2].endswith("slower than the best (shown)")
     charts = figures(app)
     bars = [trace for trace in charts["ranking_bars"].data if trace.type == "bar"]
-    labels = {x: text for trace in bars for x, text in zip(trace.x, trace.text)}
+    labels = {x: text for trace in bars for x, text in zip(trace.x, trace.text, strict=False)}
     assert labels["fp16/gpu/x1"] == "=1" and labels["int8/xnnpack/x2"] == "5"
     heat = {trace.name: trace for trace in charts["ranking_heatmap"].data}
     assert list(heat) == list(lab.VARIANTS)
@@ -546,23 +579,39 @@ def test_pareto_without_accuracy_uses_latency_and_size(tmp_path: Path, monkeypat
 def test_compare_runs_puts_the_regression_first(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, COMPARE)
     assert app.selectbox(key="run_a").value == lab.RUN_A and app.selectbox(key="run_b").value == lab.RUN_B
-    assert metrics(app) == {"Regression": "1", "Newly failing": "1", "Suspicious": "0", "Improvement": "0",
-                            "Fixed": "0", "Unchanged": "86"}
+    assert metrics(app) == {
+        "Regression": "1",
+        "Newly failing": "1",
+        "Suspicious": "0",
+        "Improvement": "0",
+        "Fixed": "0",
+        "Unchanged": "86",
+    }
     changes = table(app, "changes")
     first = changes.iloc[0]
     assert (first["verdict"], first["serial"], first["variant"], first["delegate"], first["num_threads"]) == (
-        "regression", lab.REGRESSION["serial"], lab.REGRESSION["variant"], lab.REGRESSION["delegate"],
-        lab.REGRESSION["num_threads"])
+        "regression",
+        lab.REGRESSION["serial"],
+        lab.REGRESSION["variant"],
+        lab.REGRESSION["delegate"],
+        lab.REGRESSION["num_threads"],
+    )
     assert first["change_pct"] == pytest.approx((lab.REGRESSION["factor"] - 1) * 100, abs=3)
     assert first["change_low"] > 0.05  # shown slower by more than the 5% threshold: the whole interval is past it
     second = changes.iloc[1]
-    assert (second["verdict"], second["serial"], second["failures_new"]) == ("newly failing", "lab-low",
-                                                                             "failed (crash)")
+    assert (second["verdict"], second["serial"], second["failures_new"]) == (
+        "newly failing",
+        "lab-low",
+        "failed (crash)",
+    )
     assert set(changes["verdict"].iloc[2:]) == {"unchanged", "failing in both"}
     worse = texts(app.markdown)
     assert "Got worse in run B** (2), so `harness compare` fails" in worse
-    assert re.search(r"\*\*mid\*\* · Galaxy A54 \(`lab-mid-1`\) · `fp32/cpu/x1`: \+(2[5-9]|3[0-5])\.\d% p50 "
-                     r"\([0-9.]+ ms -> [0-9.]+ ms\), interval \+[0-9.]+%\.\.\+[0-9.]+%", worse)  # +30%, give or take
+    assert re.search(
+        r"\*\*mid\*\* · Galaxy A54 \(`lab-mid-1`\) · `fp32/cpu/x1`: \+(2[5-9]|3[0-5])\.\d% p50 "
+        r"\([0-9.]+ ms -> [0-9.]+ ms\), interval \+[0-9.]+%\.\.\+[0-9.]+%",
+        worse,
+    )  # +30%, give or take
     assert "**low** · Moto E (`lab-low`) · `fp32/cpu/x2`: now fails: failed (crash)" in worse
     regression = [t for t in figures(app)["run_changes"].data if t.name == "regression"]
     assert len(regression) == 1 and len(regression[0].x) == 1
@@ -590,27 +639,33 @@ def test_policy_page_is_what_harness_policy_derive_writes(lab_root: Path, monkey
     app = open_app(lab_root, monkeypatch, POLICY)
     shown = table(app, "policy_tiers")
     document = derive(DeriveRequest(results_root=lab_root, model_name=lab.MODEL)).document
-    expected = {(e["name"], e["rule"]): f"{e['choice']['variant']}/{e['choice']['delegate']}/x{e['choice']['num_threads']}"
-                for e in document["tiers"]}
-    assert dict(zip(zip(shown["tier"], shown["rule"]), shown["choice"])) == expected
-    choices = dict(zip(shown["tier"], shown["choice"]))
+    expected = {
+        (e["name"], e["rule"]): f"{e['choice']['variant']}/{e['choice']['delegate']}/x{e['choice']['num_threads']}"
+        for e in document["tiers"]
+    }
+    assert dict(zip(zip(shown["tier"], shown["rule"], strict=False), shown["choice"], strict=False)) == expected
+    choices = dict(zip(shown["tier"], shown["choice"], strict=False))
     assert choices == {"high": "fp16/gpu/x1", "mid": "int8/xnnpack/x2", "low": "int8/xnnpack/x2"}
     assert "harness policy derive --results" in texts(app.code) and f"--model {lab.MODEL}" in texts(app.code)
     assert app.download_button[0].label == "Download policy JSON"
 
-    assert metrics(app) == {"Best or within 5% of it": "100%", "Failed choices": "0",
-                            "Goal (≥ 95 %, no failed choice)": "met"}
+    assert metrics(app) == {
+        "Best or within 5% of it": "100%",
+        "Failed choices": "0",
+        "Goal (≥ 95 %, no failed choice)": "met",
+    }
     coverage = table(app, "coverage")
     assert set(coverage["serial"]) == {phone.serial for phone in lab.PHONES}
     assert {x for trace in figures(app)["coverage"].data for x in trace.x} == {
-        f"{p.model} ({p.serial})" for p in lab.PHONES}
+        f"{p.model} ({p.serial})" for p in lab.PHONES
+    }
 
 
 @pytest.mark.slow  # a Streamlit AppTest run
 def test_policy_constraints_change_the_choice(lab_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_app(lab_root, monkeypatch, POLICY)
     app.number_input(key="max_accuracy_drop").set_value(0.01).run()
-    choices = dict(zip(table(app, "policy_tiers")["tier"], table(app, "policy_tiers")["choice"]))
+    choices = dict(zip(table(app, "policy_tiers")["tier"], table(app, "policy_tiers")["choice"], strict=False))
     assert choices["mid"] == "dynamic/xnnpack/x2" and choices["low"] == "dynamic/xnnpack/x2"  # int8 drops 0.025
     assert "--max-accuracy-drop 0.01" in texts(app.code)
 
@@ -722,12 +777,12 @@ def test_cli_refuses_a_port_in_use(tmp_path: Path) -> None:
 def test_cli_serves_the_app_on_loopback_only(tmp_path: Path) -> None:
     command = streamlit_command(tmp_path, 8600)
     assert command[1:4] == ["-m", "streamlit", "run"] and Path(command[4]) == APP
-    options = dict(zip(command[5:command.index("--"):2], command[6:command.index("--"):2]))
+    options = dict(zip(command[5 : command.index("--") : 2], command[6 : command.index("--") : 2], strict=False))
     assert options["--server.address"] == "127.0.0.1"
     assert options["--server.port"] == "8600"
     assert options["--server.headless"] == "true"
     assert options["--browser.gatherUsageStats"] == "false"
-    assert command[command.index("--"):] == ["--", "--results", str(tmp_path)]
+    assert command[command.index("--") :] == ["--", "--results", str(tmp_path)]
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,14 @@ from tiers import slow_fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
 ]
 SHOTS = Path("/tmp/dashboard-shots")
 START_TIMEOUT_S = 60
@@ -44,8 +50,11 @@ class Dashboard:
         self._log = open(log_path, "wb")  # noqa: SIM115  (closed in stop())
         self.process = subprocess.Popen(
             [sys.executable, "-m", "harness.cli", "dashboard", "--results", str(results), "--port", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=log_path.parent, start_new_session=True,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=log_path.parent,
+            start_new_session=True,
         )
 
     def wait_until_up(self) -> None:
@@ -120,8 +129,11 @@ def test_every_page_renders_in_chromium(dashboard: Dashboard, tmp_path: Path) ->
     with sync_playwright() as playwright:
         # A persistent context is how Playwright takes a fresh --user-data-dir of our choosing.
         browser = playwright.chromium.launch_persistent_context(
-            user_data_dir=str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 2400},
+            user_data_dir=str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 2400},
         )
         try:
             page = browser.new_page()
@@ -179,7 +191,10 @@ def test_every_page_renders_in_chromium(dashboard: Dashboard, tmp_path: Path) ->
     assert validate(document) == ()
     assert document["model"]["name"] == lab.MODEL
     assert {e["name"]: e["choice"]["variant"] + "/" + e["choice"]["delegate"] for e in document["tiers"]} == {
-        "high": "fp16/gpu", "mid": "int8/xnnpack", "low": "int8/xnnpack"}
+        "high": "fp16/gpu",
+        "mid": "int8/xnnpack",
+        "low": "int8/xnnpack",
+    }
 
     SHOTS.mkdir(exist_ok=True)
     for shot in shots.iterdir():

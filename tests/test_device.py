@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from farm_fixtures import farm  # noqa: F401 - module-scoped fixture
 
-from harness.phone.device import DeviceLost, Phone, remote_path_for
 from harness.digest import file_sha256
 from harness.errors import DeviceError
+from harness.phone.device import DeviceLost, Phone, remote_path_for
 from harness.phone.profiles import AdbServer, load_tiers
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault

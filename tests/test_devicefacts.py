@@ -6,8 +6,9 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from fixture_paths import DEVICE_DUMPS
@@ -210,12 +211,11 @@ def assert_matches(observed: Any, want: Any, where: str) -> None:
                 assert_matches(observed[key], value, f"{where}.{key}")
     elif isinstance(want, list):
         assert isinstance(observed, list) and len(observed) == len(want), where
-        for index, (got, item) in enumerate(zip(observed, want)):
+        for index, (got, item) in enumerate(zip(observed, want, strict=False)):
             assert_matches(got, item, f"{where}[{index}]")
     else:
         assert type(observed) is type(want) or (
-            isinstance(want, (int, float)) and isinstance(observed, (int, float))
-            and not isinstance(observed, bool)
+            isinstance(want, (int, float)) and isinstance(observed, (int, float)) and not isinstance(observed, bool)
         ), f"{where}: {observed!r} vs {want!r}"
         assert observed == want, f"{where}: {observed!r} != {want!r}"
 
@@ -272,9 +272,7 @@ def test_one_device_from_its_getprop_meminfo_and_cpuinfo_dumps() -> None:
     def tf201(kind: str) -> str:
         return verbatim(next(FIXTURES.glob(f"{kind}_*asus_tf201*.txt")))
 
-    cpufreq = "".join(
-        f"/sys/devices/system/cpu/cpu{i}/cpufreq/cpuinfo_max_freq 1300000\n" for i in range(4)
-    )
+    cpufreq = "".join(f"/sys/devices/system/cpu/cpu{i}/cpufreq/cpuinfo_max_freq 1300000\n" for i in range(4))
     info = device_info_from("tf201", tf201("getprop"), tf201("meminfo"), tf201("cpuinfo"), cpufreq)
     assert info.serial == "tf201"
     assert info.ram_bytes == 1008528 * 1024
@@ -448,7 +446,12 @@ CPUFREQ_OUTPUT = (
 
 def test_parse_cpufreq_max() -> None:
     assert parse_cpufreq_max(CPUFREQ_OUTPUT) == {
-        0: 1785600, 1: 1785600, 10: 3187200, 4: 2419200, 7: 3187200, 8: 31872,
+        0: 1785600,
+        1: 1785600,
+        10: 3187200,
+        4: 2419200,
+        7: 3187200,
+        8: 31872,
     }
     assert parse_cpufreq_max("") == {}
 
@@ -461,8 +464,7 @@ def test_big_cores() -> None:
 
 def test_cores_join_cpuinfo_and_cpufreq() -> None:
     freqs = "".join(
-        f"/sys/devices/system/cpu/cpu{i}/cpufreq/cpuinfo_max_freq {1800000 if i < 6 else 2600000}\n"
-        for i in range(8)
+        f"/sys/devices/system/cpu/cpu{i}/cpufreq/cpuinfo_max_freq {1800000 if i < 6 else 2600000}\n" for i in range(8)
     )
     info = device_info_from("s", "", "", ARM64_BIG_LITTLE, freqs)
     assert info.cores[0] == CoreInfo(0, 1800000, "0xd05")
@@ -541,12 +543,15 @@ def test_adb_devices_every_state_and_shape() -> None:
     assert lines[0].model == "sdk_gphone64_x86_64" and lines[0].usb is None
     assert lines[1].transport_id == 2 and lines[1].model is None
     assert lines[3].state_detail == (
-        "(missing udev rules? user is in the plugdev group); "
-        "see [http://developer.android.com/tools/device.html]"
+        "(missing udev rules? user is in the plugdev group); see [http://developer.android.com/tools/device.html]"
     )
     assert lines[3].usb == "1-2" and lines[3].transport_id == 4
     assert (lines[4].product, lines[4].model, lines[4].device, lines[4].usb, lines[4].transport_id) == (
-        "volantis", "Nexus_9", "flounder", "2-1", 5,
+        "volantis",
+        "Nexus_9",
+        "flounder",
+        "2-1",
+        5,
     )
     assert lines[5].transport_id is None  # adb before 2018 printed none
     assert lines[6].state_detail == "see [http://developer.android.com/tools/device.html]"
@@ -593,7 +598,10 @@ def test_batched_command_runs_in_a_posix_shell() -> None:
     host cpufreq may be absent: both give empty sections, never stray text."""
     result = subprocess.run(
         [shutil.which("dash") or "sh", "-c", BATCHED_FACTS_COMMAND],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     sections = split_batched_facts(result.stdout)
     assert set(sections) == {"getprop", "meminfo", "cpuinfo", "cpufreq"}
@@ -645,5 +653,5 @@ def test_shuffled_and_mutated_dump_lines_never_raise(
     for index, cut, insert in edits:
         if mutated:
             line = mutated[index % len(mutated)]
-            mutated[index % len(mutated)] = line[:cut] + insert + line[cut + len(insert):]
+            mutated[index % len(mutated)] = line[:cut] + insert + line[cut + len(insert) :]
     everything(joiner.join(mutated))

@@ -58,9 +58,11 @@ def test_each_dialect_asks_for_what_it_can_and_says_why_not_for_the_rest() -> No
     assert "--compiler_plugin_library_path=/data/local/tmp/harness/npu-1" in npu.flags
     assert npu.performance_mode == NPU_PERFORMANCE_MODE and npu.cannot is None
     assert not any(flag.startswith("--dispatch") for flag in delegate_args(BenchmarkDialect.LITERT, "npu").flags)
-    for dialect, delegate, words in ((BenchmarkDialect.CLASSIC, "npu", "--dialect litert"),
-                                     (BenchmarkDialect.LITERT, "cpu", "XNNPACK only"),
-                                     (BenchmarkDialect.LITERT, "nnapi", "no NNAPI path")):
+    for dialect, delegate, words in (
+        (BenchmarkDialect.CLASSIC, "npu", "--dialect litert"),
+        (BenchmarkDialect.LITERT, "cpu", "XNNPACK only"),
+        (BenchmarkDialect.LITERT, "nnapi", "no NNAPI path"),
+    ):
         args = delegate_args(dialect, delegate)
         assert args.flags == () and words in (args.cannot or "")
     # Every delegate the sweep can ask for has an answer in both dialects.

@@ -11,10 +11,10 @@ from tiers import slow_fixture
 
 from harness import sweep
 from harness.benchtool import RUNNER_NAMES, BenchmarkBinaries
-from harness.phone.discovery import discover, select
 from harness.locations import user_cache_dir
-from harness.policy import DeriveRequest, derive
+from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
+from harness.policy import DeriveRequest, derive
 from harness.ranking import ExclusionKind, rank_tiers, stats_of
 from harness.records import BenchmarkDialect
 from harness.runner_zipapp import build_runner
@@ -36,7 +36,8 @@ def farm(tmp_path_factory):
     folder = base / "profiles"
     folder.mkdir()
     twin = LOW.replace('name = "galaxy-a03"', 'name = "galaxy-a03-twin"').replace(
-        '"Virtual Galaxy A03"', f'"{TWIN_MODEL}"')
+        '"Virtual Galaxy A03"', f'"{TWIN_MODEL}"'
+    )
     assert TWIN_MODEL in twin
     (folder / "low.toml").write_text(LOW)
     (folder / "twin.toml").write_text(twin)
@@ -71,8 +72,9 @@ def test_one_model_on_a_classic_and_a_litert_phone_measures_alike(farm, tmp_path
     devices, (low, twin) = _devices(farm, "galaxy-a03", "galaxy-a03-twin")
     rule = _farm_file(tmp_path, f'[[dialects]]\ndialect = "litert"\nmodels = ["{TWIN_MODEL}"]\n')
     binaries = sweep.build_binaries({}, tmp_path / "bin", rule)
-    params = sweep.SweepParams(delegates=("xnnpack",), threads=(1,), repetitions=5,
-                               **{**QUICK, "num_runs": 20, "min_secs": 0.2})
+    params = sweep.SweepParams(
+        delegates=("xnnpack",), threads=(1,), repetitions=5, **{**QUICK, "num_runs": 20, "min_secs": 0.2}
+    )
     store, rows = _sweep(devices, sweep.collect_models([tiny_models["conv_ms"]]), params, binaries, tmp_path)
 
     assert set(rows["status"]) == {"ok"}, rows["error_message"].tolist()
@@ -96,10 +98,13 @@ def test_npu_and_delegates_a_program_cannot_ask_for_are_stored_honestly(farm, tm
     libraries.mkdir()
     for name in ("libLiteRtDispatch_GoogleTensor.so", "libLiteRtCompilerPlugin_GoogleTensor.so"):
         (libraries / name).write_bytes(name.encode() * 100)
-    farm_file = _farm_file(tmp_path, '[[dialects]]\ndialect = "litert"\nmodels = ["Virtual Pixel 8 Pro"]\n\n'
-                                     '[npu.google_tensor]\nsocs = ["Tensor G*"]\n'
-                                     'libraries = ["npu/libLiteRtDispatch_GoogleTensor.so", '
-                                     '"npu/libLiteRtCompilerPlugin_GoogleTensor.so"]\n')
+    farm_file = _farm_file(
+        tmp_path,
+        '[[dialects]]\ndialect = "litert"\nmodels = ["Virtual Pixel 8 Pro"]\n\n'
+        '[npu.google_tensor]\nsocs = ["Tensor G*"]\n'
+        'libraries = ["npu/libLiteRtDispatch_GoogleTensor.so", '
+        '"npu/libLiteRtCompilerPlugin_GoogleTensor.so"]\n',
+    )
     binaries = sweep.build_binaries({}, tmp_path / "bin", farm_file)
     params = sweep.SweepParams(delegates=("cpu", "xnnpack", "nnapi", "npu"), threads=(1,), repetitions=1, **QUICK)
     store, rows = _sweep(devices, sweep.collect_models([tiny_models["dense"]]), params, binaries, tmp_path)
@@ -121,10 +126,15 @@ def test_npu_and_delegates_a_program_cannot_ask_for_are_stored_honestly(farm, tm
 
     phone = Phone(devices[0].server, pixel)
     assert sorted(phone.check_output(f"ls {folder}").split()) == [
-        "libLiteRtCompilerPlugin_GoogleTensor.so", "libLiteRtDispatch_GoogleTensor.so"]
+        "libLiteRtCompilerPlugin_GoogleTensor.so",
+        "libLiteRtDispatch_GoogleTensor.so",
+    ]
 
-    for serial, delegate, words in ((pixel, "cpu", "XNNPACK only"), (pixel, "nnapi", "no NNAPI path"),
-                                    (low, "npu", "--dialect litert")):
+    for serial, delegate, words in (
+        (pixel, "cpu", "XNNPACK only"),
+        (pixel, "nnapi", "no NNAPI path"),
+        (low, "npu", "--dialect litert"),
+    ):
         skipped = row(serial, delegate)
         assert (skipped.status, skipped.error_type) == ("skipped", "unsupported_by_binary")
         assert words in skipped.error_message
@@ -141,8 +151,11 @@ def test_npu_and_delegates_a_program_cannot_ask_for_are_stored_honestly(farm, tm
     assert high["choice"]["delegate"] == "xnnpack" and chain[-1] == {**document["default"]}
     assert any("plain CPU was not measured on this tier" in note for note in high["evidence"]["notes"])
     assert document["default"]["delegate"] == "cpu"
-    assert set(document["source"]["bench_binaries"]) == {f"{name}@{sha}" for name, sha in zip(
-        rows["bench_binary_name"], rows["bench_binary_sha256"]) if isinstance(sha, str)}
+    assert set(document["source"]["bench_binaries"]) == {
+        f"{name}@{sha}"
+        for name, sha in zip(rows["bench_binary_name"], rows["bench_binary_sha256"], strict=False)
+        if isinstance(sha, str)
+    }
 
 
 def test_a_binary_is_asked_once_what_it_is_and_the_answer_is_kept(farm, tmp_path: Path, tiny_models) -> None:
@@ -154,37 +167,43 @@ def test_a_binary_is_asked_once_what_it_is_and_the_answer_is_kept(farm, tmp_path
     models = sweep.collect_models([tiny_models["dense"]])
     no_rules = _farm_file(tmp_path, "")
 
-    _, rows = _sweep(devices, models, params, sweep.build_binaries({"x86_64": (configured,)}, tmp_path, no_rules),
-                     tmp_path / "a")
+    _, rows = _sweep(
+        devices, models, params, sweep.build_binaries({"x86_64": (configured,)}, tmp_path, no_rules), tmp_path / "a"
+    )
     assert set(rows["status"]) == {"ok"} and set(rows["bench_dialect"]) == {"classic"}
     known = json.loads((user_cache_dir() / "dialects.json").read_text())["binaries"]
     assert known[rows["bench_binary_sha256"].iloc[0]] == "classic"
 
-    _, rows = _sweep(devices, models, params, sweep.build_binaries({"x86_64": (mystery,)}, tmp_path, no_rules),
-                     tmp_path / "b")
+    _, rows = _sweep(
+        devices, models, params, sweep.build_binaries({"x86_64": (mystery,)}, tmp_path, no_rules), tmp_path / "b"
+    )
     assert (rows["status"].iloc[0], rows["error_type"].iloc[0]) == ("failed", "unknown_binary")
     assert "mystery" in rows["error_message"].iloc[0] and rows["bench_binary_sha256"].isna().all()
 
     wants_litert = _farm_file(tmp_path, '[[dialects]]\ndialect = "litert"\nsocs = ["T606"]\n')
-    _, rows = _sweep(devices, models, params, sweep.build_binaries({"x86_64": (configured,)}, tmp_path, wants_litert),
-                     tmp_path / "c")
+    _, rows = _sweep(
+        devices, models, params, sweep.build_binaries({"x86_64": (configured,)}, tmp_path, wants_litert), tmp_path / "c"
+    )
     assert (rows["status"].iloc[0], rows["error_type"].iloc[0]) == ("skipped", "no_binary")
     assert "harness binaries fetch --abi x86_64 --dialect litert" in rows["error_message"].iloc[0]
 
 
 def test_outputs_wrong_on_a_classic_phone_keep_the_same_file_from_winning_unchecked(
-        farm, tmp_path: Path, digits_converted) -> None:
+    farm, tmp_path: Path, digits_converted
+) -> None:
     """Fast but wrong never wins, even where the outputs cannot be checked: the LiteRT tool saves none, so
     the same model file on the same delegate computing wrong outputs on another phone rules it out there."""
     devices, (pixel, low) = _devices(farm, "pixel-8-pro", "galaxy-a03")
     state_dir, _ = farm
-    fp32 = next(digits_converted.manifest_path.parent / v.file for v in digits_converted.variants
-                if v.variant.value == "fp32")
+    fp32 = next(
+        digits_converted.manifest_path.parent / v.file for v in digits_converted.variants if v.variant.value == "fp32"
+    )
     farm_lib.fault(low, Fault.CORRUPT_OUTPUTS, None, state_dir, command="xnnpack")
     try:
         params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1,), repetitions=1, **QUICK)
-        _, rows = _sweep(devices, sweep.collect_models([fp32]), params, sweep.build_binaries({}, tmp_path / "bin"),
-                         tmp_path)
+        _, rows = _sweep(
+            devices, sweep.collect_models([fp32]), params, sweep.build_binaries({}, tmp_path / "bin"), tmp_path
+        )
     finally:
         farm_lib.fault(low, Fault.THAW, None, state_dir)
     checked = rows.set_index(["serial", "delegate"])["numerics_status"]
@@ -194,4 +213,7 @@ def test_outputs_wrong_on_a_classic_phone_keep_the_same_file_from_winning_unchec
     assert high.tier == "high" and not high.candidates
     (excluded,) = [e for e in high.excluded if e.config.delegate == "xnnpack"]
     assert excluded.constraint is ExclusionKind.NUMERICS
-    assert "not checked on Virtual Pixel 8 Pro" in excluded.reason and "wrong outputs on Virtual Galaxy A03" in excluded.reason
+    assert (
+        "not checked on Virtual Pixel 8 Pro" in excluded.reason
+        and "wrong outputs on Virtual Galaxy A03" in excluded.reason
+    )

@@ -17,10 +17,10 @@ from farm_fixtures import SHIPPED_PROFILES, farm, free_port  # noqa: F401 - modu
 from fixture_paths import DEVICE_DUMPS
 
 from harness.commands.devices import devices
+from harness.errors import DeviceError, UsageError
 from harness.phone import discovery
 from harness.phone.discovery import DiscoveryResult, discover, select, state_problem
 from harness.phone.facts import AdbState, parse_adb_devices_l
-from harness.errors import DeviceError, UsageError
 from harness.phone.profiles import AdbServer, load_tiers
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
@@ -126,7 +126,9 @@ def test_two_adb_servers_form_one_farm(farm, tmp_path: Path) -> None:  # noqa: F
         result = discover([second, server_of(farm)], RULES)
         assert result.unreachable_servers == ()
         assert len(result.entries) == len(farm.state.devices) + 2
-        assert [(e.server.port, e.serial) for e in result.entries] == sorted((e.server.port, e.serial) for e in result.entries)
+        assert [(e.server.port, e.serial) for e in result.entries] == sorted(
+            (e.server.port, e.serial) for e in result.entries
+        )
         remote = next(entry for entry in result.entries if entry.serial == record.serial)
         assert remote.server == second and (remote.model, remote.tier) == ("Virtual Nothing Phone (1)", "mid")
         twins = [entry for entry in result.entries if entry.serial == shared]
@@ -149,7 +151,12 @@ def test_selectors(farm) -> None:  # noqa: F811
     assert [e.serial for e in select(entries, "model:Virtual Pixel*")] == [pixel]
     assert [e.serial for e in select(entries, "model:virtual pixel 8*")] == [pixel]
     mixed = select(entries, f"tier:low,model:virtual nothing*,{pixel},{pixel}")
-    assert sorted(e.model for e in mixed) == ["Virtual Galaxy A03", "Virtual Galaxy A03", "Virtual Nothing Phone (1)", "Virtual Pixel 8 Pro"]
+    assert sorted(e.model for e in mixed) == [
+        "Virtual Galaxy A03",
+        "Virtual Galaxy A03",
+        "Virtual Nothing Phone (1)",
+        "Virtual Pixel 8 Pro",
+    ]
     assert mixed == [e for e in entries if e in mixed]  # farm order, no duplicates
 
 
@@ -314,10 +321,36 @@ def test_cli_table(farm) -> None:  # noqa: F811
     result = CliRunner().invoke(devices, [], env={farm_lib.ENV_ADB_PORT: str(farm.adb_port)})
     assert result.exit_code == 0, result.output
     header, *rows = [line.split("\t") for line in result.stdout.splitlines()]
-    assert header == ["server", "serial", "state", "kind", "model", "soc", "abi", "sdk", "RAM GB", "tier", "lease", "problem"]
+    assert header == [
+        "server",
+        "serial",
+        "state",
+        "kind",
+        "model",
+        "soc",
+        "abi",
+        "sdk",
+        "RAM GB",
+        "tier",
+        "lease",
+        "problem",
+    ]
     assert len(rows) == len(farm.state.devices)
     pixel = next(row for row in rows if row[1] == serial(farm, "pixel-8-pro"))
-    assert pixel == [f"127.0.0.1:{farm.adb_port}", pixel[1], "device", "virtual", "Virtual Pixel 8 Pro", "Tensor G3", "x86_64", "34", "12.9", "high", "free", ""]
+    assert pixel == [
+        f"127.0.0.1:{farm.adb_port}",
+        pixel[1],
+        "device",
+        "virtual",
+        "Virtual Pixel 8 Pro",
+        "Tensor G3",
+        "x86_64",
+        "34",
+        "12.9",
+        "high",
+        "free",
+        "",
+    ]
 
 
 def test_cli_registered_on_main_and_no_server_exits_2() -> None:

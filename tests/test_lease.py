@@ -27,8 +27,21 @@ from harness.virtual_farm import farm as farm_lib
 
 SHIPPED = farm_lib.DEFAULT_PROFILES
 TTL_S = 4.0  # short, so expiry comes within the test (HARNESS_LEASE_TTL_S)
-RUN_ARGS = ["--delegates", "cpu,xnnpack", "--threads", "1,2", "--repetitions", "1", "--num-runs", "3",
-            "--min-secs", "0.3", "--thermal-threshold", "90", "--no-numerics"]
+RUN_ARGS = [
+    "--delegates",
+    "cpu,xnnpack",
+    "--threads",
+    "1,2",
+    "--repetitions",
+    "1",
+    "--num-runs",
+    "3",
+    "--min-secs",
+    "0.3",
+    "--thermal-threshold",
+    "90",
+    "--no-numerics",
+]
 CASES_PER_PHONE = 4
 
 
@@ -64,14 +77,25 @@ def _env(farm) -> dict[str, str]:
 
 
 def _harness(farm, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], env=_env(farm), capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        env=_env(farm),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
 
 
 def _start_run(farm, tmp_path: Path, name: str, *args: str) -> subprocess.Popen:
     log = (tmp_path / f"{name}.log").open("wb")
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *args], env=_env(farm),
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", *args],
+        env=_env(farm),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -91,16 +115,21 @@ def _wait_until(condition, what: str, timeout_s: float = 60.0, pause_s: float = 
 
 
 def _intervals(rows: pd.DataFrame) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    return [(start, start + pd.to_timedelta(duration, unit="s"))
-            for start, duration in zip(rows["started_at"], rows["duration_s"])]
+    return [
+        (start, start + pd.to_timedelta(duration, unit="s"))
+        for start, duration in zip(rows["started_at"], rows["duration_s"], strict=False)
+    ]
 
 
 def test_two_sweeps_that_wait_never_share_a_phone_and_both_finish(farm, tmp_path: Path, tiny_models) -> None:
     model = str(tiny_models["dense"])
-    runs = [_start_run(farm, tmp_path, name, "--models", model, *RUN_ARGS, "--results", str(tmp_path / name),
-                       "--wait-for-lease")
-            for name in ("first", "second")]
-    for process, name in zip(runs, ("first", "second")):
+    runs = [
+        _start_run(
+            farm, tmp_path, name, "--models", model, *RUN_ARGS, "--results", str(tmp_path / name), "--wait-for-lease"
+        )
+        for name in ("first", "second")
+    ]
+    for process, name in zip(runs, ("first", "second"), strict=False):
         assert process.wait(timeout=300) == 0, (tmp_path / f"{name}.log").read_text()
     rows = {}
     for name in ("first", "second"):
@@ -112,7 +141,9 @@ def test_two_sweeps_that_wait_never_share_a_phone_and_both_finish(farm, tmp_path
         assert len(frame) == 2 * CASES_PER_PHONE and not frame.duplicated(["case_id", "repetition"]).any()
         assert set(frame["status"]) == {"ok"}, frame["error_message"].tolist()
     # The two runs were alive at the same time (so they contended for the phones) ...
-    spans = {name: (frame["started_at"].min(), max(end for _, end in _intervals(frame))) for name, frame in rows.items()}
+    spans = {
+        name: (frame["started_at"].min(), max(end for _, end in _intervals(frame))) for name, frame in rows.items()
+    }
     assert spans["first"][0] < spans["second"][1] and spans["second"][0] < spans["first"][1]
     # ... yet on each phone one run's cases all ended before the other's began.
     for serial in (_serial(farm, "galaxy-a03"), _serial(farm, "nothing-phone-1")):
@@ -129,8 +160,9 @@ def test_a_leased_phone_is_skipped_then_resume_runs_its_cases(farm, tmp_path: Pa
     contested = _phone(farm, "galaxy-a03")
     holder = lease.acquire(contested, lease.Owner("other-host", 4242, "run-x"), ttl_s=TTL_S)
     try:
-        skipped = _harness(farm, "run", "--models", str(tiny_models["dense"]), *RUN_ARGS,
-                           "--results", str(tmp_path / "results"))
+        skipped = _harness(
+            farm, "run", "--models", str(tiny_models["dense"]), *RUN_ARGS, "--results", str(tmp_path / "results")
+        )
         assert skipped.returncode == 0, skipped.stderr
     finally:
         holder.release()
@@ -140,8 +172,11 @@ def test_a_leased_phone_is_skipped_then_resume_runs_its_cases(farm, tmp_path: Pa
     rows = store.read([run.run_id])
     lost = rows[rows["serial"] == contested.serial]
     assert len(lost) == CASES_PER_PHONE and set(lost["status"]) == {"skipped"} and set(lost["error_type"]) == {"leased"}
-    assert lost["error_message"].str.fullmatch(
-        r"leased by other-host pid 4242 \(run run-x\) until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC").all()
+    assert (
+        lost["error_message"]
+        .str.fullmatch(r"leased by other-host pid 4242 \(run run-x\) until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+        .all()
+    )
     assert set(rows[rows["serial"] != contested.serial]["status"]) == {"ok"}
     # Only leased rows: the phone counts as not measured, and its cases are gaps for --resume.
     stats = stats_of(rows)
@@ -167,18 +202,41 @@ def test_a_killed_holder_keeps_the_phone_until_its_lease_expires(farm, tmp_path:
     phone = _phone(farm, "nothing-phone-1")
     found = select(discover([_server(farm)], load_tiers()).entries, phone.serial)
     models = sweep.collect_models([tiny_models["dense"]])
-    params = sweep.SweepParams(delegates=("xnnpack",), threads=(1,), repetitions=1, num_runs=3, min_secs=0.1,
-                               thermal_threshold_c=90.0, check_numerics=False)
+    params = sweep.SweepParams(
+        delegates=("xnnpack",),
+        threads=(1,),
+        repetitions=1,
+        num_runs=3,
+        min_secs=0.1,
+        thermal_threshold_c=90.0,
+        check_numerics=False,
+    )
     store = ResultsStore(tmp_path / "next")
     binaries = sweep.build_binaries({}, tmp_path / "bin")
     policy = sweep.LeasePolicy(wait_s=0, ttl_s=TTL_S)
     # Long cases, so the holder is killed in the middle of its sweep; a longer TTL than the tests' own, so
     # the next sweep surely comes before its lease runs out.
-    holder = _start_run(farm, tmp_path, "holder", "--devices", phone.serial, "--models", str(tiny_models["dense"]),
-                        *RUN_ARGS, "--min-secs", "2", "--results", str(tmp_path / "holder"), "--lease-ttl", "12")
+    holder = _start_run(
+        farm,
+        tmp_path,
+        "holder",
+        "--devices",
+        phone.serial,
+        "--models",
+        str(tiny_models["dense"]),
+        *RUN_ARGS,
+        "--min-secs",
+        "2",
+        "--results",
+        str(tmp_path / "holder"),
+        "--lease-ttl",
+        "12",
+    )
     try:
-        _wait_until(lambda: (state := lease.read_state(phone)).info is not None and state.info.pid == holder.pid,
-                    "the harness run to take the lease")
+        _wait_until(
+            lambda: (state := lease.read_state(phone)).info is not None and state.info.pid == holder.pid,
+            "the harness run to take the lease",
+        )
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -204,8 +262,11 @@ def test_lease_release_refuses_a_live_lease_without_force_and_devices_shows_it(f
     assert devices.returncode == 0, devices.stderr
     shown = {entry["serial"]: entry["lease"] for entry in json.loads(devices.stdout)}
     assert shown[phone.serial]["status"] == "held"
-    assert (shown[phone.serial]["host"], shown[phone.serial]["pid"], shown[phone.serial]["run_id"]) == \
-        ("ci-runner-7", 31337, "run-live")
+    assert (shown[phone.serial]["host"], shown[phone.serial]["pid"], shown[phone.serial]["run_id"]) == (
+        "ci-runner-7",
+        31337,
+        "run-live",
+    )
     assert shown[_serial(farm, "nothing-phone-1")]["status"] == "free"
     table = _harness(farm, "devices")
     assert "lease" in table.stdout.splitlines()[0].split("\t")
@@ -237,8 +298,9 @@ def test_contenders_for_an_expired_lease_get_it_once_and_a_renewed_one_is_put_ba
     winners: list[object] = [None] * 4
 
     def contend(index: int) -> None:
-        winners[index] = lease.try_acquire(Phone(phone.server, phone.serial), lease.Owner("h", index, f"r{index}"),
-                                           ttl_s=600)
+        winners[index] = lease.try_acquire(
+            Phone(phone.server, phone.serial), lease.Owner("h", index, f"r{index}"), ttl_s=600
+        )
 
     threads = [threading.Thread(target=contend, args=(index,)) for index in range(4)]
     for thread in threads:
@@ -258,11 +320,24 @@ def test_contenders_for_an_expired_lease_get_it_once_and_a_renewed_one_is_put_ba
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_stores_the_case_in_flight_and_releases_the_lease(farm, tmp_path: Path, tiny_models,
-                                                                              stop_signal) -> None:
+def test_ctrl_c_or_sigterm_stores_the_case_in_flight_and_releases_the_lease(
+    farm, tmp_path: Path, tiny_models, stop_signal
+) -> None:
     phone = _phone(farm, "galaxy-a03")
-    run = _start_run(farm, tmp_path, "stopped", "--devices", phone.serial, "--models", str(tiny_models["dense"]),
-                     *RUN_ARGS, "--min-secs", "1", "--results", str(tmp_path / "results"))
+    run = _start_run(
+        farm,
+        tmp_path,
+        "stopped",
+        "--devices",
+        phone.serial,
+        "--models",
+        str(tiny_models["dense"]),
+        *RUN_ARGS,
+        "--min-secs",
+        "1",
+        "--results",
+        str(tmp_path / "results"),
+    )
     store = ResultsStore(tmp_path / "results")
     _wait_until(lambda: bool(store.list_runs()) and len(store.read()) >= 1, "the first case to be stored")
     run.send_signal(stop_signal)
@@ -275,13 +350,30 @@ def test_ctrl_c_or_sigterm_stores_the_case_in_flight_and_releases_the_lease(farm
 def test_a_lease_taken_away_mid_sweep_leaves_the_rest_for_resume(farm, tmp_path: Path, tiny_models) -> None:
     phone = _phone(farm, "nothing-phone-1")
     found = select(discover([_server(farm)], load_tiers()).entries, phone.serial)
-    params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=1, num_runs=3, min_secs=1.0,
-                               thermal_threshold_c=90.0, check_numerics=False)
+    params = sweep.SweepParams(
+        delegates=("cpu", "xnnpack"),
+        threads=(1, 2),
+        repetitions=1,
+        num_runs=3,
+        min_secs=1.0,
+        thermal_threshold_c=90.0,
+        check_numerics=False,
+    )
     store = ResultsStore(tmp_path / "results")
     summaries: list[sweep.SweepSummary] = []
-    running = threading.Thread(target=lambda: summaries.append(sweep.run_sweep(
-        found, sweep.collect_models([tiny_models["dense"]]), params, sweep.build_binaries({}, tmp_path / "bin"), store,
-        show_progress=False, lease_policy=sweep.LeasePolicy(ttl_s=2.0))))
+    running = threading.Thread(
+        target=lambda: summaries.append(
+            sweep.run_sweep(
+                found,
+                sweep.collect_models([tiny_models["dense"]]),
+                params,
+                sweep.build_binaries({}, tmp_path / "bin"),
+                store,
+                show_progress=False,
+                lease_policy=sweep.LeasePolicy(ttl_s=2.0),
+            )
+        )
+    )
     running.start()
     try:
         _wait_until(lambda: bool(store.list_runs()) and len(store.read()) >= 1, "the first case to be stored")

@@ -20,24 +20,33 @@ from harness import sweep
 from harness.benchtool import BenchmarkBinaries
 from harness.convert import ConversionResult, compare, host_outputs
 from harness.coverage import coverage
-from harness.phone.discovery import discover
 from harness.errors import UsageError
 from harness.examples import Examples
 from harness.numerics import NumericsGate, judge, prepare, unconsumed_flags
 from harness.outputs import output_errors
-from harness.policy import DeriveRequest, derive
+from harness.phone.discovery import discover
 from harness.phone.profiles import AdbServer, load_tiers
+from harness.policy import DeriveRequest, derive
 from harness.records import BenchmarkDialect, NumericsReference, NumericsStatus
-from harness.runner_zipapp import build_runner
 from harness.runner.inputs import split_name_and_value_file
+from harness.runner_zipapp import build_runner
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
 SHIPPED = farm_lib.DEFAULT_PROFILES
 EXTRA_SAMPLES = 3  # --numerics-samples: four inputs per configuration
-QUICK = dict(delegates=("cpu", "xnnpack"), threads=(1,), repetitions=1, num_runs=3, warmup_runs=1, min_secs=0.05,
-             warmup_min_secs=0.0, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
+QUICK = dict(
+    delegates=("cpu", "xnnpack"),
+    threads=(1,),
+    repetitions=1,
+    num_runs=3,
+    warmup_runs=1,
+    min_secs=0.05,
+    warmup_min_secs=0.0,
+    thermal_threshold_c=90.0,
+    thermal_max_wait_s=2.0,
+)
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 
 
@@ -50,7 +59,8 @@ def _models(digits: ConversionResult) -> dict[str, Path]:
 
 
 def test_inputs_come_from_the_evaluation_data_and_the_reference_is_the_fp32_sibling(
-        digits_converted: ConversionResult, digits_example: Examples, tmp_path: Path) -> None:
+    digits_converted: ConversionResult, digits_example: Examples, tmp_path: Path
+) -> None:
     int8 = _models(digits_converted)["int8"]
     checks = prepare(int8, "digits_cnn", int8.parent, samples=2, seed=0, cache_dir=tmp_path)
 
@@ -71,7 +81,8 @@ def test_inputs_come_from_the_evaluation_data_and_the_reference_is_the_fp32_sibl
 
 
 def test_the_flags_escape_colons_the_way_benchmark_model_splits_them(
-        digits_converted: ConversionResult, tmp_path: Path) -> None:
+    digits_converted: ConversionResult, tmp_path: Path
+) -> None:
     fp32 = _models(digits_converted)["fp32"]
     checks = prepare(fp32, "digits_cnn", fp32.parent, samples=1, seed=0, cache_dir=tmp_path)
     flags = dict(f[2:].split("=", 1) for f in checks.flags(0, ["/data/local/tmp/in:1.bin"], "/data/out.bin"))
@@ -85,7 +96,8 @@ def test_the_flags_escape_colons_the_way_benchmark_model_splits_them(
 
 
 def test_without_a_manifest_inputs_are_seeded_random_and_the_file_is_its_own_reference(
-        tiny_models: dict[str, Path], digits_converted: ConversionResult, tmp_path: Path) -> None:
+    tiny_models: dict[str, Path], digits_converted: ConversionResult, tmp_path: Path
+) -> None:
     dense = prepare(tiny_models["dense"], "dense", None, samples=2, seed=7, cache_dir=tmp_path / "a")
     again = prepare(tiny_models["dense"], "dense", None, samples=2, seed=7, cache_dir=tmp_path / "b")
     other = prepare(tiny_models["dense"], "dense", None, samples=2, seed=8, cache_dir=tmp_path / "c")
@@ -107,7 +119,8 @@ def test_without_a_manifest_inputs_are_seeded_random_and_the_file_is_its_own_ref
 
 
 def test_judge_takes_dequantized_outputs_and_refuses_a_file_of_the_wrong_size(
-        digits_converted: ConversionResult, tmp_path: Path) -> None:
+    digits_converted: ConversionResult, tmp_path: Path
+) -> None:
     int8 = _models(digits_converted)["int8"]
     checks = prepare(int8, "digits_cnn", int8.parent, samples=1, seed=0, cache_dir=tmp_path)
     [spec] = checks.outputs
@@ -128,15 +141,21 @@ def test_judge_takes_dequantized_outputs_and_refuses_a_file_of_the_wrong_size(
     assert reason == "the output file holds 11 bytes; the model's outputs are 10"
 
 
-@pytest.mark.parametrize(("figures", "broken"), [
-    ((0.1, 0.99, None, None), None),
-    ((0.3, 0.99, None, None), "output error 0.3 of the reference's range > 0.25"),
-    ((0.1, 0.9, None, None), "cosine 0.900 < 0.95"),
-    ((0.1, 0.99, 6.0, 0.001), "symmetric KL 6 >= 5.5"),
-    ((0.1, 0.99, 1.0, 0.004), "MSE 0.004 >= 0.003 (probabilities)"),
-    ((0.1, 0.99, None, 0.5), None),  # MSE limits probabilities only (the DPB pair), not logits
-    ((float("nan"), float("nan"), None, None), "output error nan of the reference's range > 0.25; cosine nan < 0.95"),
-])
+@pytest.mark.parametrize(
+    ("figures", "broken"),
+    [
+        ((0.1, 0.99, None, None), None),
+        ((0.3, 0.99, None, None), "output error 0.3 of the reference's range > 0.25"),
+        ((0.1, 0.9, None, None), "cosine 0.900 < 0.95"),
+        ((0.1, 0.99, 6.0, 0.001), "symmetric KL 6 >= 5.5"),
+        ((0.1, 0.99, 1.0, 0.004), "MSE 0.004 >= 0.003 (probabilities)"),
+        ((0.1, 0.99, None, 0.5), None),  # MSE limits probabilities only (the DPB pair), not logits
+        (
+            (float("nan"), float("nan"), None, None),
+            "output error nan of the reference's range > 0.25; cosine nan < 0.95",
+        ),
+    ],
+)
 def test_the_gate_names_each_limit_it_breaks(figures: tuple, broken: str | None) -> None:
     status, reason = NumericsGate().judge(*figures)
     assert reason == broken
@@ -172,7 +191,8 @@ def mid_farm(tmp_path_factory):
     folder.mkdir()
     mid = (SHIPPED / "mid_nothing_phone_1.toml").read_text()
     twin = mid.replace('name = "nothing-phone-1"', 'name = "nothing-phone-1-b"').replace(
-        "Virtual Nothing Phone (1)", "Virtual Nothing Phone (1) B")
+        "Virtual Nothing Phone (1)", "Virtual Nothing Phone (1) B"
+    )
     assert twin != mid
     (folder / "mid.toml").write_text(mid)
     (folder / "twin.toml").write_text(twin)
@@ -180,8 +200,13 @@ def mid_farm(tmp_path_factory):
     try:
         serials = {d.name: d.serial for d in state.devices}
         farm_lib.fault(serials["nothing-phone-1-b"], Fault.CORRUPT_OUTPUTS, None, base / "state", command="xnnpack")
-        yield {"state": base / "state", "port": state.adb_server_port, "healthy": serials["nothing-phone-1"],
-               "buggy": serials["nothing-phone-1-b"], "base": base}
+        yield {
+            "state": base / "state",
+            "port": state.adb_server_port,
+            "healthy": serials["nothing-phone-1"],
+            "buggy": serials["nothing-phone-1-b"],
+            "base": base,
+        }
     finally:
         farm_lib.stop_private(base / "state")
 
@@ -211,14 +236,19 @@ def test_the_fault_is_in_the_phones_state_and_needs_a_delegate(mid_farm) -> None
 
 
 def test_on_device_errors_agree_with_the_convert_time_host_figures_for_the_same_inputs(
-        swept, mid_farm, digits_converted: ConversionResult, digits_example: Examples) -> None:  # type: ignore[no-untyped-def]
+    swept, mid_farm, digits_converted: ConversionResult, digits_example: Examples
+) -> None:  # type: ignore[no-untyped-def]
     store, rows = swept
     models = _models(digits_converted)
     [run_id] = rows["run_id"].unique()
     numerics = store.read_run_manifest(run_id)["numerics"]["models"]["digits_cnn_fp32.tflite"]
     assert len(numerics["sample_files"]) == 1 + EXTRA_SAMPLES
-    inputs = np.stack([np.frombuffer((store.numerics_dir(run_id) / name).read_bytes(), np.float32).reshape(8, 8, 1)
-                       for [name] in numerics["sample_files"]])  # the digits every variant ran on
+    inputs = np.stack(
+        [
+            np.frombuffer((store.numerics_dir(run_id) / name).read_bytes(), np.float32).reshape(8, 8, 1)
+            for [name] in numerics["sample_files"]
+        ]
+    )  # the digits every variant ran on
     reference = host_outputs(models["fp32"].read_bytes(), inputs)
     healthy = rows[rows["serial"] == mid_farm["healthy"]]
     for variant in ("fp16", "dynamic", "int8"):
@@ -323,17 +353,22 @@ def _patched_runner(path: Path, file: str, old: bytes, new: bytes) -> Path:
 
 OLDER_BINARIES = {
     # Before July 2022 benchmark_model had no --output_filepath: it warns the flag was unconsumed, saves nothing.
-    "unconsumed": (("runner/flags.py", b'    Flag("output_filepath"', b'    Flag("not_yet_output_filepath"'),
-                   "the benchmark binary does not know --output_filepath"),
+    "unconsumed": (
+        ("runner/flags.py", b'    Flag("output_filepath"', b'    Flag("not_yet_output_filepath"'),
+        "the benchmark binary does not know --output_filepath",
+    ),
     # A build that takes the flag and silently saves nothing.
-    "silent": (("runner/benchmark.py", b"    if params.output_filepath:", b"    if False:"),
-               "the benchmark binary wrote no --output_filepath file"),
+    "silent": (
+        ("runner/benchmark.py", b"    if params.output_filepath:", b"    if False:"),
+        "the benchmark binary wrote no --output_filepath file",
+    ),
 }
 
 
 @pytest.mark.parametrize("binary", sorted(OLDER_BINARIES))
 def test_a_binary_that_saves_no_outputs_gives_not_checked_never_ok(
-        binary: str, mid_farm, digits_converted: ConversionResult, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    binary: str, mid_farm, digits_converted: ConversionResult, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     patch, reason = OLDER_BINARIES[binary]
     store = ResultsStore(tmp_path / "results")
     models = [m for m in sweep.collect_models([digits_converted.manifest_path.parent]) if m.variant == "int8"]
@@ -350,17 +385,22 @@ def test_a_binary_that_saves_no_outputs_gives_not_checked_never_ok(
     assert pd.isna(row["output_cosine"])
 
 
-def test_no_numerics_leaves_every_row_not_checked(mid_farm, digits_converted: ConversionResult,
-                                                   tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_no_numerics_leaves_every_row_not_checked(mid_farm, digits_converted: ConversionResult, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     store = ResultsStore(tmp_path / "results")
     models = [m for m in sweep.collect_models([digits_converted.manifest_path.parent]) if m.variant == "fp16"]
     devices = [d for d in _devices(mid_farm) if d.serial == mid_farm["buggy"]]
     params = sweep.SweepParams(**{**QUICK, "delegates": ("xnnpack",)}, check_numerics=False)
     run_id = sweep.new_run_id()
-    sweep.run_sweep(devices, models, params, sweep.build_binaries({}, store.root / "runs" / run_id), store,
-                    run_id=run_id, show_progress=False)
+    sweep.run_sweep(
+        devices,
+        models,
+        params,
+        sweep.build_binaries({}, store.root / "runs" / run_id),
+        store,
+        run_id=run_id,
+        show_progress=False,
+    )
     [row] = store.read().to_dict("records")
     assert row["numerics_status"] == "not_checked"
     assert row["numerics_reason"] == "numerics not asked for (harness run --no-numerics)"
     assert store.read_run_manifest(run_id)["numerics"] is None
-

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from harness import ranking, sweep
 from harness.commands import main
 from harness.coverage import CoverageVerdict, coverage
-from harness.phone.discovery import discover, select
 from harness.errors import UsageError
+from harness.phone.discovery import discover, select
+from harness.phone.profiles import load_farm, load_tiers
 from harness.policy import DeriveRequest, derive, load_rows
 from harness.policy_file import validate
-from harness.phone.profiles import load_farm, load_tiers
 from harness.ranking import Constraints
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
@@ -50,8 +50,12 @@ def policy(results: Path) -> dict:
 
 def test_device_stats_use_repetitions_and_count_failures(results: Path) -> None:
     stats = ranking.stats_of(ResultsStore(results).read())
-    row = stats[(stats["serial"] == "mid-a") & (stats["variant"] == "int8") & (stats["delegate"] == "xnnpack")
-                & (stats["num_threads"] == 2)].iloc[0]
+    row = stats[
+        (stats["serial"] == "mid-a")
+        & (stats["variant"] == "int8")
+        & (stats["delegate"] == "xnnpack")
+        & (stats["num_threads"] == 2)
+    ].iloc[0]
     assert row["ok_rows"] == 3 and row["inference_p50_us"] == 1010.0
     assert list(row["reps_inference_p50_us"]) == [970.0, 1010.0, 1050.0]  # each repetition, in the order it ran
     gpu = stats[(stats["serial"] == "mid-b") & (stats["delegate"] == "gpu")].iloc[0]
@@ -134,10 +138,13 @@ def test_cpu_fallback_outside_the_constraints_is_kept_and_said(results: Path) ->
 
 def test_manifest_gives_signatures_and_the_accuracy_gate(results: Path, tmp_path: Path) -> None:
     manifest = known.write_manifest(tmp_path / "models", int8_drop=0.02)
-    request = DeriveRequest(results_root=results, manifest_path=manifest,
-                            constraints=Constraints(max_accuracy_drop=0.01),
-                            model_url_template="https://cdn.example.com/{model}/{version}/{file}",
-                            model_version="2026.11.24")
+    request = DeriveRequest(
+        results_root=results,
+        manifest_path=manifest,
+        constraints=Constraints(max_accuracy_drop=0.01),
+        model_url_template="https://cdn.example.com/{model}/{version}/{file}",
+        model_version="2026.11.24",
+    )
     document = derive(request).document
     # int8 loses 2 points: out everywhere, so mid falls to fp32 and its chain to fp16 on CPU.
     assert chain_of(document, "mid") == ["fp32/xnnpack/x2", "fp16/cpu/x2"]
@@ -146,8 +153,12 @@ def test_manifest_gives_signatures_and_the_accuracy_gate(results: Path, tmp_path
     assert excluded["int8/xnnpack/x2"].startswith("max_accuracy_drop: 0.0200 > 0.01")
     choice = next(t for t in document["tiers"] if t["name"] == "mid")["choice"]["model"]
     assert choice["url"] == "https://cdn.example.com/net/2026.11.24/net_fp32.tflite"
-    assert choice["io_signature"]["inputs"][0] == {"name": "serving_default_x:0", "shape": [1, 8, 8, 1],
-                                                   "dtype": "float32", "quantization": None}
+    assert choice["io_signature"]["inputs"][0] == {
+        "name": "serving_default_x:0",
+        "shape": [1, 8, 8, 1],
+        "dtype": "float32",
+        "quantization": None,
+    }
     assert document["objective"]["constraints"] == {"max_accuracy_drop": 0.01}
 
 
@@ -160,11 +171,21 @@ def test_accuracy_gate_from_the_results_accuracy_table(tmp_path: Path) -> None:
 
     root = tmp_path / "results"
     known.write_results(root)
-    rows = [{"schema_version": ACCURACY_SCHEMA_VERSION, "conversion_id": "c1", "model_name": known.MODEL,
-             "variant": variant, "status": "ok", "sha256": model_sha, "size_bytes": size,
-             "accuracy_drop": 0.05 if variant == "int8" else 0.0, "accepted": variant != "int8",
-             "reason": "top-1 accuracy drop 0.0500 > 0.01" if variant == "int8" else None}
-            for variant, (model_sha, size, _) in known.VARIANTS.items()]
+    rows = [
+        {
+            "schema_version": ACCURACY_SCHEMA_VERSION,
+            "conversion_id": "c1",
+            "model_name": known.MODEL,
+            "variant": variant,
+            "status": "ok",
+            "sha256": model_sha,
+            "size_bytes": size,
+            "accuracy_drop": 0.05 if variant == "int8" else 0.0,
+            "accepted": variant != "int8",
+            "reason": "top-1 accuracy drop 0.0500 > 0.01" if variant == "int8" else None,
+        }
+        for variant, (model_sha, size, _) in known.VARIANTS.items()
+    ]
     (root / "accuracy").mkdir()
     pq.write_table(pa.Table.from_pylist(rows, schema=accuracy_schema()), root / "accuracy" / "part-c1.parquet")
     document = derive(DeriveRequest(results_root=root)).document
@@ -205,8 +226,10 @@ def test_policy_cli_derive_then_coverage(results: Path, tmp_path: Path) -> None:
     report = runner.invoke(main, ["policy", "coverage", str(out), "--results", str(results), "--json"])
     assert report.exit_code == 0, report.output
     assert json.loads(report.output)["share_at_best"] == 0.75
-    failing = runner.invoke(main, ["policy", "derive", "--results", str(results), "--max-latency-us", "1500",
-                                   "--out", str(tmp_path / "x.json")])
+    failing = runner.invoke(
+        main,
+        ["policy", "derive", "--results", str(results), "--max-latency-us", "1500", "--out", str(tmp_path / "x.json")],
+    )
     assert failing.exit_code == 2 and "max_latency_us excluded" in failing.output
     assert not (tmp_path / "x.json").exists()
 
@@ -225,13 +248,21 @@ def swept(tmp_path_factory, tiny_models) -> Path:
         model = base / "tiny_fp32.tflite"
         model.write_bytes(tiny_models["conv"].read_bytes())
         store = ResultsStore(base / "results")
-        params = sweep.SweepParams(delegates=("cpu", "xnnpack", "gpu"), threads=(1, 2), repetitions=2,
-                                   num_runs=20, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0,
-                                   thermal_max_wait_s=2.0)
+        params = sweep.SweepParams(
+            delegates=("cpu", "xnnpack", "gpu"),
+            threads=(1, 2),
+            repetitions=2,
+            num_runs=20,
+            warmup_runs=1,
+            min_secs=0.05,
+            thermal_threshold_c=90.0,
+            thermal_max_wait_s=2.0,
+        )
         run_id = sweep.new_run_id()
         binaries = sweep.build_binaries({}, store.root / "runs" / run_id)
-        sweep.run_sweep(devices, sweep.collect_models([model]), params, binaries, store, run_id=run_id,
-                        show_progress=False)
+        sweep.run_sweep(
+            devices, sweep.collect_models([model]), params, binaries, store, run_id=run_id, show_progress=False
+        )
     finally:
         farm_lib.stop_private(base / "state")
         if saved is None:
@@ -250,8 +281,9 @@ def test_policy_from_a_real_sweep(swept: Path) -> None:
         assert chain[-1].endswith(("/cpu/x1", "/cpu/x2"))
         assert not any("/gpu/" in config for config in chain)  # virtual phones have no GPU delegate
         assert evidence_of(document, tier)["devices"] == (2 if tier == "mid" else 1)
-        assert any("gpu" in e["config"] and "delegate_failed" in e["reason"]
-                   for e in evidence_of(document, tier)["excluded"])
+        assert any(
+            "gpu" in e["config"] and "delegate_failed" in e["reason"] for e in evidence_of(document, tier)["excluded"]
+        )
     report = coverage(document, load_rows(swept))
     assert len(report.devices) == 4 and report.failed_choices == 0
     for device in report.devices:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import published_phones as published
 import pandas as pd
+import published_phones as published
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -71,26 +71,57 @@ _outcome = st.one_of(st.none(), st.just("fail"), st.integers(min_value=100, max_
 def _rows(outcomes: dict[str, object], serials: tuple[str, ...], sdk: int = 34) -> list[ResultRow]:
     import datetime as dt
 
-    started = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    started = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     rows = []
     for serial, (delegate, outcome), repetition in itertools.product(serials, outcomes.items(), range(3)):
         if outcome is None:
             continue
         common = dict(
-            run_id="shapes", repetition=repetition, case_id=case_id_for(serial, "f" * 64, delegate, 1, ()),
-            started_at=started + dt.timedelta(seconds=len(rows)), duration_s=1.0, harness_version="test",
-            adb_server="127.0.0.1:5037", serial=serial, device_model=serial, manufacturer="test", soc="SM8650",
-            abi="arm64-v8a", android_sdk=sdk, ram_bytes=11_000_000_000, tier="high", model_name="net",
-            variant="fp32", model_sha256="f" * 64, model_size_bytes=1000, delegate=delegate, num_threads=1,
-            num_runs=50, warmup_runs=1, bench_binary_sha256="b" * 64,
+            run_id="shapes",
+            repetition=repetition,
+            case_id=case_id_for(serial, "f" * 64, delegate, 1, ()),
+            started_at=started + dt.timedelta(seconds=len(rows)),
+            duration_s=1.0,
+            harness_version="test",
+            adb_server="127.0.0.1:5037",
+            serial=serial,
+            device_model=serial,
+            manufacturer="test",
+            soc="SM8650",
+            abi="arm64-v8a",
+            android_sdk=sdk,
+            ram_bytes=11_000_000_000,
+            tier="high",
+            model_name="net",
+            variant="fp32",
+            model_sha256="f" * 64,
+            model_size_bytes=1000,
+            delegate=delegate,
+            num_threads=1,
+            num_runs=50,
+            warmup_runs=1,
+            bench_binary_sha256="b" * 64,
         )
         if outcome == "fail":
-            rows.append(ResultRow(**common, status=CaseStatus.DELEGATE_FAILED, error_type="delegate_failed",
-                                  error_message="Failed to apply delegate."))
+            rows.append(
+                ResultRow(
+                    **common,
+                    status=CaseStatus.DELEGATE_FAILED,
+                    error_type="delegate_failed",
+                    error_message="Failed to apply delegate.",
+                )
+            )
         else:
             value = float(outcome) * (1.0 + 0.01 * repetition)
-            rows.append(ResultRow(**common, status=CaseStatus.OK, inference_avg_us=value, inference_p50_us=value,
-                                  inference_std_us=value * 0.02))
+            rows.append(
+                ResultRow(
+                    **common,
+                    status=CaseStatus.OK,
+                    inference_avg_us=value,
+                    inference_p50_us=value,
+                    inference_std_us=value * 0.02,
+                )
+            )
     return rows
 
 
@@ -98,17 +129,23 @@ def _store(tmp_path_factory, rows: list[ResultRow]) -> ResultsStore:
     store = ResultsStore(tmp_path_factory.mktemp("shapes"))
     for serial in ("a", "b"):
         store.append([row for row in rows if row.serial == serial])
-    models = [{"name": "net", "variant": "fp32", "quantization": None, "path": "/models/net_fp32.tflite",
-               "sha256": "f" * 64, "size_bytes": 1000}]
+    models = [
+        {
+            "name": "net",
+            "variant": "fp32",
+            "quantization": None,
+            "path": "/models/net_fp32.tflite",
+            "sha256": "f" * 64,
+            "size_bytes": 1000,
+        }
+    ]
     store.write_run_manifest("shapes", {"plan": {"models": models}})  # names the swept file, as a sweep does
     return store
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(outcomes=st.fixed_dictionaries({delegate: _outcome for delegate in DELEGATES}),
-       sdk=st.sampled_from([34, 35]))
-def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes: dict[str, object],
-                                                       sdk: int) -> None:
+@given(outcomes=st.fixed_dictionaries({delegate: _outcome for delegate in DELEGATES}), sdk=st.sampled_from([34, 35]))
+def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes: dict[str, object], sdk: int) -> None:
     rows = _rows(outcomes, ("a", "b"), sdk)
     cpu_works = isinstance(outcomes["cpu"], int)
     if not rows:
@@ -135,7 +172,9 @@ def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes
     if "fp32/nnapi/x1" not in chain:
         assert nnapi_notes == []
     elif sdk >= 35:
-        assert nnapi_notes == [f"{NNAPI_DEPRECATION} (the chain tries fp32/nnapi/x1; measured on a (SDK 35), b (SDK 35))"]
+        assert nnapi_notes == [
+            f"{NNAPI_DEPRECATION} (the chain tries fp32/nnapi/x1; measured on a (SDK 35), b (SDK 35))"
+        ]
     else:
         assert len(nnapi_notes) == 1 and "no measured device is on SDK 35 or later" in nnapi_notes[0]
 
@@ -172,7 +211,9 @@ def test_derive_never_invents_a_file_name(published_results) -> None:
     with pytest.raises(InputFileError, match="no convert manifest and no run's plan names") as error:
         derive(DeriveRequest(results_root=results, model_name="resnet50"))
     assert "--manifest" in str(error.value)
-    entry = derive(DeriveRequest(results_root=results, model_name="resnet50", manifest_path=manifest)).document["default"]
+    entry = derive(DeriveRequest(results_root=results, model_name="resnet50", manifest_path=manifest)).document[
+        "default"
+    ]
     assert entry["model"]["file"] == "resnet50.tflite"
 
 
@@ -182,6 +223,5 @@ def test_the_dashboard_ranks_untiered_devices_in_the_tier_derive_gives_them(publ
 
     results, _ = published_results
     stats = ranking.stats_of(load_rows(results))
-    rankings = analysis.rank(stats, "mobilenet_v2", "inference_p50_us", ranking.Constraints(), {},
-                             ranking.TieTest())
+    rankings = analysis.rank(stats, "mobilenet_v2", "inference_p50_us", ranking.Constraints(), {}, ranking.TieTest())
     assert [(r.tier, r.devices) for r in rankings] == [("mid", ("oneplus7", "pixel3"))]

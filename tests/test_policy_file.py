@@ -19,10 +19,13 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from harness.commands import main
-from harness.phone.device import PhoneFacts
-from harness.phone.facts import AdbState, DeviceInfo
-from harness.phone.discovery import DeviceEntry
+from harness.deprecations import NNAPI_DEPRECATION
 from harness.errors import DeviceError, InputFileError, SchemaError, UsageError
+from harness.phone.device import PhoneFacts
+from harness.phone.discovery import DeviceEntry
+from harness.phone.facts import AdbState, DeviceInfo
+from harness.phone.profiles import AdbServer, TierFacts, glob_problem, load_tiers
+from harness.policy_diff import ChangeKind, diff, format_diff
 from harness.policy_file import (
     POLICY_SCHEMA_VERSION,
     POLICY_UPGRADES,
@@ -32,9 +35,6 @@ from harness.policy_file import (
     validate,
 )
 from harness.policy_resolve import device_for_serial, device_from_dumps, format_resolution, resolve, tier_entries
-from harness.policy_diff import ChangeKind, diff, format_diff
-from harness.deprecations import NNAPI_DEPRECATION
-from harness.phone.profiles import AdbServer, TierFacts, glob_problem, load_tiers
 
 DUMPS = DEVICE_DUMPS
 VERBATIM_MARKER = "# ---- verbatim text below this line ----"
@@ -56,10 +56,22 @@ FLOAT_SIGNATURE = {
     "outputs": [{"name": "StatefulPartitionedCall:0", "shape": [1, 10], "dtype": "float32", "quantization": None}],
 }
 INT8_SIGNATURE = {
-    "inputs": [{"name": "serving_default_x:0", "shape": [1, 8, 8, 1], "dtype": "int8",
-                "quantization": {"scale": 0.0627451, "zero_point": -128}}],
-    "outputs": [{"name": "StatefulPartitionedCall:0", "shape": [1, 10], "dtype": "int8",
-                 "quantization": {"scale": 0.00390625, "zero_point": -128}}],
+    "inputs": [
+        {
+            "name": "serving_default_x:0",
+            "shape": [1, 8, 8, 1],
+            "dtype": "int8",
+            "quantization": {"scale": 0.0627451, "zero_point": -128},
+        }
+    ],
+    "outputs": [
+        {
+            "name": "StatefulPartitionedCall:0",
+            "shape": [1, 10],
+            "dtype": "int8",
+            "quantization": {"scale": 0.00390625, "zero_point": -128},
+        }
+    ],
 }
 SIZES = {"fp32": 52288, "fp16": 28416, "int8": 16384}
 
@@ -93,8 +105,12 @@ CHAINS = {
 
 def make_policy() -> dict[str, Any]:
     tiers = [
-        {**base, "choice": CHAINS[base["name"]][0], "fallbacks": CHAINS[base["name"]][1],
-         "evidence": {"devices": 1, "runs": 1, "inference_p50_us": 4210.0, "failures": 0}}
+        {
+            **base,
+            "choice": CHAINS[base["name"]][0],
+            "fallbacks": CHAINS[base["name"]][1],
+            "evidence": {"devices": 1, "runs": 1, "inference_p50_us": 4210.0, "failures": 0},
+        }
         for base in ENTRIES
     ]
     document = {
@@ -175,14 +191,22 @@ def test_cli_validate_accepts_a_valid_policy(tmp_path: Path, policy: dict) -> No
     path = write(tmp_path / "policy.json", policy)
     result = run("validate", path)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"{path}: valid policy v{POLICY_SCHEMA_VERSION} ({len(ENTRIES)} tier entries, 3 tiers)"
+    assert (
+        result.stdout.strip() == f"{path}: valid policy v{POLICY_SCHEMA_VERSION} ({len(ENTRIES)} tier entries, 3 tiers)"
+    )
 
     result = run("validate", path, "--json")
     assert result.exit_code == 0
     # This hand-written policy does not say what measured it: valid, with a warning saying so.
-    assert json.loads(result.stdout) == {"valid": True, "schema_version": POLICY_SCHEMA_VERSION, "problems": [], "warnings": [
-        "the policy does not say which kind of device measured it (an older harness derived it): "
-        "derive it again to know"]}
+    assert json.loads(result.stdout) == {
+        "valid": True,
+        "schema_version": POLICY_SCHEMA_VERSION,
+        "problems": [],
+        "warnings": [
+            "the policy does not say which kind of device measured it (an older harness derived it): "
+            "derive it again to know"
+        ],
+    }
 
 
 def _add_catch_all_early(document: dict) -> None:
@@ -193,57 +217,110 @@ def _add_catch_all_early(document: dict) -> None:
 
 BROKEN: list[tuple[str, Callable[[dict], None], list[str], list[str]]] = [
     # (id, break the document, every place reported in order, words the first message has)
-    ("bad-sha256",
-     lambda d: d["tiers"][HIGH]["fallbacks"][0]["model"].update(sha256=sha("fp16").upper()),
-     [f"tiers[{HIGH}].fallbacks[0].model.sha256"], ["64 lowercase hex", "sha256sum"]),
-    ("chain-ends-on-gpu",
-     lambda d: set_chain(d, "low", entry("fp32", "gpu", 1), []),
-     [f"tiers[{index}].choice.delegate" for index in LOW], ["ends on 'gpu'", "delegate 'cpu'"]),
-    ("default-on-xnnpack",
-     lambda d: d["default"].update(delegate="xnnpack"),
-     ["default.delegate"], ["is 'xnnpack'", "use delegate 'cpu'"]),
-    ("duplicate-delegate-in-chain",
-     lambda d: set_chain(d, "mid", entry("fp16", "xnnpack", 2), [entry("fp32", "xnnpack", 1), entry("fp32", "cpu", 1)]),
-     [f"tiers[{index}].fallbacks[0].delegate" for index in MID], ["already tried", "different one"]),
-    ("unknown-key",
-     lambda d: d["tiers"][HIGH]["choice"].update(delegates="gpu"),
-     [f"tiers[{HIGH}].choice.delegates"], ["remove it or fix its spelling", "delegate"]),
-    ("wrong-type",
-     lambda d: d["tiers"][HIGH]["choice"].update(num_threads="2"),
-     [f"tiers[{HIGH}].choice.num_threads"], ["'2' is a string", "write an integer"]),
-    ("negative-min-sdk",
-     lambda d: d["tiers"][HIGH]["match"].update(min_sdk=-1),
-     [f"tiers[{HIGH}].match.min_sdk"], ["below the minimum 1", "positive integer"]),
-    ("malformed-glob",
-     lambda d: d["tiers"][HIGH]["match"]["soc_any"].__setitem__(0, "SM8["),
-     [f"tiers[{HIGH}].match.soc_any[0]"], ["'SM8['", "never closed", "close the [...] class"]),
-    ("empty-soc-any",
-     lambda d: d["tiers"][HIGH]["match"].update(soc_any=[]),
-     [f"tiers[{HIGH}].match.soc_any"], ["is empty", "leave the key out to match any soc"]),
-    ("catch-all-not-last",
-     _add_catch_all_early,
-     ["tiers[1].match"], ["matches every phone", "never reached", "move this catch-all entry to the end"]),
-    ("same-tier-different-choice",
-     lambda d: d["tiers"][MID[1]]["choice"].update(num_threads=4),
-     [f"tiers[{MID[1]}].choice"], [f"tiers[{MID[0]}].choice", "same tier 'mid'"]),
-    ("version-mismatch",
-     lambda d: d["default"]["model"].update(version="2026.11.23+00aa11bb"),
-     ["default.model.version"], ["model.version is '2026.11.24+3fa9c2d1'", "set '2026.11.24+3fa9c2d1'"]),
-    ("same-sha256-other-size",
-     lambda d: d["default"]["model"].update(size_bytes=SIZES["fp32"] + 1),
-     ["default.model.size_bytes"], ["same sha256", "correct the wrong one"]),
-    ("same-file-other-sha256",
-     lambda d: d["default"]["model"].update(sha256=sha("other")),
-     ["default.model.sha256"], ["'digits_cnn_fp32.tflite' has sha256", "different file names"]),
-    ("missing-key",
-     lambda d: d["default"]["model"].pop("sha256"),
-     ["default.model.sha256"], ["is missing: add it", "64 lowercase hex"]),
-    ("unknown-delegate",
-     lambda d: d["tiers"][HIGH]["choice"].update(delegate="vulkan"),
-     [f"tiers[{HIGH}].choice.delegate"], ["'vulkan'", "cpu, xnnpack, gpu, nnapi"]),
-    ("duplicate-rule-id",
-     lambda d: d["tiers"][LOW[1]].update(rule=d["tiers"][LOW[0]]["rule"]),
-     [f"tiers[{LOW[1]}].rule"], [f"tiers[{LOW[0]}]", "its own rule id"]),
+    (
+        "bad-sha256",
+        lambda d: d["tiers"][HIGH]["fallbacks"][0]["model"].update(sha256=sha("fp16").upper()),
+        [f"tiers[{HIGH}].fallbacks[0].model.sha256"],
+        ["64 lowercase hex", "sha256sum"],
+    ),
+    (
+        "chain-ends-on-gpu",
+        lambda d: set_chain(d, "low", entry("fp32", "gpu", 1), []),
+        [f"tiers[{index}].choice.delegate" for index in LOW],
+        ["ends on 'gpu'", "delegate 'cpu'"],
+    ),
+    (
+        "default-on-xnnpack",
+        lambda d: d["default"].update(delegate="xnnpack"),
+        ["default.delegate"],
+        ["is 'xnnpack'", "use delegate 'cpu'"],
+    ),
+    (
+        "duplicate-delegate-in-chain",
+        lambda d: set_chain(
+            d, "mid", entry("fp16", "xnnpack", 2), [entry("fp32", "xnnpack", 1), entry("fp32", "cpu", 1)]
+        ),
+        [f"tiers[{index}].fallbacks[0].delegate" for index in MID],
+        ["already tried", "different one"],
+    ),
+    (
+        "unknown-key",
+        lambda d: d["tiers"][HIGH]["choice"].update(delegates="gpu"),
+        [f"tiers[{HIGH}].choice.delegates"],
+        ["remove it or fix its spelling", "delegate"],
+    ),
+    (
+        "wrong-type",
+        lambda d: d["tiers"][HIGH]["choice"].update(num_threads="2"),
+        [f"tiers[{HIGH}].choice.num_threads"],
+        ["'2' is a string", "write an integer"],
+    ),
+    (
+        "negative-min-sdk",
+        lambda d: d["tiers"][HIGH]["match"].update(min_sdk=-1),
+        [f"tiers[{HIGH}].match.min_sdk"],
+        ["below the minimum 1", "positive integer"],
+    ),
+    (
+        "malformed-glob",
+        lambda d: d["tiers"][HIGH]["match"]["soc_any"].__setitem__(0, "SM8["),
+        [f"tiers[{HIGH}].match.soc_any[0]"],
+        ["'SM8['", "never closed", "close the [...] class"],
+    ),
+    (
+        "empty-soc-any",
+        lambda d: d["tiers"][HIGH]["match"].update(soc_any=[]),
+        [f"tiers[{HIGH}].match.soc_any"],
+        ["is empty", "leave the key out to match any soc"],
+    ),
+    (
+        "catch-all-not-last",
+        _add_catch_all_early,
+        ["tiers[1].match"],
+        ["matches every phone", "never reached", "move this catch-all entry to the end"],
+    ),
+    (
+        "same-tier-different-choice",
+        lambda d: d["tiers"][MID[1]]["choice"].update(num_threads=4),
+        [f"tiers[{MID[1]}].choice"],
+        [f"tiers[{MID[0]}].choice", "same tier 'mid'"],
+    ),
+    (
+        "version-mismatch",
+        lambda d: d["default"]["model"].update(version="2026.11.23+00aa11bb"),
+        ["default.model.version"],
+        ["model.version is '2026.11.24+3fa9c2d1'", "set '2026.11.24+3fa9c2d1'"],
+    ),
+    (
+        "same-sha256-other-size",
+        lambda d: d["default"]["model"].update(size_bytes=SIZES["fp32"] + 1),
+        ["default.model.size_bytes"],
+        ["same sha256", "correct the wrong one"],
+    ),
+    (
+        "same-file-other-sha256",
+        lambda d: d["default"]["model"].update(sha256=sha("other")),
+        ["default.model.sha256"],
+        ["'digits_cnn_fp32.tflite' has sha256", "different file names"],
+    ),
+    (
+        "missing-key",
+        lambda d: d["default"]["model"].pop("sha256"),
+        ["default.model.sha256"],
+        ["is missing: add it", "64 lowercase hex"],
+    ),
+    (
+        "unknown-delegate",
+        lambda d: d["tiers"][HIGH]["choice"].update(delegate="vulkan"),
+        [f"tiers[{HIGH}].choice.delegate"],
+        ["'vulkan'", "cpu, xnnpack, gpu, nnapi"],
+    ),
+    (
+        "duplicate-rule-id",
+        lambda d: d["tiers"][LOW[1]].update(rule=d["tiers"][LOW[0]]["rule"]),
+        [f"tiers[{LOW[1]}].rule"],
+        [f"tiers[{LOW[0]}]", "its own rule id"],
+    ),
 ]
 
 
@@ -274,7 +351,9 @@ def test_well_formed_globs(pattern: str) -> None:
     assert glob_problem(pattern) is None
 
 
-@pytest.mark.parametrize(("pattern", "why"), [("SM8[", "'[' at position 4"), ("a]b", "']' at position 2"), ("[!", "'['")])
+@pytest.mark.parametrize(
+    ("pattern", "why"), [("SM8[", "'[' at position 4"), ("a]b", "']' at position 2"), ("[!", "'['")]
+)
 def test_malformed_globs(pattern: str, why: str) -> None:
     assert why in glob_problem(pattern)
 
@@ -304,8 +383,11 @@ def test_load_policy_reads_a_policy_back(tmp_path: Path, policy: dict) -> None:
 def test_a_newer_schema_version_says_to_upgrade(tmp_path: Path, policy: dict) -> None:
     policy["schema_version"] = POLICY_SCHEMA_VERSION + 1
     path = write(tmp_path / "policy.json", policy)
-    with pytest.raises(SchemaError, match=r"is policy v3, but this tflite-farm reads up to v2: upgrade tflite-farm: "
-                                          r"pip install -U tflite-farm"):
+    with pytest.raises(
+        SchemaError,
+        match=r"is policy v3, but this tflite-farm reads up to v2: upgrade tflite-farm: "
+        r"pip install -U tflite-farm",
+    ):
         load_policy(path)
     result = run("validate", path)
     assert result.exit_code == 2 and "reads up to v2" in result.stderr and result.stderr.startswith("error: ")
@@ -342,7 +424,9 @@ def test_what_is_not_a_policy_file_is_an_input_file_error(tmp_path: Path, conten
 
 
 def test_a_missing_policy_file_is_an_input_file_error(tmp_path: Path) -> None:
-    with pytest.raises(InputFileError, match="missing.json does not exist: pass the JSON file 'harness policy derive' wrote"):
+    with pytest.raises(
+        InputFileError, match="missing.json does not exist: pass the JSON file 'harness policy derive' wrote"
+    ):
         load_policy(tmp_path / "missing.json")
     result = run("validate", tmp_path / "missing.json")
     assert result.exit_code == 2 and result.stderr.startswith("error: ") and "does not exist" in result.stderr
@@ -423,13 +507,25 @@ _SOC_NAMES = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    soc_model=_SOC_NAMES, chipname=_SOC_NAMES, board_platform=_SOC_NAMES, hardware=_SOC_NAMES,
+    soc_model=_SOC_NAMES,
+    chipname=_SOC_NAMES,
+    board_platform=_SOC_NAMES,
+    hardware=_SOC_NAMES,
     ram_bytes=st.one_of(st.none(), st.integers(0, 20 * 10**9)),
     sdk=st.one_of(st.none(), st.integers(1, 40)),
 )
-def test_resolve_and_the_harness_classifier_agree_on_any_phone(soc_model, chipname, board_platform, hardware, ram_bytes, sdk) -> None:
-    device = DeviceInfo(serial="any", soc_model=soc_model, chipname=chipname, board_platform=board_platform,
-                        hardware=hardware, ram_bytes=ram_bytes, sdk=sdk)
+def test_resolve_and_the_harness_classifier_agree_on_any_phone(
+    soc_model, chipname, board_platform, hardware, ram_bytes, sdk
+) -> None:
+    device = DeviceInfo(
+        serial="any",
+        soc_model=soc_model,
+        chipname=chipname,
+        board_platform=board_platform,
+        hardware=hardware,
+        ram_bytes=ram_bytes,
+        sdk=sdk,
+    )
     resolution = resolve(VALID, device)
     classification = RULES.classify(device)
     assert (resolution.tier, resolution.rule) == (classification.tier, classification.rule_id)
@@ -487,7 +583,10 @@ def _free_port() -> int:
 @pytest.mark.parametrize(
     ("flags", "words"),
     [
-        (["--getprop", str(PIXEL_8_PRO), "--serial", "emulator-5554"], "exactly one of --getprop DUMP or --serial SERIAL"),
+        (
+            ["--getprop", str(PIXEL_8_PRO), "--serial", "emulator-5554"],
+            "exactly one of --getprop DUMP or --serial SERIAL",
+        ),
         ([], "exactly one of --getprop DUMP or --serial SERIAL"),
         (["--serial", "emulator-5554", "--meminfo", str(TF201_MEMINFO)], "--meminfo goes with --getprop"),
         (["--getprop", "/nonexistent/getprop.txt"], "does not exist: save the output of 'adb shell getprop'"),
@@ -500,8 +599,13 @@ def test_cli_resolve_refuses_bad_flags(tmp_path: Path, flags: list[str], words: 
 
 
 def test_cli_resolve_serial_without_an_adb_server_names_the_fix(tmp_path: Path) -> None:
-    result = run("resolve", write(tmp_path / "policy.json", VALID), "--serial", "emulator-5554",
-                 env={"ANDROID_ADB_SERVER_PORT": str(_free_port())})
+    result = run(
+        "resolve",
+        write(tmp_path / "policy.json", VALID),
+        "--serial",
+        "emulator-5554",
+        env={"ANDROID_ADB_SERVER_PORT": str(_free_port())},
+    )
     assert result.exit_code == 2
     assert result.stderr.startswith("error: adb server 127.0.0.1:") and "start-server" in result.stderr
 
@@ -520,8 +624,12 @@ def _farm_entry(serial: str, port: int = 5037, problem: str | None = None) -> De
 
 
 def test_device_for_serial_finds_one_phone_or_says_what_to_pass() -> None:
-    entries = [_farm_entry("husky01"), _farm_entry("twin", 5037), _farm_entry("twin", 5038),
-               _farm_entry("locked", problem="locked is 'unauthorized': accept the USB debugging prompt")]
+    entries = [
+        _farm_entry("husky01"),
+        _farm_entry("twin", 5037),
+        _farm_entry("twin", 5038),
+        _farm_entry("locked", problem="locked is 'unauthorized': accept the USB debugging prompt"),
+    ]
     assert device_for_serial(entries, "husky01").soc_model == "Tensor G3"
     assert device_for_serial(entries, "127.0.0.1:5038/twin").serial == "twin"
     with pytest.raises(DeviceError, match="no device 'nope' on the farm's adb servers .*'harness devices'"):
@@ -598,8 +706,13 @@ def test_tiers_added_removed_and_match_changes_are_reported(tmp_path: Path, poli
     policy["tiers"][HIGH]["match"]["min_ram_bytes"] = 6_000_000_000
     policy["tiers"][HIGH]["match"]["soc_any"].append("SM8850*")
     lines = format_diff(diff(VALID, policy)).splitlines()
-    assert "tier 'low': removed (rules low-entry-soc, low-fallback): its phones now match a later entry or get the default" in lines
-    assert any(line.startswith("tier 'entry': added (rules low-entry-soc, low-fallback): fp32/cpu/x1") for line in lines)
+    assert (
+        "tier 'low': removed (rules low-entry-soc, low-fallback): its phones now match a later entry or get the default"
+        in lines
+    )
+    assert any(
+        line.startswith("tier 'entry': added (rules low-entry-soc, low-fallback): fp32/cpu/x1") for line in lines
+    )
     assert "tier 'high' rule 'high-flagship-soc': soc_any +['SM8850*']; min_ram_bytes 5000000000 -> 6000000000" in lines
     result = run("diff", write(tmp_path / "old.json", VALID), write(tmp_path / "new.json", policy))
     assert result.exit_code == 0 and result.stdout.splitlines() == lines
@@ -649,15 +762,18 @@ def test_every_schema_version_ships_and_only_v2_has_npu() -> None:
     for version in (1, 2):
         Draft202012Validator.check_schema(policy_schema(version))
         assert policy_schema(version)["properties"]["schema_version"]["const"] == version
-    delegates = {version: policy_schema(version)["$defs"]["entry"]["properties"]["delegate"]["enum"]
-                 for version in (1, 2)}
+    delegates = {
+        version: policy_schema(version)["$defs"]["entry"]["properties"]["delegate"]["enum"] for version in (1, 2)
+    }
     assert delegates[2] == [*delegates[1], "npu"]
+
     # Nothing else differs but descriptions, the id, the title and the optional fields of a sustained policy
     # (objective load and fps, constraint frame_deadline_us): keep v2 minimal.
     def shape(schema: Any) -> Any:
         if isinstance(schema, dict):
             return {k: shape(v) for k, v in schema.items() if k not in ("description", "$id", "title", "const", "enum")}
         return [shape(v) for v in schema] if isinstance(schema, list) else schema
+
     v2 = shape(policy_schema(2))
     objective = v2["properties"]["objective"]["properties"]
     assert {"load", "fps"} <= set(objective) and "frame_deadline_us" in objective["constraints"]["properties"]
@@ -668,8 +784,12 @@ def test_every_schema_version_ships_and_only_v2_has_npu() -> None:
 
 
 def test_v2_accepts_an_npu_chain_down_to_cpu(policy: dict) -> None:
-    set_chain(policy, "high", entry("int8", "npu", 1),
-              [entry("fp16", "gpu", 1), entry("fp16", "xnnpack", 2), entry("fp32", "cpu", 2)])
+    set_chain(
+        policy,
+        "high",
+        entry("int8", "npu", 1),
+        [entry("fp16", "gpu", 1), entry("fp16", "xnnpack", 2), entry("fp32", "cpu", 2)],
+    )
     assert validate(policy) == ()
 
 
@@ -693,8 +813,10 @@ def test_a_v1_file_is_read_as_v2_with_nothing_changed_but_the_version() -> None:
     assert diff(as_written, loaded).changes == ()
     pixel = resolve(loaded, device_from_dumps(verbatim(PIXEL_8_PRO)))
     assert (pixel.tier, pixel.rule) == (RULES.classify(device_from_dumps(verbatim(PIXEL_8_PRO))).tier, pixel.rule)
-    assert resolve(as_written, TierFacts(("Tensor G3",), 12_000_000_000, 34)).chain == \
-        resolve(loaded, TierFacts(("Tensor G3",), 12_000_000_000, 34)).chain
+    assert (
+        resolve(as_written, TierFacts(("Tensor G3",), 12_000_000_000, 34)).chain
+        == resolve(loaded, TierFacts(("Tensor G3",), 12_000_000_000, 34)).chain
+    )
 
 
 def test_cli_on_a_v1_file_says_v1_and_valid_and_resolves_and_diffs(tmp_path: Path) -> None:
@@ -732,5 +854,6 @@ def test_resolve_notes_nnapi_on_android_15_and_not_on_14(tmp_path: Path, policy:
     result = run("resolve", path, "--getprop", PIXEL_8_PRO)  # a real Android 16 dump (SDK 36)
     assert result.exit_code == 0 and f"note: {NNAPI_DEPRECATION} (this phone is on SDK 36" in result.stdout
     result = run("resolve", path, "--getprop", PIXEL_8_PRO, "--json")
-    assert json.loads(result.stdout)["notes"] == [f"{NNAPI_DEPRECATION} (this phone is on SDK 36; its chain tries "
-                                                  "fp16/nnapi/x1)"]
+    assert json.loads(result.stdout)["notes"] == [
+        f"{NNAPI_DEPRECATION} (this phone is on SDK 36; its chain tries fp16/nnapi/x1)"
+    ]

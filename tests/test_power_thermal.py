@@ -12,10 +12,10 @@ import pytest
 from farm_fixtures import SHIPPED_PROFILES, build_probe_zipapp, farm  # noqa: F401 - module-scoped fixture
 from fixture_paths import DEVICE_DUMPS
 
+from harness.digest import file_sha256
 from harness.phone import thermal
 from harness.phone.device import Phone
 from harness.phone.facts import PowerSupply, parse_power_supply_uevent
-from harness.digest import file_sha256
 from harness.phone.power import (
     NoPowerReason,
     PowerMethod,
@@ -208,7 +208,9 @@ def test_wait_until_cool_gives_up_after_max_wait(farm, monkeypatch: pytest.Monke
 def test_wait_until_cool_is_bounded_by_the_sleeps_it_hands_out(farm, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     clock = ThermalClock(monkeypatch)  # reads take no time on this clock
     slept: list[float] = []  # a sleep that passes no time, as a sweep's cancellable wait may
-    wait = wait_until_cool(phone(farm, "pixel-8-pro"), threshold_c=0.0, max_wait_s=100.0, poll_s=25.0, sleep=slept.append)
+    wait = wait_until_cool(
+        phone(farm, "pixel-8-pro"), threshold_c=0.0, max_wait_s=100.0, poll_s=25.0, sleep=slept.append
+    )
     # The clock never moved: only the sleeps handed out (4 x 25 s) ended the wait.
     assert not wait.cooled and slept == [25.0] * 4 and clock.reads == 5 and wait.waited_s == 0.0
 
@@ -251,7 +253,11 @@ def test_unplugged_phone_power_follows_its_load(farm, tmp_path: Path) -> None:  
     assert 0.0 < cpu_s <= window_s, (cpu_s, window_s)
     assert busy.power_method == "model" and busy.samples >= 10 and busy.reason is None, busy
     expected_extra_mw = big_core_mw * cpu_s / window_s
-    assert busy.avg_power_mw is not None and busy.avg_power_mw > idle_mw + expected_extra_mw / 4, (busy, cpu_s, window_s)
+    assert busy.avg_power_mw is not None and busy.avg_power_mw > idle_mw + expected_extra_mw / 4, (
+        busy,
+        cpu_s,
+        window_s,
+    )
 
 
 def test_sampler_skips_failing_reads_without_raising(farm) -> None:  # noqa: F811
@@ -300,8 +306,11 @@ def test_streaming_sampler_reopens_a_stream_killed_on_the_phone(farm) -> None:  
     # The sampling loop: a top-level `sh` (parent adbd, 521) other than the one running this command.
     out = p.check_output("echo me=$$; ps")
     me = int(out.split("me=", 1)[1].split()[0])
-    loops = [int(line.split()[1]) for line in out.splitlines()
-             if line.split()[-1] == "sh" and line.split()[2] == "521" and line.split()[1] != str(me)]
+    loops = [
+        int(line.split()[1])
+        for line in out.splitlines()
+        if line.split()[-1] == "sh" and line.split()[2] == "521" and line.split()[1] != str(me)
+    ]
     assert len(loops) == 1, out
     p.check_output(f"kill {loops[0]}")
     before = len(sampler._samples)

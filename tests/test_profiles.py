@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fixture_paths import DEVICE_DUMPS
 
-from harness.phone.facts import DeviceInfo, device_info_from
 from harness.errors import InputFileError, SchemaError
+from harness.phone.facts import DeviceInfo, device_info_from
 from harness.phone.profiles import PROFILES_DIR, AdbServer, load_farm, load_tiers, soc_identities
 
 DUMPS = DEVICE_DUMPS
@@ -35,7 +35,12 @@ def rules():
         # no ro.soc.model; ro.chipname=exynos7580
         ("getprop_03_samsung_galaxy_s5neo_sm-g903f_exynos7580.txt", "", "low", "low-entry-soc"),
         # Android 3.2, board 'tegra', 1 GB
-        ("getprop_06_asus_tf201_tegra3_android321_full.txt", "meminfo_01_asus_tf201_tegra3_1GB.txt", "low", "low-entry-soc"),
+        (
+            "getprop_06_asus_tf201_tegra3_android321_full.txt",
+            "meminfo_01_asus_tf201_tegra3_1GB.txt",
+            "low",
+            "low-entry-soc",
+        ),
     ],
 )
 def test_real_dumps_get_their_tier(rules, getprop: str, meminfo: str, tier: str, rule: str) -> None:
@@ -97,12 +102,20 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_tier_file_errors_name_the_fix(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="catch-all"):
-        load_tiers(write(tmp_path, 'schema_version = 1\ntiers = ["a"]\n[[rules]]\nid = "x"\ntier = "a"\nmin_sdk = 30\n'))
+        load_tiers(
+            write(tmp_path, 'schema_version = 1\ntiers = ["a"]\n[[rules]]\nid = "x"\ntier = "a"\nmin_sdk = 30\n')
+        )
     with pytest.raises(SchemaError, match="unknown SoC families"):
-        load_tiers(write(tmp_path, 'schema_version = 1\ntiers = ["a"]\n[[rules]]\nid = "x"\ntier = "a"\nfamilies = ["nope"]\n'))
+        load_tiers(
+            write(tmp_path, 'schema_version = 1\ntiers = ["a"]\n[[rules]]\nid = "x"\ntier = "a"\nfamilies = ["nope"]\n')
+        )
     with pytest.raises(SchemaError, match="bad pattern 'SM8\\[': the '\\[' at position 4 is never closed"):
-        load_tiers(write(tmp_path, 'schema_version = 1\ntiers = ["a"]\n[families]\nf = ["SM8["]\n'
-                                   '[[rules]]\nid = "x"\ntier = "a"\n'))
+        load_tiers(
+            write(
+                tmp_path,
+                'schema_version = 1\ntiers = ["a"]\n[families]\nf = ["SM8["]\n[[rules]]\nid = "x"\ntier = "a"\n',
+            )
+        )
     with pytest.raises(SchemaError, match="tier` from"):
         load_tiers(write(tmp_path, 'schema_version = 1\ntiers = ["a"]\n[[rules]]\nid = "x"\ntier = "b"\n'))
     with pytest.raises(SchemaError, match="upgrade tflite-farm"):
@@ -129,7 +142,7 @@ def test_farm_file_with_several_servers(tmp_path: Path) -> None:
         AdbServer("127.0.0.1", 5037),
         AdbServer("10.0.0.2", 5038),
     )
-    path.write_text('schema_version = 1\n[[servers]]\nport = 70000\n')
+    path.write_text("schema_version = 1\n[[servers]]\nport = 70000\n")
     with pytest.raises(SchemaError, match="TCP port"):
         load_farm(path)
 
@@ -152,11 +165,16 @@ def _identities(row: dict[str, str]) -> list[tuple[str, DeviceInfo]]:
     ram, sdk = int(row["ram_bytes"]), int(row["sdk"])
     ways = []
     if row["soc_model"]:
-        ways.append((f"ro.soc.model={row['soc_model']}", DeviceInfo("x", soc_model=row["soc_model"], ram_bytes=ram,
-                                                                   sdk=sdk)))
+        ways.append(
+            (f"ro.soc.model={row['soc_model']}", DeviceInfo("x", soc_model=row["soc_model"], ram_bytes=ram, sdk=sdk))
+        )
     for board in row["board_platforms"].split():
-        ways.append((f"ro.board.platform={board}", DeviceInfo("x", board_platform=board, hardware="qcom",
-                                                                 ram_bytes=ram, sdk=sdk)))
+        ways.append(
+            (
+                f"ro.board.platform={board}",
+                DeviceInfo("x", board_platform=board, hardware="qcom", ram_bytes=ram, sdk=sdk),
+            )
+        )
     for value in row["hardware"].split():
         ways.append((f"ro.hardware={value}", DeviceInfo("x", hardware=value, ram_bytes=ram, sdk=sdk)))
         ways.append((f"ro.chipname={value}", DeviceInfo("x", chipname=value, ram_bytes=ram, sdk=sdk)))
@@ -167,8 +185,18 @@ def test_the_soc_table_covers_every_family_and_tier() -> None:
     rows = _soc_rows()
     assert len(rows) >= 100 and all(row["source"].strip() for row in rows)
     names = " ".join(row["name"] for row in rows)
-    for family in ("Snapdragon 8", "Snapdragon 7", "Snapdragon 6", "Snapdragon 4", "Exynos", "Dimensity", "Helio",
-                   "Tensor", "Unisoc", "Kirin"):
+    for family in (
+        "Snapdragon 8",
+        "Snapdragon 7",
+        "Snapdragon 6",
+        "Snapdragon 4",
+        "Exynos",
+        "Dimensity",
+        "Helio",
+        "Tensor",
+        "Unisoc",
+        "Kirin",
+    ):
         assert family in names, family
     assert {row["expected_tier"] for row in rows} == set(load_tiers().tiers)
 
@@ -183,17 +211,32 @@ def test_shipped_rules_give_each_soc_its_tier_however_the_phone_names_it(rules, 
 
 def test_the_reported_2018_and_2019_flagships_are_mid_not_low(rules) -> None:
     # Snapdragon 845 (4 GB) and 855 (6 GB) on Android 10 name only their boards; the T606 stays low.
-    assert rules.classify(DeviceInfo("a", board_platform="sdm845", hardware="qcom", ram_bytes=3_700_000_000,
-                                     sdk=29)).rule_id == "mid-former-flagship-soc"
-    assert rules.classify(DeviceInfo("b", board_platform="msmnile", hardware="qcom", ram_bytes=5_600_000_000,
-                                     sdk=29)).rule_id == "mid-former-flagship-soc"
-    assert rules.classify(DeviceInfo("c", soc_model="T606", board_platform="ums9230", ram_bytes=3_700_000_000,
-                                     sdk=33)).tier == "low"
+    assert (
+        rules.classify(
+            DeviceInfo("a", board_platform="sdm845", hardware="qcom", ram_bytes=3_700_000_000, sdk=29)
+        ).rule_id
+        == "mid-former-flagship-soc"
+    )
+    assert (
+        rules.classify(
+            DeviceInfo("b", board_platform="msmnile", hardware="qcom", ram_bytes=5_600_000_000, sdk=29)
+        ).rule_id
+        == "mid-former-flagship-soc"
+    )
+    assert (
+        rules.classify(
+            DeviceInfo("c", soc_model="T606", board_platform="ums9230", ram_bytes=3_700_000_000, sdk=33)
+        ).tier
+        == "low"
+    )
 
 
 def test_no_shipped_glob_matches_a_board_name_shared_by_socs_of_different_tiers(rules) -> None:
     shared = ("lahaina", "taro", "pineapple", "cliffs", "parrot", "holi", "sm6150", "qcom", "exynos5")
     for board in shared:
-        hits = [rule.id for rule in rules.rules if rule.soc_globs and rule.matches(
-            DeviceInfo("x", board_platform=board, ram_bytes=16_000_000_000, sdk=36))]
+        hits = [
+            rule.id
+            for rule in rules.rules
+            if rule.soc_globs and rule.matches(DeviceInfo("x", board_platform=board, ram_bytes=16_000_000_000, sdk=36))
+        ]
         assert hits == [], f"{board} is matched by {hits}"

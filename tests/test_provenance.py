@@ -55,8 +55,9 @@ def test_a_tier_mixing_physical_and_virtual_devices_is_refused_unless_allowed(tm
     out = tmp_path / "p.json"
     refused = CliRunner().invoke(main, ["policy", "derive", "--results", str(root), "--out", str(out)])
     assert refused.exit_code == 2 and "--allow-mixed-kinds" in refused.output and not out.exists()
-    allowed = CliRunner().invoke(main, ["policy", "derive", "--results", str(root), "--out", str(out),
-                                        "--allow-mixed-kinds"])
+    allowed = CliRunner().invoke(
+        main, ["policy", "derive", "--results", str(root), "--out", str(out), "--allow-mixed-kinds"]
+    )
     assert allowed.exit_code == 0, allowed.output
 
 
@@ -106,34 +107,71 @@ def test_modelled_energy_never_ranks_breaks_ties_or_meets_a_limit(tmp_path: Path
     assert stats["energy_mj_per_inference"].isna().all() and stats["modelled_energy_mj_per_inference"].notna().any()
 
 
-@pytest.mark.parametrize(("power_method", "winner", "decided_by"), [
-    ("fuel_gauge", "fp32/xnnpack/x1", "measured energy"),  # measured: the lower energy settles the tie
-    ("model", "fp32/cpu/x1", "name"),  # modelled: energy is not looked at; with equal medians the name decides
-])
+@pytest.mark.parametrize(
+    ("power_method", "winner", "decided_by"),
+    [
+        ("fuel_gauge", "fp32/xnnpack/x1", "measured energy"),  # measured: the lower energy settles the tie
+        ("model", "fp32/cpu/x1", "name"),  # modelled: energy is not looked at; with equal medians the name decides
+    ],
+)
 def test_only_measured_energy_settles_a_tie(tmp_path: Path, power_method: str, winner: str, decided_by: str) -> None:
     import datetime as dt
 
     from harness.records import CaseStatus, ResultRow, case_id_for
 
     store = ResultsStore(tmp_path / "results")
-    started = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    started = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     rows = []
     # Same file, same threads, the same latency: a tie on p50; plain CPU draws more power than XNNPACK.
     for delegate, energy in (("cpu", 2.0), ("xnnpack", 1.0)):
         for repetition, p50 in enumerate((1000.0, 1001.0, 999.0)):
-            rows.append(ResultRow(
-                run_id="energy", case_id=case_id_for("phone", "e" * 64, delegate, 1, ()), repetition=repetition,
-                started_at=started + dt.timedelta(seconds=len(rows)), duration_s=1.0, harness_version="test",
-                adb_server="127.0.0.1:5037", serial="phone", device_kind="physical", device_model="Phone",
-                soc="SM8650", soc_identities=("SM8650",), abi="arm64-v8a", android_sdk=34, ram_bytes=11_000_000_000,
-                tier="high", model_name="net", variant="fp32", model_sha256="e" * 64, model_size_bytes=1000,
-                delegate=delegate, num_threads=1, num_runs=50, warmup_runs=1, bench_binary_name="bm",
-                bench_binary_sha256="b" * 64, inference_avg_us=p50, inference_p50_us=p50,
-                energy_mj_per_inference=energy, avg_power_mw=energy * 1000, power_method=power_method,
-                status=CaseStatus.OK))
+            rows.append(
+                ResultRow(
+                    run_id="energy",
+                    case_id=case_id_for("phone", "e" * 64, delegate, 1, ()),
+                    repetition=repetition,
+                    started_at=started + dt.timedelta(seconds=len(rows)),
+                    duration_s=1.0,
+                    harness_version="test",
+                    adb_server="127.0.0.1:5037",
+                    serial="phone",
+                    device_kind="physical",
+                    device_model="Phone",
+                    soc="SM8650",
+                    soc_identities=("SM8650",),
+                    abi="arm64-v8a",
+                    android_sdk=34,
+                    ram_bytes=11_000_000_000,
+                    tier="high",
+                    model_name="net",
+                    variant="fp32",
+                    model_sha256="e" * 64,
+                    model_size_bytes=1000,
+                    delegate=delegate,
+                    num_threads=1,
+                    num_runs=50,
+                    warmup_runs=1,
+                    bench_binary_name="bm",
+                    bench_binary_sha256="b" * 64,
+                    inference_avg_us=p50,
+                    inference_p50_us=p50,
+                    energy_mj_per_inference=energy,
+                    avg_power_mw=energy * 1000,
+                    power_method=power_method,
+                    status=CaseStatus.OK,
+                )
+            )
     store.append(rows)
-    models = [{"name": "net", "variant": "fp32", "quantization": None, "path": "/m/net_fp32.tflite",
-               "sha256": "e" * 64, "size_bytes": 1000}]
+    models = [
+        {
+            "name": "net",
+            "variant": "fp32",
+            "quantization": None,
+            "path": "/m/net_fp32.tflite",
+            "sha256": "e" * 64,
+            "size_bytes": 1000,
+        }
+    ]
     store.write_run_manifest("energy", {"plan": {"models": models}})
     high = derive(DeriveRequest(results_root=store.root)).document["tiers"][0]
     assert high["evidence"]["tie"]["tied_with_best"] != []
@@ -161,8 +199,10 @@ def test_policy_records_how_it_was_measured_and_validate_warns_about_virtual_num
     assert physical["source"]["temperature_methods"] == ["sensor"]
     assert provenance_warnings(physical) == () and physical_only(physical)
 
-    virtual_kind = {serial: {"device_kind": "virtual", "power_method": "model", "temperature_method": "model"}
-                    for serial in known.DEVICES}
+    virtual_kind = {
+        serial: {"device_kind": "virtual", "power_method": "model", "temperature_method": "model"}
+        for serial in known.DEVICES
+    }
     derived = derive(DeriveRequest(results_root=results(tmp_path / "v", **virtual_kind)))
     virtual = derived.document
     assert virtual["source"]["device_kinds"] == ["virtual"] and validate(virtual) == ()
@@ -180,7 +220,12 @@ def test_policy_records_how_it_was_measured_and_validate_warns_about_virtual_num
     assert strict.exit_code == 2 and "--require-physical refuses" in strict.stderr
     (tmp_path / "physical.json").write_text(json.dumps(physical))
     fine = runner.invoke(main, ["policy", "validate", str(tmp_path / "physical.json"), "--require-physical", "--json"])
-    assert fine.exit_code == 0 and json.loads(fine.stdout) == {"valid": True, "schema_version": 2, "problems": [], "warnings": []}
+    assert fine.exit_code == 0 and json.loads(fine.stdout) == {
+        "valid": True,
+        "schema_version": 2,
+        "problems": [],
+        "warnings": [],
+    }
     # A policy of an older harness says nothing about its devices: --require-physical cannot vouch for it.
     del physical["source"]["device_kinds"]
     (tmp_path / "old.json").write_text(json.dumps(physical))

@@ -15,19 +15,19 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 from tiers import slow_fixture
 
-from harness.runner_zipapp import SHEBANG, build_runner
 from harness.runner.inputs import split_name_and_value_file
 from harness.runner.loop import RunStats, run_loop
 from harness.runner.paths import ROOT_ENV, host_path
 from harness.runner.report import Log, fmt_num
+from harness.runner_zipapp import SHEBANG, build_runner
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ("--num_runs=3", "--min_secs=0", "--warmup_runs=1", "--warmup_min_secs=0")
@@ -67,9 +67,7 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def _run(command: list[str], env: dict[str, str] | None, cwd: Path | None) -> Outcome:
-    done = subprocess.run(
-        command, capture_output=True, text=True, env=_env(env or {}), cwd=cwd or REPO, timeout=60
-    )
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(env or {}), cwd=cwd or REPO, timeout=60)
     return Outcome(done.returncode, done.stdout, done.stderr)
 
 
@@ -99,7 +97,7 @@ def assert_failed(outcome: Outcome, *tail: str) -> None:
     assert "Traceback" not in outcome.stdout + outcome.stderr
     assert "Exception ignored" not in outcome.stderr
     expected = [f"ERROR: {line}" for line in (*tail, "Benchmarking failed.")]
-    assert outcome.lines[-len(expected):] == expected, outcome.stdout
+    assert outcome.lines[-len(expected) :] == expected, outcome.stdout
 
 
 # --- a successful run --------------------------------------------------------
@@ -141,19 +139,23 @@ def test_run_prints_benchmark_model_output(runner: Runner, tiny_models: dict[str
     assert out.counts() == [1, 3]
     summary = re.search(
         r"^INFO: Inference timings in us: Init: (\d+), First inference: (\d+), "
-        r"Warmup \(avg\): (\S+), Inference \(avg\): (\S+)$", out.stdout, re.M,
+        r"Warmup \(avg\): (\S+), Inference \(avg\): (\S+)$",
+        out.stdout,
+        re.M,
     )
     assert summary, out.stdout
     assert re.search(
         r"^INFO: Memory footprint delta from the start of the tool \(MB\): init=\S+ overall=\S+$",
-        out.stdout, re.M,
+        out.stdout,
+        re.M,
     )
     assert "periodic monitoring" not in out.stdout
 
 
 def test_count_line_figures_match_the_summary(tiny_models: dict[str, Path]) -> None:
-    out = run_module(f"--graph={tiny_models['conv']}", "--num_runs=4", "--min_secs=0",
-                     "--warmup_runs=2", "--warmup_min_secs=0")
+    out = run_module(
+        f"--graph={tiny_models['conv']}", "--num_runs=4", "--min_secs=0", "--warmup_runs=2", "--warmup_min_secs=0"
+    )
     assert out.code == 0, out.stdout
     measured = [line for line in out.lines if line.startswith("INFO: count=")][1]
     fields = dict(re.findall(r"(\w+)=(\S+)", measured))
@@ -189,8 +191,9 @@ def test_runner_imports_nothing_heavy() -> None:
         "new = {name.partition('.')[0] for name in set(sys.modules) - before}\n"
         "print(sorted(new - set(sys.stdlib_module_names)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          env=_env({}), cwd=REPO, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=_env({}), cwd=REPO, check=True
+    )
     heavy, third_party = done.stdout.splitlines()
     assert heavy == "[]"
     assert third_party == "['ai_edge_litert', 'harness', 'numpy']"
@@ -201,8 +204,12 @@ def test_runner_imports_nothing_heavy() -> None:
 
 def test_set_flags_are_echoed_with_their_real_names(tiny_models: dict[str, Path]) -> None:
     out = run_module(
-        f"--graph={tiny_models['dense']}", *FAST, "--max_secs=30", "--run_delay=0.001",
-        "--use_xnnpack=true", "--report_peak_memory_footprint=true",
+        f"--graph={tiny_models['dense']}",
+        *FAST,
+        "--max_secs=30",
+        "--run_delay=0.001",
+        "--use_xnnpack=true",
+        "--report_peak_memory_footprint=true",
         "--memory_footprint_check_interval_ms=10",
     )
     assert out.code == 0, out.stdout
@@ -212,13 +219,11 @@ def test_set_flags_are_echoed_with_their_real_names(tiny_models: dict[str, Path]
         "INFO: Report the peak memory footprint: [1]",
         "INFO: Memory footprint check interval (ms): [10]",
         "INFO: Use xnnpack: [1]",
-        "INFO: Explicitly applied XNNPACK delegate, and the model graph will be completely "
-        "executed by the delegate.",
+        "INFO: Explicitly applied XNNPACK delegate, and the model graph will be completely executed by the delegate.",
     ):
         assert line in out.lines
     assert "Num threads" not in out.stdout  # not set, not echoed
-    peak = re.search(r"^INFO: Overall peak memory footprint \(MB\) via periodic monitoring: (\S+)$",
-                     out.stdout, re.M)
+    peak = re.search(r"^INFO: Overall peak memory footprint \(MB\) via periodic monitoring: (\S+)$", out.stdout, re.M)
     assert peak and float(peak.group(1)) > 0
 
 
@@ -250,9 +255,7 @@ def test_op_profiling_is_declined_with_a_warning(tiny_models: dict[str, Path]) -
         (("--use_gpu=yes",), "Failed to parse flag 'use_gpu' against argv '--use_gpu=yes'"),
     ],
 )
-def test_unparsable_flag_fails_with_usage(
-    args: tuple[str, ...], tail: str, tiny_models: dict[str, Path]
-) -> None:
+def test_unparsable_flag_fails_with_usage(args: tuple[str, ...], tail: str, tiny_models: dict[str, Path]) -> None:
     out = run_module(f"--graph={tiny_models['dense']}", *args)
     assert out.code == 1
     assert f"ERROR: {tail}" in out.lines
@@ -269,24 +272,37 @@ def test_missing_graph_flag_fails() -> None:
 
 
 def test_num_runs_is_the_number_of_runs_when_no_duration_is_asked(tiny_models: dict[str, Path]) -> None:
-    out = run_module(f"--graph={tiny_models['dense']}", "--num_runs=7", "--min_secs=0",
-                     "--warmup_runs=4", "--warmup_min_secs=0")
+    out = run_module(
+        f"--graph={tiny_models['dense']}", "--num_runs=7", "--min_secs=0", "--warmup_runs=4", "--warmup_min_secs=0"
+    )
     assert out.code == 0
     assert out.counts() == [4, 7]
 
 
 def test_min_secs_extends_the_loop_beyond_num_runs(tiny_models: dict[str, Path]) -> None:
-    out = run_module(f"--graph={tiny_models['dense']}", "--num_runs=1", "--min_secs=0.3",
-                     "--run_delay=0.01", "--warmup_runs=1", "--warmup_min_secs=0")
+    out = run_module(
+        f"--graph={tiny_models['dense']}",
+        "--num_runs=1",
+        "--min_secs=0.3",
+        "--run_delay=0.01",
+        "--warmup_runs=1",
+        "--warmup_min_secs=0",
+    )
     assert out.code == 0
     # Every run sleeps 10 ms, so 0.3 s holds at most 31 of them.
     assert 1 < out.counts()[1] <= 31
 
 
 def test_max_secs_stops_the_loop_before_num_runs(tiny_models: dict[str, Path]) -> None:
-    out = run_module(f"--graph={tiny_models['dense']}", "--num_runs=1000", "--min_secs=0",
-                     "--max_secs=0.2", "--run_delay=0.01", "--warmup_runs=1",
-                     "--warmup_min_secs=0")
+    out = run_module(
+        f"--graph={tiny_models['dense']}",
+        "--num_runs=1000",
+        "--min_secs=0",
+        "--max_secs=0.2",
+        "--run_delay=0.01",
+        "--warmup_runs=1",
+        "--warmup_min_secs=0",
+    )
     assert out.code == 0
     assert 1 <= out.counts()[1] <= 22
 
@@ -313,6 +329,7 @@ class FakeClock:
     def work(self, seconds: float) -> Callable[[], None]:
         def invoke() -> None:
             self.ns += round(seconds * 1e9)
+
         return invoke
 
 
@@ -358,8 +375,11 @@ def test_invoke_failure_is_recorded_and_the_loop_goes_on() -> None:
         ((7, 7, 7), "count=3 curr=7(all same) p5=7 median=7 p95=7"),
         ((1357602,), "count=1 curr=1357602 p5=1357602 median=1357602 p95=1357602"),
         ((), "count=0 p5=0 median=0 p95=0"),
-        ((1240000, 1240541), "count=2 first=1240000 curr=1240541 min=1240000 max=1240541 "
-                             "avg=1.24027e+06 std=270 p5=1240000 median=1240541 p95=1240541"),
+        (
+            (1240000, 1240541),
+            "count=2 first=1240000 curr=1240541 min=1240000 max=1240541 "
+            "avg=1.24027e+06 std=270 p5=1240000 median=1240541 p95=1240541",
+        ),
     ],
 )
 def test_stat_lines_are_formatted_like_the_real_tool(samples: tuple[int, ...], line: str) -> None:
@@ -378,9 +398,7 @@ def _reference_output(model: Path, inputs: np.ndarray) -> bytes:
     interpreter.allocate_tensors()
     interpreter.set_tensor(detail["index"], inputs)
     interpreter.invoke()
-    return b"".join(
-        interpreter.get_tensor(out["index"]).tobytes() for out in interpreter.get_output_details()
-    )
+    return b"".join(interpreter.get_tensor(out["index"]).tobytes() for out in interpreter.get_output_details())
 
 
 def _input_name(model: Path) -> str:
@@ -401,9 +419,13 @@ def test_output_file_holds_the_outputs_for_the_given_inputs(
     out_file = tmp_path / "out.bin"
 
     out = run_module(
-        f"--graph={graph}", *FAST, "--num_threads=1", f"--input_layer={name}",
+        f"--graph={graph}",
+        *FAST,
+        "--num_threads=1",
+        f"--input_layer={name}",
         f"--input_layer_shape={','.join(map(str, shape))}",
-        f"--input_layer_value_files={_escaped(name)}:{value_file}", f"--output_filepath={out_file}",
+        f"--input_layer_value_files={_escaped(name)}:{value_file}",
+        f"--output_filepath={out_file}",
     )
 
     assert out.code == 0, out.stdout
@@ -416,14 +438,17 @@ def _escaped(name: str) -> str:
     return name.replace(":", "::")
 
 
-@pytest.mark.parametrize(("item", "expected"), [
-    ("x:/data/in.bin", ("x", "/data/in.bin")),
-    ("serving_default_x::0:/data/in.bin", ("serving_default_x:0", "/data/in.bin")),
-    ("a::b::c:/p::q", ("a:b:c", "/p:q")),
-    ("serving_default_x:0:/data/in.bin", None),  # two delimiters: the name's ':' was not doubled
-    ("no_delimiter", None),
-    ("only::escaped", None),
-])
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("x:/data/in.bin", ("x", "/data/in.bin")),
+        ("serving_default_x::0:/data/in.bin", ("serving_default_x:0", "/data/in.bin")),
+        ("a::b::c:/p::q", ("a:b:c", "/p:q")),
+        ("serving_default_x:0:/data/in.bin", None),  # two delimiters: the name's ':' was not doubled
+        ("no_delimiter", None),
+        ("only::escaped", None),
+    ],
+)
 def test_value_file_items_split_as_the_real_tool_does(item: str, expected: tuple[str, str] | None) -> None:
     assert split_name_and_value_file(item) == expected
 
@@ -434,8 +459,13 @@ def test_an_unescaped_name_with_a_colon_is_refused(tiny_models: dict[str, Path],
     assert ":" in name  # converted models name tensors "serving_default_<name>:0"
     value_file = tmp_path / "in.bin"
     value_file.write_bytes(b"\0" * 32)
-    out = run_module(f"--graph={graph}", *FAST, f"--input_layer={name}", "--input_layer_shape=1,8",
-                     f"--input_layer_value_files={name}:{value_file}")
+    out = run_module(
+        f"--graph={graph}",
+        *FAST,
+        f"--input_layer={name}",
+        "--input_layer_shape=1,8",
+        f"--input_layer_value_files={name}:{value_file}",
+    )
     assert_failed(out, f"Wrong input value file item specified: {name}:{value_file}")
 
 
@@ -444,14 +474,18 @@ def test_value_file_of_the_wrong_size_fails(tiny_models: dict[str, Path], tmp_pa
     name = _input_name(graph)
     value_file = tmp_path / "short.bin"
     value_file.write_bytes(b"\0" * 12)
-    out = run_module(f"--graph={graph}", *FAST, f"--input_layer={name}", "--input_layer_shape=1,8",
-                     f"--input_layer_value_files={_escaped(name)}:{value_file}")
+    out = run_module(
+        f"--graph={graph}",
+        *FAST,
+        f"--input_layer={name}",
+        "--input_layer_shape=1,8",
+        f"--input_layer_value_files={_escaped(name)}:{value_file}",
+    )
     assert_failed(out, f"The size of {value_file} is 12 bytes. It should be 32 bytes.")
 
 
 def test_input_flags_must_agree(tiny_models: dict[str, Path]) -> None:
-    out = run_module(f"--graph={tiny_models['dense']}", *FAST, "--input_layer=a,b",
-                     "--input_layer_shape=1,8")
+    out = run_module(f"--graph={tiny_models['dense']}", *FAST, "--input_layer=a,b", "--input_layer_shape=1,8")
     assert_failed(
         out,
         "The number of items in --input_layer_shape (1,8, with 1 items) must match the number "
@@ -472,9 +506,13 @@ def test_device_paths_resolve_under_the_device_root(tiny_models: dict[str, Path]
     name = _input_name(tiny_models["dense"])
 
     out = run_module(
-        "--graph=/data/local/tmp/m.tflite", "--output_filepath=/data/local/tmp/out.bin",
-        f"--input_layer={name}", "--input_layer_shape=1,8",
-        f"--input_layer_value_files={_escaped(name)}:/data/local/tmp/in.bin", "--num_threads=1", *FAST,
+        "--graph=/data/local/tmp/m.tflite",
+        "--output_filepath=/data/local/tmp/out.bin",
+        f"--input_layer={name}",
+        "--input_layer_shape=1,8",
+        f"--input_layer_value_files={_escaped(name)}:/data/local/tmp/in.bin",
+        "--num_threads=1",
+        *FAST,
         env={ROOT_ENV: str(root)},
     )
 
@@ -495,9 +533,7 @@ def test_relative_device_paths_resolve_against_the_working_directory(
 
 
 @pytest.mark.parametrize("escape", ["dotdot", "symlink"])
-def test_device_paths_cannot_leave_the_device_root(
-    escape: str, tiny_models: dict[str, Path], tmp_path: Path
-) -> None:
+def test_device_paths_cannot_leave_the_device_root(escape: str, tiny_models: dict[str, Path], tmp_path: Path) -> None:
     root = tmp_path / "sandbox"
     root.mkdir()
     outside = tmp_path / "outside.tflite"
@@ -533,33 +569,40 @@ def test_host_path_resolves_like_a_chroot(tmp_path: Path) -> None:
 
 def test_missing_model_fails_like_benchmark_model(runner: Runner, tmp_path: Path) -> None:
     graph = tmp_path / "nope.tflite"
-    assert_failed(runner(f"--graph={graph}", *FAST), f"Could not open '{graph}'.",
-                  f"Failed to mmap model {graph}")
+    assert_failed(runner(f"--graph={graph}", *FAST), f"Could not open '{graph}'.", f"Failed to mmap model {graph}")
 
 
 @pytest.mark.parametrize("damage", ["random", "truncated"])
-def test_corrupt_model_fails_like_benchmark_model(
-    damage: str, tiny_models: dict[str, Path], tmp_path: Path
-) -> None:
+def test_corrupt_model_fails_like_benchmark_model(damage: str, tiny_models: dict[str, Path], tmp_path: Path) -> None:
     graph = tmp_path / "bad.tflite"
     good = tiny_models["conv"].read_bytes()
     graph.write_bytes(np.random.default_rng(1).bytes(2000) if damage == "random" else good[: len(good) // 2])
-    assert_failed(run_module(f"--graph={graph}", *FAST), "The model is not a valid Flatbuffer buffer",
-                  f"Failed to mmap model {graph}")
+    assert_failed(
+        run_module(f"--graph={graph}", *FAST),
+        "The model is not a valid Flatbuffer buffer",
+        f"Failed to mmap model {graph}",
+    )
 
 
 def test_unresolved_custom_op_fails_like_benchmark_model(tiny_models: dict[str, Path]) -> None:
     graph = tiny_models["custom_op"]
     out = run_module(f"--graph={graph}", *FAST)
     assert f"INFO: Loaded model {graph}" in out.lines
-    assert_failed(out, "Encountered unresolved custom op: HarnessUnknownOp.",
-                  "Node number 0 (HarnessUnknownOp) failed to prepare.", "Failed to allocate tensors!")
+    assert_failed(
+        out,
+        "Encountered unresolved custom op: HarnessUnknownOp.",
+        "Node number 0 (HarnessUnknownOp) failed to prepare.",
+        "Failed to allocate tensors!",
+    )
 
 
-@pytest.mark.parametrize(("flag", "name", "env_var"), [
-    ("--use_gpu=true", "GPU", "HARNESS_GPU_DELEGATE_LIBRARY"),
-    ("--use_nnapi=true", "NNAPI", "HARNESS_NNAPI_LIBRARY"),
-])
+@pytest.mark.parametrize(
+    ("flag", "name", "env_var"),
+    [
+        ("--use_gpu=true", "GPU", "HARNESS_GPU_DELEGATE_LIBRARY"),
+        ("--use_nnapi=true", "NNAPI", "HARNESS_NNAPI_LIBRARY"),
+    ],
+)
 def test_unavailable_delegate_fails_instead_of_running_on_cpu(
     flag: str, name: str, env_var: str, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -608,28 +651,40 @@ def fake_delegates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     libraries = {}
     for name, status in (("idle", 0), ("failing", 1)):
         libraries[name] = folder / f"lib{name}.so"
-        subprocess.run([compiler, "-shared", "-fPIC", f"-DPREPARE_STATUS={status}", "-o",
-                        str(libraries[name]), str(source)], check=True)
+        subprocess.run(
+            [compiler, "-shared", "-fPIC", f"-DPREPARE_STATUS={status}", "-o", str(libraries[name]), str(source)],
+            check=True,
+        )
     return libraries
 
 
 def test_loaded_delegate_is_reported_by_what_it_took(
     fake_delegates: dict[str, Path], tiny_models: dict[str, Path]
 ) -> None:
-    out = run_module(f"--graph={tiny_models['dense']}", *FAST, "--use_gpu=true",
-                     env={"HARNESS_GPU_DELEGATE_LIBRARY": str(fake_delegates["idle"])})
+    out = run_module(
+        f"--graph={tiny_models['dense']}",
+        *FAST,
+        "--use_gpu=true",
+        env={"HARNESS_GPU_DELEGATE_LIBRARY": str(fake_delegates["idle"])},
+    )
     assert out.code == 0, out.stdout
-    assert ("INFO: Though GPU delegate is explicitly applied, the model graph will not be "
-            "executed by the delegate.") in out.lines
+    assert (
+        "INFO: Though GPU delegate is explicitly applied, the model graph will not be executed by the delegate."
+    ) in out.lines
 
 
 def test_delegate_that_fails_to_apply_fails_the_run(
     fake_delegates: dict[str, Path], tiny_models: dict[str, Path]
 ) -> None:
-    out = run_module(f"--graph={tiny_models['dense']}", *FAST, "--use_nnapi=true",
-                     env={"HARNESS_NNAPI_LIBRARY": str(fake_delegates["failing"])})
-    assert_failed(out, "Restored original execution plan after delegate application failure.",
-                  "Failed to apply NNAPI delegate.")
+    out = run_module(
+        f"--graph={tiny_models['dense']}",
+        *FAST,
+        "--use_nnapi=true",
+        env={"HARNESS_NNAPI_LIBRARY": str(fake_delegates["failing"])},
+    )
+    assert_failed(
+        out, "Restored original execution plan after delegate application failure.", "Failed to apply NNAPI delegate."
+    )
 
 
 # --- round trip through the harness's parser ----------------------------------
@@ -638,8 +693,14 @@ def test_delegate_that_fails_to_apply_fails_the_run(
 def test_output_parses_into_one_run_with_the_printed_figures(tiny_models: dict[str, Path]) -> None:
     from harness.benchlog import parse_log
 
-    out = run_module(f"--graph={tiny_models['conv']}", "--num_threads=2", "--num_runs=6",
-                     "--min_secs=0", "--warmup_runs=1", "--warmup_min_secs=0")
+    out = run_module(
+        f"--graph={tiny_models['conv']}",
+        "--num_threads=2",
+        "--num_runs=6",
+        "--min_secs=0",
+        "--warmup_runs=1",
+        "--warmup_min_secs=0",
+    )
     assert out.code == 0, out.stdout
 
     runs = parse_log(out.stdout)
@@ -654,12 +715,15 @@ def test_output_parses_into_one_run_with_the_printed_figures(tiny_models: dict[s
     assert init_us and run.init_us == float(init_us.group(1))
 
 
-@pytest.mark.parametrize(("case", "error_type"), [
-    ("missing", "model_load_failed"),
-    ("corrupt", "model_load_failed"),
-    ("custom_op", "unsupported_op"),
-    ("gpu", "delegate_failed"),
-])
+@pytest.mark.parametrize(
+    ("case", "error_type"),
+    [
+        ("missing", "model_load_failed"),
+        ("corrupt", "model_load_failed"),
+        ("custom_op", "unsupported_op"),
+        ("gpu", "delegate_failed"),
+    ],
+)
 def test_failures_parse_into_a_run_with_an_error_type(
     case: str, error_type: str, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -20,30 +20,37 @@ from tiers import slow_fixture
 from harness.benchlog import parse_log
 from harness.benchresult import merge_result, read_benchmark_result
 from harness.records import BenchmarkRun, ErrorType
-from harness.runner_zipapp import SHEBANG, build_runner
 from harness.runner.paths import ROOT_ENV
 from harness.runner.result_proto import ProtoSyntaxError, message_classes, parse_proto
+from harness.runner_zipapp import SHEBANG, build_runner
 from harness.virtual_farm.execution import delegate_of
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ("--num_runs=3", "--min_secs=0", "--warmup_runs=1", "--warmup_min_secs=0")
 DELEGATES_ENV = "HARNESS_DEVICE_DELEGATES"
 # The printed block rounds milliseconds to 2 decimals.
-PRINT_ROUNDING_US = 5.0 + 0.01  # half of the block's 0.01 ms, plus the proto's float32 error (0.075 ms is 0.07499... there)
+PRINT_ROUNDING_US = (
+    5.0 + 0.01
+)  # half of the block's 0.01 ms, plus the proto's float32 error (0.075 ms is 0.07499... there)
 
 # (message, field, number, type) of tflite/tools/benchmark/proto/benchmark_result.proto
 # at google-ai-edge/LiteRT f67457790c9c2ab67347d6fe53270e8d3df20868.
 UPSTREAM_FIELDS = {
-    ("LatencyMetrics", "avg_ms", 1, "float"), ("LatencyMetrics", "min_ms", 2, "float"),
-    ("LatencyMetrics", "max_ms", 3, "float"), ("LatencyMetrics", "stddev_ms", 4, "float"),
-    ("LatencyMetrics", "median_ms", 5, "float"), ("LatencyMetrics", "p5_ms", 6, "float"),
-    ("LatencyMetrics", "p95_ms", 7, "float"), ("LatencyMetrics", "init_ms", 8, "float"),
+    ("LatencyMetrics", "avg_ms", 1, "float"),
+    ("LatencyMetrics", "min_ms", 2, "float"),
+    ("LatencyMetrics", "max_ms", 3, "float"),
+    ("LatencyMetrics", "stddev_ms", 4, "float"),
+    ("LatencyMetrics", "median_ms", 5, "float"),
+    ("LatencyMetrics", "p5_ms", 6, "float"),
+    ("LatencyMetrics", "p95_ms", 7, "float"),
+    ("LatencyMetrics", "init_ms", 8, "float"),
     ("LatencyMetrics", "first_inference_ms", 9, "float"),
     ("LatencyMetrics", "average_warm_up_ms", 10, "float"),
     ("MemoryMetrics", "init_footprint_kb", 1, "int64"),
     ("MemoryMetrics", "overall_footprint_kb", 2, "int64"),
     ("MemoryMetrics", "peak_mem_mb", 3, "float"),
-    ("MiscMetrics", "model_size_mb", 1, "float"), ("MiscMetrics", "num_runs", 2, "int32"),
+    ("MiscMetrics", "model_size_mb", 1, "float"),
+    ("MiscMetrics", "num_runs", 2, "int32"),
     ("MiscMetrics", "num_warmup_runs", 3, "int32"),
     ("MiscMetrics", "model_throughput_in_mb_per_sec", 4, "float"),
     ("BenchmarkResult", "name", 1, "string"),
@@ -89,8 +96,11 @@ def test_block_and_result_file_agree(run, tiny_models: dict[str, Path], tmp_path
     (root / "data/local/tmp").mkdir(parents=True)
     (root / "data/local/tmp/m.tflite").write_bytes(tiny_models["conv"].read_bytes())
     out = run(
-        "--graph=/data/local/tmp/m.tflite", "--num_threads=2", "--result_file_path=/data/local/tmp/r.pb",
-        *FAST, env={ROOT_ENV: str(root), DELEGATES_ENV: "xnnpack"},
+        "--graph=/data/local/tmp/m.tflite",
+        "--num_threads=2",
+        "--result_file_path=/data/local/tmp/r.pb",
+        *FAST,
+        env={ROOT_ENV: str(root), DELEGATES_ENV: "xnnpack"},
     )
 
     assert out.code == 0, out.stdout + out.stderr
@@ -102,8 +112,15 @@ def test_block_and_result_file_agree(run, tiny_models: dict[str, Path], tmp_path
     [printed] = parse_log(out.stdout)
     from_file = read_benchmark_result((root / "data/local/tmp/r.pb").read_bytes())
     assert printed.ok and from_file.ok, (printed, from_file)
-    for name in ("init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us",
-                 "inference_min_us", "inference_max_us", "inference_std_us"):
+    for name in (
+        "init_us",
+        "first_inference_us",
+        "warmup_avg_us",
+        "inference_avg_us",
+        "inference_min_us",
+        "inference_max_us",
+        "inference_std_us",
+    ):
         assert getattr(printed, name) == pytest.approx(getattr(from_file, name), abs=PRINT_ROUNDING_US), name
     assert printed.inference_count == from_file.inference_count == 3
     assert printed.warmup_count == from_file.warmup_count == 1
@@ -132,8 +149,7 @@ def test_cpu_with_full_delegation_aborts(run, tiny_models: dict[str, Path]) -> N
 
     assert out.code == -signal.SIGABRT
     assert out.lines[-1] == (
-        "ERROR: [benchmark_litert_model.cc:110] "
-        "Requesting full delegation and CPU acceleration are incompatible."
+        "ERROR: [benchmark_litert_model.cc:110] Requesting full delegation and CPU acceleration are incompatible."
     )
 
 
@@ -174,8 +190,10 @@ def test_missing_model_fails_to_load(run, tmp_path: Path) -> None:  # type: igno
 
 
 def test_proto_matches_upstream() -> None:
-    names = {value: key.lower().removeprefix("type_") for key, value in
-             __import__("google.protobuf.descriptor_pb2", fromlist=["x"]).FieldDescriptorProto.Type.items()}
+    names = {
+        value: key.lower().removeprefix("type_")
+        for key, value in __import__("google.protobuf.descriptor_pb2", fromlist=["x"]).FieldDescriptorProto.Type.items()
+    }
     found = set()
     for message_name, cls in message_classes().items():
         for field in cls.DESCRIPTOR.fields:
@@ -185,13 +203,16 @@ def test_proto_matches_upstream() -> None:
     assert message_classes()["BenchmarkResult"].DESCRIPTOR.full_name == "tflite.tools.benchmark.BenchmarkResult"
 
 
-@pytest.mark.parametrize("text", [
-    'syntax = "proto3"; message A { optional int32 x = 1; }',
-    'syntax = "proto2"; message A { repeated int32 x = 1; }',
-    'syntax = "proto2"; enum E { A = 0; }',
-    'syntax = "proto2"; message A { optional B x = 1; }',
-    'syntax = "proto2"; message A { optional int32 x = 1 [default = 2]; }',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'syntax = "proto3"; message A { optional int32 x = 1; }',
+        'syntax = "proto2"; message A { repeated int32 x = 1; }',
+        'syntax = "proto2"; enum E { A = 0; }',
+        'syntax = "proto2"; message A { optional B x = 1; }',
+        'syntax = "proto2"; message A { optional int32 x = 1 [default = 2]; }',
+    ],
+)
 def test_proto_parser_rejects_unsupported_syntax(text: str) -> None:
     with pytest.raises(ProtoSyntaxError):
         parse_proto(text)

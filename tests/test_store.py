@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +31,7 @@ from harness.records import (
 from harness.store import ResultsStore
 
 REPO = Path(__file__).resolve().parents[1]
-T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 def make_row(**overrides: object) -> ResultRow:
@@ -141,9 +141,7 @@ def test_the_arrow_schema_is_derived_from_the_result_row() -> None:
     fields = dataclasses.fields(ResultRow)
     assert [f.name for f in fields] == RESULTS_SCHEMA.names
     # Optional in Python <=> nullable in Arrow, so a failed row is storable and nothing else is null.
-    assert {f.name: "None" in str(f.type) for f in fields} == {
-        f.name: f.nullable for f in RESULTS_SCHEMA
-    }
+    assert {f.name: "None" in str(f.type) for f in fields} == {f.name: f.nullable for f in RESULTS_SCHEMA}
     assert RESULTS_SCHEMA.metadata == {b"tflite_farm.schema_version": str(SCHEMA_VERSION).encode()}
     assert RESULTS_SCHEMA.field("started_at").type == pa.timestamp("us", tz="UTC")
     assert RESULTS_SCHEMA.field("soc_identities").type == pa.list_(pa.string())
@@ -378,7 +376,9 @@ def test_the_checked_in_v1_dataset_reads_as_v2_rows() -> None:
     # Made-up values became null; v1's measurements are kept as they were.
     assert arm["bench_binary_sha256"].isna().all() and x86["bench_binary_sha256"].notna().all()
     assert (rows["device_model"] != "unknown").all() and rows["android_sdk"].notna().all()
-    assert [list(v) for v in rows.loc[rows["device_model"] == "Pixel 8 Pro", "soc_identities"].head(1)] == [["Tensor G3"]]
+    assert [list(v) for v in rows.loc[rows["device_model"] == "Pixel 8 Pro", "soc_identities"].head(1)] == [
+        ["Tensor G3"]
+    ]
     ok = rows[rows["status"] == "ok"]
     assert len(ok) == 16 and ok["inference_p50_us"].notna().all() and set(ok["power_method"]) == {"model"}
     assert rows["inference_count"].isna().all()  # v1 never stored the measured count
@@ -490,9 +490,7 @@ def test_run_manifest_errors_name_the_fix(tmp_path: Path) -> None:
 
 def test_list_runs_summarises_rows_and_manifests(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
-    store.write_run_manifest(
-        "run-a", {"started_at": T0 - timedelta(minutes=1), "ended_at": T0 + timedelta(hours=1)}
-    )
+    store.write_run_manifest("run-a", {"started_at": T0 - timedelta(minutes=1), "ended_at": T0 + timedelta(hours=1)})
     store.append([make_row(run_id="run-a", case_id="c1"), failed_row(run_id="run-a", case_id="c1")])
     store.append(
         [

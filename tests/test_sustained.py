@@ -14,49 +14,83 @@ from test_sweep import _killed_mid_run, _resume_latest
 from tiers import slow_fixture
 
 from harness import sweep
+from harness.errors import UsageError
 from harness.phone.clocks import parse_clocks
 from harness.phone.discovery import discover, select
-from harness.errors import UsageError
+from harness.phone.profiles import AdbServer, load_tiers
 from harness.policy import DeriveRequest, Objective, derive
 from harness.policy_file import validate
-from harness.phone.profiles import AdbServer, load_tiers
 from harness.records import CaseStatus, ResultRow
 from harness.store import ResultsStore
 from harness.sustained import as_ranking_rows, deadline_miss_bounds, describe, summarize
 from harness.virtual_farm import farm as farm_lib
 
 SHIPPED = farm_lib.DEFAULT_PROFILES
-START = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 
 # --- summaries of hand-made windows ---------------------------------------------------------------------
 
 
-def _windows(p50s: list[float], khz: list[int] | None = None, kind: str = "physical", fps: float | None = 30.0,
-             p95_over_p50: float = 1.2, starts: list[float] | None = None) -> pd.DataFrame:
+def _windows(
+    p50s: list[float],
+    khz: list[int] | None = None,
+    kind: str = "physical",
+    fps: float | None = 30.0,
+    p95_over_p50: float = 1.2,
+    starts: list[float] | None = None,
+) -> pd.DataFrame:
     rows = []
     for index, p50 in enumerate(p50s):
-        rows.append(ResultRow(
-            run_id="r", case_id="c", repetition=0, started_at=START + dt.timedelta(seconds=index * 10),
-            duration_s=10.0, harness_version="t", adb_server="127.0.0.1:5037", serial="s1", device_kind=kind, device_model="Phone",
-            model_name="net", variant="fp32", model_sha256="a" * 64, model_size_bytes=1, delegate="xnnpack",
-            num_threads=4, num_runs=1, warmup_runs=1, inference_count=300, inference_p50_us=p50,
-            inference_avg_us=p50, inference_min_us=p50 * 0.9, inference_p95_us=p50 * p95_over_p50,
-            inference_max_us=p50 * 1.5, window_index=index,
-            window_start_s=(starts or [i * 10.0 for i in range(len(p50s))])[index], window_s=10.0, target_fps=fps,
-            cpu_cur_freq_khz=(1_800_000, khz[index]) if khz else None,
-            cpu_avg_freq_khz=(1_800_000.0, float(khz[index])) if khz else None,
-            clock_method="sysfs" if kind == "physical" else "model",
-            temperature_method="sensor" if kind == "physical" else "model", temp_end_c=30.0 + index,
-            status=CaseStatus.OK,
-        ).to_record())
+        rows.append(
+            ResultRow(
+                run_id="r",
+                case_id="c",
+                repetition=0,
+                started_at=START + dt.timedelta(seconds=index * 10),
+                duration_s=10.0,
+                harness_version="t",
+                adb_server="127.0.0.1:5037",
+                serial="s1",
+                device_kind=kind,
+                device_model="Phone",
+                model_name="net",
+                variant="fp32",
+                model_sha256="a" * 64,
+                model_size_bytes=1,
+                delegate="xnnpack",
+                num_threads=4,
+                num_runs=1,
+                warmup_runs=1,
+                inference_count=300,
+                inference_p50_us=p50,
+                inference_avg_us=p50,
+                inference_min_us=p50 * 0.9,
+                inference_p95_us=p50 * p95_over_p50,
+                inference_max_us=p50 * 1.5,
+                window_index=index,
+                window_start_s=(starts or [i * 10.0 for i in range(len(p50s))])[index],
+                window_s=10.0,
+                target_fps=fps,
+                cpu_cur_freq_khz=(1_800_000, khz[index]) if khz else None,
+                cpu_avg_freq_khz=(1_800_000.0, float(khz[index])) if khz else None,
+                clock_method="sysfs" if kind == "physical" else "model",
+                temperature_method="sensor" if kind == "physical" else "model",
+                temp_end_c=30.0 + index,
+                status=CaseStatus.OK,
+            ).to_record()
+        )
     return pd.DataFrame(rows)
 
 
 def test_a_phone_that_throttles_and_one_that_only_spikes() -> None:
     # Latency up by 40% from window 3 on, and the big cluster's clock down: a throttle, found where it starts.
-    (hot,) = summarize(_windows([20_000, 20_500, 20_200, 28_000, 29_000, 29_500, 30_000, 30_500, 31_000],
-                                khz=[2_800_000] * 3 + [2_000_000] * 6))
+    (hot,) = summarize(
+        _windows(
+            [20_000, 20_500, 20_200, 28_000, 29_000, 29_500, 30_000, 30_500, 31_000],
+            khz=[2_800_000] * 3 + [2_000_000] * 6,
+        )
+    )
     assert (hot.throttle_window, hot.throttle_at_s) == (3, 30.0) and "stays above" in hot.throttle_reason
     assert hot.burst_p50_us == 20_000 and hot.sustained_p50_us == 30_500 and hot.ratio == pytest.approx(1.525)
     # A one-window spike is noise, not a throttle.
@@ -95,14 +129,16 @@ def test_clocks_of_a_phone_are_read_per_cluster_with_their_time_in_state() -> No
         "/sys/devices/system/cpu/cpu0/cpufreq/related_cpus 0 1 2 3\n"
         "/sys/devices/system/cpu/cpu4/cpufreq/related_cpus 4 5\n"
         "@@ /sys/devices/system/cpu/cpu0/cpufreq/stats/time_in_state\n1800000 100\n"
-        "@@ /sys/devices/system/cpu/cpu4/cpufreq/stats/time_in_state\n2000000 50\n2800000 100\n")
+        "@@ /sys/devices/system/cpu/cpu4/cpufreq/stats/time_in_state\n2000000 50\n2800000 100\n"
+    )
     after = parse_clocks(
         "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq 1800000\n"
         "/sys/devices/system/cpu/cpu4/cpufreq/scaling_cur_freq 2000000\n"
         "/sys/devices/system/cpu/cpu0/cpufreq/related_cpus 0 1 2 3\n"
         "/sys/devices/system/cpu/cpu4/cpufreq/related_cpus 4 5\n"
         "@@ /sys/devices/system/cpu/cpu0/cpufreq/stats/time_in_state\n1800000 1100\n"
-        "@@ /sys/devices/system/cpu/cpu4/cpufreq/stats/time_in_state\n2000000 550\n2800000 600\n")
+        "@@ /sys/devices/system/cpu/cpu4/cpufreq/stats/time_in_state\n2000000 550\n2800000 600\n"
+    )
     assert after.clusters == ((0, 1, 2, 3), (4, 5)) and after.cluster_cur_khz() == (1_800_000, 2_000_000)
     # The big cluster spent half the window at 2.0 GHz and half at 2.8 GHz.
     assert after.mean_khz_since(before) == (1_800_000.0, 2_400_000.0)
@@ -126,20 +162,33 @@ def farm(tmp_path_factory):
 
 
 def _sustained_params(**overrides) -> sweep.SweepParams:
-    values = dict(delegates=("cpu", "xnnpack"), threads=(1,), repetitions=1, sustained_s=3.0, window_s=1.0,
-                  fps=50.0, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
+    values = dict(
+        delegates=("cpu", "xnnpack"),
+        threads=(1,),
+        repetitions=1,
+        sustained_s=3.0,
+        window_s=1.0,
+        fps=50.0,
+        thermal_threshold_c=90.0,
+        thermal_max_wait_s=2.0,
+    )
     return sweep.SweepParams(**{**values, **overrides})
 
 
-def test_a_sustained_sweep_stores_windows_summaries_and_a_sustained_policy(farm, tmp_path: Path, tiny_models
-                                                                          ) -> None:
+def test_a_sustained_sweep_stores_windows_summaries_and_a_sustained_policy(farm, tmp_path: Path, tiny_models) -> None:
     _, port = farm
     devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
     store = ResultsStore(tmp_path / "results")
     model = tmp_path / "net_fp32.tflite"
     model.write_bytes(tiny_models["conv_ms"].read_bytes())
-    summary = sweep.run_sweep(devices, sweep.collect_models([model]), _sustained_params(),
-                              sweep.build_binaries({}, tmp_path / "bin"), store, show_progress=False)
+    summary = sweep.run_sweep(
+        devices,
+        sweep.collect_models([model]),
+        _sustained_params(),
+        sweep.build_binaries({}, tmp_path / "bin"),
+        store,
+        show_progress=False,
+    )
     rows = store.read([summary.run_id])
 
     assert len(rows) == 2 * 3 and set(rows["status"]) == {"ok"}
@@ -159,10 +208,16 @@ def test_a_sustained_sweep_stores_windows_summaries_and_a_sustained_policy(farm,
     # Burst statistics leave windows out; the sustained ranking rows are one per case.
     assert len(as_ranking_rows(rows)) == 2 and as_ranking_rows(rows)["window_index"].isna().all()
 
-    shown = subprocess.run([sys.executable, "-m", "harness.cli", "results", "show", summary.run_id,
-                            "--results", str(store.root)], capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "results", "show", summary.run_id, "--results", str(store.root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
-    assert "sustained cases" in shown.stdout and "burst p50" in shown.stdout and "frame deadline 20.0 ms" in shown.stdout
+    assert (
+        "sustained cases" in shown.stdout and "burst p50" in shown.stdout and "frame deadline 20.0 ms" in shown.stdout
+    )
 
     derived = derive(DeriveRequest(results_root=store.root, objective=Objective.SUSTAINED))
     document = derived.document
@@ -181,17 +236,37 @@ def test_a_sustained_sweep_stores_windows_summaries_and_a_sustained_policy(farm,
         derive(DeriveRequest(results_root=store.root))
 
 
-def test_kill_minus_9_in_a_sustained_case_resumes_without_repeating_a_window(farm, tmp_path: Path, tiny_models
-                                                                              ) -> None:
+def test_kill_minus_9_in_a_sustained_case_resumes_without_repeating_a_window(farm, tmp_path: Path, tiny_models) -> None:
     state_dir, port = farm
     serial = farm_lib.find_device(farm_lib.load_state(state_dir), "galaxy-a03").serial
     store, run_id, env = _killed_mid_run(
-        tmp_path, port,
-        ["--devices", serial, "--models", str(tiny_models["dense"]), "--delegates", "xnnpack", "--threads", "1",
-         "--repetitions", "1", "--sustained", "8s", "--window", "1", "--thermal-threshold", "90"],
-        lambda store, run_id: len(store.stored_windows(run_id).get(next(iter(store.stored_windows(run_id)), ""), {}))
-        >= 2 if store.stored_windows(run_id) else False,
-        wait_s=90)
+        tmp_path,
+        port,
+        [
+            "--devices",
+            serial,
+            "--models",
+            str(tiny_models["dense"]),
+            "--delegates",
+            "xnnpack",
+            "--threads",
+            "1",
+            "--repetitions",
+            "1",
+            "--sustained",
+            "8s",
+            "--window",
+            "1",
+            "--thermal-threshold",
+            "90",
+        ],
+        lambda store, run_id: (
+            len(store.stored_windows(run_id).get(next(iter(store.stored_windows(run_id)), ""), {})) >= 2
+            if store.stored_windows(run_id)
+            else False
+        ),
+        wait_s=90,
+    )
     before = sum(len(w) for w in store.stored_windows(run_id).values())
     assert 2 <= before < 8
 

@@ -45,12 +45,15 @@ def farms(tmp_path_factory):
     low = (SHIPPED / "low_galaxy_a03.toml").read_text()
     arm = low.replace('name = "galaxy-a03"', 'name = "arm-phone"\nabi = "arm64-v8a"')
     assert arm != low
-    a = _start_farm(base / "a", {
-        "low.toml": low,
-        "mid.toml": (SHIPPED / "mid_nothing_phone_1.toml").read_text(),
-        "gpu.toml": (SHIPPED / "gpu_galaxy_a54.toml").read_text(),
-        "arm.toml": arm,
-    })
+    a = _start_farm(
+        base / "a",
+        {
+            "low.toml": low,
+            "mid.toml": (SHIPPED / "mid_nothing_phone_1.toml").read_text(),
+            "gpu.toml": (SHIPPED / "gpu_galaxy_a54.toml").read_text(),
+            "arm.toml": arm,
+        },
+    )
     try:
         b = _start_farm(base / "b", {"high.toml": (SHIPPED / "high_pixel_8_pro.toml").read_text()})
     except BaseException:
@@ -96,7 +99,9 @@ def test_two_servers_one_sweep_every_status(farms, tmp_path: Path, weird_model: 
     assert summary.cases_total == len(rows) == 5 * 4
     by_device = {serial: group for serial, group in rows.groupby("serial")}
     arm = by_device[_serial(farms, "a", "arm-phone")]
-    assert set(arm["status"]) == {"skipped"} and "harness binaries fetch --abi arm64-v8a" in arm["error_message"].iloc[0]
+    assert (
+        set(arm["status"]) == {"skipped"} and "harness binaries fetch --abi arm64-v8a" in arm["error_message"].iloc[0]
+    )
     for name, farm in (("galaxy-a03", "a"), ("nothing-phone-1", "a"), ("galaxy-a54", "a"), ("pixel-8-pro", "b")):
         group = by_device[_serial(farms, farm, name)]
         xnnpack = group[group["delegate"] == "xnnpack"]
@@ -116,7 +121,9 @@ def test_two_servers_one_sweep_every_status(farms, tmp_path: Path, weird_model: 
     assert set(measured[pixel]["bench_binary_name"]) == {"litert_benchmark_model_x86_64"}
     assert set(measured[pixel]["bench_dialect"]) == {"litert"} and set(measured[~pixel]["bench_dialect"]) == {"classic"}
     assert set(measured[~pixel]["bench_binary_name"]) == {"benchmark_model_x86_64"}
-    assert measured["bench_binary_sha256"].str.fullmatch("[0-9a-f]{64}").all() and arm["bench_binary_sha256"].isna().all()
+    assert (
+        measured["bench_binary_sha256"].str.fullmatch("[0-9a-f]{64}").all() and arm["bench_binary_sha256"].isna().all()
+    )
     classic_ok = ok[ok["bench_dialect"] == "classic"]
     assert classic_ok["bench_binary_version"].str.startswith("tflite-farm runner ").all()
     assert ok[ok["bench_dialect"] == "litert"]["bench_binary_version"].isna().all()  # the LiteRT tool prints none
@@ -124,13 +131,14 @@ def test_two_servers_one_sweep_every_status(farms, tmp_path: Path, weird_model: 
     assert (ok["inference_count"] >= ok["num_runs"]).all() and (ok["warmup_count"] >= 1).all()
     assert set(ok["soc_identities"].map(tuple)) == {("T606",), ("SM7325",), ("S5E8835",), ("Tensor G3",)}
     assert set(rows["tier"].dropna()) == {"high", "mid", "low"}
-    for path, dialect in zip(ok["raw_log_path"], ok["bench_dialect"]):
+    for path, dialect in zip(ok["raw_log_path"], ok["bench_dialect"], strict=False):
         summary_line = "Inference timings in us" if dialect == "classic" else "========== BENCHMARK RESULTS =========="
         assert summary_line in (store.root / path).read_text()
 
     # The same sweep again pushes nothing: every file is already on every phone.
-    again = sweep.run_sweep([d for d in devices if d.facts.info.abi == "x86_64"], models, params, binaries,
-                            store, show_progress=False)
+    again = sweep.run_sweep(
+        [d for d in devices if d.facts.info.abi == "x86_64"], models, params, binaries, store, show_progress=False
+    )
     assert again.bytes_pushed == 0 and summary.bytes_pushed > 0
 
 
@@ -142,15 +150,29 @@ def test_injected_crash_is_failed_and_freeze_is_timeout(farms, tmp_path: Path, t
     binaries = sweep.build_binaries({}, tmp_path / "bin")
 
     farm_lib.fault("nothing-phone-1", Fault.CRASH_NEXT, state_dir=state_dir)
-    crashed = sweep.run_sweep(select(found.entries, _serial(farms, "a", "nothing-phone-1")), models,
-                              sweep.SweepParams(delegates=("xnnpack",), threads=(1,), **QUICK), binaries, store,
-                              show_progress=False)
+    crashed = sweep.run_sweep(
+        select(found.entries, _serial(farms, "a", "nothing-phone-1")),
+        models,
+        sweep.SweepParams(delegates=("xnnpack",), threads=(1,), **QUICK),
+        binaries,
+        store,
+        show_progress=False,
+    )
     [row] = store.read([crashed.run_id]).to_dict("records")
     assert row["status"] == "failed" and row["error_type"] == "crash", row["error_message"]
 
     # Freeze the phone while its case runs; the case has a 3 s limit.
-    slow = sweep.SweepParams(delegates=("xnnpack",), threads=(1,), repetitions=1, num_runs=100000, warmup_runs=1, min_secs=30,
-                             case_timeout_s=3.0, thermal_threshold_c=90.0, thermal_max_wait_s=1.0)
+    slow = sweep.SweepParams(
+        delegates=("xnnpack",),
+        threads=(1,),
+        repetitions=1,
+        num_runs=100000,
+        warmup_runs=1,
+        min_secs=30,
+        case_timeout_s=3.0,
+        thermal_threshold_c=90.0,
+        thermal_max_wait_s=1.0,
+    )
 
     def freeze_then_thaw() -> None:
         time.sleep(1.5)
@@ -161,8 +183,9 @@ def test_injected_crash_is_failed_and_freeze_is_timeout(farms, tmp_path: Path, t
     faults = threading.Thread(target=freeze_then_thaw)
     faults.start()
     try:
-        frozen = sweep.run_sweep(select(found.entries, _serial(farms, "a", "galaxy-a03")), models, slow, binaries,
-                                 store, show_progress=False)
+        frozen = sweep.run_sweep(
+            select(found.entries, _serial(farms, "a", "galaxy-a03")), models, slow, binaries, store, show_progress=False
+        )
     finally:
         faults.join()
         farm_lib.fault("galaxy-a03", Fault.THAW, state_dir=state_dir)
@@ -177,8 +200,17 @@ def test_dropped_device_is_lost_while_the_others_finish(farms, tmp_path: Path, t
     found = discover([AdbServer("127.0.0.1", port)], load_tiers())
     devices = select(found.entries, f"{_serial(farms, 'a', 'galaxy-a03')},{_serial(farms, 'a', 'galaxy-a54')}")
     store = ResultsStore(tmp_path / "results")
-    params = sweep.SweepParams(delegates=("cpu", "xnnpack"), threads=(1, 2), repetitions=1, num_runs=3, warmup_runs=1,
-                               min_secs=0.5, case_timeout_s=20.0, thermal_threshold_c=90.0, thermal_max_wait_s=1.0)
+    params = sweep.SweepParams(
+        delegates=("cpu", "xnnpack"),
+        threads=(1, 2),
+        repetitions=1,
+        num_runs=3,
+        warmup_runs=1,
+        min_secs=0.5,
+        case_timeout_s=20.0,
+        thermal_threshold_c=90.0,
+        thermal_max_wait_s=1.0,
+    )
     models = sweep.collect_models([tiny_models["dense"]])
 
     def drop() -> None:
@@ -188,8 +220,9 @@ def test_dropped_device_is_lost_while_the_others_finish(farms, tmp_path: Path, t
     dropper = threading.Thread(target=drop)
     dropper.start()
     try:
-        summary = sweep.run_sweep(devices, models, params, sweep.build_binaries({}, tmp_path / "bin"), store,
-                                  show_progress=False)
+        summary = sweep.run_sweep(
+            devices, models, params, sweep.build_binaries({}, tmp_path / "bin"), store, show_progress=False
+        )
     finally:
         dropper.join()
         farm_lib.fault("galaxy-a03", Fault.THAW, state_dir=state_dir)
@@ -200,8 +233,9 @@ def test_dropped_device_is_lost_while_the_others_finish(farms, tmp_path: Path, t
     assert len(other) == 4 and set(other["status"]) == {"ok"}
 
 
-def _killed_mid_run(tmp_path: Path, port: int, run_args: list[str], started: Callable[[ResultsStore, str], bool],
-                    wait_s: float) -> tuple[ResultsStore, str, dict[str, str]]:
+def _killed_mid_run(
+    tmp_path: Path, port: int, run_args: list[str], started: Callable[[ResultsStore, str], bool], wait_s: float
+) -> tuple[ResultsStore, str, dict[str, str]]:
     """`harness run RUN_ARGS` in a child process, killed with SIGKILL once `started(store, run_id)` holds
     (within `wait_s`): the store, the run id and the environment to resume it with."""
     results = tmp_path / "results"
@@ -225,9 +259,25 @@ def _killed_mid_run(tmp_path: Path, port: int, run_args: list[str], started: Cal
 
 
 def _resume_latest(store: ResultsStore, env: dict[str, str]) -> subprocess.CompletedProcess:
-    resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume", "latest", "--results",
-                              str(store.root), "--wait-for-lease", "60", "--json"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                             timeout=180)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--resume",
+            "latest",
+            "--results",
+            str(store.root),
+            "--wait-for-lease",
+            "60",
+            "--json",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=180,
+    )
     assert resumed.returncode == 0, resumed.stderr.decode()
     return resumed
 
@@ -235,11 +285,29 @@ def _resume_latest(store: ResultsStore, env: dict[str, str]) -> subprocess.Compl
 def test_kill_minus_9_then_resume_stores_every_case_exactly_once(farms, tmp_path: Path, tiny_models) -> None:
     _, port = farms["a"]
     store, run_id, env = _killed_mid_run(
-        tmp_path, port,
-        ["--devices", _serial(farms, "a", "nothing-phone-1"), "--models", str(tiny_models["dense"]),
-         "--delegates", "cpu,xnnpack", "--threads", "1,2", "--repetitions", "2", "--num-runs", "3",
-         "--min-secs", "0.3", "--thermal-threshold", "90"],
-        lambda store, run_id: 2 <= len(store.stored_case_keys(run_id)), wait_s=60)
+        tmp_path,
+        port,
+        [
+            "--devices",
+            _serial(farms, "a", "nothing-phone-1"),
+            "--models",
+            str(tiny_models["dense"]),
+            "--delegates",
+            "cpu,xnnpack",
+            "--threads",
+            "1,2",
+            "--repetitions",
+            "2",
+            "--num-runs",
+            "3",
+            "--min-secs",
+            "0.3",
+            "--thermal-threshold",
+            "90",
+        ],
+        lambda store, run_id: len(store.stored_case_keys(run_id)) >= 2,
+        wait_s=60,
+    )
     before = len(store.stored_case_keys(run_id))
     assert 2 <= before < 8
 
@@ -257,15 +325,23 @@ def test_cli_errors_name_the_fix(farms, tmp_path: Path) -> None:
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
 
     def harness(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "harness.cli", *args], env=env, capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "harness.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
 
     no_match = harness("run", "--devices", "tier:ultra", "--models", str(tmp_path), "--results", str(tmp_path))
     assert no_match.returncode == 2
     missing = harness("run", "--models", str(tmp_path / "nope.tflite"), "--results", str(tmp_path))
     assert missing.returncode == 2 and "no such model" in missing.stderr
     (tmp_path / "m.tflite").write_bytes(b"x")
-    unknown = harness("run", "--devices", "tier:ultra", "--models", str(tmp_path / "m.tflite"), "--results", str(tmp_path))
+    unknown = harness(
+        "run", "--devices", "tier:ultra", "--models", str(tmp_path / "m.tflite"), "--results", str(tmp_path)
+    )
     assert unknown.returncode == 2 and "tier:ultra" in unknown.stderr and "Virtual Galaxy A03" in unknown.stderr
     bad = harness("run", "--delegates", "tpu", "--models", str(tmp_path / "m.tflite"))
     assert bad.returncode == 2 and "unknown delegate" in bad.stderr
@@ -276,17 +352,26 @@ def test_cli_errors_name_the_fix(farms, tmp_path: Path) -> None:
 def test_a_full_phone_fails_its_cases_and_the_sweep_goes_on(tmp_path: Path, tiny_models) -> None:
     low = (SHIPPED / "low_galaxy_a03.toml").read_text()
     tiny = low.replace('name = "galaxy-a03"', 'name = "tiny-quota"').replace(
-        "quota_bytes = 1_073_741_824", "quota_bytes = 4_194_304")
+        "quota_bytes = 1_073_741_824", "quota_bytes = 4_194_304"
+    )
     assert tiny != low
-    state_dir, port = _start_farm(tmp_path / "c", {"tiny.toml": tiny, "mid.toml": (SHIPPED / "mid_nothing_phone_1.toml").read_text()})
+    state_dir, port = _start_farm(
+        tmp_path / "c", {"tiny.toml": tiny, "mid.toml": (SHIPPED / "mid_nothing_phone_1.toml").read_text()}
+    )
     try:
         big = tmp_path / "big_fp32.tflite"
         big.write_bytes(os.urandom(6_000_000))  # larger than the phone's 4 MiB quota
         models = sweep.collect_models([big, tiny_models["dense"]])
         store = ResultsStore(tmp_path / "results")
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
-        summary = sweep.run_sweep(devices, models, sweep.SweepParams(delegates=("xnnpack",), threads=(1,), **QUICK),
-                                  sweep.build_binaries({}, tmp_path / "bin"), store, show_progress=False)
+        summary = sweep.run_sweep(
+            devices,
+            models,
+            sweep.SweepParams(delegates=("xnnpack",), threads=(1,), **QUICK),
+            sweep.build_binaries({}, tmp_path / "bin"),
+            store,
+            show_progress=False,
+        )
         rows = store.read([summary.run_id])
         full = rows[rows["serial"] == farm_lib.find_device(farm_lib.load_state(state_dir), "tiny-quota").serial]
         assert set(full["status"]) == {"failed"} and set(full["error_type"]) == {"push_failed"}
@@ -298,10 +383,13 @@ def test_a_full_phone_fails_its_cases_and_the_sweep_goes_on(tmp_path: Path, tiny
         farm_lib.stop_private(state_dir)
 
 
-def test_phones_without_dumpsys_or_sha256sum_get_rows_that_say_why(tmp_path: Path, tiny_models,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    profiles = {name: (SHIPPED / name).read_text()
-                for name in ("low_galaxy_a03.toml", "gpu_galaxy_a54.toml", "mid_nothing_phone_1.toml")}
+def test_phones_without_dumpsys_or_sha256sum_get_rows_that_say_why(
+    tmp_path: Path, tiny_models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profiles = {
+        name: (SHIPPED / name).read_text()
+        for name in ("low_galaxy_a03.toml", "gpu_galaxy_a54.toml", "mid_nothing_phone_1.toml")
+    }
     state_dir, port = _start_farm(tmp_path / "d", profiles)
     try:
         farm_lib.fault("galaxy-a03", Fault.HIDE, state_dir=state_dir, command="dumpsys")
@@ -314,17 +402,33 @@ def test_phones_without_dumpsys_or_sha256sum_get_rows_that_say_why(tmp_path: Pat
         monkeypatch.setattr(sweep.thermal, "wait_until_cool", no_waiting)
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
         store = ResultsStore(tmp_path / "results")
-        params = sweep.SweepParams(delegates=("xnnpack",), threads=(1, 2), repetitions=1, num_runs=3, warmup_runs=1,
-                                   min_secs=0.05,
-                                   thermal_threshold_c=0.0, thermal_max_wait_s=600.0)
-        summary = sweep.run_sweep(devices, sweep.collect_models([tiny_models["dense"]]), params,
-                                  sweep.build_binaries({}, tmp_path / "bin"), store, show_progress=False)
+        params = sweep.SweepParams(
+            delegates=("xnnpack",),
+            threads=(1, 2),
+            repetitions=1,
+            num_runs=3,
+            warmup_runs=1,
+            min_secs=0.05,
+            thermal_threshold_c=0.0,
+            thermal_max_wait_s=600.0,
+        )
+        summary = sweep.run_sweep(
+            devices,
+            sweep.collect_models([tiny_models["dense"]]),
+            params,
+            sweep.build_binaries({}, tmp_path / "bin"),
+            store,
+            show_progress=False,
+        )
         rows = store.read([summary.run_id])
         by_model = {model: group for model, group in rows.groupby("device_model")}
         refused = by_model["Virtual Galaxy A03"]
         assert len(refused) == 2 and set(refused["status"]) == {"failed"}
         assert set(refused["error_type"]) == {"power_control_failed"}
-        assert "dumpsys battery unplug" in refused["error_message"].iloc[0] and "--no-power" in refused["error_message"].iloc[0]
+        assert (
+            "dumpsys battery unplug" in refused["error_message"].iloc[0]
+            and "--no-power" in refused["error_message"].iloc[0]
+        )
         no_sha = by_model["Virtual Galaxy A54"]
         assert set(no_sha["error_type"]) == {"push_failed"} and no_sha["bench_binary_sha256"].isna().all()
         assert "no 'sha256sum' command" in no_sha["error_message"].iloc[0]
@@ -344,11 +448,14 @@ def test_a_phone_named_only_by_ro_hardware_gets_one_tier_everywhere(tmp_path: Pa
     from harness.ranking import assign_missing_tiers, stats_of
 
     low = (SHIPPED / "low_galaxy_a03.toml").read_text()
-    changes = {r'^"ro\.soc\..*\n': "", r'^name = .*$': 'name = "galaxy-s10"',
-               r'^"ro\.board\.platform" = .*$': '"ro.board.platform" = "exynos5"',
-               r'^"ro\.hardware" = .*$': '"ro.hardware" = "samsungexynos9820"',
-               r'^"ro\.build\.version\.sdk" = .*$': '"ro.build.version.sdk" = "29"',
-               r'^ram_bytes = .*$': "ram_bytes = 8_000_000_000"}
+    changes = {
+        r'^"ro\.soc\..*\n': "",
+        r"^name = .*$": 'name = "galaxy-s10"',
+        r'^"ro\.board\.platform" = .*$': '"ro.board.platform" = "exynos5"',
+        r'^"ro\.hardware" = .*$': '"ro.hardware" = "samsungexynos9820"',
+        r'^"ro\.build\.version\.sdk" = .*$': '"ro.build.version.sdk" = "29"',
+        r"^ram_bytes = .*$": "ram_bytes = 8_000_000_000",
+    }
     s10 = low
     for pattern, replacement in changes.items():
         s10, count = re.subn(pattern, replacement, s10, flags=re.MULTILINE)
@@ -361,9 +468,14 @@ def test_a_phone_named_only_by_ro_hardware_gets_one_tier_everywhere(tmp_path: Pa
         model.parent.mkdir()
         shutil.copy(tiny_models["dense"], model)
         store = ResultsStore(tmp_path / "results")
-        sweep.run_sweep([entry], sweep.collect_models([model]),
-                        sweep.SweepParams(delegates=("cpu",), threads=(1,), **QUICK),
-                        sweep.build_binaries({}, tmp_path / "bin"), store, show_progress=False)
+        sweep.run_sweep(
+            [entry],
+            sweep.collect_models([model]),
+            sweep.SweepParams(delegates=("cpu",), threads=(1,), **QUICK),
+            sweep.build_binaries({}, tmp_path / "bin"),
+            store,
+            show_progress=False,
+        )
         rows = store.read()
         assert set(rows["tier"]) == {"mid"}  # the sweep
         assert [list(v) for v in rows["soc_identities"].head(1)] == [["exynos5", "samsungexynos9820"]]
@@ -392,9 +504,9 @@ def test_repetitions_are_interleaved_never_back_to_back() -> None:
     assert len(cases) == 2 * 2 * 2 * 4
     # Round r holds repetition r of every configuration, in an order of its own.
     for r in range(4):
-        round_ = cases[r * 8:(r + 1) * 8]
+        round_ = cases[r * 8 : (r + 1) * 8]
         assert {c.repetition for c in round_} == {r} and len({c.configuration for c in round_}) == 8
-    assert all(a.configuration != b.configuration for a, b in zip(cases, cases[1:]))
+    assert all(a.configuration != b.configuration for a, b in zip(cases, cases[1:], strict=False))
     assert cases == sweep.plan_cases([_artifact("a"), _artifact("b")], params, "serial-1")  # the same on --resume
     assert cases != sweep.plan_cases([_artifact("a"), _artifact("b")], params, "serial-2")
 
@@ -417,17 +529,39 @@ def test_undecided_configurations_and_the_best_get_more_repetitions() -> None:
 
 
 def test_until_decided_adds_repetitions_only_where_undecided_stops_at_the_budget_and_resumes(
-        farms, tmp_path: Path, tiny_models) -> None:
+    farms, tmp_path: Path, tiny_models
+) -> None:
     from harness.stats import TieTest
 
     _, port = farms["a"]
     # One planned repetition decides nothing, so every configuration is added to: the path is always taken.
     store, run_id, env = _killed_mid_run(
-        tmp_path, port,
-        ["--devices", _serial(farms, "a", "galaxy-a54"), "--models", str(tiny_models["dense"]),
-         "--delegates", "cpu,xnnpack", "--threads", "1,2", "--repetitions", "1", "--until-decided",
-         "--max-repetitions", "4", "--num-runs", "3", "--min-secs", "0.05", "--thermal-threshold", "90"],
-        lambda store, run_id: (store.read([run_id])["repetition_reason"] == "until_decided").sum() >= 2, wait_s=90)
+        tmp_path,
+        port,
+        [
+            "--devices",
+            _serial(farms, "a", "galaxy-a54"),
+            "--models",
+            str(tiny_models["dense"]),
+            "--delegates",
+            "cpu,xnnpack",
+            "--threads",
+            "1,2",
+            "--repetitions",
+            "1",
+            "--until-decided",
+            "--max-repetitions",
+            "4",
+            "--num-runs",
+            "3",
+            "--min-secs",
+            "0.05",
+            "--thermal-threshold",
+            "90",
+        ],
+        lambda store, run_id: (store.read([run_id])["repetition_reason"] == "until_decided").sum() >= 2,
+        wait_s=90,
+    )
     _resume_latest(store, env)
 
     rows = store.read([run_id])

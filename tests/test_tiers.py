@@ -7,7 +7,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-CONFTEST = '''
+CONFTEST = """
 import pytest
 from tiers import slow_fixture, uses_a_slow_fixture
 
@@ -36,21 +36,21 @@ def wraps_expensive(expensive):
 @pytest.fixture
 def cheap():
     return 0
-'''
+"""
 
-TESTS = '''
+TESTS = """
 def test_direct(expensive): pass
 def test_bare(bare_expensive): pass
 def test_indirect(wraps_expensive): pass
 def test_cheap(cheap): pass
 def test_plain(): pass
-'''
+"""
 
 
 def test_slow_fixtures_mark_their_users_even_through_other_fixtures(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_example=TESTS)
-    pytester.makeini('[pytest]\nmarkers =\n    slow: slow\n')
+    pytester.makeini("[pytest]\nmarkers =\n    slow: slow\n")
     result = pytester.runpytest("-m", "not slow", "-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, deselected=3)
     result.stdout.fnmatch_lines(["*test_cheap PASSED*", "*test_plain PASSED*"])

@@ -21,7 +21,10 @@ def test_versions_are_checked_with_one_wording() -> None:
 
 
 def test_an_old_version_climbs_the_chain_one_named_step_at_a_time() -> None:
-    steps = {1: lambda doc: {**doc, "seen": [*doc["seen"], "1->2"]}, 2: lambda doc: {**doc, "seen": [*doc["seen"], "2->3"]}}
+    steps = {
+        1: lambda doc: {**doc, "seen": [*doc["seen"], "1->2"]},
+        2: lambda doc: {**doc, "seen": [*doc["seen"], "2->3"]},
+    }
     assert upgraded({"seen": []}, "f", "thing", 1, 3, steps) == {"seen": ["1->2", "2->3"]}
     assert upgraded({"seen": []}, "f", "thing", 3, 3, steps) == {"seen": []}
     with pytest.raises(SchemaError, match="thing v1 and there is no upgrade from v2"):

@@ -14,11 +14,11 @@ from pathlib import Path
 import adbutils
 import pytest
 from click.testing import CliRunner
-
 from farm_fixtures import TINY_QUOTA_BYTES, build_probe_zipapp, farm  # noqa: F401  (farm is a fixture)
+
+from harness.commands import main
 from harness.phone import facts as devicefacts
 from harness.virtual_farm import farm as farm_lib
-from harness.commands import main
 from harness.virtual_farm.profile import load_profiles
 from harness.virtual_farm.server import Fault
 
@@ -67,7 +67,13 @@ def test_adb_devices_lists_every_profile_with_its_model(farm):
 def test_getprop_values_round_trip(farm):
     for p in load_profiles(farm.state_dir.parent / "profiles"):
         d = farm.device(p.name)
-        for key in ("ro.product.model", "ro.soc.model", "ro.board.platform", "ro.build.fingerprint", "ro.build.version.sdk"):
+        for key in (
+            "ro.product.model",
+            "ro.soc.model",
+            "ro.board.platform",
+            "ro.build.fingerprint",
+            "ro.build.version.sdk",
+        ):
             assert d.getprop(key) == p.props[key]
         assert d.getprop("ro.product.cpu.abi") == "x86_64"
         listed = d.shell("getprop")
@@ -87,7 +93,12 @@ def test_the_harness_fact_query_reads_every_profile(farm):
         info = devicefacts.device_info_from(
             record.serial, sections["getprop"], sections["meminfo"], sections["cpuinfo"], sections["cpufreq"]
         )
-        assert (info.model, info.soc_model, info.abi, info.sdk) == (p.model, p.props["ro.soc.model"], "x86_64", int(p.props["ro.build.version.sdk"]))
+        assert (info.model, info.soc_model, info.abi, info.sdk) == (
+            p.model,
+            p.props["ro.soc.model"],
+            "x86_64",
+            int(p.props["ro.build.version.sdk"]),
+        )
         assert info.ram_bytes == p.ram_bytes
         assert len(info.cores) == p.core_count
         assert max(c.max_freq_khz for c in info.cores) == max(c.max_freq_khz for c in p.clusters)
@@ -142,7 +153,10 @@ def test_nothing_outside_the_sandbox_is_written_or_read(farm, tmp_path):
     d = farm.device("galaxy-a03")
     root = Path(record.root)
     probe_name = f"escape_probe_{os.getpid()}"
-    before = {p: p.exists() for p in (root / "x", root.parent / "x", root.parent.parent / "x", Path.cwd() / "x", Path("/tmp") / probe_name)}
+    before = {
+        p: p.exists()
+        for p in (root / "x", root.parent / "x", root.parent.parent / "x", Path.cwd() / "x", Path("/tmp") / probe_name)
+    }
     for target in (f"{TMP}/../../../x", f"/../../../../tmp/{probe_name}", "/x"):
         with pytest.raises(adbutils.AdbError):
             d.sync.push(b"escaped", target)
@@ -208,9 +222,16 @@ def test_shell_v2_exit_codes(farm):
 def test_runner_zipapp_runs_for_real_in_the_sandbox(farm, probe):
     record = farm.record("pixel-8-pro")
     d = farm.device("pixel-8-pro")
-    out = d.shell2(f"cd {TMP} && ./harness/bench_x86_64 --graph={TMP}/m.tflite 'two words' --stderr=warned --exit=5", v2=True)
+    out = d.shell2(
+        f"cd {TMP} && ./harness/bench_x86_64 --graph={TMP}/m.tflite 'two words' --stderr=warned --exit=5", v2=True
+    )
     assert out.returncode == 5
-    assert json.loads(lines_with(out.stdout, "args")[0]) == [f"--graph={TMP}/m.tflite", "two words", "--stderr=warned", "--exit=5"]
+    assert json.loads(lines_with(out.stdout, "args")[0]) == [
+        f"--graph={TMP}/m.tflite",
+        "two words",
+        "--stderr=warned",
+        "--exit=5",
+    ]
     root = Path(record.root).resolve()
     assert lines_with(out.stdout, "root") == [str(root)]
     assert lines_with(out.stdout, "cwd") == [str(root / "data/local/tmp")]
@@ -232,7 +253,9 @@ def test_output_streams_as_it_comes(farm, probe):
                 break
     finally:
         conn.close()
-    first_printed_at, second_printed_at = (float(seen.split(word)[1].split()[0]) for word in (b"first at", b"second at"))
+    first_printed_at, second_printed_at = (
+        float(seen.split(word)[1].split()[0]) for word in (b"first at", b"second at")
+    )
     # Ordering, not a budget: "first" reached us before the probe even printed "second"
     # (it sleeps 1.5 s between them), so nothing waited for the program to end.
     assert first_seen_at is not None and first_printed_at <= first_seen_at < second_printed_at
@@ -336,7 +359,10 @@ def test_one_benchmark_at_a_time_across_the_farm(farm, probe):
         t.start()
     for t in threads:
         t.join(20)
-    spans = sorted((float(lines_with(o, "start")[0].split()[-1]), float(lines_with(o, "end")[0].split()[-1])) for o in results.values())
+    spans = sorted(
+        (float(lines_with(o, "start")[0].split()[-1]), float(lines_with(o, "end")[0].split()[-1]))
+        for o in results.values()
+    )
     assert spans[0][1] <= spans[1][0], f"benchmarks overlapped: {spans}"
 
 
@@ -423,24 +449,42 @@ def test_cli_status_fault_and_reuse(farm):
     assert again.exit_code == 0 and "reused" in again.stderr
     slow = runner.invoke(main, ["farm", "fault", "galaxy-a03", "slow", "--state-dir", str(farm.state_dir)])
     assert slow.exit_code == 2 and "needs a rate" in slow.stderr
-    corrupt = runner.invoke(main, ["farm", "fault", "galaxy-a03", "corrupt-outputs", "xnnpack",
-                                   "--state-dir", str(farm.state_dir)])
+    corrupt = runner.invoke(
+        main, ["farm", "fault", "galaxy-a03", "corrupt-outputs", "xnnpack", "--state-dir", str(farm.state_dir)]
+    )
     assert corrupt.exit_code == 0 and json.loads(corrupt.stdout)["corrupt_outputs"] == ["xnnpack"]
     thaw = runner.invoke(main, ["farm", "fault", "galaxy-a03", "thaw", "--state-dir", str(farm.state_dir)])
     assert thaw.exit_code == 0 and json.loads(thaw.stdout)["corrupt_outputs"] == []
-    nameless = runner.invoke(main, ["farm", "fault", "galaxy-a03", "corrupt-outputs", "--state-dir", str(farm.state_dir)])
+    nameless = runner.invoke(
+        main, ["farm", "fault", "galaxy-a03", "corrupt-outputs", "--state-dir", str(farm.state_dir)]
+    )
     assert nameless.exit_code == 2 and "needs a delegate" in nameless.stderr
 
 
 def test_cli_up_and_down_of_a_second_farm_in_parallel_mode(farm, tmp_path):
     profiles = tmp_path / "profiles"
     profiles.mkdir()
-    (profiles / "one.toml").write_text((farm_lib.DEFAULT_PROFILES / "mid_nothing_phone_1.toml").read_text().replace(
-        'name = "nothing-phone-1"', 'name = "second-farm"'))
+    (profiles / "one.toml").write_text(
+        (farm_lib.DEFAULT_PROFILES / "mid_nothing_phone_1.toml")
+        .read_text()
+        .replace('name = "nothing-phone-1"', 'name = "second-farm"')
+    )
     state_dir = tmp_path / "state"
     runner = CliRunner()
-    up = runner.invoke(main, ["farm", "up", "--profiles", str(profiles), "--state-dir", str(state_dir),
-                                  "--adb-port", str(farm.adb_port), "--parallel"])
+    up = runner.invoke(
+        main,
+        [
+            "farm",
+            "up",
+            "--profiles",
+            str(profiles),
+            "--state-dir",
+            str(state_dir),
+            "--adb-port",
+            str(farm.adb_port),
+            "--parallel",
+        ],
+    )
     assert up.exit_code == 0, up.output
     state = farm_lib.load_state(state_dir)
     assert state is not None and state.parallel and state.devices[0].serial in up.stdout
@@ -450,12 +494,19 @@ def test_cli_up_and_down_of_a_second_farm_in_parallel_mode(farm, tmp_path):
     d = farm.client.device(record.serial)
     d.sync.push(build_probe_zipapp(tmp_path / "probe"), PROBE, mode=0o755)
     outputs = []
-    threads = [threading.Thread(target=lambda: outputs.append(d.shell2(f"{PROBE} --say=start --sleep=1 --say=end", v2=True).stdout)) for _ in range(2)]
+    threads = [
+        threading.Thread(
+            target=lambda: outputs.append(d.shell2(f"{PROBE} --say=start --sleep=1 --say=end", v2=True).stdout)
+        )
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(20)
-    spans = sorted((float(lines_with(o, "start")[0].split()[-1]), float(lines_with(o, "end")[0].split()[-1])) for o in outputs)
+    spans = sorted(
+        (float(lines_with(o, "start")[0].split()[-1]), float(lines_with(o, "end")[0].split()[-1])) for o in outputs
+    )
     assert spans[1][0] < spans[0][1], f"parallel mode serialised the programs: {spans}"
     down = runner.invoke(main, ["farm", "down", "--state-dir", str(state_dir)])
     assert down.exit_code == 0 and "stopped 1 virtual devices" in down.stderr

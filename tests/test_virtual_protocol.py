@@ -38,7 +38,9 @@ def test_header_round_trip_and_magic():
 
 def test_banner_has_no_trailing_nul():
     banner = device_banner("husky", "Pixel 8 Pro", "husky")
-    assert banner.startswith(b"device::ro.product.name=husky;ro.product.model=Pixel 8 Pro;ro.product.device=husky;features=")
+    assert banner.startswith(
+        b"device::ro.product.name=husky;ro.product.model=Pixel 8 Pro;ro.product.device=husky;features="
+    )
     assert b"shell_v2" in banner and b"stat_v2" in banner and not banner.endswith(b"\0")
     with pytest.raises(ValueError):
         device_banner("a;b", "m", "d")
@@ -74,8 +76,20 @@ def device_port(tmp_path_factory):
     ready = base / "ready.json"
     with open(base / "device.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.virtual_farm", "--profile", str(PROFILE), "--root", str(base / "root"), "--ready-file", str(ready)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "harness.virtual_farm",
+                "--profile",
+                str(PROFILE),
+                "--root",
+                str(base / "root"),
+                "--ready-file",
+                str(ready),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 20

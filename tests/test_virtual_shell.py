@@ -46,11 +46,15 @@ def sh(device: VirtualDevice, script: str) -> tuple[int, str, str]:
 
 
 def test_quoting_and_escapes(device):
-    assert sh(device, """echo 'a  b' "c  $?d" e\\ f 'it''s' "q\\"q" ''""") == (0, "a  b c  0d e f its q\"q \n", "")
+    assert sh(device, """echo 'a  b' "c  $?d" e\\ f 'it''s' "q\\"q" ''""") == (0, 'a  b c  0d e f its q"q \n', "")
 
 
 def test_separators_and_status(device):
-    assert sh(device, "false; echo $?; true && echo and; false || echo or; false && echo never") == (1, "1\nand\nor\n", "")
+    assert sh(device, "false; echo $?; true && echo and; false || echo or; false && echo never") == (
+        1,
+        "1\nand\nor\n",
+        "",
+    )
     assert sh(device, "! false && echo negated")[1] == "negated\n"
     assert sh(device, "exit 3; echo unreachable") == (3, "", "")
 
@@ -60,12 +64,12 @@ def test_unknown_command_is_mksh_not_found(device):
 
 
 def test_compound_commands(device):
-    cpufreq = "for f in /sys/devices/system/cpu/cpu*/cpufreq/cpuinfo_max_freq; do echo \"$f $(cat $f)\"; done"
+    cpufreq = 'for f in /sys/devices/system/cpu/cpu*/cpufreq/cpuinfo_max_freq; do echo "$f $(cat $f)"; done'
     lines = sh(device, cpufreq)[1].splitlines()
     assert len(lines) == 8 and lines[7] == "/sys/devices/system/cpu/cpu7/cpufreq/cpuinfo_max_freq 2553600"
     script = (
         "for x in a b c d; do if [ $x = b ]; then continue; elif [ $x = d ]; then break; else echo $x; fi; done; "
-        "n=; until [ \"$n\" = xxx ]; do n=${n}x; done; echo n=$n; "
+        'n=; until [ "$n" = xxx ]; do n=${n}x; done; echo n=$n; '
         "(cd /proc && pwd); pwd; { echo g1; echo g2; } | wc -l; "
         "printf 'k1 v1\\nk2 v2\\n' | while read k v; do printf '%s=%s;' $k $v; done; echo"
     )
@@ -126,7 +130,13 @@ def test_only_tmp_and_sdcard_are_writable(device):
     assert sh(device, "echo x > /x")[2] == "/system/bin/sh: can't create /x: Read-only file system\n"
     assert sh(device, "echo x > /data/x")[2] == "/system/bin/sh: can't create /data/x: Permission denied\n"
     assert sh(device, "echo x > /proc/cpuinfo")[2] == "/system/bin/sh: can't create /proc/cpuinfo: Permission denied\n"
-    assert sh(device, "mkdir -p /sdcard/Download/models && echo ok > /sdcard/Download/models/m && cat /sdcard/Download/models/m")[1] == "ok\n"
+    assert (
+        sh(
+            device,
+            "mkdir -p /sdcard/Download/models && echo ok > /sdcard/Download/models/m && cat /sdcard/Download/models/m",
+        )[1]
+        == "ok\n"
+    )
     assert sh(device, "rm -rf /data/local/tmp")[0] == 1
 
 
@@ -173,11 +183,18 @@ def test_executing_files_that_are_not_the_runner(device, tmp_path):
     root = tmp_path / "root"
     elf = root / "data/local/tmp/benchmark_model"
     elf.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x02\x00\xb7\x00" + bytes(64))
-    assert sh(device, f"cd {TMP} && ./benchmark_model")[2] == "/system/bin/sh: ./benchmark_model: can't execute: Permission denied\n"
+    assert (
+        sh(device, f"cd {TMP} && ./benchmark_model")[2]
+        == "/system/bin/sh: ./benchmark_model: can't execute: Permission denied\n"
+    )
     elf.chmod(0o755)
-    assert sh(device, f"cd {TMP} && ./benchmark_model") == (126, "", "/system/bin/sh: ./benchmark_model: not executable: 64-bit ELF file\n")
+    assert sh(device, f"cd {TMP} && ./benchmark_model") == (
+        126,
+        "",
+        "/system/bin/sh: ./benchmark_model: not executable: 64-bit ELF file\n",
+    )
     script = root / "data/local/tmp/run.sh"
-    script.write_text("#!/system/bin/sh\necho \"$# $1\"\nexit 4\n")
+    script.write_text('#!/system/bin/sh\necho "$# $1"\nexit 4\n')
     script.chmod(0o755)
     assert sh(device, f"{TMP}/run.sh 'x y'") == (4, "1 x y\n", "")
     python = root / "data/local/tmp/tool.py"
@@ -188,7 +205,10 @@ def test_executing_files_that_are_not_the_runner(device, tmp_path):
 
 
 def test_getprop_setprop_and_uname(device):
-    assert sh(device, "getprop ro.product.cpu.abi; getprop no.such.prop fallback; uname -m")[1] == "x86_64\nfallback\nx86_64\n"
+    assert (
+        sh(device, "getprop ro.product.cpu.abi; getprop no.such.prop fallback; uname -m")[1]
+        == "x86_64\nfallback\nx86_64\n"
+    )
     assert sh(device, "setprop ro.product.model X")[0] == 1
     assert sh(device, "setprop debug.x 1; getprop debug.x")[1] == "1\n"
 
@@ -204,13 +224,19 @@ def test_proc_and_sys_files(device):
     assert sh(device, "cat /sys/devices/system/cpu/cpu7/cpufreq/cpuinfo_max_freq")[1] == "2553600\n"
     assert sh(device, "cat /sys/class/thermal/thermal_zone2/type")[1] == "battery\n"
     assert sh(device, "cat /sys/devices/system/cpu/online")[1] == "0-7\n"
-    status, current = sh(device, "cat /sys/class/power_supply/battery/status /sys/class/power_supply/battery/current_now")[1].split()
+    status, current = sh(
+        device, "cat /sys/class/power_supply/battery/status /sys/class/power_supply/battery/current_now"
+    )[1].split()
     assert status == "Charging" and int(current) > 0  # plugged: current flows into the battery
-    uevent = dict(line.split("=", 1) for line in sh(device, "cat /sys/class/power_supply/battery/uevent")[1].splitlines())
+    uevent = dict(
+        line.split("=", 1) for line in sh(device, "cat /sys/class/power_supply/battery/uevent")[1].splitlines()
+    )
     assert uevent["POWER_SUPPLY_STATUS"] == "Charging" and int(uevent["POWER_SUPPLY_CURRENT_NOW"]) > 0
     assert sh(device, "cat /sys/class/power_supply/*/uevent | grep -c POWER_SUPPLY_NAME")[1] == "2\n"
     sh(device, "dumpsys battery unplug")
-    status, current = sh(device, "cat /sys/class/power_supply/battery/status /sys/class/power_supply/battery/current_now")[1].split()
+    status, current = sh(
+        device, "cat /sys/class/power_supply/battery/status /sys/class/power_supply/battery/current_now"
+    )[1].split()
     assert status == "Discharging" and int(current) < 0
 
 
@@ -238,15 +264,23 @@ def test_power_thermal_model_equations(tmp_path):
 
 def test_profile_errors_name_the_fix(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text((PROFILES / "low_galaxy_a03.toml").read_text().replace('"ro.product.model" = "Virtual Galaxy A03"\n', ""))
+    bad.write_text(
+        (PROFILES / "low_galaxy_a03.toml").read_text().replace('"ro.product.model" = "Virtual Galaxy A03"\n', "")
+    )
     with pytest.raises(ProfileError, match="lacks ro.product.model: add them"):
         load_profile(bad)
     arm = tmp_path / "arm.toml"
-    arm.write_text((PROFILES / "low_galaxy_a03.toml").read_text().replace("[props]\n", '[props]\n"ro.product.cpu.abi" = "arm64-v8a"\n'))
+    arm.write_text(
+        (PROFILES / "low_galaxy_a03.toml")
+        .read_text()
+        .replace("[props]\n", '[props]\n"ro.product.cpu.abi" = "arm64-v8a"\n')
+    )
     with pytest.raises(ProfileError, match="run x86_64 programs only"):
         load_profile(arm)
     future = tmp_path / "future.toml"
-    future.write_text((PROFILES / "low_galaxy_a03.toml").read_text().replace("schema_version = 1", "schema_version = 2"))
+    future.write_text(
+        (PROFILES / "low_galaxy_a03.toml").read_text().replace("schema_version = 1", "schema_version = 2")
+    )
     with pytest.raises(ProfileError, match="schema_version 2"):
         load_profile(future)
     assert os.path.exists(PROFILES / "README.md")

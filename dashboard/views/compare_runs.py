@@ -14,14 +14,18 @@ from harness.stats import MIN_REPETITIONS
 
 context = session.context()
 runs = list(context.selection.run_ids)
-labels = {run.run_id: f"{run.run_id} ({run.started_at:%Y-%m-%d %H:%M})" if run.started_at else run.run_id
-          for run in context.runs}
+labels = {
+    run.run_id: f"{run.run_id} ({run.started_at:%Y-%m-%d %H:%M})" if run.started_at else run.run_id
+    for run in context.runs
+}
 
 st.title("Compare runs")
 if len(runs) < 2:
     if len(context.dataset.run_ids(context.selection.model_name)) < 2:
-        st.info(f"Comparing needs two runs of {context.selection.model_name}, and one is stored: sweep it again "
-                "('harness run ...') to see what changed.")
+        st.info(
+            f"Comparing needs two runs of {context.selection.model_name}, and one is stored: sweep it again "
+            "('harness run ...') to see what changed."
+        )
     else:
         st.info("Comparing needs two runs of this model: turn on 'All runs' in the sidebar or pick two there.")
     st.stop()
@@ -34,12 +38,22 @@ if run_a == run_b:
     st.stop()
 
 max_regression = st.number_input(
-    "Max regression", min_value=0.0, max_value=1.0, value=DEFAULT_MAX_REGRESSION, step=0.01, format="%.2f",
-    key="max_regression", help="The same as `harness compare --max-regression`: a change beyond it is a regression "
-                               "when the repetitions show it.")
+    "Max regression",
+    min_value=0.0,
+    max_value=1.0,
+    value=DEFAULT_MAX_REGRESSION,
+    step=0.01,
+    format="%.2f",
+    key="max_regression",
+    help="The same as `harness compare --max-regression`: a change beyond it is a regression "
+    "when the repetitions show it.",
+)
 st.caption("The same as:")
-st.code(f"harness compare {shlex.quote(run_a)} {shlex.quote(run_b)} --results {shlex.quote(str(context.root))} "
-        f"--model {shlex.quote(context.selection.model_name)} --max-regression {max_regression:.0%}", language="bash")
+st.code(
+    f"harness compare {shlex.quote(run_a)} {shlex.quote(run_b)} --results {shlex.quote(str(context.root))} "
+    f"--model {shlex.quote(context.selection.model_name)} --max-regression {max_regression:.0%}",
+    language="bash",
+)
 try:
     result = cached.compare_runs(context, run_a, run_b, max_regression)
 except HarnessError as error:  # the runs were measured by different binaries or kinds of device
@@ -58,22 +72,29 @@ st.caption(
 )
 counts = result.counts()
 columns = st.columns(6)
-for column, verdict in zip(columns, (Change.REGRESSION, Change.NEWLY_FAILING, Change.SUSPICIOUS, Change.IMPROVEMENT,
-                                     Change.FIXED, Change.UNCHANGED)):
+for column, verdict in zip(
+    columns,
+    (Change.REGRESSION, Change.NEWLY_FAILING, Change.SUSPICIOUS, Change.IMPROVEMENT, Change.FIXED, Change.UNCHANGED),
+    strict=False,
+):
     column.metric(verdict.value.capitalize(), counts[verdict.value])
 
 worse = result.failing
 if worse.empty:
     st.success("No regression and no newly failing case: `harness compare` passes.")
 else:
-    lines = [f"- **{case.tier}** · {case.device_model} (`{case.serial}`) · `{case.configuration}`: "
-             f"{describe_change(case)}" for case in worse.head(10).itertuples()]
+    lines = [
+        f"- **{case.tier}** · {case.device_model} (`{case.serial}`) · `{case.configuration}`: {describe_change(case)}"
+        for case in worse.head(10).itertuples()
+    ]
     more = f"\n\n…and {len(worse) - 10} more in the table." if len(worse) > 10 else ""
     st.markdown(f"**Got worse in run B** ({len(worse)}), so `harness compare` fails:\n" + "\n".join(lines) + more)
 suspicious = changes[changes["verdict"] == Change.SUSPICIOUS.value]
 if not suspicious.empty:
-    st.warning(f"{len(suspicious)} suspicious case(s): slower than {max_regression:.0%} by the medians, not shown by "
-               "the repetitions. Sweep them again with more repetitions (`--repetitions`, `--until-decided`).")
+    st.warning(
+        f"{len(suspicious)} suspicious case(s): slower than {max_regression:.0%} by the medians, not shown by "
+        "the repetitions. Sweep them again with more repetitions (`--repetitions`, `--until-decided`)."
+    )
 
 st.plotly_chart(charts.run_changes(changes), key="run_changes")
 shown = changes.assign(change_pct=changes["change"] * 100.0).drop(columns=["model_name", "model_sha256", "change"])

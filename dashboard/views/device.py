@@ -13,8 +13,11 @@ dataset, selection = context.dataset, context.selection
 
 st.title("Device")
 devices = queries.devices(dataset, selection)
-labels = {row.serial: f"{row.serial} · {row.device_model} · {row.tier}" + (" · virtual" if row.device_kind == "virtual" else "")
-          for row in devices.itertuples()}
+labels = {
+    row.serial: f"{row.serial} · {row.device_model} · {row.tier}"
+    + (" · virtual" if row.device_kind == "virtual" else "")
+    for row in devices.itertuples()
+}
 serial = st.selectbox("Device", list(labels), format_func=labels.get, key="device")
 
 facts = devices.set_index("serial").loc[serial]
@@ -26,11 +29,15 @@ columns[2].metric("RAM", "unknown" if pd.isna(ram) else f"{ram / 2**30:.1f} GiB"
 columns[3].metric("Rows ok", f"{int(facts['ok'])} of {int(facts['rows'])}")
 soc = "unknown SoC" if pd.isna(facts["soc"]) else f"SoC {facts['soc']}"
 kind = "unknown kind (an older harness's rows)" if pd.isna(facts["device_kind"]) else f"a {facts['device_kind']} device"
-st.caption(f"{facts['manufacturer']} {facts['device_model']}, {soc}, ABI {facts['abi']}: {kind}; "
-           f"{int(facts['runs'])} run(s) of model `{selection.model_name}`.")
+st.caption(
+    f"{facts['manufacturer']} {facts['device_model']}, {soc}, ABI {facts['abi']}: {kind}; "
+    f"{int(facts['runs'])} run(s) of model `{selection.model_name}`."
+)
 if facts["device_kind"] == "virtual":
-    st.info("A **virtual device**: its latencies are this host's timings under the name of the phone it stands in "
-            "for; its temperatures and power come from a documented model, never from a sensor.")
+    st.info(
+        "A **virtual device**: its latencies are this host's timings under the name of the phone it stands in "
+        "for; its temperatures and power come from a documented model, never from a sensor."
+    )
 
 rows = queries.device_rows(dataset, selection, serial)
 measured = rows[rows["status"] == "ok"]
@@ -50,19 +57,26 @@ else:
         # Only configurations with a figure: a failed one has no latency, and its empty slot would read as a bug.
         measured_order = [c for c in order if c in set(present["configuration"])]
         st.plotly_chart(charts.latency_distribution(present, metric, measured_order), key="latency")
-        st.caption("Each point is one repetition (one benchmark_model process); the box spans its repetitions "
-                   "across the selected runs.")
+        st.caption(
+            "Each point is one repetition (one benchmark_model process); the box spans its repetitions "
+            "across the selected runs."
+        )
 
 st.subheader("Noise floor")
 noise = cached.noise_floors(context).get(serial)
 min_effect = TieTest().min_effect
 if noise is None or noise.cv is None:
-    st.info(f"{serial} has no configuration with 2 or more repetitions in the selection: its run-to-run noise is "
-            "unknown. Sweep with `--repetitions 3`.")
+    st.info(
+        f"{serial} has no configuration with 2 or more repetitions in the selection: its run-to-run noise is "
+        "unknown. Sweep with `--repetitions 3`."
+    )
 else:
     columns = st.columns(3)
-    columns[0].metric("Run-to-run variation (CV)", f"{noise.cv:.1%}",
-                      help="Median over configurations of the coefficient of variation of the repetitions' p50s.")
+    columns[0].metric(
+        "Run-to-run variation (CV)",
+        f"{noise.cv:.1%}",
+        help="Median over configurations of the coefficient of variation of the repetitions' p50s.",
+    )
     columns[1].metric("Max / min of repetitions", f"x{noise.max_over_min:.2f}")
     columns[2].metric("p95 / p50 within a run", "?" if noise.p95_over_p50 is None else f"x{noise.p95_over_p50:.2f}")
     if warning := noise.warning(min_effect):
@@ -79,8 +93,10 @@ else:
     sensed = temperatures[temperatures["temperature_method"] == "sensor"]
     modelled = temperatures[temperatures["temperature_method"] == "model"]
     if not modelled.empty:
-        st.info(f"{len(modelled)} repetition(s) have **modelled temperatures, not measured** "
-                "(`temperature_method = model`): the model slows nothing, so no latency here ran throttled.")
+        st.info(
+            f"{len(modelled)} repetition(s) have **modelled temperatures, not measured** "
+            "(`temperature_method = model`): the model slows nothing, so no latency here ran throttled."
+        )
     # Only a sensor's temperature can say that a phone throttled its clocks.
     throttled = sensed[sensed["throttled"].fillna(False).astype(bool)]
     if throttled.empty:
@@ -98,10 +114,14 @@ if powered.empty:
 else:
     methods = sorted(powered["power_method"].dropna().unique())
     if "model" in methods:
-        st.warning("Power on this device is **modelled, not measured** (`power_method = model`): it is derived "
-                   "from a documented model, not read from a fuel gauge. Compare it only with other modelled figures.")
-    st.caption("Power method: " + ", ".join(f"`{method}` ({charts.POWER_METHOD_LABELS.get(method, method)})"
-                                            for method in methods))
+        st.warning(
+            "Power on this device is **modelled, not measured** (`power_method = model`): it is derived "
+            "from a documented model, not read from a fuel gauge. Compare it only with other modelled figures."
+        )
+    st.caption(
+        "Power method: "
+        + ", ".join(f"`{method}` ({charts.POWER_METHOD_LABELS.get(method, method)})" for method in methods)
+    )
     st.plotly_chart(charts.energy(powered, [c for c in order if c in set(powered["configuration"])]), key="energy")
 
 st.subheader("Failures on this device")

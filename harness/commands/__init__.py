@@ -42,8 +42,21 @@ def _register_subcommands() -> None:
     from harness.commands.results import results_group
     from harness.commands.run import run_command
 
-    for command in (farm, devices, convert_command, examples_command, run_command, results_group, compare_command,
-                    demo_command, dashboard_command, policy, binaries, lease_group, parse_log_command):
+    for command in (
+        farm,
+        devices,
+        convert_command,
+        examples_command,
+        run_command,
+        results_group,
+        compare_command,
+        demo_command,
+        dashboard_command,
+        policy,
+        binaries,
+        lease_group,
+        parse_log_command,
+    ):
         main.add_command(command)
 
 

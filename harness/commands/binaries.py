@@ -27,8 +27,14 @@ def _progress_bar():
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    display = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                       console=Console(stderr=True), transient=False)
+    display = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
     tasks: dict[str, object] = {}
 
     def update(url: str, done: int, total: int | None) -> None:
@@ -47,27 +53,62 @@ def binaries() -> None:
 
 @binaries.command("fetch")
 @click.option("--abi", "abis", default=lib.Abi.ARM64_V8A.value, show_default=True, help=_ABI_HELP)
-@click.option("--dialect", "dialects", default=lib.BenchmarkDialect.CLASSIC.value, show_default=True,
-              help="classic (TensorFlow Lite benchmark_model) or litert (LiteRT 2.x); comma-separated for both.")
+@click.option(
+    "--dialect",
+    "dialects",
+    default=lib.BenchmarkDialect.CLASSIC.value,
+    show_default=True,
+    help="classic (TensorFlow Lite benchmark_model) or litert (LiteRT 2.x); comma-separated for both.",
+)
 @click.option("--update", is_flag=True, help="Download again and pin new bytes when the server's have changed.")
 @click.option("--mirror", metavar="URL", help="Base URL that replaces https://storage.googleapis.com (a lab proxy).")
-@click.option("--litert-version", metavar="VERSION",
-              help="LiteRT binaries' version (default: the installed ai-edge-litert's, else latest).")
-@click.option("--farm-file", type=click.Path(dir_okay=False, path_type=Path), default=FARM_FILE, show_default=True,
-              help="farm.toml whose [binaries] names the fetched files.")
-@click.option("--lock-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Lock file (default: binaries.lock beside the farm file).")
-@click.option("--timeout", "timeout_s", type=float, default=lib.DEFAULT_TIMEOUT_S, show_default=True,
-              help="Seconds to wait for the server to connect or send more bytes.")
+@click.option(
+    "--litert-version",
+    metavar="VERSION",
+    help="LiteRT binaries' version (default: the installed ai-edge-litert's, else latest).",
+)
+@click.option(
+    "--farm-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=FARM_FILE,
+    show_default=True,
+    help="farm.toml whose [binaries] names the fetched files.",
+)
+@click.option(
+    "--lock-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Lock file (default: binaries.lock beside the farm file).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=lib.DEFAULT_TIMEOUT_S,
+    show_default=True,
+    help="Seconds to wait for the server to connect or send more bytes.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def fetch_command(abis: str, dialects: str, update: bool, mirror: str | None, litert_version: str | None,
-                  farm_file: Path, lock_file: Path | None, timeout_s: float, as_json: bool) -> None:
+def fetch_command(
+    abis: str,
+    dialects: str,
+    update: bool,
+    mirror: str | None,
+    litert_version: str | None,
+    farm_file: Path,
+    lock_file: Path | None,
+    timeout_s: float,
+    as_json: bool,
+) -> None:
     """Download the official benchmark binaries, cache and pin them, and name them in farm.toml."""
     request = lib.FetchRequest(
         abis=lib.parse_list(abis, lib.parse_abi, "--abi"),
         dialects=lib.parse_list(dialects, lib.parse_dialect, "--dialect"),
-        farm_file=farm_file, lock_file=lock_file, mirror=mirror, update=update,
-        litert_version=litert_version, timeout_s=timeout_s,
+        farm_file=farm_file,
+        lock_file=lock_file,
+        mirror=mirror,
+        update=update,
+        litert_version=litert_version,
+        timeout_s=timeout_s,
     )
     with _progress_bar() as progress:
         result = lib.fetch_binaries(request, progress=progress)
@@ -76,14 +117,19 @@ def fetch_command(abis: str, dialects: str, update: bool, mirror: str | None, li
         return
     for binary in result.binaries:
         entry = binary.entry
-        click.echo(f"{entry.dialect.value}\t{entry.abi.value}\t{binary.action.value}\t{entry.sha256[:16]}\t{binary.path}")
+        click.echo(
+            f"{entry.dialect.value}\t{entry.abi.value}\t{binary.action.value}\t{entry.sha256[:16]}\t{binary.path}"
+        )
     click.echo(f"pinned in {result.lock_file}; named under [binaries] in {result.farm_file}", err=True)
 
 
 @binaries.command("ls")
 @click.option("--farm-file", type=click.Path(dir_okay=False, path_type=Path), default=FARM_FILE, show_default=True)
-@click.option("--lock-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Lock file (default: binaries.lock beside the farm file).")
+@click.option(
+    "--lock-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Lock file (default: binaries.lock beside the farm file).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per pinned binary.")
 def ls_command(farm_file: Path, lock_file: Path | None, as_json: bool) -> None:
     """What binaries.lock pins, whether each file is cached intact, and whether farm.toml names it."""
@@ -95,7 +141,17 @@ def ls_command(farm_file: Path, lock_file: Path | None, as_json: bool) -> None:
         click.echo("nothing pinned: run 'harness binaries fetch'", err=True)
         return
     headers = ["dialect", "abi", "sha256", "size", "cached", "in farm.toml", "url"]
-    rows = [[pin.entry.dialect.value, pin.entry.abi.value, pin.entry.sha256[:16], str(pin.entry.size_bytes),
-             "yes" if pin.in_cache else "no", "yes" if pin.in_farm else "no", pin.entry.url] for pin in pins]
+    rows = [
+        [
+            pin.entry.dialect.value,
+            pin.entry.abi.value,
+            pin.entry.sha256[:16],
+            str(pin.entry.size_bytes),
+            "yes" if pin.in_cache else "no",
+            "yes" if pin.in_farm else "no",
+            pin.entry.url,
+        ]
+        for pin in pins
+    ]
     for row in [headers, *rows]:
         click.echo("\t".join(row))

@@ -25,8 +25,10 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
     try:
         return tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise UsageError(f"{flag} {text!r} is not a number or comma-separated numbers",
-                         f"e.g. {flag} 127.5 or {flag} 123.7,116.3,103.5") from None
+        raise UsageError(
+            f"{flag} {text!r} is not a number or comma-separated numbers",
+            f"e.g. {flag} 127.5 or {flag} 123.7,116.3,103.5",
+        ) from None
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -60,8 +62,10 @@ def _preprocessing(mean: str | None, std: str | None, image_size: str | None):  
     if mean is None and std is None and image_size is None:
         return None
     if mean is None or std is None:
-        raise UsageError("image preprocessing needs both --mean and --std",
-                         "e.g. --mean 127.5 --std 127.5 for inputs in [-1, 1], or --mean 0 --std 255 for [0, 1]")
+        raise UsageError(
+            "image preprocessing needs both --mean and --std",
+            "e.g. --mean 127.5 --std 127.5 for inputs in [-1, 1], or --mean 0 --std 255 for [0, 1]",
+        )
     return Preprocessing(mean=_floats(mean, "--mean"), std=_floats(std, "--std"), size=_size(image_size))
 
 
@@ -70,8 +74,19 @@ def _number(value: float | None, spec: str) -> str:
 
 
 def _print_table(result) -> None:  # type: ignore[no-untyped-def]
-    headers = ("variant", "status", "size_bytes", "sha256", "fully_int8", "top1", "agreement", "mse",
-               "max_abs_err", "cosine", "verdict")
+    headers = (
+        "variant",
+        "status",
+        "size_bytes",
+        "sha256",
+        "fully_int8",
+        "top1",
+        "agreement",
+        "mse",
+        "max_abs_err",
+        "cosine",
+        "verdict",
+    )
     rows = [headers]
     for v in result.variants:
         figures = v.accuracy
@@ -81,46 +96,103 @@ def _print_table(result) -> None:  # type: ignore[no-untyped-def]
             verdict = f"not assessed: {v.reason}"
         else:
             verdict = "accepted" if v.accepted else f"rejected: {v.reason}"
-        rows.append((
-            v.variant.value, v.status.value, _number(v.size_bytes, "d"), (v.sha256 or "-")[:12],
-            "-" if v.fully_int8 is None else ("yes" if v.fully_int8 else "no"),
-            _number(figures and figures.accuracy, ".4f"), _number(figures and figures.agreement, ".4f"),
-            _number(figures and figures.mse, ".2e"), _number(figures and figures.max_abs_error, ".2e"),
-            _number(figures and figures.cosine, ".6f"), verdict,
-        ))
+        rows.append(
+            (
+                v.variant.value,
+                v.status.value,
+                _number(v.size_bytes, "d"),
+                (v.sha256 or "-")[:12],
+                "-" if v.fully_int8 is None else ("yes" if v.fully_int8 else "no"),
+                _number(figures and figures.accuracy, ".4f"),
+                _number(figures and figures.agreement, ".4f"),
+                _number(figures and figures.mse, ".2e"),
+                _number(figures and figures.max_abs_error, ".2e"),
+                _number(figures and figures.cosine, ".6f"),
+                verdict,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(headers) - 1)]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
 
 
 @click.command("convert")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for <model>_<variant>.tflite and manifest.json.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for <model>_<variant>.tflite and manifest.json.",
+)
 @click.option("--variants", default="fp32,fp16,dynamic,int8", show_default=True)
-@click.option("--calibration", default=None, metavar="DATA|random",
-              help="int8 calibration data: .npz (x) or image folder; 'random' only for latency-only models.")
-@click.option("--calibration-samples", default=DEFAULT_CALIBRATION_SAMPLES, show_default=True,
-              type=click.IntRange(1), help="Calibrate int8 on at most N samples (a seeded random subset).")
-@click.option("--eval", "evaluation", default=None, metavar="DATA",
-              help="Eval data: .npz (x, y) or image folder (class sub-folders).")
+@click.option(
+    "--calibration",
+    default=None,
+    metavar="DATA|random",
+    help="int8 calibration data: .npz (x) or image folder; 'random' only for latency-only models.",
+)
+@click.option(
+    "--calibration-samples",
+    default=DEFAULT_CALIBRATION_SAMPLES,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Calibrate int8 on at most N samples (a seeded random subset).",
+)
+@click.option(
+    "--eval",
+    "evaluation",
+    default=None,
+    metavar="DATA",
+    help="Eval data: .npz (x, y) or image folder (class sub-folders).",
+)
 @click.option("--eval-samples", default=None, type=click.IntRange(1), help="Evaluate on at most N samples.")
 @click.option("--mean", default=None, help="Image folders: subtracted from 0..255 pixels (one or per channel).")
 @click.option("--std", default=None, help="Image folders: then divided by this (one or per channel).")
 @click.option("--image-size", default=None, metavar="N|HxW", help="Image folders: resize to (default: the model's).")
-@click.option("--max-accuracy-drop", default=str(DEFAULT_MAX_ACCURACY_DROP), show_default=True,
-              help="Reject a variant losing more top-1 accuracy (or agreement, without labels); 'off' disables.")
-@click.option("--max-mse", default=str(DEFAULT_MAX_MSE), show_default=True,
-              help="Reject a variant whose output MSE vs fp32 is larger; 'off' disables.")
+@click.option(
+    "--max-accuracy-drop",
+    default=str(DEFAULT_MAX_ACCURACY_DROP),
+    show_default=True,
+    help="Reject a variant losing more top-1 accuracy (or agreement, without labels); 'off' disables.",
+)
+@click.option(
+    "--max-mse",
+    default=str(DEFAULT_MAX_MSE),
+    show_default=True,
+    help="Reject a variant whose output MSE vs fp32 is larger; 'off' disables.",
+)
 @click.option("--untrained", is_flag=True, help="The weights are untrained (weights=None): report no accuracy.")
 @click.option("--name", default=None, help="Model name in file names (default: MODEL's name).")
-@click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True,
-              type=click.Path(path_type=Path), help="Results root; accuracy rows go to RESULTS/accuracy/.")
+@click.option(
+    "--results",
+    "results_dir",
+    default=DEFAULT_RESULTS,
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Results root; accuracy rows go to RESULTS/accuracy/.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest entry as JSON.")
 @click.pass_context
-def convert_command(ctx, model, out_dir, variants, calibration, calibration_samples, evaluation, eval_samples,
-                    mean, std, image_size, max_accuracy_drop, max_mse, untrained, name, results_dir,
-                    as_json) -> None:
+def convert_command(
+    ctx,
+    model,
+    out_dir,
+    variants,
+    calibration,
+    calibration_samples,
+    evaluation,
+    eval_samples,
+    mean,
+    std,
+    image_size,
+    max_accuracy_drop,
+    max_mse,
+    untrained,
+    name,
+    results_dir,
+    as_json,
+) -> None:
     """Convert a .keras file or SavedModel folder into TFLite variants and judge each one's accuracy."""
     from harness.convert import (
         RANDOM_CALIBRATION_WARNING,
@@ -131,12 +203,18 @@ def convert_command(ctx, model, out_dir, variants, calibration, calibration_samp
     )
 
     request = ConvertRequest(
-        model_path=model, out_dir=out_dir, variants=parse_variants(variants), calibration=calibration,
-        evaluation=evaluation, preprocessing=_preprocessing(mean, std, image_size),
-        calibration_samples=calibration_samples, eval_samples=eval_samples,
-        thresholds=Thresholds(_threshold(max_accuracy_drop, "--max-accuracy-drop"),
-                              _threshold(max_mse, "--max-mse")),
-        untrained=untrained, name=name, results_root=results_dir,
+        model_path=model,
+        out_dir=out_dir,
+        variants=parse_variants(variants),
+        calibration=calibration,
+        evaluation=evaluation,
+        preprocessing=_preprocessing(mean, std, image_size),
+        calibration_samples=calibration_samples,
+        eval_samples=eval_samples,
+        thresholds=Thresholds(_threshold(max_accuracy_drop, "--max-accuracy-drop"), _threshold(max_mse, "--max-mse")),
+        untrained=untrained,
+        name=name,
+        results_root=results_dir,
     )
     result = convert_model(request, say=lambda line: click.echo(line, err=True))
     if as_json:
@@ -170,7 +248,11 @@ def examples_command(out_dir: Path, as_json: bool) -> None:
         click.echo(json.dumps(examples.to_json(), indent=2))
         return
     spec = examples.mobilenet_preprocessing
-    click.echo(f"harness convert {examples.digits_model} --calibration {examples.digits_calibration} "
-               f"--eval {examples.digits_eval} --out models")
-    click.echo(f"harness convert {examples.mobilenet_model} --calibration {examples.digit_images} "
-               f"--eval {examples.digit_images} --mean {spec.mean[0]} --std {spec.std[0]} --untrained --out models")
+    click.echo(
+        f"harness convert {examples.digits_model} --calibration {examples.digits_calibration} "
+        f"--eval {examples.digits_eval} --out models"
+    )
+    click.echo(
+        f"harness convert {examples.mobilenet_model} --calibration {examples.digit_images} "
+        f"--eval {examples.digit_images} --mean {spec.mean[0]} --std {spec.std[0]} --untrained --out models"
+    )

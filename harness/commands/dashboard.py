@@ -31,17 +31,29 @@ def app_path() -> Path:
 
 def streamlit_command(results_dir: Path, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "streamlit", "run", str(app_path()),
-        "--server.address", ADDRESS,
-        "--server.port", str(port),
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path()),
+        "--server.address",
+        ADDRESS,
+        "--server.port",
+        str(port),
         # headless: never open a browser or ask for an e-mail address on first start
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
         # an installed app does not change under its feet; watching files only costs inotify watches
-        "--server.fileWatcherType", "none",
+        "--server.fileWatcherType",
+        "none",
         # no "Deploy" button or developer menu: this is a viewer, not a development server
-        "--client.toolbarMode", "viewer",
-        "--", "--results", str(results_dir),
+        "--client.toolbarMode",
+        "viewer",
+        "--",
+        "--results",
+        str(results_dir),
     ]
 
 
@@ -70,11 +82,22 @@ def _open_when_up(url: str, port: int, child: subprocess.Popen) -> None:
 
 
 @click.command("dashboard")
-@click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True,
-              type=click.Path(path_type=Path), help="Results folder to show.")
+@click.option(
+    "--results",
+    "results_dir",
+    default=DEFAULT_RESULTS,
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Results folder to show.",
+)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--open/--no-open", "open_browser", default=False, show_default=True,
-              help="Open the dashboard in the default browser once it is up.")
+@click.option(
+    "--open/--no-open",
+    "open_browser",
+    default=False,
+    show_default=True,
+    help="Open the dashboard in the default browser once it is up.",
+)
 def dashboard_command(results_dir: Path, port: int, open_browser: bool) -> None:
     """Serve the results dashboard on 127.0.0.1 until Ctrl-C."""
     if not results_dir.is_dir():

@@ -40,9 +40,18 @@ def _row(entry: DeviceEntry, lease: LeaseState | str | None) -> list[str]:
     # Decimal GB, like the min_ram_bytes thresholds of tiers.toml the tier came from.
     ram_gb = f"{info.ram_bytes / 1e9:.1f}" if info and info.ram_bytes else ""
     return [
-        entry.server.address, entry.serial, entry.state.value, text(entry.kind), text(entry.model), text(entry.soc),
-        text(info.abi if info else None), text(info.sdk if info else None), ram_gb, text(entry.tier),
-        _lease_text(lease), text(entry.problem),
+        entry.server.address,
+        entry.serial,
+        entry.state.value,
+        text(entry.kind),
+        text(entry.model),
+        text(entry.soc),
+        text(info.abi if info else None),
+        text(info.sdk if info else None),
+        ram_gb,
+        text(entry.tier),
+        _lease_text(lease),
+        text(entry.problem),
     ]
 
 
@@ -55,8 +64,11 @@ def devices(as_json: bool) -> None:
         click.echo(f"warning: {warning}", err=True)
     leases = read_states(result.entries)
     if as_json:
-        click.echo(json.dumps([entry.to_json() | {"lease": _lease_json(leases.get(entry.key))}
-                               for entry in result.entries], indent=2))
+        click.echo(
+            json.dumps(
+                [entry.to_json() | {"lease": _lease_json(leases.get(entry.key))} for entry in result.entries], indent=2
+            )
+        )
         return
     if not result.entries:
         click.echo("no devices attached: plug in a phone (USB debugging on) or run 'harness farm up'", err=True)

@@ -30,7 +30,9 @@ def _print_table(headers: list[str], rows: list[list[str]]) -> None:
 
 
 state_dir_option = click.option(
-    "--state-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
     help=f"Farm state folder (default: ${farm_lib.ENV_STATE_DIR} or ./.cache/farm).",
 )
 
@@ -41,11 +43,17 @@ def farm() -> None:
 
 
 @farm.command("up")
-@click.option("--profiles", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
-              help="Folder of device profile TOMLs (default: device_profiles/virtual).")
+@click.option(
+    "--profiles",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="Folder of device profile TOMLs (default: device_profiles/virtual).",
+)
 @click.option("--adb-port", type=int, default=None, help="adb server port (default: $ANDROID_ADB_SERVER_PORT or 5037).")
 @state_dir_option
-@click.option("--parallel", is_flag=True, help="Let devices run benchmarks at the same time (timings disturb each other).")
+@click.option(
+    "--parallel", is_flag=True, help="Let devices run benchmarks at the same time (timings disturb each other)."
+)
 def up(profiles: Path | None, adb_port: int | None, state_dir: Path | None, parallel: bool) -> None:
     """Start one device per profile and `adb connect` each."""
     result = farm_lib.up(profiles, state_dir, adb_port, parallel)
@@ -79,8 +87,15 @@ def status(state_dir: Path | None, as_json: bool) -> None:
     _print_table(
         ["serial", "name", "model", "pid", "process", "adb", "link"],
         [
-            [r.record.serial, r.record.name, r.record.model, str(r.record.pid),
-             "alive" if r.alive else "dead", r.adb_state, str((r.link or {}).get("link", "-"))]
+            [
+                r.record.serial,
+                r.record.name,
+                r.record.model,
+                str(r.record.pid),
+                "alive" if r.alive else "dead",
+                r.adb_state,
+                str((r.link or {}).get("link", "-")),
+            ]
             for r in rows
         ],
     )
@@ -101,7 +116,9 @@ def fault(serial: str, action: str, argument: str | None, state_dir: Path | None
             kbps = float(argument)
         except ValueError:
             raise click.BadParameter(f"{argument!r} is not a rate in KB/s", param_hint="KBPS") from None
-    state = farm_lib.fault(serial, op, kbps, state_dir, command=argument if op in (Fault.HIDE, Fault.CORRUPT_OUTPUTS) else None)
+    state = farm_lib.fault(
+        serial, op, kbps, state_dir, command=argument if op in (Fault.HIDE, Fault.CORRUPT_OUTPUTS) else None
+    )
     click.echo(json.dumps(state))
 
 

@@ -29,8 +29,20 @@ def lease_ls(as_json: bool) -> None:
     states = read_states(found.entries)
     entries = [entry for entry in found.entries if entry.key in states]
     if as_json:
-        click.echo(json.dumps([{"key": entry.key, "serial": entry.serial, "model": entry.model,
-                                "lease": _lease_json(states[entry.key])} for entry in entries], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "key": entry.key,
+                        "serial": entry.serial,
+                        "model": entry.model,
+                        "lease": _lease_json(states[entry.key]),
+                    }
+                    for entry in entries
+                ],
+                indent=2,
+            )
+        )
         return
     for entry in entries:
         click.echo(f"{entry.key}\t{entry.model or ''}\t{_lease_text(states[entry.key])}")
@@ -51,7 +63,9 @@ def lease_release(serial: str, force: bool) -> None:
         click.echo(f"warning: {warning}", err=True)
     chosen = select(found.entries, serial)
     if len(chosen) != 1:
-        raise UsageError(f"{serial!r} names {len(chosen)} phones", "name one as SERVER/SERIAL ('harness devices' lists the keys)")
+        raise UsageError(
+            f"{serial!r} names {len(chosen)} phones", "name one as SERVER/SERIAL ('harness devices' lists the keys)"
+        )
     entry = chosen[0]
     before = force_release(Phone(entry.server, entry.serial), force)
     if not before.present:

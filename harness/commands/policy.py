@@ -25,11 +25,15 @@ EXIT_INCOMPATIBLE = 1
 
 
 allow_mixed_kinds_option = click.option(
-    "--allow-mixed-kinds", is_flag=True,
-    help="Rank physical and virtual devices together (refused by default: not measured the same way).")
+    "--allow-mixed-kinds",
+    is_flag=True,
+    help="Rank physical and virtual devices together (refused by default: not measured the same way).",
+)
 allow_mixed_binaries_option = click.option(
-    "--allow-mixed-binaries", is_flag=True,
-    help="Compare rows of different benchmark binaries (refused by default: different instruments).")
+    "--allow-mixed-binaries",
+    is_flag=True,
+    help="Compare rows of different benchmark binaries (refused by default: different instruments).",
+)
 
 
 def numerics_gate_options(command):  # type: ignore[no-untyped-def]
@@ -38,16 +42,35 @@ def numerics_gate_options(command):  # type: ignore[no-untyped-def]
 
     default = NumericsGate()
     options = (
-        click.option("--max-output-error", type=click.FloatRange(0), default=default.max_output_error,
-                     show_default=True, help="Numerics gate: largest |output - reference| over the reference's "
-                                             "largest magnitude on a device."),
-        click.option("--min-output-cosine", type=click.FloatRange(-1, 1), default=default.min_output_cosine,
-                     show_default=True, help="Numerics gate: smallest cosine of a device's outputs with the reference's."),
-        click.option("--max-sym-kl", type=click.FloatRange(0), default=default.max_sym_kl, show_default=True,
-                     help="Numerics gate for probability outputs: symmetric KL divergence below this (as TFLite's "
-                          "Delegate Performance Benchmark)."),
-        click.option("--max-mse", type=click.FloatRange(0), default=default.max_mse, show_default=True,
-                     help="Numerics gate for probability outputs: mean squared error below this."),
+        click.option(
+            "--max-output-error",
+            type=click.FloatRange(0),
+            default=default.max_output_error,
+            show_default=True,
+            help="Numerics gate: largest |output - reference| over the reference's largest magnitude on a device.",
+        ),
+        click.option(
+            "--min-output-cosine",
+            type=click.FloatRange(-1, 1),
+            default=default.min_output_cosine,
+            show_default=True,
+            help="Numerics gate: smallest cosine of a device's outputs with the reference's.",
+        ),
+        click.option(
+            "--max-sym-kl",
+            type=click.FloatRange(0),
+            default=default.max_sym_kl,
+            show_default=True,
+            help="Numerics gate for probability outputs: symmetric KL divergence below this (as TFLite's "
+            "Delegate Performance Benchmark).",
+        ),
+        click.option(
+            "--max-mse",
+            type=click.FloatRange(0),
+            default=default.max_mse,
+            show_default=True,
+            help="Numerics gate for probability outputs: mean squared error below this.",
+        ),
     )
     for option in reversed(options):
         command = option(command)
@@ -89,7 +112,9 @@ def _read_dump(path: Path, what: str) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise InputFileError(f"{path} does not exist", f"save the output of '{what}' to a file and pass its path") from None
+        raise InputFileError(
+            f"{path} does not exist", f"save the output of '{what}' to a file and pass its path"
+        ) from None
     except OSError as error:
         raise InputFileError(f"cannot read {path} ({error.strerror})", "check the path and its permissions") from None
     encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
@@ -98,11 +123,18 @@ def _read_dump(path: Path, what: str) -> str:
 
 @policy.command("validate")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--require-physical", is_flag=True,
-              help="Also refuse a policy whose numbers were not all measured on physical phones (for a CI step "
-                   "that publishes policies).")
-@click.option("--json", "as_json", is_flag=True,
-              help='Print {"valid": bool, "problems": [{"where", "message"}], "warnings": [...]}.')
+@click.option(
+    "--require-physical",
+    is_flag=True,
+    help="Also refuse a policy whose numbers were not all measured on physical phones (for a CI step "
+    "that publishes policies).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"valid": bool, "problems": [{"where", "message"}], "warnings": [...]}.',
+)
 @click.pass_context
 def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_json: bool) -> None:
     """Check FILE against the policy schema of its version (v1 or v2) and the rules a schema cannot express.
@@ -128,13 +160,26 @@ def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_
     warnings = provenance_warnings(document) if not problems else ()
     if require_physical and not problems and not physical_only(document):
         kinds = document.get("source", {}).get("device_kinds")
-        problems = (Problem("source.device_kinds", f"is {kinds!r}, not ['physical']: --require-physical refuses a "
-                                                   "policy measured on virtual devices (or an unknown kind); derive "
-                                                   "it from a phone lab's results"),)
+        problems = (
+            Problem(
+                "source.device_kinds",
+                f"is {kinds!r}, not ['physical']: --require-physical refuses a "
+                "policy measured on virtual devices (or an unknown kind); derive "
+                "it from a phone lab's results",
+            ),
+        )
     if as_json:
-        click.echo(json.dumps({"valid": not problems, "schema_version": version,
-                               "problems": [problem.to_json() for problem in problems],
-                               "warnings": list(warnings)}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "valid": not problems,
+                    "schema_version": version,
+                    "problems": [problem.to_json() for problem in problems],
+                    "warnings": list(warnings),
+                },
+                indent=2,
+            )
+        )
     else:
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
@@ -142,26 +187,44 @@ def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_
             _problems_on_stderr(file, problems)
         else:
             names = {entry["name"] for entry in document["tiers"]}
-            older = (f"; an older version: this harness reads it as v{POLICY_SCHEMA_VERSION} (nothing changes but "
-                     "the version), and apps built for v1 or later read it as it is") if version < POLICY_SCHEMA_VERSION else ""
-            click.echo(f"{file}: valid policy v{version} ({len(document['tiers'])} tier entries, "
-                       f"{len(names)} tiers{older})")
+            older = (
+                (
+                    f"; an older version: this harness reads it as v{POLICY_SCHEMA_VERSION} (nothing changes but "
+                    "the version), and apps built for v1 or later read it as it is"
+                )
+                if version < POLICY_SCHEMA_VERSION
+                else ""
+            )
+            click.echo(
+                f"{file}: valid policy v{version} ({len(document['tiers'])} tier entries, {len(names)} tiers{older})"
+            )
     if problems:
         ctx.exit(EXIT_INVALID)
 
 
 @policy.command("resolve")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--getprop", "getprop_path", type=click.Path(path_type=Path), help="Saved 'adb shell getprop' output of the phone.")
 @click.option(
-    "--meminfo", "meminfo_path", type=click.Path(path_type=Path),
+    "--getprop", "getprop_path", type=click.Path(path_type=Path), help="Saved 'adb shell getprop' output of the phone."
+)
+@click.option(
+    "--meminfo",
+    "meminfo_path",
+    type=click.Path(path_type=Path),
     help="Saved 'adb shell cat /proc/meminfo' output (with --getprop); without it RAM comes from props such as ro.boot.ddr_size.",
 )
-@click.option("--serial", help="A phone on the farm's adb servers (SERIAL or HOST:PORT/SERIAL, as 'harness devices' lists it).")
+@click.option(
+    "--serial", help="A phone on the farm's adb servers (SERIAL or HOST:PORT/SERIAL, as 'harness devices' lists it)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the resolution as JSON.")
 @click.pass_context
 def resolve_command(
-    ctx: click.Context, file: Path, getprop_path: Path | None, meminfo_path: Path | None, serial: str | None, as_json: bool
+    ctx: click.Context,
+    file: Path,
+    getprop_path: Path | None,
+    meminfo_path: Path | None,
+    serial: str | None,
+    as_json: bool,
 ) -> None:
     """Which tier, rule and chain the policy in FILE gives one phone, and why.
 
@@ -173,7 +236,9 @@ def resolve_command(
     if (getprop_path is None) == (serial is None):
         raise UsageError("pass exactly one of --getprop DUMP or --serial SERIAL", "e.g. --getprop getprop.txt")
     if meminfo_path is not None and getprop_path is None:
-        raise UsageError("--meminfo goes with --getprop", "with --serial the phone is asked for its RAM itself; drop --meminfo")
+        raise UsageError(
+            "--meminfo goes with --getprop", "with --serial the phone is asked for its RAM itself; drop --meminfo"
+        )
     document = _load_valid(ctx, file)
     if getprop_path is not None:
         device = device_from_dumps(
@@ -222,60 +287,114 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
 
 
 @policy.command("derive")
-@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS,
-              show_default=True, help="Results folder the sweeps wrote.")
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_RESULTS,
+    show_default=True,
+    help="Results folder the sweeps wrote.",
+)
 @click.option("--run", "run_ids", multiple=True, help="Only these runs (repeatable); default: every run.")
 @click.option("--model", "model_name", help="Model name; needed when the results hold several.")
-@click.option("--manifest", "manifest_path", type=click.Path(path_type=Path),
-              help="Convert manifest (DIR/manifest.json): file names, I/O signatures, accuracy gate. "
-                   "Default: the manifests next to the swept files and the results' accuracy table.")
-@click.option("--metric", default="inference_p50_us", show_default=True,
-              help="What 'best' means: inference_p50_us, inference_avg_us, inference_p95_us, memory_mb, "
-                   "energy_mj_per_inference or accuracy_drop (all lower is better).")
-@click.option("--objective", type=click.Choice(["burst", "sustained"]), default="burst", show_default=True,
-              help="burst: the bursts of a normal sweep; sustained: the sustained p50 of 'harness run --sustained' "
-                   "windows, excluding configurations that miss the frame deadline for more than 5% of inferences.")
-@click.option("--fps", type=click.FloatRange(0, min_open=True),
-              help="With --objective sustained: the frame rate whose deadline (1/fps) counts; default: the sweep's.")
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(path_type=Path),
+    help="Convert manifest (DIR/manifest.json): file names, I/O signatures, accuracy gate. "
+    "Default: the manifests next to the swept files and the results' accuracy table.",
+)
+@click.option(
+    "--metric",
+    default="inference_p50_us",
+    show_default=True,
+    help="What 'best' means: inference_p50_us, inference_avg_us, inference_p95_us, memory_mb, "
+    "energy_mj_per_inference or accuracy_drop (all lower is better).",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["burst", "sustained"]),
+    default="burst",
+    show_default=True,
+    help="burst: the bursts of a normal sweep; sustained: the sustained p50 of 'harness run --sustained' "
+    "windows, excluding configurations that miss the frame deadline for more than 5% of inferences.",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(0, min_open=True),
+    help="With --objective sustained: the frame rate whose deadline (1/fps) counts; default: the sweep's.",
+)
 @click.option("--max-latency-us", type=float, help="Limit on every device of a tier (the latency metric).")
 @click.option("--max-memory-mb", type=float, help="Limit on the benchmark's peak RSS on every device of a tier.")
 @click.option("--max-accuracy-drop", type=float, help="Limit on the variant's accuracy drop vs fp32.")
 @click.option("--max-energy-mj", type=float, help="Limit on energy per inference on every device of a tier.")
-@click.option("--alpha", type=float, help="Significance level of the tie test (Mann-Whitney interval, TOST); default 0.05.")
-@click.option("--min-effect", type=float,
-              help="Relative latency difference below which configurations always tie; default 0.05.")
+@click.option(
+    "--alpha", type=float, help="Significance level of the tie test (Mann-Whitney interval, TOST); default 0.05."
+)
+@click.option(
+    "--min-effect", type=float, help="Relative latency difference below which configurations always tie; default 0.05."
+)
 @click.option("--model-version", help="Version written into the policy; default: <date>+<digest of the files>.")
-@click.option("--model-url-template",
-              help="URL of each file, e.g. https://cdn.example.com/{model}/{version}/{file} "
-                   "(placeholders: model, variant, version, sha256, file).")
-@click.option("--tiers", "tiers_file", type=click.Path(path_type=Path),
-              help="Tier rules; default: device_profiles/tiers.toml.")
+@click.option(
+    "--model-url-template",
+    help="URL of each file, e.g. https://cdn.example.com/{model}/{version}/{file} "
+    "(placeholders: model, variant, version, sha256, file).",
+)
+@click.option(
+    "--tiers", "tiers_file", type=click.Path(path_type=Path), help="Tier rules; default: device_profiles/tiers.toml."
+)
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Policy JSON to write.")
 @numerics_gate_options
 @allow_mixed_kinds_option
 @allow_mixed_binaries_option
 @click.option("--json", "as_json", is_flag=True, help="Print the policy JSON on stdout too.")
-def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str | None, manifest_path: Path | None,
-                   metric: str, objective: str, fps: float | None, max_latency_us: float | None, max_memory_mb: float | None,
-                   max_accuracy_drop: float | None, max_energy_mj: float | None, alpha: float | None,
-                   min_effect: float | None, model_version: str | None, model_url_template: str | None,
-                   tiers_file: Path | None, out_path: Path, max_output_error: float, min_output_cosine: float,
-                   max_sym_kl: float, max_mse: float, allow_mixed_kinds: bool, allow_mixed_binaries: bool,
-                   as_json: bool) -> None:
+def derive_command(
+    results_dir: Path,
+    run_ids: tuple[str, ...],
+    model_name: str | None,
+    manifest_path: Path | None,
+    metric: str,
+    objective: str,
+    fps: float | None,
+    max_latency_us: float | None,
+    max_memory_mb: float | None,
+    max_accuracy_drop: float | None,
+    max_energy_mj: float | None,
+    alpha: float | None,
+    min_effect: float | None,
+    model_version: str | None,
+    model_url_template: str | None,
+    tiers_file: Path | None,
+    out_path: Path,
+    max_output_error: float,
+    min_output_cosine: float,
+    max_sym_kl: float,
+    max_mse: float,
+    allow_mixed_kinds: bool,
+    allow_mixed_binaries: bool,
+    as_json: bool,
+) -> None:
     """Compile the measurements into a tiered deployment policy (one model)."""
-    from harness.policy import DeriveRequest, Objective, check_url_template, derive, write_policy
     from harness.phone.profiles import TIERS_FILE
+    from harness.policy import DeriveRequest, Objective, check_url_template, derive, write_policy
     from harness.ranking import Constraints, MixingAllowed, TieTest
 
     given = {"alpha": alpha, "min_effect": min_effect}
     request = DeriveRequest(
-        results_root=results_dir, run_ids=run_ids, model_name=model_name, manifest_path=manifest_path,
-        metric=metric, constraints=Constraints(max_latency_us, max_memory_mb, max_accuracy_drop, max_energy_mj),
-        tie_test=TieTest(**{k: v for k, v in given.items() if v is not None}), model_version=model_version,
+        results_root=results_dir,
+        run_ids=run_ids,
+        model_name=model_name,
+        manifest_path=manifest_path,
+        metric=metric,
+        constraints=Constraints(max_latency_us, max_memory_mb, max_accuracy_drop, max_energy_mj),
+        tie_test=TieTest(**{k: v for k, v in given.items() if v is not None}),
+        model_version=model_version,
         model_url_template=check_url_template(model_url_template) if model_url_template else None,
-        tiers_file=tiers_file or TIERS_FILE, mixing=MixingAllowed(allow_mixed_kinds, allow_mixed_binaries),
+        tiers_file=tiers_file or TIERS_FILE,
+        mixing=MixingAllowed(allow_mixed_kinds, allow_mixed_binaries),
         numerics_gate=numerics_gate(max_output_error, min_output_cosine, max_sym_kl, max_mse),
-        objective=Objective(objective), fps=fps,
+        objective=Objective(objective),
+        fps=fps,
     )
     if fps is not None and request.objective is not Objective.SUSTAINED:
         raise UsageError("--fps is for --objective sustained", "add --objective sustained, or leave out --fps")
@@ -293,16 +412,26 @@ def derive_command(results_dir: Path, run_ids: tuple[str, ...], model_name: str 
 
 @policy.command("coverage")
 @click.argument("policy_file", type=click.Path(path_type=Path))
-@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS,
-              show_default=True)
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True)
 @click.option("--run", "run_ids", multiple=True, help="Only these runs (repeatable); default: every run.")
-@click.option("--manifest", "manifest_path", type=click.Path(path_type=Path),
-              help="Convert manifest whose accuracy figures rule variants out of 'best' (as for derive).")
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(path_type=Path),
+    help="Convert manifest whose accuracy figures rule variants out of 'best' (as for derive).",
+)
 @allow_mixed_binaries_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def coverage_command(ctx: click.Context, policy_file: Path, results_dir: Path, run_ids: tuple[str, ...],
-                     manifest_path: Path | None, allow_mixed_binaries: bool, as_json: bool) -> None:
+def coverage_command(
+    ctx: click.Context,
+    policy_file: Path,
+    results_dir: Path,
+    run_ids: tuple[str, ...],
+    manifest_path: Path | None,
+    allow_mixed_binaries: bool,
+    as_json: bool,
+) -> None:
     """Per measured device: the policy's configuration there vs the best measured there."""
     from harness.coverage import coverage
     from harness.policy import load_rows, model_facts

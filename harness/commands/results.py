@@ -23,15 +23,27 @@ def results_ls(results_dir: Path, as_json: bool) -> None:
 
     runs = ResultsStore(results_dir).list_runs()
     if as_json:
-        click.echo(json.dumps([
-            {**run.__dict__, "started_at": _iso(run.started_at), "ended_at": _iso(run.ended_at), "devices": list(run.devices)}
-            for run in runs
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        **run.__dict__,
+                        "started_at": _iso(run.started_at),
+                        "ended_at": _iso(run.ended_at),
+                        "devices": list(run.devices),
+                    }
+                    for run in runs
+                ],
+                indent=2,
+            )
+        )
         return
     if not runs:
         click.echo(f"no runs in {results_dir}")
     for run in runs:
-        click.echo(f"{run.run_id}\tstarted {_iso(run.started_at)}\tdevices {len(run.devices)}\tcases {run.cases}\tok {run.ok}\tfailed {run.failed}")
+        click.echo(
+            f"{run.run_id}\tstarted {_iso(run.started_at)}\tdevices {len(run.devices)}\tcases {run.cases}\tok {run.ok}\tfailed {run.failed}"
+        )
 
 
 @results_group.command("show")
@@ -44,9 +56,23 @@ def results_show(run_id: str, results_dir: Path, as_json: bool) -> None:
     store = ResultsStore(results_dir)
     store.read_run_manifest(run_id)  # a clear error for an unknown run
     rows = store.read([run_id])
-    columns = ["serial", "device_kind", "tier", "model_name", "variant", "delegate", "num_threads", "repetition",
-               "status", "inference_avg_us", "inference_p50_us", "memory_overall_mb", "avg_power_mw", "numerics_status",
-               "error_message"]
+    columns = [
+        "serial",
+        "device_kind",
+        "tier",
+        "model_name",
+        "variant",
+        "delegate",
+        "num_threads",
+        "repetition",
+        "status",
+        "inference_avg_us",
+        "inference_p50_us",
+        "memory_overall_mb",
+        "avg_power_mw",
+        "numerics_status",
+        "error_message",
+    ]
     rows = rows.sort_values(["serial", "model_name", "variant", "delegate", "num_threads", "repetition"])
     if as_json:
         click.echo(rows.to_json(orient="records", date_format="iso", indent=2))
@@ -56,22 +82,28 @@ def results_show(run_id: str, results_dir: Path, as_json: bool) -> None:
     from harness.stats import TieTest
 
     min_effect = TieTest().min_effect
-    click.echo(f"\nnoise floor per device (run-to-run variation of repeated configurations; rankings resolve "
-               f"{min_effect:.0%}):")
+    click.echo(
+        f"\nnoise floor per device (run-to-run variation of repeated configurations; rankings resolve "
+        f"{min_effect:.0%}):"
+    )
     for serial, noise in noise_floors(stats_of(rows)).items():
         if noise.cv is None:
             click.echo(f"  {serial}: unknown (no configuration with 2 or more repetitions)")
             continue
         tail = "" if noise.p95_over_p50 is None else f", p95/p50 x{noise.p95_over_p50:.2f}"
         warning = noise.warning(min_effect)
-        click.echo(f"  {serial}: CV {noise.cv:.1%}, max/min x{noise.max_over_min:.2f}{tail} over "
-                   f"{noise.configurations} configuration(s)" + (f": {warning}" if warning else ""))
+        click.echo(
+            f"  {serial}: CV {noise.cv:.1%}, max/min x{noise.max_over_min:.2f}{tail} over "
+            f"{noise.configurations} configuration(s)" + (f": {warning}" if warning else "")
+        )
     wrong = rows[rows["numerics_status"] == "mismatch"]
     if len(wrong):
         click.echo(f"\nwrong outputs (numerics mismatch) in {len(wrong)} row(s):")
         for row in wrong.drop_duplicates(["serial", "model_sha256", "delegate", "num_threads"]).itertuples():
-            click.echo(f"  {row.serial} {row.model_name} {row.variant}/{row.delegate}/x{row.num_threads}: "
-                       f"{row.numerics_reason}")
+            click.echo(
+                f"  {row.serial} {row.model_name} {row.variant}/{row.delegate}/x{row.num_threads}: "
+                f"{row.numerics_reason}"
+            )
     from harness.sustained import describe, summarize
 
     summaries = summarize(rows, min_effect)
@@ -93,9 +125,16 @@ def results_upgrade(results_dir: Path, as_json: bool) -> None:
 
     report = ResultsStore(results_dir).upgrade()
     if as_json:
-        click.echo(json.dumps({"schema_version": SCHEMA_VERSION, "upgraded": [str(p) for p in report.upgraded],
-                               "skipped": [{"path": str(s.path), "reason": s.reason} for s in report.skipped]},
-                              indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "upgraded": [str(p) for p in report.upgraded],
+                    "skipped": [{"path": str(s.path), "reason": s.reason} for s in report.skipped],
+                },
+                indent=2,
+            )
+        )
         return
     click.echo(f"upgraded {len(report.upgraded)} file(s) in {results_dir} to results schema v{SCHEMA_VERSION}")
     for skipped in report.skipped:

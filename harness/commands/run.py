@@ -31,7 +31,9 @@ def _duration_s(text: str) -> float:
     """'90', '90s', '10m', '1.5h' -> seconds."""
     match = _DURATION.fullmatch(text.strip())
     if not match or float(match.group(1)) <= 0:
-        raise UsageError(f"--sustained {text!r} is not a duration", "e.g. --sustained 90s, --sustained 10m, --sustained 1h")
+        raise UsageError(
+            f"--sustained {text!r} is not a duration", "e.g. --sustained 90s, --sustained 10m, --sustained 1h"
+        )
     unit = match.group(2).lower() if match.group(2) else None
     return float(match.group(1)) * _UNIT_S[unit]
 
@@ -45,60 +47,168 @@ def _binaries(pairs: tuple[str, ...]) -> dict[str, tuple[Path, ...]]:
     for pair in pairs:
         abi, sep, path = pair.partition("=")
         if not sep or not abi or not path:
-            raise UsageError(f"--binary {pair!r} is not ABI=PATH", "e.g. --binary arm64-v8a=./android_aarch64_benchmark_model")
+            raise UsageError(
+                f"--binary {pair!r} is not ABI=PATH", "e.g. --binary arm64-v8a=./android_aarch64_benchmark_model"
+            )
         given[abi] = (*given.get(abi, ()), Path(path).resolve())
     return binaries | given
 
 
 @click.command("run")
-@click.option("--devices", "selector", default="all", show_default=True, help="all | SERIAL,.. | tier:NAME | model:GLOB")
-@click.option("--models", "model_paths", multiple=True, type=click.Path(path_type=Path), help=".tflite file or folder (repeatable).")
+@click.option(
+    "--devices", "selector", default="all", show_default=True, help="all | SERIAL,.. | tier:NAME | model:GLOB"
+)
+@click.option(
+    "--models",
+    "model_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help=".tflite file or folder (repeatable).",
+)
 @click.option("--delegates", default="cpu,xnnpack", show_default=True, help="Any of cpu,xnnpack,gpu,nnapi.")
 @click.option("--threads", default="1,2,4", show_default=True)
-@click.option("--repetitions", default=3, show_default=True, type=click.IntRange(1),
-              help="Rounds of every configuration, interleaved; fewer than 3 make no statistical claim.")
-@click.option("--until-decided", is_flag=True,
-              help="After the planned rounds, add repetitions where the order against the best is undecided.")
-@click.option("--max-repetitions", default=10, show_default=True, type=click.IntRange(1),
-              help="With --until-decided: the most repetitions of one configuration on one phone.")
-@click.option("--min-effect", default=0.05, show_default=True, type=click.FloatRange(0, 1),
-              help="With --until-decided: the relative difference that must be resolved (as policy derive's).")
+@click.option(
+    "--repetitions",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Rounds of every configuration, interleaved; fewer than 3 make no statistical claim.",
+)
+@click.option(
+    "--until-decided",
+    is_flag=True,
+    help="After the planned rounds, add repetitions where the order against the best is undecided.",
+)
+@click.option(
+    "--max-repetitions",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="With --until-decided: the most repetitions of one configuration on one phone.",
+)
+@click.option(
+    "--min-effect",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="With --until-decided: the relative difference that must be resolved (as policy derive's).",
+)
 @click.option("--num-runs", default=50, show_default=True, type=click.IntRange(1))
 @click.option("--warmup-runs", default=1, show_default=True, type=click.IntRange(0))
 @click.option("--warmup-min-secs", type=click.FloatRange(0), help="Warmup loop duration (the tool's default: 0.5 s).")
 @click.option("--min-secs", default=1.0, show_default=True, type=click.FloatRange(0))
-@click.option("--case-timeout", "case_timeout_s", default=300.0, show_default=True, type=click.FloatRange(1), help="Wall-clock limit per case, seconds.")
-@click.option("--pause", "pause_s", default=0.0, show_default=True, type=click.FloatRange(0), help="Pause between cases, seconds.")
-@click.option("--thermal-threshold", "thermal_threshold_c", default=45.0, show_default=True, help="Wait before a case until the hottest zone is below this (°C).")
+@click.option(
+    "--case-timeout",
+    "case_timeout_s",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="Wall-clock limit per case, seconds.",
+)
+@click.option(
+    "--pause", "pause_s", default=0.0, show_default=True, type=click.FloatRange(0), help="Pause between cases, seconds."
+)
+@click.option(
+    "--thermal-threshold",
+    "thermal_threshold_c",
+    default=45.0,
+    show_default=True,
+    help="Wait before a case until the hottest zone is below this (°C).",
+)
 @click.option("--thermal-max-wait", "thermal_max_wait_s", default=60.0, show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Seed of the per-device case order.")
 @click.option("--no-power", is_flag=True, help="Do not sample the fuel gauge.")
-@click.option("--no-numerics", is_flag=True,
-              help="Do not feed fixed inputs nor compare the outputs with the host's (rows say not_checked).")
-@click.option("--numerics-samples", default=0, show_default=True, type=click.IntRange(0),
-              help="More one-iteration runs per configuration (not per repetition), each on other inputs, "
-                   "for a wider numerics check.")
-@click.option("--sustained", "sustained", default=None, metavar="DURATION",
-              help="Run each case for DURATION (90s, 10m, 1h) as consecutive windows with no cool-down between them.")
-@click.option("--fps", default=None, type=click.FloatRange(0, min_open=True),
-              help="Inferences per second (the tool's --run_frequency), e.g. a camera's 15; its frame deadline is 1/fps.")
-@click.option("--window", "window_s", default=10.0, show_default=True, type=click.FloatRange(1),
-              help="With --sustained: seconds per window (one benchmark process and one row each).")
-@click.option("--binary", "binary_pairs", multiple=True,
-              help="ABI=PATH of a benchmark_model, classic or LiteRT 2.x (repeatable; replaces farm.toml's for that ABI).")
+@click.option(
+    "--no-numerics",
+    is_flag=True,
+    help="Do not feed fixed inputs nor compare the outputs with the host's (rows say not_checked).",
+)
+@click.option(
+    "--numerics-samples",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="More one-iteration runs per configuration (not per repetition), each on other inputs, "
+    "for a wider numerics check.",
+)
+@click.option(
+    "--sustained",
+    "sustained",
+    default=None,
+    metavar="DURATION",
+    help="Run each case for DURATION (90s, 10m, 1h) as consecutive windows with no cool-down between them.",
+)
+@click.option(
+    "--fps",
+    default=None,
+    type=click.FloatRange(0, min_open=True),
+    help="Inferences per second (the tool's --run_frequency), e.g. a camera's 15; its frame deadline is 1/fps.",
+)
+@click.option(
+    "--window",
+    "window_s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="With --sustained: seconds per window (one benchmark process and one row each).",
+)
+@click.option(
+    "--binary",
+    "binary_pairs",
+    multiple=True,
+    help="ABI=PATH of a benchmark_model, classic or LiteRT 2.x (repeatable; replaces farm.toml's for that ABI).",
+)
 @click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
 @click.option("--resume", "resume", default=None, help="RUN_ID or 'latest': run only the cases that run lacks.")
-@click.option("--wait-for-lease", "wait_for_lease", is_flag=False, flag_value="forever", default=None,
-              metavar="[SECONDS]",
-              help="Wait for phones another sweep has leased (at most SECONDS; no value: as long as it takes) "
-                   "instead of skipping their cases.")
-@click.option("--lease-ttl", "lease_ttl_s", type=click.FloatRange(2), default=None,
-              help="Seconds a phone's lease lasts unless renewed (every TTL/4) [default: $HARNESS_LEASE_TTL_S or 120].")
+@click.option(
+    "--wait-for-lease",
+    "wait_for_lease",
+    is_flag=False,
+    flag_value="forever",
+    default=None,
+    metavar="[SECONDS]",
+    help="Wait for phones another sweep has leased (at most SECONDS; no value: as long as it takes) "
+    "instead of skipping their cases.",
+)
+@click.option(
+    "--lease-ttl",
+    "lease_ttl_s",
+    type=click.FloatRange(2),
+    default=None,
+    help="Seconds a phone's lease lasts unless renewed (every TTL/4) [default: $HARNESS_LEASE_TTL_S or 120].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
-def run_command(selector, model_paths, delegates, threads, repetitions, until_decided, max_repetitions, min_effect,
-                num_runs, warmup_runs, warmup_min_secs, min_secs, case_timeout_s, pause_s, thermal_threshold_c, thermal_max_wait_s,
-                seed, no_power, no_numerics, numerics_samples, sustained, fps, window_s, binary_pairs, results_dir, resume,
-                wait_for_lease, lease_ttl_s, as_json) -> None:
+def run_command(
+    selector,
+    model_paths,
+    delegates,
+    threads,
+    repetitions,
+    until_decided,
+    max_repetitions,
+    min_effect,
+    num_runs,
+    warmup_runs,
+    warmup_min_secs,
+    min_secs,
+    case_timeout_s,
+    pause_s,
+    thermal_threshold_c,
+    thermal_max_wait_s,
+    seed,
+    no_power,
+    no_numerics,
+    numerics_samples,
+    sustained,
+    fps,
+    window_s,
+    binary_pairs,
+    results_dir,
+    resume,
+    wait_for_lease,
+    lease_ttl_s,
+    as_json,
+) -> None:
     """Benchmark every model x delegate x thread count on the selected devices."""
     from harness import sweep
     from harness.phone.discovery import discover, select
@@ -127,17 +237,32 @@ def run_command(selector, model_paths, delegates, threads, repetitions, until_de
         if unknown:
             raise UsageError(f"unknown delegate(s) {unknown}", f"use any of {sorted(known)}")
         if sustained and until_decided:
-            raise UsageError("--until-decided adds burst repetitions; a sustained sweep runs its windows as planned",
-                             "drop one of --sustained and --until-decided")
+            raise UsageError(
+                "--until-decided adds burst repetitions; a sustained sweep runs its windows as planned",
+                "drop one of --sustained and --until-decided",
+            )
         params = sweep.SweepParams(
-            delegates=chosen, threads=_csv(int, threads, "--threads"), repetitions=repetitions,
-            num_runs=num_runs, warmup_runs=warmup_runs, warmup_min_secs=warmup_min_secs, min_secs=min_secs,
+            delegates=chosen,
+            threads=_csv(int, threads, "--threads"),
+            repetitions=repetitions,
+            num_runs=num_runs,
+            warmup_runs=warmup_runs,
+            warmup_min_secs=warmup_min_secs,
+            min_secs=min_secs,
             case_timeout_s=case_timeout_s,
-            thermal_threshold_c=thermal_threshold_c, thermal_max_wait_s=thermal_max_wait_s,
-            pause_s=pause_s, seed=seed, measure_power=not no_power, check_numerics=not no_numerics,
-            numerics_samples=numerics_samples, until_decided=until_decided,
-            max_repetitions=max_repetitions, min_effect=min_effect,
-            sustained_s=_duration_s(sustained) if sustained else None, window_s=window_s, fps=fps,
+            thermal_threshold_c=thermal_threshold_c,
+            thermal_max_wait_s=thermal_max_wait_s,
+            pause_s=pause_s,
+            seed=seed,
+            measure_power=not no_power,
+            check_numerics=not no_numerics,
+            numerics_samples=numerics_samples,
+            until_decided=until_decided,
+            max_repetitions=max_repetitions,
+            min_effect=min_effect,
+            sustained_s=_duration_s(sustained) if sustained else None,
+            window_s=window_s,
+            fps=fps,
         )
         models = sweep.collect_models(model_paths)
     found = discover(load_farm(), load_tiers())
@@ -149,12 +274,21 @@ def run_command(selector, model_paths, delegates, threads, repetitions, until_de
     # A CI job cancelled with SIGTERM stops like Ctrl-C: the cases in flight are stored, the leases released.
     signal.signal(signal.SIGTERM, _interrupt)
     summary = sweep.run_sweep(
-        devices, models, params, binaries, store, argv=sys.argv, resume_run_id=resume_id, run_id=run_id,
+        devices,
+        models,
+        params,
+        binaries,
+        store,
+        argv=sys.argv,
+        resume_run_id=resume_id,
+        run_id=run_id,
         lease_policy=lease_policy,
     )
     for serial, reason in summary.leased.items():
-        click.echo(f"warning: skipped {serial}: {reason}; 'harness run --resume {summary.run_id}' runs its cases "
-                   "later", err=True)
+        click.echo(
+            f"warning: skipped {serial}: {reason}; 'harness run --resume {summary.run_id}' runs its cases later",
+            err=True,
+        )
     if as_json:
         click.echo(sweep.summary_json(summary))
         return
@@ -174,8 +308,10 @@ def _wait_s(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        raise UsageError(f"--wait-for-lease {value!r} is not a number of seconds",
-                         "e.g. --wait-for-lease 600, or --wait-for-lease alone to wait as long as it takes") from None
+        raise UsageError(
+            f"--wait-for-lease {value!r} is not a number of seconds",
+            "e.g. --wait-for-lease 600, or --wait-for-lease alone to wait as long as it takes",
+        ) from None
     if seconds < 0:
         raise UsageError(f"--wait-for-lease {value!r} is negative", "give 0 or more seconds")
     return seconds

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import adbutils
 
-from harness.phone.facts import BATCHED_FACTS_COMMAND, DeviceInfo, device_info_from, parse_getprop, split_batched_facts
 from harness.errors import DeviceError
+from harness.phone.facts import BATCHED_FACTS_COMMAND, DeviceInfo, device_info_from, parse_getprop, split_batched_facts
 from harness.phone.profiles import AdbServer
 
 REMOTE_ROOT = "/data/local/tmp/harness"
@@ -110,7 +110,7 @@ class Phone:
                 connection.conn.settimeout(remaining)
                 try:
                     kind, payload = read_shell_packet(connection.conn)
-                except socket.timeout:
+                except TimeoutError:
                     return ShellResult(None, bytes(stdout), bytes(stderr), timed_out=True)
                 except (OSError, EOFError):
                     return ShellResult(None, bytes(stdout), bytes(stderr))
@@ -132,7 +132,9 @@ class Phone:
         """stdout of a command that must succeed; anything else means the phone is unusable."""
         result = self.shell(command, timeout_s)
         if result.exit_code is None:
-            raise self._lost(f"'{command[:60]}'", TimeoutError("timed out") if result.timed_out else EOFError("no exit code"))
+            raise self._lost(
+                f"'{command[:60]}'", TimeoutError("timed out") if result.timed_out else EOFError("no exit code")
+            )
         if result.exit_code != 0:
             message = result.stderr.decode("utf-8", errors="replace").strip() or result.text.strip()
             raise DeviceError(
@@ -170,8 +172,9 @@ class Phone:
         first = result.text.split(maxsplit=1)
         return first[0] if first else None
 
-    def ensure_file(self, local: Path, sha256: str, mode: int = 0o644, timeout_s: float = 300.0,
-                    remote: str | None = None) -> tuple[str, int]:
+    def ensure_file(
+        self, local: Path, sha256: str, mode: int = 0o644, timeout_s: float = 300.0, remote: str | None = None
+    ) -> tuple[str, int]:
         """Put `local` at `remote` (default: its content-addressed path); returns (remote path, bytes pushed).
 
         The device's own sha256sum decides: an identical file already there
@@ -219,7 +222,6 @@ class Phone:
             connection.close()
         return sent
 
-
     def pull(self, remote: str, timeout_s: float = 60.0, max_bytes: int = 256 * 1024 * 1024) -> bytes:
         """A file's bytes by adb sync RECV, with a deadline (adbutils' pull has none).
 
@@ -242,12 +244,15 @@ class Phone:
                     return bytes(data)
                 payload = read_exact(sock, length)
                 if kind == b"FAIL":
-                    raise DeviceError(f"pulling {remote} from {self.serial} failed: "
-                                      f"{payload.decode('utf-8', errors='replace')}",
-                                      "check that the file exists ('adb shell ls -l PATH')")
+                    raise DeviceError(
+                        f"pulling {remote} from {self.serial} failed: {payload.decode('utf-8', errors='replace')}",
+                        "check that the file exists ('adb shell ls -l PATH')",
+                    )
                 if kind != b"DATA" or len(data) + length > max_bytes:
-                    raise DeviceError(f"pulling {remote} from {self.serial}: unexpected {kind!r} after "
-                                      f"{len(data)} bytes", "run again; if it persists, update the adb server")
+                    raise DeviceError(
+                        f"pulling {remote} from {self.serial}: unexpected {kind!r} after {len(data)} bytes",
+                        "run again; if it persists, update the adb server",
+                    )
                 data += payload
         except (OSError, EOFError) as error:
             raise self._lost(f"pull of {remote}", error) from error

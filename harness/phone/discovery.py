@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from harness.errors import DeviceError, HarnessError, UsageError
 from harness.phone.device import DeviceLost, Phone, PhoneFacts, read_exact
 from harness.phone.facts import AdbDeviceLine, AdbState, parse_adb_devices_l
-from harness.errors import DeviceError, HarnessError, UsageError
 from harness.phone.profiles import DEFAULT_ADB_PORT, AdbServer, TierRules, soc_name
 
 DEFAULT_TIMEOUT_S = 15.0
@@ -158,7 +158,7 @@ def discover(servers: Sequence[AdbServer], rules: TierRules, timeout_s: float = 
     listings = _in_parallel(lambda server: _list_devices(server, timeout_s), servers, timeout_s)
     lines: list[tuple[AdbServer, AdbDeviceLine]] = []
     unreachable: list[tuple[AdbServer, str]] = []
-    for server, listing in zip(servers, listings):
+    for server, listing in zip(servers, listings, strict=False):
         if isinstance(listing, BaseException):
             unreachable.append((server, _server_failure(listing, timeout_s)))
         else:
@@ -169,18 +169,24 @@ def discover(servers: Sequence[AdbServer], rules: TierRules, timeout_s: float = 
     online = [(server, line) for server, line in lines if line.state is AdbState.DEVICE]
     answers = _in_parallel(lambda pair: Phone(pair[0], pair[1].serial).facts(timeout_s), online, timeout_s)
     facts_of: dict[tuple[AdbServer, str], PhoneFacts | BaseException] = {
-        (server, line.serial): answer for (server, line), answer in zip(online, answers)
+        (server, line.serial): answer for (server, line), answer in zip(online, answers, strict=False)
     }
     entries = []
     for server, line in lines:
         answer = facts_of.get((server, line.serial))
         if isinstance(answer, PhoneFacts):
             classification = rules.classify(answer.info)
-            entries.append(DeviceEntry(server, line.serial, line.state, answer, classification.tier, classification.rule_id))
+            entries.append(
+                DeviceEntry(server, line.serial, line.state, answer, classification.tier, classification.rule_id)
+            )
         elif answer is None:
             entries.append(DeviceEntry(server, line.serial, line.state, problem=state_problem(server, line)))
         else:
-            entries.append(DeviceEntry(server, line.serial, line.state, problem=_facts_failure(server, line.serial, answer, timeout_s)))
+            entries.append(
+                DeviceEntry(
+                    server, line.serial, line.state, problem=_facts_failure(server, line.serial, answer, timeout_s)
+                )
+            )
     entries.sort(key=lambda entry: (entry.server.host, entry.server.port, entry.serial))
     return DiscoveryResult(tuple(entries), tuple(unreachable))
 
@@ -292,10 +298,10 @@ def select(entries: Sequence[DeviceEntry], selector: str) -> list[DeviceEntry]:
         if part == "all":
             matches = usable
         elif part.startswith(_TIER_PREFIX):
-            tier = part[len(_TIER_PREFIX):]
+            tier = part[len(_TIER_PREFIX) :]
             matches = [entry for entry in usable if entry.tier == tier]
         elif part.startswith(_MODEL_PREFIX):
-            glob = part[len(_MODEL_PREFIX):].lower()
+            glob = part[len(_MODEL_PREFIX) :].lower()
             matches = [entry for entry in usable if entry.model and fnmatch.fnmatchcase(entry.model.lower(), glob)]
         else:
             named = [entry for entry in entries if part in (entry.serial, entry.key)]

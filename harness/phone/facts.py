@@ -471,13 +471,11 @@ def parse_adb_devices_l(text: str) -> list[AdbDeviceLine]:
         words = line.split()
         if len(words) < 2:
             continue
-        first_pair = next(
-            (i for i in range(2, len(words)) if _ADB_PAIR.match(words[i])), len(words)
-        )
+        first_pair = next((i for i in range(2, len(words)) if _ADB_PAIR.match(words[i])), len(words))
         state_text = " ".join(words[1:first_pair])
         if state_text.startswith(AdbState.NO_PERMISSIONS.value):
             state = AdbState.NO_PERMISSIONS
-            detail = state_text[len(AdbState.NO_PERMISSIONS.value):].lstrip(" ;")
+            detail = state_text[len(AdbState.NO_PERMISSIONS.value) :].lstrip(" ;")
         elif words[1] in _ADB_STATES:
             state = _ADB_STATES[words[1]]
             detail = " ".join(words[2:first_pair])
@@ -648,9 +646,7 @@ def device_info_from(
         )
 
     abilist = tuple(
-        abi
-        for abi in (prop("ro.product.cpu.abilist", "ro.system.product.cpu.abilist") or "").split(",")
-        if abi
+        abi for abi in (prop("ro.product.cpu.abilist", "ro.system.product.cpu.abilist") or "").split(",") if abi
     )
     if not abilist:
         # Before Android 5 the ABIs were ro.product.cpu.abi and .abi2.

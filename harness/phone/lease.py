@@ -35,9 +35,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from harness.errors import DeviceError, UsageError
 from harness.phone.device import REMOTE_ROOT, DeviceLost, Phone
 from harness.phone.discovery import DeviceEntry, in_parallel
-from harness.errors import DeviceError, UsageError
 
 LEASE_DIR = f"{REMOTE_ROOT}/lease"
 LEASE_INFO = f"{LEASE_DIR}/info"
@@ -58,7 +58,9 @@ def default_ttl_s() -> float:
     except ValueError:
         raise UsageError(f"{ENV_TTL}={raw!r} is not a number of seconds", f"e.g. {ENV_TTL}=120") from None
     if ttl < 2:
-        raise UsageError(f"{ENV_TTL}={raw!r} is too short (renewals need time)", f"use 2 seconds or more, e.g. {ENV_TTL}=120")
+        raise UsageError(
+            f"{ENV_TTL}={raw!r} is too short (renewals need time)", f"use 2 seconds or more, e.g. {ENV_TTL}=120"
+        )
     return ttl
 
 
@@ -68,7 +70,7 @@ def poll_s(ttl_s: float) -> float:
 
 
 def utc_text(epoch_s: float) -> str:
-    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,16 @@ class LeaseInfo:
         return f"leased by {self.holder()} until {utc_text(self.expires_s)}"
 
     def text(self) -> str:
-        fields = {"version": self.version, "host": self.host, "pid": self.pid, "run": self.run_id,
-                  "token": self.token, "ttl_s": f"{self.ttl_s:g}", "acquired_s": self.acquired_s,
-                  "expires_s": self.expires_s}
+        fields = {
+            "version": self.version,
+            "host": self.host,
+            "pid": self.pid,
+            "run": self.run_id,
+            "token": self.token,
+            "ttl_s": f"{self.ttl_s:g}",
+            "acquired_s": self.acquired_s,
+            "expires_s": self.expires_s,
+        }
         return "".join(f"{key}={value}\n" for key, value in fields.items())
 
     @classmethod
@@ -115,9 +124,16 @@ class LeaseInfo:
         """The info of `text`; None when it is not a whole lease file (being written, damaged)."""
         fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
         try:
-            return cls(host=fields["host"], pid=int(fields["pid"]), run_id=fields["run"], token=fields["token"],
-                       ttl_s=float(fields["ttl_s"]), acquired_s=int(fields["acquired_s"]),
-                       expires_s=int(fields["expires_s"]), version=int(fields.get("version", LEASE_VERSION)))
+            return cls(
+                host=fields["host"],
+                pid=int(fields["pid"]),
+                run_id=fields["run"],
+                token=fields["token"],
+                ttl_s=float(fields["ttl_s"]),
+                acquired_s=int(fields["acquired_s"]),
+                expires_s=int(fields["expires_s"]),
+                version=int(fields.get("version", LEASE_VERSION)),
+            )
         except (KeyError, ValueError):
             return None
 
@@ -159,16 +175,20 @@ class LeaseState:
         if self.info is None:
             holder = "an unfinished lease (no info file)"
         else:
-            holder = f"{self.info.host} pid {self.info.pid} run {self.info.run_id} until {utc_text(self.info.expires_s)}"
+            holder = (
+                f"{self.info.host} pid {self.info.pid} run {self.info.run_id} until {utc_text(self.info.expires_s)}"
+            )
         return f"expired ({holder})" if self.status == "expired" else holder
 
     def to_json(self) -> dict[str, object]:
         info = self.info
         return {
-            "status": self.status, "host": info.host if info else None, "pid": info.pid if info else None,
+            "status": self.status,
+            "host": info.host if info else None,
+            "pid": info.pid if info else None,
             "run_id": info.run_id if info else None,
-            "expires_at": dt.datetime.fromtimestamp(info.expires_s, dt.timezone.utc).isoformat() if info else None,
-            "phone_now": dt.datetime.fromtimestamp(self.now_s, dt.timezone.utc).isoformat(),
+            "expires_at": dt.datetime.fromtimestamp(info.expires_s, dt.UTC).isoformat() if info else None,
+            "phone_now": dt.datetime.fromtimestamp(self.now_s, dt.UTC).isoformat(),
             "description": self.describe(),
         }
 
@@ -179,15 +199,22 @@ class LeaseBusy(DeviceError):
     def __init__(self, state: LeaseState, waited_s: float | None = None) -> None:
         self.state = state
         info = state.info
-        reason = info.describe() if info is not None else (
-            f"leased by someone whose lease is still being written (until "
-            f"{utc_text(state.expires_s(default_ttl_s()) or state.now_s)})")
+        reason = (
+            info.describe()
+            if info is not None
+            else (
+                f"leased by someone whose lease is still being written (until "
+                f"{utc_text(state.expires_s(default_ttl_s()) or state.now_s)})"
+            )
+        )
         if waited_s:
             reason += f" (waited {waited_s:.0f} s)"
         self.reason = reason
-        super().__init__(f"{state.serial} is {reason}",
-                         "wait for it with 'harness run --wait-for-lease', resume later with 'harness run --resume', "
-                         f"or if its holder died: 'harness lease release {state.serial}'")
+        super().__init__(
+            f"{state.serial} is {reason}",
+            "wait for it with 'harness run --wait-for-lease', resume later with 'harness run --resume', "
+            f"or if its holder died: 'harness lease release {state.serial}'",
+        )
 
 
 # --- phone side ------------------------------------------------------------------
@@ -195,33 +222,49 @@ class LeaseBusy(DeviceError):
 
 def read_state(phone: Phone) -> LeaseState:
     """The phone's clock and lease, in one shell round trip."""
-    command = (f"echo now=$(date +%s); stat -c folder_mtime=%Y {shlex.quote(LEASE_DIR)} 2>/dev/null; "
-               f"echo ---; cat {shlex.quote(LEASE_INFO)} 2>/dev/null; true")
+    command = (
+        f"echo now=$(date +%s); stat -c folder_mtime=%Y {shlex.quote(LEASE_DIR)} 2>/dev/null; "
+        f"echo ---; cat {shlex.quote(LEASE_INFO)} 2>/dev/null; true"
+    )
     head, _, raw = phone.check_output(command, timeout_s=_TIMEOUT_S).partition("---\n")
     fields = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
     try:
         now = int(fields["now"])
     except (KeyError, ValueError):
-        raise DeviceError(f"{phone.serial} did not tell its clock ('date +%s' printed {head.strip()[:80]!r})",
-                          "leases need toybox's date (Android 6 and later); sweep newer phones") from None
+        raise DeviceError(
+            f"{phone.serial} did not tell its clock ('date +%s' printed {head.strip()[:80]!r})",
+            "leases need toybox's date (Android 6 and later); sweep newer phones",
+        ) from None
     mtime = fields.get("folder_mtime")
-    return LeaseState(phone.serial, now, present=mtime is not None, info=LeaseInfo.parse(raw),
-                      folder_mtime_s=int(mtime) if mtime and mtime.isdigit() else None, raw=raw)
+    return LeaseState(
+        phone.serial,
+        now,
+        present=mtime is not None,
+        info=LeaseInfo.parse(raw),
+        folder_mtime_s=int(mtime) if mtime and mtime.isdigit() else None,
+        raw=raw,
+    )
 
 
 def _write_info_command(info: LeaseInfo, path: str) -> str:
-    return "printf '%s\\n' " + " ".join(shlex.quote(line) for line in info.text().splitlines()) + f" > {shlex.quote(path)}"
+    return (
+        "printf '%s\\n' " + " ".join(shlex.quote(line) for line in info.text().splitlines()) + f" > {shlex.quote(path)}"
+    )
 
 
 def _try_create(phone: Phone, owner: Owner, token: str, ttl_s: float) -> LeaseInfo | None:
     """mkdir the lease and write its info in one command; None when the folder exists already."""
     now = read_state(phone).now_s
     info = LeaseInfo(owner.host, owner.pid, owner.run_id, token, ttl_s, now, int(now + ttl_s))
-    result = phone.shell(f"mkdir -p {shlex.quote(REMOTE_ROOT)} && mkdir {shlex.quote(LEASE_DIR)} 2>/dev/null && "
-                         f"{_write_info_command(info, LEASE_INFO)}", timeout_s=_TIMEOUT_S)
+    result = phone.shell(
+        f"mkdir -p {shlex.quote(REMOTE_ROOT)} && mkdir {shlex.quote(LEASE_DIR)} 2>/dev/null && "
+        f"{_write_info_command(info, LEASE_INFO)}",
+        timeout_s=_TIMEOUT_S,
+    )
     if result.exit_code is None:
-        raise DeviceLost(f"{phone.serial} stopped answering while taking its lease",
-                         "check the cable or network, then run again")
+        raise DeviceLost(
+            f"{phone.serial} stopped answering while taking its lease", "check the cable or network, then run again"
+        )
     return info if result.exit_code == 0 else None
 
 
@@ -229,8 +272,11 @@ def _claim(phone: Phone, token: str, accept: Callable[[str], bool]) -> bool:
     """Rename the lease to `lease.stale.TOKEN` (atomic: only one claimer gets it); keep and remove it when
     `accept(its info text)`, else put it back. True when removed."""
     stale = f"{LEASE_DIR}.stale.{token}"
-    moved = phone.shell(f"mv {shlex.quote(LEASE_DIR)} {shlex.quote(stale)} 2>/dev/null && "
-                        f"{{ echo moved; cat {shlex.quote(stale + '/info')} 2>/dev/null; }}; true", timeout_s=_TIMEOUT_S)
+    moved = phone.shell(
+        f"mv {shlex.quote(LEASE_DIR)} {shlex.quote(stale)} 2>/dev/null && "
+        f"{{ echo moved; cat {shlex.quote(stale + '/info')} 2>/dev/null; }}; true",
+        timeout_s=_TIMEOUT_S,
+    )
     if moved.exit_code is None:
         raise DeviceLost(f"{phone.serial} stopped answering while its lease was claimed", "run again")
     head, _, text = moved.text.partition("\n")
@@ -241,8 +287,11 @@ def _claim(phone: Phone, token: str, accept: Callable[[str], bool]) -> bool:
         return True
     # Not the one judged: put it back, unless a new lease appeared meanwhile (then the old one is gone
     # for good and its holder finds out at its next renewal).
-    phone.shell(f"[ -e {shlex.quote(LEASE_DIR)} ] || mv {shlex.quote(stale)} {shlex.quote(LEASE_DIR)}; "
-                f"rm -rf {shlex.quote(stale)}", timeout_s=_TIMEOUT_S)
+    phone.shell(
+        f"[ -e {shlex.quote(LEASE_DIR)} ] || mv {shlex.quote(stale)} {shlex.quote(LEASE_DIR)}; "
+        f"rm -rf {shlex.quote(stale)}",
+        timeout_s=_TIMEOUT_S,
+    )
     return False
 
 
@@ -265,8 +314,7 @@ def try_acquire(phone: Phone, owner: Owner, ttl_s: float, token: str | None = No
 
 def release(phone: Phone, token: str) -> bool:
     """Remove the lease if it is still the one of `token`; True when removed."""
-    return _claim(phone, token, lambda text: LeaseInfo.parse(text) is not None and
-                  LeaseInfo.parse(text).token == token)
+    return _claim(phone, token, lambda text: LeaseInfo.parse(text) is not None and LeaseInfo.parse(text).token == token)
 
 
 def force_release(phone: Phone, force: bool = False) -> LeaseState:
@@ -280,12 +328,15 @@ def force_release(phone: Phone, force: bool = False) -> LeaseState:
         raise UsageError(
             f"{phone.serial} is leased by {holder} until "
             f"{utc_text(state.expires_s(default_ttl_s()) or state.now_s)}, which is not expired",
-            f"let that sweep finish; if {holder} is dead, 'harness lease release {phone.serial} --force'")
+            f"let that sweep finish; if {holder} is dead, 'harness lease release {phone.serial} --force'",
+        )
     judged = state.raw
     token = secrets.token_hex(8)
     if not _claim(phone, token, lambda text: force or text == judged):
-        raise UsageError(f"the lease of {phone.serial} changed while it was being released",
-                         "look again with 'harness lease ls' and release again if it is still stale")
+        raise UsageError(
+            f"the lease of {phone.serial} changed while it was being released",
+            "look again with 'harness lease ls' and release again if it is still stale",
+        )
     return state
 
 
@@ -299,8 +350,10 @@ def renew(phone: Phone, info: LeaseInfo) -> LeaseInfo | None:
                 return None
             renewed = replace(info, expires_s=int(state.now_s + info.ttl_s))
             scratch = f"{LEASE_DIR}/info.{info.token}"
-            result = phone.shell(f"{_write_info_command(renewed, scratch)} && "
-                                 f"mv {shlex.quote(scratch)} {shlex.quote(LEASE_INFO)}", timeout_s=_TIMEOUT_S)
+            result = phone.shell(
+                f"{_write_info_command(renewed, scratch)} && mv {shlex.quote(scratch)} {shlex.quote(LEASE_INFO)}",
+                timeout_s=_TIMEOUT_S,
+            )
             if result.exit_code == 0:
                 return renewed
         elif state.present and state.info is not None:
@@ -314,7 +367,7 @@ def read_states(entries: Sequence[DeviceEntry], timeout_s: float = _TIMEOUT_S) -
     usable = [entry for entry in entries if entry.usable]
     answers = in_parallel(lambda entry: read_state(Phone(entry.server, entry.serial)), usable, timeout_s)
     states: dict[str, LeaseState | str] = {}
-    for entry, answer in zip(usable, answers):
+    for entry, answer in zip(usable, answers, strict=False):
         if isinstance(answer, LeaseState):
             states[entry.key] = answer
         elif isinstance(answer, (DeviceError, TimeoutError)):
@@ -368,8 +421,14 @@ class Lease:
             release(self.phone, self.info.token)
 
 
-def acquire(phone: Phone, owner: Owner, ttl_s: float | None = None, wait_s: float | None = 0.0,
-            stop: threading.Event | None = None, on_wait: Callable[[LeaseState], None] | None = None) -> Lease:
+def acquire(
+    phone: Phone,
+    owner: Owner,
+    ttl_s: float | None = None,
+    wait_s: float | None = 0.0,
+    stop: threading.Event | None = None,
+    on_wait: Callable[[LeaseState], None] | None = None,
+) -> Lease:
     """Take the phone's lease and start renewing it. `wait_s`: 0 raises LeaseBusy at once when someone
     else holds it, a number waits at most that long, None waits as long as it takes (polling every
     quarter TTL, at most every 10 s). `stop` ends a wait early (LeaseBusy)."""

@@ -47,16 +47,16 @@ import socket
 import statistics
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterator, Sequence
 
 import adbutils
 
+from harness.errors import HarnessError
 from harness.phone.device import SHELL_EXIT, SHELL_STDOUT, Phone, read_shell_packet
 from harness.phone.facts import PowerSupply, parse_power_supply_uevent
-from harness.errors import HarnessError
 from harness.records import PowerMethod
 
 BATTERY_DIR = "/sys/class/power_supply/battery"
@@ -140,7 +140,7 @@ def reading_from_samples(samples: Sequence[PowerSupply], method: PowerMethod) ->
     for contaminating in (NoPowerReason.CHARGING, NoPowerReason.EXTERNAL_POWER):
         if contaminating in refusals:
             return refused(contaminating)
-    usable = [sample for sample, refusal in zip(samples, refusals) if refusal is None]
+    usable = [sample for sample, refusal in zip(samples, refusals, strict=False) if refusal is None]
     if len(usable) < MIN_SAMPLES:
         if not usable:
             for reason in (NoPowerReason.NO_FUEL_GAUGE, NoPowerReason.UNKNOWN_STATUS):
@@ -156,7 +156,7 @@ def reading_from_samples(samples: Sequence[PowerSupply], method: PowerMethod) ->
     currents_ua = [abs(i) * ua_per_unit for i in currents]
     if max(currents_ua) > _MAX_CURRENT_UA or not all(_MIN_VOLTAGE_UV <= v <= _MAX_VOLTAGE_UV for v in voltages_uv):
         return refused(NoPowerReason.IMPLAUSIBLE_READING)
-    powers_mw = [i_ua * v_uv / 1e9 for i_ua, v_uv in zip(currents_ua, voltages_uv)]
+    powers_mw = [i_ua * v_uv / 1e9 for i_ua, v_uv in zip(currents_ua, voltages_uv, strict=False)]
     return PowerReading(statistics.fmean(powers_mw), method, len(samples), None)
 
 
@@ -241,7 +241,9 @@ class PowerSampler:
                     continue
                 *whole, pending = (pending + payload).split(_END_LINE)
                 # Only a sample followed by its end line is known to have all three lines.
-                self._samples.extend(parse_power_supply_uevent(text.decode("utf-8", errors="replace")) for text in whole)
+                self._samples.extend(
+                    parse_power_supply_uevent(text.decode("utf-8", errors="replace")) for text in whole
+                )
         except (OSError, EOFError):
             return  # hung up by stop(), or the transport broke or fell silent
         finally:

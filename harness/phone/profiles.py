@@ -8,8 +8,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.phone.facts import DeviceInfo
 from harness.errors import InputFileError, SchemaError
+from harness.phone.facts import DeviceInfo
 from harness.records import BenchmarkDialect
 from harness.versioned import checked_version
 
@@ -87,9 +87,7 @@ def soc_identities(device: DeviceInfo) -> tuple[str, ...]:
     """
     if device.soc_model:
         return (device.soc_model,)
-    return tuple(
-        value for value in (device.chipname, device.board_platform, device.hardware) if value
-    )
+    return tuple(value for value in (device.chipname, device.board_platform, device.hardware) if value)
 
 
 def tier_facts(device: DeviceInfo) -> TierFacts:
@@ -113,9 +111,9 @@ def glob_problem(pattern: str) -> str | None:
         char = pattern[index]
         if char == "[":
             start = index + 1
-            if pattern[start:start + 1] == "!":
+            if pattern[start : start + 1] == "!":
                 start += 1
-            if pattern[start:start + 1] == "]":
+            if pattern[start : start + 1] == "]":
                 start += 1  # a ']' first in a class is a member, as in fnmatch
             close = pattern.find("]", start)
             if close < 0:
@@ -151,8 +149,10 @@ def load_tiers(path: Path = TIERS_FILE) -> TierRules:
         for glob in globs:
             why = glob_problem(glob) if isinstance(glob, str) and glob else "it is not a non-empty string"
             if why:
-                raise SchemaError(f"{path}: SoC family {name!r} has a bad pattern {glob!r}: {why}",
-                                  "write a glob of *, ? and [...] (an app turns it into a regular expression)")
+                raise SchemaError(
+                    f"{path}: SoC family {name!r} has a bad pattern {glob!r}: {why}",
+                    "write a glob of *, ? and [...] (an app turns it into a regular expression)",
+                )
     rules = []
     for index, raw in enumerate(data.get("rules", ())):
         where = f"{path} rule #{index + 1}"
@@ -163,7 +163,9 @@ def load_tiers(path: Path = TIERS_FILE) -> TierRules:
             )
         unknown = [name for name in raw.get("families", ()) if name not in families]
         if unknown:
-            raise SchemaError(f"{where} names unknown SoC families {unknown}", f"define them under [families] in {path}")
+            raise SchemaError(
+                f"{where} names unknown SoC families {unknown}", f"define them under [families] in {path}"
+            )
         rules.append(
             TierRule(
                 id=raw["id"],
@@ -204,9 +206,10 @@ def load_binaries(path: Path = FARM_FILE) -> dict[str, tuple[Path, ...]]:
     for abi, locations in data.get("binaries", {}).items():
         listed = [locations] if isinstance(locations, str) else locations
         if not isinstance(listed, list) or not listed or not all(isinstance(p, str) and p for p in listed):
-            raise SchemaError(f"{path}: [binaries] {abi!r} is {locations!r}",
-                              'name a path, or a list of paths: "arm64-v8a" = ["classic/benchmark_model", '
-                              '"litert/benchmark_model"]')
+            raise SchemaError(
+                f"{path}: [binaries] {abi!r} is {locations!r}",
+                'name a path, or a list of paths: "arm64-v8a" = ["classic/benchmark_model", "litert/benchmark_model"]',
+            )
         binaries[abi] = tuple((path.parent / location).resolve() for location in listed)
     return binaries
 
@@ -221,8 +224,11 @@ class PhoneMatch:
     def matches(self, device: DeviceInfo) -> bool:
         if device.model is not None and device.model in self.models:
             return True
-        return any(fnmatch.fnmatchcase(identity.lower(), glob.lower())
-                   for identity in soc_identities(device) for glob in self.soc_globs)
+        return any(
+            fnmatch.fnmatchcase(identity.lower(), glob.lower())
+            for identity in soc_identities(device)
+            for glob in self.soc_globs
+        )
 
 
 @dataclass(frozen=True)
@@ -248,7 +254,9 @@ def _phone_match(raw: dict, where: str, path: Path) -> PhoneMatch:
     for glob in socs:
         why = glob_problem(glob)
         if why:
-            raise SchemaError(f"{path}: {where} has a bad SoC pattern {glob!r}: {why}", "write a glob of *, ? and [...]")
+            raise SchemaError(
+                f"{path}: {where} has a bad SoC pattern {glob!r}: {why}", "write a glob of *, ? and [...]"
+            )
     if not models and not socs:
         raise SchemaError(f"{path}: {where} matches no phone", "give it `models` and/or `socs`")
     return PhoneMatch(tuple(models), tuple(socs))
@@ -264,8 +272,10 @@ def load_dialect_rules(path: Path = FARM_FILE) -> tuple[DialectRule, ...]:
         try:
             dialect = BenchmarkDialect(raw.get("dialect"))
         except ValueError:
-            raise SchemaError(f"{path}: {where} has dialect {raw.get('dialect')!r}",
-                              f"use one of {', '.join(d.value for d in BenchmarkDialect)}") from None
+            raise SchemaError(
+                f"{path}: {where} has dialect {raw.get('dialect')!r}",
+                f"use one of {', '.join(d.value for d in BenchmarkDialect)}",
+            ) from None
         rules.append(DialectRule(dialect, _phone_match(raw, where, path)))
     return tuple(rules)
 
@@ -279,13 +289,17 @@ def load_npu_libraries(path: Path = FARM_FILE) -> tuple[NpuLibraries, ...]:
         where = f"[npu.{family}]"
         libraries = raw.get("libraries", [])
         if not isinstance(libraries, list) or not libraries or not all(isinstance(p, str) and p for p in libraries):
-            raise SchemaError(f"{path}: {where} `libraries` is {libraries!r}",
-                              "list the dispatch and compiler-plugin .so files (paths relative to farm.toml)")
+            raise SchemaError(
+                f"{path}: {where} `libraries` is {libraries!r}",
+                "list the dispatch and compiler-plugin .so files (paths relative to farm.toml)",
+            )
         resolved = tuple((path.parent / library).resolve() for library in libraries)
         names = [library.name for library in resolved]
         if len(set(names)) != len(names):
-            raise SchemaError(f"{path}: {where} lists two libraries with one file name",
-                              "the libraries share one folder on the phone: keep their names distinct")
+            raise SchemaError(
+                f"{path}: {where} lists two libraries with one file name",
+                "the libraries share one folder on the phone: keep their names distinct",
+            )
         families.append(NpuLibraries(family, _phone_match(raw, where, path), resolved))
     return tuple(families)
 

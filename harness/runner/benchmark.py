@@ -90,14 +90,24 @@ def _benchmark(argv: list[str], log: Log, baseline_kb: int | None) -> None:
     _fill_inputs(interpreter, layers, root)
     invoke = interpreter.invoke
     warmup = run_loop(
-        invoke, params.warmup_runs, params.warmup_min_secs, params.max_secs,
-        params.run_delay, params.run_frequency, log,
+        invoke,
+        params.warmup_runs,
+        params.warmup_min_secs,
+        params.max_secs,
+        params.run_delay,
+        params.run_frequency,
+        log,
     )
     if warmup.error is not None:
         raise BenchmarkFailed()
     regular = run_loop(
-        invoke, params.num_runs, params.min_secs, params.max_secs,
-        params.run_delay, params.run_frequency, log,
+        invoke,
+        params.num_runs,
+        params.min_secs,
+        params.max_secs,
+        params.run_delay,
+        params.run_frequency,
+        log,
     )
     overall_kb = memory.high_water_mark_kb()
     peak_mb = monitor.stop() if monitor is not None else None
@@ -143,26 +153,18 @@ def _error_lines(exc: BaseException) -> list[str]:
 def _init(params: Params, layers: tuple[InputLayer, ...], graph: str | None, log: Log) -> Interpreter:
     """BenchmarkTfLiteModel::Init: load, build, delegate, resize, allocate."""
     user_graph = params.graph
-    resolver = (
-        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        if params.use_xnnpack is False
-        else OpResolverType.AUTO
-    )
+    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if params.use_xnnpack is False else OpResolverType.AUTO
     # -1 (the default) lets the runtime decide; LiteRT spells that None.
     num_threads = params.num_threads if params.num_threads > 0 else None
     if graph is None:
         raise BenchmarkFailed(f"Could not open '{user_graph}'.", f"Failed to mmap model {user_graph}")
     try:
         with native_log_relayed(log):
-            interpreter = Interpreter(
-                model_path=graph, num_threads=num_threads, experimental_op_resolver_type=resolver
-            )
+            interpreter = Interpreter(model_path=graph, num_threads=num_threads, experimental_op_resolver_type=resolver)
     except ValueError as exc:
         message = str(exc)
         if message.startswith("Could not open") or not os.path.exists(graph):
-            raise BenchmarkFailed(
-                f"Could not open '{user_graph}'.", f"Failed to mmap model {user_graph}"
-            ) from None
+            raise BenchmarkFailed(f"Could not open '{user_graph}'.", f"Failed to mmap model {user_graph}") from None
         if _MODEL_NOT_LOADED in message or "Flatbuffer" in message:
             lines = [line for line in _error_lines(exc) if _MODEL_NOT_LOADED not in line]
             raise BenchmarkFailed(*lines, f"Failed to mmap model {user_graph}") from None
@@ -203,18 +205,14 @@ def _resize_inputs(interpreter: Interpreter, layers: tuple[InputLayer, ...], log
         return
     details = interpreter.get_input_details()
     if len(layers) != len(details):
-        raise BenchmarkFailed(
-            f"Inputs mismatch: Model inputs #:{len(layers)} expected: {len(details)}"
-        )
-    for layer, detail in zip(layers, details):
+        raise BenchmarkFailed(f"Inputs mismatch: Model inputs #:{len(layers)} expected: {len(details)}")
+    for layer, detail in zip(layers, details, strict=False):
         index = detail["index"]
         if layer.name != detail["name"]:
             log.warn(f"Tensor # {index} is named {detail['name']} but flags call it {layer.name}")
         if np.dtype(detail["dtype"]).kind not in "SUO" and len(layer.shape) != len(detail["shape"]):
-            raise BenchmarkFailed(
-                f"Input tensor #{index} should have {len(detail['shape'])} dimensions!"
-            )
-    for layer, detail in zip(layers, details):
+            raise BenchmarkFailed(f"Input tensor #{index} should have {len(detail['shape'])} dimensions!")
+    for layer, detail in zip(layers, details, strict=False):
         if np.dtype(detail["dtype"]).kind not in "SUO":
             try:
                 interpreter.resize_tensor_input(detail["index"], list(layer.shape))
@@ -229,9 +227,7 @@ def _fill_inputs(interpreter: Interpreter, layers: tuple[InputLayer, ...], root:
         layer = layers[position] if layers else None
         shape = tuple(int(d) for d in detail["shape"])
         if layer is not None and layer.value_file is not None:
-            data = read_value_file(
-                layer.value_file, _on_host(layer.value_file, root), detail["dtype"], shape
-            )
+            data = read_value_file(layer.value_file, _on_host(layer.value_file, root), detail["dtype"], shape)
         else:
             data = random_data(rng, detail["dtype"], shape, layer.value_range if layer else None)
         interpreter.set_tensor(detail["index"], data)

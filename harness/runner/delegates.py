@@ -84,18 +84,14 @@ def delegation_summary(name: str, interpreter: Interpreter, first_new_node: int)
         kernel_outputs = {int(t) for t in kernels[0]["outputs"]}
         if graph_outputs <= kernel_outputs and not kernel_inputs & cpu_outputs:
             return (
-                f"Explicitly applied {name} delegate, and the model graph will be completely "
-                f"executed by the delegate."
+                f"Explicitly applied {name} delegate, and the model graph will be completely executed by the delegate."
             )
     if kernels:
         return (
             f"Explicitly applied {name} delegate, and the model graph will be partially "
             f"executed by the delegate w/ {len(kernels)} delegate kernels."
         )
-    return (
-        f"Though {name} delegate is explicitly applied, the model graph will not be executed "
-        f"by the delegate."
-    )
+    return f"Though {name} delegate is explicitly applied, the model graph will not be executed by the delegate."
 
 
 def node_count(interpreter: Interpreter) -> int:

@@ -53,36 +53,49 @@ class Flag:
 
 FLAGS: tuple[Flag, ...] = (
     Flag("num_runs", int, "expected number of runs, see also min_secs, max_secs"),
-    Flag("min_secs", float,
-         "minimum number of seconds to rerun for, potentially making the actual number of "
-         "runs to be greater than num_runs"),
-    Flag("max_secs", float,
-         "maximum number of seconds to rerun for, potentially making the actual number of "
-         "runs to be less than num_runs"),
+    Flag(
+        "min_secs",
+        float,
+        "minimum number of seconds to rerun for, potentially making the actual number of "
+        "runs to be greater than num_runs",
+    ),
+    Flag(
+        "max_secs",
+        float,
+        "maximum number of seconds to rerun for, potentially making the actual number of runs to be less than num_runs",
+    ),
     Flag("run_delay", float, "delay between runs in seconds"),
-    Flag("run_frequency", float,
-         "Execute at a fixed frequency, instead of a fixed delay. If set, this will override run_delay."),
+    Flag(
+        "run_frequency",
+        float,
+        "Execute at a fixed frequency, instead of a fixed delay. If set, this will override run_delay.",
+    ),
     Flag("num_threads", int, "number of threads"),
-    Flag("warmup_runs", int,
-         "minimum number of runs performed on initialization, see also warmup_min_secs"),
-    Flag("warmup_min_secs", float,
-         "minimum number of seconds to rerun for, potentially making the actual number of "
-         "warm-up runs to be greater than warmup_runs"),
+    Flag("warmup_runs", int, "minimum number of runs performed on initialization, see also warmup_min_secs"),
+    Flag(
+        "warmup_min_secs",
+        float,
+        "minimum number of seconds to rerun for, potentially making the actual number of "
+        "warm-up runs to be greater than warmup_runs",
+    ),
     Flag("verbose", bool, "Whether to log parameters whose values are not set."),
-    Flag("report_peak_memory_footprint", bool,
-         "Report the peak memory footprint by periodically checking the memory footprint."),
-    Flag("memory_footprint_check_interval_ms", int,
-         "The interval in millisecond between two consecutive memory footprint checks."),
+    Flag(
+        "report_peak_memory_footprint",
+        bool,
+        "Report the peak memory footprint by periodically checking the memory footprint.",
+    ),
+    Flag(
+        "memory_footprint_check_interval_ms",
+        int,
+        "The interval in millisecond between two consecutive memory footprint checks.",
+    ),
     Flag("graph", str, "graph file name"),
     Flag("input_layer", str, "input layer names"),
     Flag("input_layer_shape", str, "input layer shape"),
-    Flag("input_layer_value_range", str,
-         "value range for integer input layers, e.g. input1,1,2:input2,0,254"),
-    Flag("input_layer_value_files", str,
-         "binary value file per input layer, e.g. input1:file_path1,input2:file_path2"),
+    Flag("input_layer_value_range", str, "value range for integer input layers, e.g. input1,1,2:input2,0,254"),
+    Flag("input_layer_value_files", str, "binary value file per input layer, e.g. input1:file_path1,input2:file_path2"),
     Flag("enable_op_profiling", bool, "enable op profiling"),
-    Flag("output_filepath", str,
-         "File path to export the raw bytes of every output tensor, in output order"),
+    Flag("output_filepath", str, "File path to export the raw bytes of every output tensor, in output order"),
     Flag("use_gpu", bool, "use gpu"),
     Flag("use_nnapi", bool, "use nnapi delegate api"),
     Flag("use_xnnpack", bool, "explicitly apply the XNNPACK delegate"),
@@ -163,7 +176,7 @@ def usage(table: tuple[Flag, ...] = FLAGS, defaults: object = None) -> str:
     names = [f"--{flag.name}={_display_default(getattr(defaults, flag.attr))}" for flag in table]
     width = max(len(name) for name in names)
     rows = ["usage: benchmark_model <flags>", "Flags:"]
-    for flag, name in zip(table, names):
+    for flag, name in zip(table, names, strict=False):
         rows.append(f"\t{name.ljust(width)}\t{_TYPE_NAMES[flag.kind]}\toptional\t{flag.usage}")
     return "\n".join(rows)
 
@@ -197,7 +210,7 @@ def parse_values(argv: list[str], table: tuple[Flag, ...], defaults: object, log
         for i, arg in enumerate(unconsumed):
             if not arg.startswith(prefix):
                 continue
-            value = _parse_value(flag.kind, arg[len(prefix):])
+            value = _parse_value(flag.kind, arg[len(prefix) :])
             if value is None:
                 errors.append(f"Failed to parse flag '{flag.name}' against argv '{arg}'")
             else:
@@ -227,9 +240,7 @@ def validate_memory_interval(params: ParamsT, log: Log) -> ParamsT:
             f"invalid, and it will be set to the default value "
             f"{DEFAULT_MEMORY_CHECK_INTERVAL_MS} (ms)."
         )
-        return dataclasses.replace(
-            params, memory_footprint_check_interval_ms=DEFAULT_MEMORY_CHECK_INTERVAL_MS
-        )
+        return dataclasses.replace(params, memory_footprint_check_interval_ms=DEFAULT_MEMORY_CHECK_INTERVAL_MS)
     return params
 
 

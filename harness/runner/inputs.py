@@ -55,8 +55,7 @@ def parse_input_layers(params: Params) -> tuple[InputLayer, ...]:
             raise BenchmarkFailed(f"Incorrect size string specified: {shape}") from None
         if -1 in dims:
             raise BenchmarkFailed(
-                "Any unknown sizes in the shapes (-1's) must be replaced with the size you "
-                "want to benchmark with."
+                "Any unknown sizes in the shapes (-1's) must be replaced with the size you want to benchmark with."
             )
         parsed_shapes.append(dims)
 
@@ -85,7 +84,7 @@ def parse_input_layers(params: Params) -> tuple[InputLayer, ...]:
 
     return tuple(
         InputLayer(name, shape, ranges.get(name), files.get(name))
-        for name, shape in zip(names, parsed_shapes)
+        for name, shape in zip(names, parsed_shapes, strict=False)
     )
 
 
@@ -105,20 +104,17 @@ def split_name_and_value_file(item: str) -> tuple[str, str] | None:
         index += 1
     if delimiter == -1:
         return None
-    return item[:delimiter].replace("::", ":"), item[delimiter + 1:].replace("::", ":")
+    return item[:delimiter].replace("::", ":"), item[delimiter + 1 :].replace("::", ":")
 
 
 def _require_known(name: str, names: list[str], names_flag: str) -> None:
     if name not in names:
         raise BenchmarkFailed(
-            f"Cannot find the corresponding input_layer name({name}) in --input_layer as "
-            f"{names_flag}"
+            f"Cannot find the corresponding input_layer name({name}) in --input_layer as {names_flag}"
         )
 
 
-def read_value_file(
-    user_path: str, host_path: str | None, dtype: type, shape: tuple[int, ...]
-) -> np.ndarray:
+def read_value_file(user_path: str, host_path: str | None, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
     """LoadInputTensorData: the file's raw bytes must fill the tensor exactly.
 
     `host_path` is None when the device path cannot be resolved.
@@ -144,10 +140,7 @@ def read_value_file(
             )
         return np.array(strings, dtype=object).reshape(shape)
     if len(data) != expected:
-        raise BenchmarkFailed(
-            f"The size of {user_path} is {len(data)} bytes. It should be "
-            f"{expected} bytes."
-        )
+        raise BenchmarkFailed(f"The size of {user_path} is {len(data)} bytes. It should be {expected} bytes.")
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 

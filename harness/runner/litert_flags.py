@@ -24,46 +24,79 @@ VENDOR_FLAG_PREFIXES = ("qualcomm_", "mediatek_", "google_tensor_", "intel_openv
 
 FLAGS: tuple[Flag, ...] = (
     Flag("num_runs", int, "expected number of runs, see also min_secs, max_secs"),
-    Flag("min_secs", float,
-         "minimum number of seconds to rerun for, potentially making the actual number of "
-         "runs to be greater than num_runs"),
-    Flag("max_secs", float,
-         "maximum number of seconds to rerun for, potentially making the actual number of "
-         "runs to be less than num_runs. Note if --max-secs is exceeded in the middle of a run, "
-         "the benchmark will continue to the end of the run but will not start the next run."),
+    Flag(
+        "min_secs",
+        float,
+        "minimum number of seconds to rerun for, potentially making the actual number of "
+        "runs to be greater than num_runs",
+    ),
+    Flag(
+        "max_secs",
+        float,
+        "maximum number of seconds to rerun for, potentially making the actual number of "
+        "runs to be less than num_runs. Note if --max-secs is exceeded in the middle of a run, "
+        "the benchmark will continue to the end of the run but will not start the next run.",
+    ),
     Flag("run_delay", float, "delay between runs in seconds"),
-    Flag("run_frequency", float,
-         "Execute at a fixed frequency, instead of a fixed delay.Note if the targeted rate per "
-         "second cannot be reached, the benchmark would start the next run immediately, trying "
-         "its best to catch up. If set, this will override run_delay."),
+    Flag(
+        "run_frequency",
+        float,
+        "Execute at a fixed frequency, instead of a fixed delay.Note if the targeted rate per "
+        "second cannot be reached, the benchmark would start the next run immediately, trying "
+        "its best to catch up. If set, this will override run_delay.",
+    ),
     Flag("num_threads", int, "number of threads"),
-    Flag("use_caching", bool,
-         "Enable caching of prepacked weights matrices in matrix multiplication routines. "
-         "Currently implies the use of the Ruy library."),
+    Flag(
+        "use_caching",
+        bool,
+        "Enable caching of prepacked weights matrices in matrix multiplication routines. "
+        "Currently implies the use of the Ruy library.",
+    ),
     Flag("benchmark_name", str, "benchmark name"),
     Flag("output_prefix", str, "benchmark output prefix"),
-    Flag("warmup_runs", int,
-         "minimum number of runs performed on initialization, to allow performance "
-         "characteristics to settle, see also warmup_min_secs"),
-    Flag("warmup_min_secs", float,
-         "minimum number of seconds to rerun for, potentially making the actual number of "
-         "warm-up runs to be greater than warmup_runs"),
-    Flag("verbose", bool,
-         "Whether to log parameters whose values are not set. By default, only log those "
-         "parameters that are set by parsing their values from the commandline flags."),
-    Flag("dry_run", bool,
-         "Whether to run the tool just with simply loading the model, allocating tensors etc. "
-         "but without actually invoking any op kernels."),
-    Flag("report_peak_memory_footprint", bool,
-         "Report the peak memory footprint by periodically checking the memory footprint. "
-         "Internally, a separate thread will be spawned for this periodic check. Therefore, "
-         "the performance benchmark result could be affected."),
-    Flag("memory_footprint_check_interval_ms", int,
-         "The interval in millisecond between two consecutive memory footprint checks. This "
-         "is only used when --report_peak_memory_footprint is set to true."),
-    Flag("gpu_invoke_loop_times", int,
-         "Number of GPU delegate invoke loop iterations. If > 0 then reported latency is "
-         "divided by this number. Used only when TFLITE_GPU_ENABLE_INVOKE_LOOP is defined."),
+    Flag(
+        "warmup_runs",
+        int,
+        "minimum number of runs performed on initialization, to allow performance "
+        "characteristics to settle, see also warmup_min_secs",
+    ),
+    Flag(
+        "warmup_min_secs",
+        float,
+        "minimum number of seconds to rerun for, potentially making the actual number of "
+        "warm-up runs to be greater than warmup_runs",
+    ),
+    Flag(
+        "verbose",
+        bool,
+        "Whether to log parameters whose values are not set. By default, only log those "
+        "parameters that are set by parsing their values from the commandline flags.",
+    ),
+    Flag(
+        "dry_run",
+        bool,
+        "Whether to run the tool just with simply loading the model, allocating tensors etc. "
+        "but without actually invoking any op kernels.",
+    ),
+    Flag(
+        "report_peak_memory_footprint",
+        bool,
+        "Report the peak memory footprint by periodically checking the memory footprint. "
+        "Internally, a separate thread will be spawned for this periodic check. Therefore, "
+        "the performance benchmark result could be affected.",
+    ),
+    Flag(
+        "memory_footprint_check_interval_ms",
+        int,
+        "The interval in millisecond between two consecutive memory footprint checks. This "
+        "is only used when --report_peak_memory_footprint is set to true.",
+    ),
+    Flag(
+        "gpu_invoke_loop_times",
+        int,
+        "Number of GPU delegate invoke loop iterations. If > 0 then reported latency is "
+        "divided by this number. Used only when TFLITE_GPU_ENABLE_INVOKE_LOOP is defined.",
+    ),
     Flag("graph", str, "The path to the model file."),
     Flag("signature_to_run_for", str, "The signature to run for."),
     Flag("use_cpu", bool, "Whether to use CPU accelerator."),
@@ -79,27 +112,33 @@ FLAGS: tuple[Flag, ...] = (
     Flag("gpu-precision", str, "GPU precision option [auto|fp16|fp32]."),
     Flag("gpu_low_priority", bool, "Whether to use low priority for GPU accelerator."),
     Flag("result_file_path", str, "Path to save the benchmark result in binary proto format."),
-    Flag("model_runtime_info_output_file", str,
-         "Path to save the model runtime info in binary proto format."),
+    Flag("model_runtime_info_output_file", str, "Path to save the model runtime info in binary proto format."),
     Flag("mediatek_nerun_pilot_version", str, "Which version of the MediaTek NPU SDK to use."),
-    Flag("input_layer_value_range", str,
-         "A map-like string representing value range for *integer* and *float* input layers. "
-         "Each item is separated by ':', and the item value consists of input layer name and "
-         "range values (both low and high are inclusive) separated by ',', e.g. "
-         "input1,1.0,2.0:input2,0,254"),
+    Flag(
+        "input_layer_value_range",
+        str,
+        "A map-like string representing value range for *integer* and *float* input layers. "
+        "Each item is separated by ':', and the item value consists of input layer name and "
+        "range values (both low and high are inclusive) separated by ',', e.g. "
+        "input1,1.0,2.0:input2,0,254",
+    ),
     Flag("enable_weight_sharing", bool, "Whether to enable weight (constant tensor) sharing."),
     Flag("convert_weights_on_gpu", bool, "Whether to convert weights on the GPU."),
     Flag("gpu_serialization_dir", str, "Path to the GPU shader serialization directory."),
     Flag("gpu_model_cache_key", str, "Model cache key for GPU shader serialization."),
-    Flag("gpu_serialize_external_tensors", bool,
-         "Whether to serialize external constant tensors in weight cache."),
+    Flag("gpu_serialize_external_tensors", bool, "Whether to serialize external constant tensors in weight cache."),
     Flag("gpu_prefer_texture_weights", bool, "Whether to prefer texture weights for GPU."),
-    Flag("gpu_wait_for_weights_conversion_complete", bool,
-         "Whether to block and wait for weights conversion on GPU complete."),
+    Flag(
+        "gpu_wait_for_weights_conversion_complete",
+        bool,
+        "Whether to block and wait for weights conversion on GPU complete.",
+    ),
     Flag("gpu_cache_compiled_programs_only", bool, "Whether to cache only the compiled programs."),
-    Flag("xnnpack_weight_cache_file_path", str,
-         "Path to an XNNPACK packed-weight cache file. Use ':memory' for an in-memory cache on "
-         "supported builds."),
+    Flag(
+        "xnnpack_weight_cache_file_path",
+        str,
+        "Path to an XNNPACK packed-weight cache file. Use ':memory' for an in-memory cache on supported builds.",
+    ),
 )
 
 # BenchmarkLiteRtModel does not override LogParams: only the base flags are echoed.

@@ -2,6 +2,7 @@
 
 The LiteRT zipapp (build.build_runner(..., dialect="litert")) runs this file as its __main__.
 """
+
 import sys
 
 from harness.runner.litert_tool import main

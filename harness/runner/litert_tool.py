@@ -126,20 +126,29 @@ def _benchmark(argv: list[str], log: Log, baseline_kb: int | None) -> None:
     else:
         warmup_runs, warmup_min_secs = params.warmup_runs, params.warmup_min_secs
         num_runs, min_secs = params.num_runs, params.min_secs
-    warmup = run_loop(session.run, warmup_runs, warmup_min_secs, params.max_secs,
-                      params.run_delay, params.run_frequency, log)
+    warmup = run_loop(
+        session.run, warmup_runs, warmup_min_secs, params.max_secs, params.run_delay, params.run_frequency, log
+    )
     if warmup.error is not None:
         raise BenchmarkFailed()
-    regular = run_loop(session.run, num_runs, min_secs, params.max_secs,
-                       params.run_delay, params.run_frequency, log)
+    regular = run_loop(session.run, num_runs, min_secs, params.max_secs, params.run_delay, params.run_frequency, log)
     overall_kb = memory.high_water_mark_kb()
     peak_mb = monitor.stop() if monitor is not None else None
     memory_kb = None
     if baseline_kb is not None and init_kb is not None and overall_kb is not None:
         memory_kb = (init_kb - baseline_kb, overall_kb - baseline_kb)
     _on_benchmark_end(
-        params, root, log, session.signature, model_size_mb, startup_us, input_bytes,
-        warmup.stats, regular.stats, memory_kb, peak_mb,
+        params,
+        root,
+        log,
+        session.signature,
+        model_size_mb,
+        startup_us,
+        input_bytes,
+        warmup.stats,
+        regular.stats,
+        memory_kb,
+        peak_mb,
     )
     if regular.error is not None:
         raise BenchmarkFailed()
@@ -184,7 +193,7 @@ class _Session:
         names = self.model.get_signature_list()[self.signature]["inputs"]
         rng = np.random.default_rng()
         total = 0
-        for name, buffer in zip(names, self.inputs):
+        for name, buffer in zip(names, self.inputs, strict=False):
             detail = details[name]
             dtype = np.dtype(detail["dtype"])
             value_range = self.value_ranges.get(name)
@@ -211,8 +220,9 @@ def _value_ranges(text: str, log: Log) -> dict[str, tuple[float, float]]:
         except ValueError:
             low, high = 1.0, 0.0
         if low > high:
-            _litert_log(log, "ERROR", f"{_CC}:333",
-                        f"Wrong low and high value of the input value range specified: {item}")
+            _litert_log(
+                log, "ERROR", f"{_CC}:333", f"Wrong low and high value of the input value range specified: {item}"
+            )
             raise BenchmarkFailed()
         ranges[parts[0]] = (low, high)
     return ranges
@@ -224,8 +234,7 @@ def _init(params: LiteRtParams, root: str | None, log: Log) -> _Session:
     env_paths = {}
     if params.use_npu:
         _litert_log(log, "INFO", f"{_CC}:270", f"dispatch_library_path: {params.dispatch_library_path}")
-        _litert_log(log, "INFO", f"{_CC}:274",
-                    f"compiler_plugin_library_path: {params.compiler_plugin_library_path}")
+        _litert_log(log, "INFO", f"{_CC}:274", f"compiler_plugin_library_path: {params.compiler_plugin_library_path}")
         _litert_log(log, "INFO", f"{_CC}:277", f"compiler_cache_path: {params.compiler_cache_path}")
         # The Python environment has no compiler cache option: the cache path is only logged.
         env_paths = {
@@ -249,7 +258,8 @@ def _init(params: LiteRtParams, root: str | None, log: Log) -> _Session:
     missing = _hardware_missing_on_device(params)
     if missing is not None:
         raise _failed(
-            log, f"{_CC}:364",
+            log,
+            f"{_CC}:364",
             f"No {missing.upper()} accelerator is registered: this device has no {missing.upper()} "
             f"({DELEGATES_ENV}={os.environ.get(DELEGATES_ENV, '')})",
             "Failed to compile model.",
@@ -303,9 +313,7 @@ def _compiled_model_options(params: LiteRtParams, log: Log) -> Options:
             constant_tensor_sharing=params.enable_weight_sharing,
         )
     cpu_options = None
-    if accelerators & HardwareAccelerator.CPU and (
-        params.num_threads > 0 or params.xnnpack_weight_cache_file_path
-    ):
+    if accelerators & HardwareAccelerator.CPU and (params.num_threads > 0 or params.xnnpack_weight_cache_file_path):
         cpu_options = CpuOptions(
             num_threads=max(params.num_threads, 0),
             xnnpack_weight_cache_path=params.xnnpack_weight_cache_file_path,
@@ -314,7 +322,7 @@ def _compiled_model_options(params: LiteRtParams, log: Log) -> Options:
 
 
 def _hardware_missing_on_device(params: LiteRtParams) -> str | None:
-    """"npu" / "gpu" when asked for but absent from this virtual phone's profile; None otherwise."""
+    """ "npu" / "gpu" when asked for but absent from this virtual phone's profile; None otherwise."""
     offered = os.environ.get(DELEGATES_ENV)
     if offered is None:
         return None
@@ -326,9 +334,17 @@ def _hardware_missing_on_device(params: LiteRtParams) -> str | None:
 
 
 def _on_benchmark_end(
-    params: LiteRtParams, root: str | None, log: Log, signature: str, model_size_mb: float,
-    startup_us: int, input_bytes: int, warmup: RunStats, inference: RunStats,
-    memory_kb: tuple[int, int] | None, peak_mb: float | None,
+    params: LiteRtParams,
+    root: str | None,
+    log: Log,
+    signature: str,
+    model_size_mb: float,
+    startup_us: int,
+    input_bytes: int,
+    warmup: RunStats,
+    inference: RunStats,
+    memory_kb: tuple[int, int] | None,
+    peak_mb: float | None,
 ) -> None:
     """BenchmarkLoggingListener::OnBenchmarkEnd (benchmark_litert_model.h)."""
 
@@ -364,8 +380,16 @@ def _on_benchmark_end(
     info(138, "======================================\n")
     if params.result_file_path:
         _save_result(
-            params.result_file_path, root, log, model_size_mb, startup_us, throughput,
-            warmup, inference, memory_kb, peak_mb,
+            params.result_file_path,
+            root,
+            log,
+            model_size_mb,
+            startup_us,
+            throughput,
+            warmup,
+            inference,
+            memory_kb,
+            peak_mb,
         )
 
 
@@ -379,9 +403,16 @@ def _throughput_mb_per_s(input_bytes: int, inference: RunStats) -> float:
 
 
 def _save_result(
-    user_path: str, root: str | None, log: Log, model_size_mb: float, startup_us: int,
-    throughput: float, warmup: RunStats, inference: RunStats,
-    memory_kb: tuple[int, int] | None, peak_mb: float | None,
+    user_path: str,
+    root: str | None,
+    log: Log,
+    model_size_mb: float,
+    startup_us: int,
+    throughput: float,
+    warmup: RunStats,
+    inference: RunStats,
+    memory_kb: tuple[int, int] | None,
+    peak_mb: float | None,
 ) -> None:
     """--result_file_path: the serialized BenchmarkResult, as OnBenchmarkEnd writes it."""
     from harness.runner.result_proto import benchmark_result_class

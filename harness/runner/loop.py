@@ -6,9 +6,8 @@ import gc
 import math
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -51,9 +50,16 @@ class RunStats:
             std = int(math.sqrt(variance)) if variance > 0 else 0
         ordered = np.sort(values)
         return cls(
-            count=count, first=int(values[0]), newest=int(values[-1]), min=low, max=high,
-            avg=avg, std=std, p5=int(ordered[count * 5 // 100]),
-            median=int(ordered[count * 50 // 100]), p95=int(ordered[count * 95 // 100]),
+            count=count,
+            first=int(values[0]),
+            newest=int(values[-1]),
+            min=low,
+            max=high,
+            avg=avg,
+            std=std,
+            p5=int(ordered[count * 5 // 100]),
+            median=int(ordered[count * 50 // 100]),
+            p95=int(ordered[count * 95 // 100]),
         )
 
     def summary(self) -> str:

@@ -20,10 +20,17 @@ PROTO_FILE = "benchmark_result.proto"
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCALARS = {
-    "double": _F.TYPE_DOUBLE, "float": _F.TYPE_FLOAT, "int64": _F.TYPE_INT64,
-    "uint64": _F.TYPE_UINT64, "int32": _F.TYPE_INT32, "uint32": _F.TYPE_UINT32,
-    "sint32": _F.TYPE_SINT32, "sint64": _F.TYPE_SINT64, "bool": _F.TYPE_BOOL,
-    "string": _F.TYPE_STRING, "bytes": _F.TYPE_BYTES,
+    "double": _F.TYPE_DOUBLE,
+    "float": _F.TYPE_FLOAT,
+    "int64": _F.TYPE_INT64,
+    "uint64": _F.TYPE_UINT64,
+    "int32": _F.TYPE_INT32,
+    "uint32": _F.TYPE_UINT32,
+    "sint32": _F.TYPE_SINT32,
+    "sint64": _F.TYPE_SINT64,
+    "bool": _F.TYPE_BOOL,
+    "string": _F.TYPE_STRING,
+    "bytes": _F.TYPE_BYTES,
 }
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOKEN = re.compile(r'\s*(?:("(?:[^"\\]|\\.)*")|(' + _IDENT + r"(?:\." + _IDENT + r")*)|(\d+)|([{};=]))")
@@ -69,7 +76,7 @@ def parse_proto(text: str, name: str = PROTO_FILE) -> descriptor_pb2.FileDescrip
         elif keyword == "message":
             message = descriptor_pb2.DescriptorProto(name=_identifier(take(), name))
             take("{")
-            while tokens[pos:pos + 1] != ["}"]:
+            while tokens[pos : pos + 1] != ["}"]:
                 message.field.append(_field(take, name))
             take("}")
             messages.append(message)
@@ -93,7 +100,7 @@ def _tokenize(text: str) -> list[str]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match:
-            raise ProtoSyntaxError(f"unsupported text: {text[pos:pos + 40].strip()!r}")
+            raise ProtoSyntaxError(f"unsupported text: {text[pos : pos + 40].strip()!r}")
         tokens.append(match.group(match.lastindex or 0))
         pos = match.end()
     return tokens

@@ -12,7 +12,7 @@ import re
 import signal
 import stat as stat_mod
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from harness.virtual_farm.device_model import DUMPSYS_STATUS_CODE
 from harness.virtual_farm.sandbox import Stat, normalize
@@ -36,8 +36,9 @@ class _Usage(Exception):
     pass
 
 
-def _flags(args: list[str], allowed: str, with_value: str = "", min_operands: int = 0
-           ) -> tuple[set[str], dict[str, str], list[str]]:
+def _flags(
+    args: list[str], allowed: str, with_value: str = "", min_operands: int = 0
+) -> tuple[set[str], dict[str, str], list[str]]:
     """Parse toybox-style short options ('-rf', '-n 5', '--' ends options); fewer than
     `min_operands` operands after them is a usage error, worded as toybox words it."""
     flags: set[str] = set()
@@ -335,7 +336,14 @@ def _evaluate(ctx: CommandContext, args: list[str]) -> bool:
             return a == b
         if op == "!=":
             return a != b
-        numeric = {"-eq": int.__eq__, "-ne": int.__ne__, "-lt": int.__lt__, "-le": int.__le__, "-gt": int.__gt__, "-ge": int.__ge__}
+        numeric = {
+            "-eq": int.__eq__,
+            "-ne": int.__ne__,
+            "-lt": int.__lt__,
+            "-le": int.__le__,
+            "-gt": int.__gt__,
+            "-ge": int.__ge__,
+        }
         if op in numeric:
             try:
                 return numeric[op](int(a), int(b))
@@ -397,7 +405,7 @@ async def _digest(ctx: CommandContext, algorithm: str) -> int:
     return status
 
 
-def _hash_file(h: "hashlib._Hash", f) -> None:
+def _hash_file(h: hashlib._Hash, f) -> None:
     while chunk := f.read(COPY_CHUNK_BYTES):
         h.update(chunk)
 
@@ -938,8 +946,9 @@ async def _date(ctx: CommandContext) -> int:
         return await _usage(ctx, "setting the clock needs root" if args else "Max 1 argument")
     now = time.time()
     fmt = args[0][1:] if args else "%a %b %e %H:%M:%S %Z %Y"
-    fmt = re.sub(r"%(.)", lambda m: str(int(now)) if m.group(1) == "s" else
-                 ("UTC" if m.group(1) == "Z" else m.group(0)), fmt)
+    fmt = re.sub(
+        r"%(.)", lambda m: str(int(now)) if m.group(1) == "s" else ("UTC" if m.group(1) == "Z" else m.group(0)), fmt
+    )
     await ctx.out(time.strftime(fmt, time.gmtime(now)) + "\n")
     return 0
 

@@ -43,7 +43,13 @@ class VirtualDevice:
             lock_path=lock_path,
             log=log,
         )
-        log.info("device %s (%s): %d cores mapped onto host CPUs: %s", profile.name, profile.model, profile.core_count, self.core_map.describe())
+        log.info(
+            "device %s (%s): %d cores mapped onto host CPUs: %s",
+            profile.name,
+            profile.model,
+            profile.core_count,
+            self.core_map.describe(),
+        )
 
     @property
     def all_cores(self) -> frozenset[int]:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Iterable
 
 from harness.virtual_farm.profile import Profile
 
@@ -103,16 +103,16 @@ class DeviceModel:
     periodically and before any modelled value is read.
     """
 
-    def __init__(self, profile: Profile, accounting: CpuAccounting, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, profile: Profile, accounting: CpuAccounting, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.profile = profile
         self.accounting = accounting
         self._clock = clock
         self._last_s = clock()
         self._core_clusters = profile.core_clusters()
         # Cores ordered biggest first: where the model places work.
-        self._core_order = sorted(
-            range(profile.core_count), key=lambda i: (-self._core_clusters[i].max_freq_khz, i)
-        )
+        self._core_order = sorted(range(profile.core_count), key=lambda i: (-self._core_clusters[i].max_freq_khz, i))
         self.core_util = [0.0] * profile.core_count
         self.power_mw = profile.idle_mw
         self.zone_temp_c = [profile.ambient_c for _ in profile.thermal_zones]

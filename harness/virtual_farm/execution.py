@@ -22,10 +22,10 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterable
 
 from harness.virtual_farm.device_model import CpuAccounting
 from harness.virtual_farm.processes import ProcessTable
@@ -189,7 +189,11 @@ class Executor:
             self.accounting.started(proc.pid, device_cores)
             self.log.info(
                 "exec pid=%d (device pid %d) cores=%s host_cpus=%s argv=%s",
-                proc.pid, entry.pid, sorted(device_cores), sorted(host_cpus), argv,
+                proc.pid,
+                entry.pid,
+                sorted(device_cores),
+                sorted(host_cpus),
+                argv,
             )
             first_output = asyncio.Event()
             crash: asyncio.Task[None] | None = None
@@ -223,7 +227,10 @@ class Executor:
                         pipe.close()
                 self.log.info(
                     "exit pid=%d code=%d cpu=%.2fs wall=%.2fs",
-                    proc.pid, proc.returncode, cpu_s, time.monotonic() - started,
+                    proc.pid,
+                    proc.returncode,
+                    cpu_s,
+                    time.monotonic() - started,
                 )
         code = proc.returncode
         return ExitStatus(128 - code, -code) if code < 0 else ExitStatus(code, None)
@@ -290,4 +297,3 @@ async def _pump(pipe, sink: Sink, first_output: asyncio.Event) -> None:
                 broken = True
     finally:
         transport.close()
-

@@ -72,13 +72,16 @@ class FarmState:
         return json.dumps(data, indent=2)
 
     @classmethod
-    def from_json(cls, path: Path) -> "FarmState":
+    def from_json(cls, path: Path) -> FarmState:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise SchemaError(f"farm state {path} is unreadable ({e})", f"delete {path} after stopping any device processes by hand") from None
-        version = checked_version(path, "farm state", data.get("version") if isinstance(data, dict) else None,
-                                  STATE_VERSION)
+            raise SchemaError(
+                f"farm state {path} is unreadable ({e})", f"delete {path} after stopping any device processes by hand"
+            ) from None
+        version = checked_version(
+            path, "farm state", data.get("version") if isinstance(data, dict) else None, STATE_VERSION
+        )
         return cls(
             adb_server_port=data["adb_server_port"],
             parallel=data["parallel"],
@@ -108,9 +111,16 @@ class DeviceStatus:
     link: dict[str, object] | None  # the device's own view (fault state), None if unreachable
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.record.name, "serial": self.record.serial, "model": self.record.model,
-                "pid": self.record.pid, "alive": self.alive, "adb_state": self.adb_state,
-                "link": self.link, "log_path": self.record.log_path}
+        return {
+            "name": self.record.name,
+            "serial": self.record.serial,
+            "model": self.record.model,
+            "pid": self.record.pid,
+            "alive": self.alive,
+            "adb_state": self.adb_state,
+            "link": self.link,
+            "log_path": self.record.log_path,
+        }
 
 
 # --- locations ------------------------------------------------------------------------
@@ -132,7 +142,10 @@ def resolve_adb_port(explicit: int | None = None) -> int:
         try:
             return int(raw)
         except ValueError:
-            raise UsageError(f"{ENV_ADB_PORT}={raw!r} is not a port number", f"unset it or set it to a number like {DEFAULT_ADB_PORT}") from None
+            raise UsageError(
+                f"{ENV_ADB_PORT}={raw!r} is not a port number",
+                f"unset it or set it to a number like {DEFAULT_ADB_PORT}",
+            ) from None
     return DEFAULT_ADB_PORT
 
 
@@ -214,7 +227,11 @@ def ensure_adb_server(port: int, log_path: Path) -> None:
         # A file, not a pipe: the forked server would hold a pipe open and hang us.
         result = subprocess.run(
             [adbutils.adb_path(), "-P", str(port), "start-server"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, timeout=60,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            timeout=60,
         )
     if result.returncode != 0 or not adb_server_running(port):
         raise FarmError(
@@ -259,7 +276,9 @@ def _sandbox(state_dir: Path, name: str) -> Path:
     return state_dir / "devices" / name / "root"
 
 
-def up(profiles_dir: Path | None = None, state_dir: Path | None = None, adb_port: int | None = None, parallel: bool = False) -> UpResult:
+def up(
+    profiles_dir: Path | None = None, state_dir: Path | None = None, adb_port: int | None = None, parallel: bool = False
+) -> UpResult:
     sd = resolve_state_dir(state_dir)
     port = resolve_adb_port(adb_port)
     sd.mkdir(parents=True, exist_ok=True)
@@ -294,13 +313,29 @@ def up(profiles_dir: Path | None = None, state_dir: Path | None = None, adb_port
             ready = sd / "run" / f"{profile.name}.ready.json"
             ready.unlink(missing_ok=True)
             log_path = sd / "logs" / f"{profile.name}.log"
-            argv = [sys.executable, "-m", "harness.virtual_farm", "--profile", str(profile.path.resolve()),
-                    "--root", str(_sandbox(sd, profile.name)), "--ready-file", str(ready)]
+            argv = [
+                sys.executable,
+                "-m",
+                "harness.virtual_farm",
+                "--profile",
+                str(profile.path.resolve()),
+                "--root",
+                str(_sandbox(sd, profile.name)),
+                "--ready-file",
+                str(ready),
+            ]
             if not parallel:
                 argv += ["--exec-lock", str(sd / "bench.lock")]
             with open(log_path, "ab") as log:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, env=env, close_fds=True)
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=env,
+                    close_fds=True,
+                )
             started.append((profile, proc, ready, log_path))
         deadline = time.monotonic() + READY_TIMEOUT_S
         for profile, proc, ready, log_path in started:
@@ -313,11 +348,20 @@ def up(profiles_dir: Path | None = None, state_dir: Path | None = None, adb_port
                     )
                 time.sleep(0.02)
             info = json.loads(ready.read_text())
-            records.append(DeviceRecord(
-                name=profile.name, model=profile.model, profile=str(profile.path.resolve()), pid=proc.pid,
-                start_ticks=_start_ticks(proc.pid) or 0, adb_port=info["adb_port"], control_port=info["control_port"],
-                serial=f"127.0.0.1:{info['adb_port']}", log_path=str(log_path), root=str(_sandbox(sd, profile.name)),
-            ))
+            records.append(
+                DeviceRecord(
+                    name=profile.name,
+                    model=profile.model,
+                    profile=str(profile.path.resolve()),
+                    pid=proc.pid,
+                    start_ticks=_start_ticks(proc.pid) or 0,
+                    adb_port=info["adb_port"],
+                    control_port=info["control_port"],
+                    serial=f"127.0.0.1:{info['adb_port']}",
+                    log_path=str(log_path),
+                    root=str(_sandbox(sd, profile.name)),
+                )
+            )
         state = FarmState(adb_server_port=port, parallel=parallel, started_at=time.time(), devices=tuple(records))
         _write_state(sd, state)
         ensure_adb_server(port, sd / "adb-server.log")
@@ -331,7 +375,9 @@ def up(profiles_dir: Path | None = None, state_dir: Path | None = None, adb_port
         (sd / STATE_FILE).unlink(missing_ok=True)
         raise
     mode = "in parallel" if parallel else "one benchmark at a time"
-    return UpResult(UpOutcome.STARTED, state, f"started {len(records)} virtual devices on adb server port {port} ({mode})")
+    return UpResult(
+        UpOutcome.STARTED, state, f"started {len(records)} virtual devices on adb server port {port} ({mode})"
+    )
 
 
 def down(state_dir: Path | None = None, timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
@@ -377,8 +423,13 @@ def stop_private(state_dir: Path) -> None:
         return
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(state_dir / "adb-kill-server.log", "ab") as log:
-        subprocess.run([adbutils.adb_path(), "-P", str(adb_port), "kill-server"],
-                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=30)
+        subprocess.run(
+            [adbutils.adb_path(), "-P", str(adb_port), "kill-server"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            timeout=30,
+        )
 
 
 def status(state_dir: Path | None = None) -> list[DeviceStatus]:
@@ -423,20 +474,25 @@ def _control(record: DeviceRecord, request: dict[str, object], timeout_s: float 
     return json.loads(reply) if reply else {}
 
 
-def fault(serial_or_name: str, op: Fault, kbps: float | None = None, state_dir: Path | None = None,
-          command: str | None = None) -> dict[str, object]:
+def fault(
+    serial_or_name: str, op: Fault, kbps: float | None = None, state_dir: Path | None = None, command: str | None = None
+) -> dict[str, object]:
     sd = resolve_state_dir(state_dir)
     state = load_state(sd)
     if state is None:
         raise FarmError(f"no farm is up (no {STATE_FILE} in {sd})", "run 'harness farm up' first")
     record = find_device(state, serial_or_name)
     if op is Fault.SLOW and (kbps is None or kbps <= 0):
-        raise UsageError("'slow' needs a rate", "give one in kilobytes per second, e.g. 'harness farm fault SERIAL slow 500'")
+        raise UsageError(
+            "'slow' needs a rate", "give one in kilobytes per second, e.g. 'harness farm fault SERIAL slow 500'"
+        )
     if op is Fault.HIDE and not command:
         raise UsageError("'hide' needs a command name", "e.g. 'harness farm fault SERIAL hide sha256sum'")
     if op is Fault.CORRUPT_OUTPUTS and command not in DELEGATES:
-        raise UsageError(f"'corrupt-outputs' needs a delegate, got {command!r}",
-                         f"name one of {', '.join(DELEGATES)}, e.g. 'harness farm fault SERIAL corrupt-outputs xnnpack'")
+        raise UsageError(
+            f"'corrupt-outputs' needs a delegate, got {command!r}",
+            f"name one of {', '.join(DELEGATES)}, e.g. 'harness farm fault SERIAL corrupt-outputs xnnpack'",
+        )
     reply = _control(record, {"op": op.value, "kbps": kbps, "command": command})
     if not reply.get("ok"):
         raise FarmError(f"{record.name} refused fault {op.value}: {reply.get('error')}", "see the device log")

@@ -8,8 +8,8 @@ the device's programs and nothing else on the host.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 FIRST_DYNAMIC_PID = 4000
 

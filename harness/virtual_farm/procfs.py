@@ -7,7 +7,7 @@ Modelled values come from DeviceModel, advanced before every read.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from harness.virtual_farm.device_model import CpuAccounting, DeviceModel
 from harness.virtual_farm.profile import Profile

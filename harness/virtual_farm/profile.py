@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import tomllib
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from harness.errors import InputFileError
 from harness.records import Delegate
@@ -179,7 +180,9 @@ def _parse(path: Path, raw: dict[str, Any]) -> Profile:
         for c in r.get("cpu.clusters", list)
     )
     if not clusters or any(c.cores < 1 or c.min_freq_khz > c.max_freq_khz for c in clusters):
-        raise ProfileError(f"{path}: [[cpu.clusters]] needs cores >= 1 and min_freq_khz <= max_freq_khz", "fix the clusters")
+        raise ProfileError(
+            f"{path}: [[cpu.clusters]] needs cores >= 1 and min_freq_khz <= max_freq_khz", "fix the clusters"
+        )
 
     delegates_raw = r.get("delegates.available", list)
     try:
@@ -191,8 +194,10 @@ def _parse(path: Path, raw: dict[str, Any]) -> Profile:
         ) from None
     if Delegate.NPU in delegates:
         # This host has no NPU for the program to run on: CompiledModel would quietly run "npu" on the CPU.
-        raise ProfileError(f"{path}: delegates.available offers npu, which no virtual phone can have",
-                           "remove npu: a virtual phone's npu cases fail the way a phone without an NPU fails")
+        raise ProfileError(
+            f"{path}: delegates.available offers npu, which no virtual phone can have",
+            "remove npu: a virtual phone's npu cases fail the way a phone without an NPU fails",
+        )
     gpu_name = r.get("delegates.gpu_name", str, None)
     if Delegate.GPU in delegates and not gpu_name:
         raise ProfileError(f"{path}: offers the gpu delegate but has no delegates.gpu_name", "name the GPU")
@@ -221,7 +226,9 @@ def _parse(path: Path, raw: dict[str, Any]) -> Profile:
     # binary for (a `skipped` case); nothing ARM can execute on it.
     abi = r.get("device.abi", str, ABI)
     if abi not in ARM_ABI_LISTS and abi != ABI:
-        raise ProfileError(f"{path}: device.abi {abi!r} is unknown", f"use {ABI} (default) or one of {sorted(ARM_ABI_LISTS)}")
+        raise ProfileError(
+            f"{path}: device.abi {abi!r} is unknown", f"use {ABI} (default) or one of {sorted(ARM_ABI_LISTS)}"
+        )
     abilist = ARM_ABI_LISTS.get(abi, ABI_LIST)
     props.update(
         {
@@ -271,7 +278,9 @@ class _Reader:
         for part in dotted.split("."):
             if not isinstance(node, dict) or part not in node:
                 if default is _MISSING:
-                    raise ProfileError(f"profile {self.path} lacks {dotted}", "add it (see device_profiles/virtual/README.md)")
+                    raise ProfileError(
+                        f"profile {self.path} lacks {dotted}", "add it (see device_profiles/virtual/README.md)"
+                    )
                 return default
             node = node[part]
         return self._check(dotted, node, kind)

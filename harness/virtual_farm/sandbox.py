@@ -15,9 +15,10 @@ import io
 import os
 import shutil
 import stat as stat_mod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Mapping
+from typing import BinaryIO
 
 Generator = Callable[[], bytes]
 
@@ -243,7 +244,9 @@ class DeviceFS:
                         pass
         return total
 
-    def open_write(self, path: str, cwd: str = "/", append: bool = False, mode: int = 0o666, make_parents: bool = False) -> "QuotaWriter":
+    def open_write(
+        self, path: str, cwd: str = "/", append: bool = False, mode: int = 0o666, make_parents: bool = False
+    ) -> QuotaWriter:
         node = self.resolve(path, cwd)
         self._writable(node)
         assert node.host is not None
@@ -353,7 +356,7 @@ class QuotaWriter:
             os.close(self._fd)
             self._fs._open_writers -= 1
 
-    def __enter__(self) -> "QuotaWriter":
+    def __enter__(self) -> QuotaWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -74,8 +74,9 @@ class DeviceServer:
             self.connections.discard(conn)
 
     def apply(self, op: Fault, kbps: float | None = None, command: str | None = None) -> None:
-        self.log.info("fault %s%s%s", op.value, f" {kbps} KB/s" if kbps is not None else "",
-                      f" {command}" if command else "")
+        self.log.info(
+            "fault %s%s%s", op.value, f" {kbps} KB/s" if kbps is not None else "", f" {command}" if command else ""
+        )
         if op is Fault.DROP:
             self.faults.dropped = True
             for conn in list(self.connections):

@@ -7,7 +7,8 @@ with CLSE, which clients report as the device declining it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from harness.virtual_farm.shell_service import shell_v1, shell_v2
 from harness.virtual_farm.sync_service import SyncService
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 Handler = Callable[[Stream], Awaitable[None]]
 
 
-def service_factory(device: "VirtualDevice") -> Callable[[str], Handler | None]:
+def service_factory(device: VirtualDevice) -> Callable[[str], Handler | None]:
     def lookup(name: str) -> Handler | None:
         head, colon, command = name.partition(":")
         if not colon:

@@ -108,14 +108,14 @@ class _Field:
 class CommandContext:
     """What a builtin gets: its argv, its I/O, and the session it runs in."""
 
-    session: "Session"
+    session: Session
     argv: list[str]
     io: ShellIO
     env: dict[str, str] = field(default_factory=dict)  # NAME=value prefixes of this command
     cores: frozenset[int] = frozenset()
 
     @property
-    def device(self) -> "VirtualDevice":
+    def device(self) -> VirtualDevice:
         return self.session.device
 
     async def out(self, text: str | bytes) -> None:
@@ -130,7 +130,7 @@ class Session:
 
     def __init__(
         self,
-        device: "VirtualDevice",
+        device: VirtualDevice,
         cwd: str = "/",
         variables: dict[str, str] | None = None,
         exported: set[str] | None = None,
@@ -165,7 +165,7 @@ class Session:
     def close(self) -> None:
         self.device.processes.remove(self.pid)
 
-    def subshell(self, positional: tuple[str, ...] | None = None, script_name: str | None = None) -> "Session":
+    def subshell(self, positional: tuple[str, ...] | None = None, script_name: str | None = None) -> Session:
         sub = Session(
             self.device,
             self.cwd,
@@ -343,7 +343,9 @@ class Session:
             await _safe_write(io.stderr, f"{name}: {e.strerror}\n")
             return 1
 
-    async def run_program(self, path: str, argv: list[str], io: ShellIO, env: dict[str, str], cores: frozenset[int]) -> int:
+    async def run_program(
+        self, path: str, argv: list[str], io: ShellIO, env: dict[str, str], cores: frozenset[int]
+    ) -> int:
         fs = self.device.fs
         try:
             node = fs.resolve(path, self.cwd)

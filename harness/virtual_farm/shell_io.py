@@ -98,7 +98,7 @@ class AsyncPipe:
         self.changed = asyncio.Event()
 
     class Writer(Sink):
-        def __init__(self, pipe: "AsyncPipe") -> None:
+        def __init__(self, pipe: AsyncPipe) -> None:
             self.pipe = pipe
 
         async def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -120,7 +120,7 @@ class AsyncPipe:
             self.pipe._notify()
 
     class Reader(Source):
-        def __init__(self, pipe: "AsyncPipe") -> None:
+        def __init__(self, pipe: AsyncPipe) -> None:
             self.pipe = pipe
 
         async def read(self, n: int = READ_CHUNK_BYTES) -> bytes:
@@ -136,7 +136,7 @@ class AsyncPipe:
             self.pipe.reader_closed = True
             self.pipe._notify()
 
-    def ends(self) -> tuple["AsyncPipe.Writer", "AsyncPipe.Reader"]:
+    def ends(self) -> tuple[AsyncPipe.Writer, AsyncPipe.Reader]:
         return AsyncPipe.Writer(self), AsyncPipe.Reader(self)
 
 

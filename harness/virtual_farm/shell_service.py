@@ -82,7 +82,7 @@ def _split_line(data: bytes) -> tuple[bytes, bytes]:
     return data[:cut], data[cut + 1 :]
 
 
-async def _session_run(device: "VirtualDevice", command: str, io: ShellIO, pty: bool) -> int:
+async def _session_run(device: VirtualDevice, command: str, io: ShellIO, pty: bool) -> int:
     session = Session(device)
     session.task = asyncio.current_task()
     try:
@@ -95,13 +95,13 @@ async def _session_run(device: "VirtualDevice", command: str, io: ShellIO, pty: 
         session.close()
 
 
-async def shell_v1(device: "VirtualDevice", stream: Stream, command: str, pty: bool) -> None:
+async def shell_v1(device: VirtualDevice, stream: Stream, command: str, pty: bool) -> None:
     sink = RawStreamSink(stream, pty)
     await _session_run(device, command, ShellIO(StreamSource(stream), sink, sink), pty)
     await sink.flush()
 
 
-async def shell_v2(device: "VirtualDevice", stream: Stream, command: str, pty: bool) -> None:
+async def shell_v2(device: VirtualDevice, stream: Stream, command: str, pty: bool) -> None:
     out = BufferedStreamWriter(stream)
     stdin_writer, stdin_reader = AsyncPipe().ends()
     pump = asyncio.create_task(_v2_input(stream, stdin_writer))
@@ -115,4 +115,3 @@ async def shell_v2(device: "VirtualDevice", stream: Stream, command: str, pty: b
         pump.cancel()
     await out.write(bytes([ID_EXIT]) + (1).to_bytes(4, "little") + bytes([code & 0xFF]))
     await out.flush()
-

@@ -58,7 +58,7 @@ class SimpleCommand:
 
 @dataclass(frozen=True)
 class Pipeline:
-    commands: tuple["SimpleCommand | CompoundCommand", ...]
+    commands: tuple[SimpleCommand | CompoundCommand, ...]
     negated: bool
 
 
@@ -101,6 +101,7 @@ class Group:
 class CompoundCommand:
     body: ForLoop | IfClause | Loop | Group
     redirects: tuple[Redirect, ...]
+
 
 OPERATORS = ("&&", "||", ">>", ">&", "<&", "|", "&", ";", "<", ">", "(", ")")
 REDIRECT_OPS = (">", ">>", "<", ">&", "<&")
@@ -232,7 +233,7 @@ class _Lexer:
             end = src.find("}", self.i + 2)
             name = src[self.i + 2 : end] if end >= 0 else ""
             if end < 0 or not (_is_name(name) or name in SPECIAL_VARS):
-                raise ShellSyntaxError(f"{src[self.i:end + 1 if end >= 0 else None]}: bad substitution")
+                raise ShellSyntaxError(f"{src[self.i : end + 1 if end >= 0 else None]}: bad substitution")
             self.add(PartKind.VARIABLE, name, quoted)
             self.i = end + 1
         elif nxt == "(":

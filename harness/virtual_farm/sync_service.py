@@ -37,7 +37,7 @@ def _stat_v2_fields(st: Stat) -> tuple[int, ...]:
 
 
 class SyncService:
-    def __init__(self, device: "VirtualDevice", stream: Stream) -> None:
+    def __init__(self, device: VirtualDevice, stream: Stream) -> None:
         self.fs = device.fs
         self.log = device.log
         self.stream = stream
@@ -105,7 +105,9 @@ class SyncService:
             if st is None:
                 continue
             raw = name.encode(errors="surrogateescape")
-            await self.out.write(DENT_V1.pack(b"DENT", st.mode, st.size & 0xFFFFFFFF, st.mtime_s & 0xFFFFFFFF, len(raw)) + raw)
+            await self.out.write(
+                DENT_V1.pack(b"DENT", st.mode, st.size & 0xFFFFFFFF, st.mtime_s & 0xFFFFFFFF, len(raw)) + raw
+            )
         await self.out.write(b"DONE" + bytes(16))
 
     async def list_v2(self, path: str, command: bytes) -> None:

@@ -14,7 +14,7 @@ import collections
 import contextlib
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from harness.virtual_farm.protocol import (
     A_VERSION,
@@ -64,7 +64,7 @@ class StreamClosed(ConnectionError):
 
 
 class Stream:
-    def __init__(self, conn: "Connection", local_id: int, remote_id: int, service: str) -> None:
+    def __init__(self, conn: Connection, local_id: int, remote_id: int, service: str) -> None:
         self.conn = conn
         self.local_id = local_id
         self.remote_id = remote_id
