@@ -99,22 +99,21 @@ def _value(row: pd.Series, name: str) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def _largest_cluster_khz(row: pd.Series) -> float | None:
-    for name in ("cpu_avg_freq_khz", "cpu_cur_freq_khz"):
-        values = row.get(name)
-        if values is not None and not (isinstance(values, float) and math.isnan(values)) and len(values):
-            return float(values[-1])
-    return None
-
-
 def window_clocks_khz(row: pd.Series) -> tuple[str | None, tuple[float, ...]]:
     """A window's clock per CPU cluster, as the throttle test reads it: ("avg", the mean over the window) where
     present, else ("cur", the clock at its end); (None, ()) without clocks."""
     for source, name in (("avg", "cpu_avg_freq_khz"), ("cur", "cpu_cur_freq_khz")):
         values = row.get(name)
-        if values is not None and not (isinstance(values, float) and math.isnan(values)) and len(values):
+        # A list, or a missing value: None, NaN, or pd.NA when the rows came through DuckDB.
+        if values is not None and not (pd.api.types.is_scalar(values) and pd.isna(values)) and len(values):
             return source, tuple(float(value) for value in values)
     return None, ()
+
+
+def _largest_cluster_khz(row: pd.Series) -> float | None:
+    """The last (largest) cluster's clock of window_clocks_khz; None without clocks."""
+    _, clocks = window_clocks_khz(row)
+    return clocks[-1] if clocks else None
 
 
 def summarize_case(windows: pd.DataFrame, min_effect: float) -> SustainedSummary:
