@@ -47,8 +47,22 @@ from harness.versioned import checked_version, upgraded
 log = logging.getLogger(__name__)
 
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 """Version of run.json; it evolves independently of the Parquet schema."""
+
+
+def _manifest_v1_to_v2(document: dict) -> dict:
+    """v2: `binaries` lists each ABI's binaries (an ABI may have the classic and the LiteRT 2.x benchmark_model);
+    v1 named one per ABI."""
+    binaries = document.get("binaries")
+    if isinstance(binaries, dict):
+        document = {**document, "binaries": {abi: entry if isinstance(entry, list) else [entry]
+                                             for abi, entry in binaries.items()}}
+    return {**document, "schema_version": 2}
+
+
+MANIFEST_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _manifest_v1_to_v2}
+"""run.json upgrades: MANIFEST_UPGRADES[n] turns a version-n document into version n+1."""
 
 
 def _upgrade_v1_to_v2(table: pa.Table) -> pa.Table:
@@ -215,8 +229,8 @@ class ResultsStore:
                 f"restore it from a backup or delete {path} to drop the run's manifest",
             ) from None
         version = document.get("schema_version") if isinstance(document, dict) else None
-        checked_version(path, "run manifest", version, MANIFEST_VERSION)
-        return document
+        version = checked_version(path, "run manifest", version, MANIFEST_VERSION)
+        return upgraded(document, path, "run manifest", version, MANIFEST_VERSION, MANIFEST_UPGRADES)
 
     def read(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """All result rows, or those of some runs; skipped files are logged (see `load`)."""

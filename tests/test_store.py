@@ -361,6 +361,18 @@ def test_a_newer_file_is_refused_with_the_upgrade_command(tmp_path: Path, column
 V1_DATASET = REPO / "tests" / "data" / "results_v1"
 
 
+def test_the_checked_in_v1_run_json_reads_as_v2() -> None:
+    """v1 named one benchmark binary per ABI; v2 lists them (classic and LiteRT 2.x may share an ABI)."""
+    (run,) = [path.parent.name for path in (V1_DATASET / "runs").glob("*/run.json")]
+    raw = json.loads((V1_DATASET / "runs" / run / "run.json").read_text())
+    assert raw["schema_version"] == 1 and isinstance(raw["binaries"]["x86_64"], dict)
+    document = ResultsStore(V1_DATASET).read_run_manifest(run)
+    assert document["schema_version"] == 2
+    assert document["binaries"] == {"x86_64": [raw["binaries"]["x86_64"]]}
+    assert {k: v for k, v in document.items() if k not in ("schema_version", "binaries")} == {
+        k: v for k, v in raw.items() if k not in ("schema_version", "binaries")}
+
+
 def test_the_checked_in_v1_dataset_reads_as_v2_rows() -> None:
     """tests/data/results_v1 was written by the v1 harness; every read upgrades it (v1 -> v2)."""
     rows = ResultsStore(V1_DATASET).read()
@@ -464,7 +476,7 @@ def test_run_manifest_round_trip(tmp_path: Path) -> None:
     assert path == tmp_path / "runs" / "run-1" / "run.json"
     assert [p.name for p in path.parent.iterdir()] == ["run.json"]  # no temporary file left
     assert store.read_run_manifest("run-1") == {
-        "schema_version": 1,
+        "schema_version": 2,
         "run_id": "run-1",
         **manifest,
         "started_at": T0.isoformat(),
@@ -483,7 +495,7 @@ def test_run_manifest_errors_name_the_fix(tmp_path: Path) -> None:
         store.read_run_manifest("../../etc")
     newer = tmp_path / "runs" / "run-new" / "run.json"
     newer.parent.mkdir(parents=True)
-    newer.write_text(json.dumps({"schema_version": 2}))
+    newer.write_text(json.dumps({"schema_version": 3}))
     with pytest.raises(SchemaError, match="pip install -U"):
         store.read_run_manifest("run-new")
 
