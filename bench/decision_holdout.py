@@ -141,7 +141,7 @@ def main() -> int:
     fixed = evaluate(results, run_a, run_b)
     decided = evaluate(results, run_c, run_b)
     print(f"{'device':<26} {'model':<13} {'3 repetitions':>14} {'until-decided':>14}")
-    for (device, model, ratio_a, text_a), (_, _, ratio_c, _) in zip(fixed, decided, strict=False):
+    for (device, model, ratio_a, _), (_, _, ratio_c, _) in zip(fixed, decided, strict=False):
         shown = [f"x{r:.2f}" if r is not None else "failed" for r in (ratio_a, ratio_c)]
         print(f"{device:<26} {model:<13} {shown[0]:>14} {shown[1]:>14}")
     met = summarise("3 repetitions", fixed, device_a, wall_a)

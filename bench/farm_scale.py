@@ -68,7 +68,9 @@ def renamed_profiles(folder: Path, count: int) -> Path:
     for i in range(count):
         source = shipped[i % len(shipped)]
         text = source.read_text()
-        text, renamed = re.subn(r'(?m)^name = "([^"]+)"', lambda m: f'name = "{m.group(1)}-{i:02d}"', text, count=1)
+        text, renamed = re.subn(
+            r'(?m)^name = "([^"]+)"', lambda m, i=i: f'name = "{m.group(1)}-{i:02d}"', text, count=1
+        )
         assert renamed == 1, f"{source} has no [device] name line"
         (folder / f"{i:02d}_{source.name}").write_text(text)
     return folder

@@ -430,9 +430,8 @@ class _Parser:
                 return
             self.in_perf_table = False
             self.table_candidates = []
-        if self.in_litert_block:
-            if self._litert_line(message):
-                return
+        if self.in_litert_block and self._litert_line(message):
+            return
         self._line(message, is_error)
 
     def _line(self, message: str, is_error: bool) -> None:

@@ -164,7 +164,8 @@ def official_source(dialect: BenchmarkDialect, abi: Abi, litert_version_: str | 
         )
     raise UsageError(
         f"no official {dialect.value} benchmark binary for {abi.value}",
-        f"official builds exist for {_what_exists()}; for another ABI build one yourself and pass --binary {abi.value}=PATH to harness run",
+        f"official builds exist for {_what_exists()}; for another ABI build one yourself and pass --binary "
+        f"{abi.value}=PATH to harness run",
     )
 
 

@@ -184,12 +184,11 @@ def _fit_input(x: np.ndarray, model_input: InputSpec, where: str) -> np.ndarray:
             )
         if not np.isfinite(x).all():
             raise InputFileError(f"{where}: x contains NaN or infinite values", "clean or drop those samples")
-    elif wanted_kind in "iu":
-        if x.dtype.kind not in "iu":
-            raise InputFileError(
-                f"{where}: x is {x.dtype}, but the model's input {model_input.describe()} takes integers",
-                f"store x as {model_input.dtype}",
-            )
+    elif wanted_kind in "iu" and x.dtype.kind not in "iu":
+        raise InputFileError(
+            f"{where}: x is {x.dtype}, but the model's input {model_input.describe()} takes integers",
+            f"store x as {model_input.dtype}",
+        )
     return x.astype(model_input.dtype, copy=False)
 
 

@@ -69,7 +69,8 @@ def run_demo(results_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> 
     for request in examples.conversion_requests(models_dir, results_dir):
         result = convert_model(request)
         verdicts = ", ".join(
-            f"{v.variant.value} {'accepted' if v.accepted else 'rejected' if v.accepted is False else v.reason or v.status.value}"
+            f"{v.variant.value} "
+            f"{'accepted' if v.accepted else 'rejected' if v.accepted is False else v.reason or v.status.value}"
             for v in result.variants
         )
         say(f"  converted {request.model_path.name}: {verdicts}")
@@ -82,7 +83,8 @@ def run_demo(results_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> 
         run_id = sweep.new_run_id()
         binaries = sweep.build_binaries({}, store.root / "runs" / run_id)
         say(
-            f"sweeping {len(DEMO_PARAMS.delegates) * len(DEMO_PARAMS.threads)} configurations on {len(devices)} devices ..."
+            f"sweeping {len(DEMO_PARAMS.delegates) * len(DEMO_PARAMS.threads)} configurations on "
+            f"{len(devices)} devices ..."
         )
         return sweep.run_sweep(
             devices,

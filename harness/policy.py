@@ -564,7 +564,8 @@ def _entry(
     if known is None:
         # An app loads the file a policy names: a made-up name would ship a policy that cannot work.
         raise InputFileError(
-            f"the policy would choose {config.label} of {model_name}, whose file (sha256 {config.model_sha256[:16]}...) "
+            f"the policy would choose {config.label} of {model_name}, whose file (sha256 "
+            f"{config.model_sha256[:16]}...) "
             "no convert manifest and no run's plan names",
             "pass --manifest DIR/manifest.json of the conversion that made it",
         )

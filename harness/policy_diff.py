@@ -203,7 +203,8 @@ def _signature_changes(subject: str, old: dict[str, Any] | None, new: dict[str, 
                 ChangeKind.SIGNATURE,
                 subject,
                 f"signature {'unknown' if old is None else 'known'} -> {'unknown' if new is None else 'known'}: "
-                "compatibility cannot be checked, so treat it as incompatible (derive both policies from a convert manifest)",
+                "compatibility cannot be checked, so treat it as incompatible (derive both policies from a convert "
+                "manifest)",
                 incompatible=True,
             )
         ]

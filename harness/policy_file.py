@@ -423,7 +423,8 @@ def _match_problems(raw_tiers: Any, tiers: list[tuple[int, dict]]) -> list[Probl
                     problems.append(
                         Problem(
                             _where(("tiers", index, "match", "soc_any", position)),
-                            f"{pattern!r} is not a well-formed glob: {why}; close the [...] class or remove the bracket",
+                            f"{pattern!r} is not a well-formed glob: {why}; close the [...] class "
+                            "or remove the bracket",
                         )
                     )
         if match == {} and index < count - 1 and not catch_all_reported:
@@ -434,7 +435,8 @@ def _match_problems(raw_tiers: Any, tiers: list[tuple[int, dict]]) -> list[Probl
                 Problem(
                     _where(("tiers", index, "match")),
                     f"is empty, so it matches every phone and the {count - index - 1} entries after it "
-                    f"({', '.join(later)}) are never reached: move this catch-all entry to the end or give it conditions",
+                    f"({', '.join(later)}) are never reached: move this catch-all entry to the end or give "
+                    "it conditions",
                 )
             )
         rule = tier.get("rule")
@@ -503,7 +505,8 @@ def _model_file_problems(entries: list[tuple[Place, dict]], model: Any) -> list[
                         Problem(
                             _where((*at, key)),
                             f"is {_short(file_info.get(key))} but the same sha256 {sha[:12]}.. has {what} "
-                            f"{_short(first.get(key))} at {_where(first_path)}: one content has one {what}; correct the wrong one",
+                            f"{_short(first.get(key))} at {_where(first_path)}: one content has one {what}; "
+                            "correct the wrong one",
                         )
                     )
         by_sha.setdefault(sha, (at, file_info))
@@ -514,8 +517,9 @@ def _model_file_problems(entries: list[tuple[Place, dict]], model: Any) -> list[
                 problems.append(
                     Problem(
                         _where((*at, "sha256")),
-                        f"is {sha[:12]}.. but {name!r} has sha256 {first_sha[:12]}.. at {_where(first_path)}: apps keep "
-                        "downloaded files by name and would reject one of them; give different contents different file names",
+                        f"is {sha[:12]}.. but {name!r} has sha256 {first_sha[:12]}.. at {_where(first_path)}: apps "
+                        "keep downloaded files by name and would reject one of them; give different contents "
+                        "different file names",
                     )
                 )
             by_file.setdefault(name, (at, sha))

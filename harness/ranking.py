@@ -419,7 +419,8 @@ WITH counted AS (
         max(memory_any_mb) FILTER (WHERE is_ok) AS memory_mb,
         -- only measured energy decides anything; modelled energy is kept apart, for display
         median(energy_mj_per_inference) FILTER (WHERE is_ok AND power_method = 'fuel_gauge') AS energy_mj_per_inference,
-        median(energy_mj_per_inference) FILTER (WHERE is_ok AND power_method = 'model') AS modelled_energy_mj_per_inference,
+        median(energy_mj_per_inference) FILTER (WHERE is_ok AND power_method = 'model')
+            AS modelled_energy_mj_per_inference,
         list(DISTINCT power_method) FILTER (WHERE power_method IS NOT NULL) AS power_methods,
         list(DISTINCT temperature_method) FILTER (WHERE temperature_method IS NOT NULL) AS temperature_methods,
         list(DISTINCT coalesce(bench_binary_name, '?') || '@' || bench_binary_sha256)
@@ -443,10 +444,13 @@ WITH counted AS (
         max(output_sym_kl) FILTER (WHERE is_ok) AS output_sym_kl,
         max(output_rmse) FILTER (WHERE is_ok) AS output_rmse,
         count(*) FILTER (WHERE is_ok AND numerics_status IN ('ok', 'mismatch')) AS numerics_checked_rows,
-        count(*) FILTER (WHERE is_ok AND numerics_status = 'mismatch' AND output_cosine IS NULL) AS numerics_unreadable_rows,
+        count(*) FILTER (WHERE is_ok AND numerics_status = 'mismatch' AND output_cosine IS NULL)
+            AS numerics_unreadable_rows,
         arg_max(numerics_reason, started_at)
-            FILTER (WHERE is_ok AND numerics_status = 'mismatch' AND output_cosine IS NULL) AS numerics_unreadable_reason,
-        arg_max(numerics_reason, started_at) FILTER (WHERE is_ok AND numerics_status = 'not_checked') AS numerics_unchecked_reason,
+            FILTER (WHERE is_ok AND numerics_status = 'mismatch' AND output_cosine IS NULL)
+            AS numerics_unreadable_reason,
+        arg_max(numerics_reason, started_at) FILTER (WHERE is_ok AND numerics_status = 'not_checked')
+            AS numerics_unchecked_reason,
         arg_max(numerics_reference, started_at) FILTER (WHERE numerics_reference IS NOT NULL) AS numerics_reference
     FROM r
     GROUP BY ALL

@@ -56,8 +56,10 @@ def _manifest_v1_to_v2(document: dict) -> dict:
     v1 named one per ABI."""
     binaries = document.get("binaries")
     if isinstance(binaries, dict):
-        document = {**document, "binaries": {abi: entry if isinstance(entry, list) else [entry]
-                                             for abi, entry in binaries.items()}}
+        document = {
+            **document,
+            "binaries": {abi: entry if isinstance(entry, list) else [entry] for abi, entry in binaries.items()},
+        }
     return {**document, "schema_version": 2}
 
 

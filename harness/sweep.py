@@ -1080,17 +1080,19 @@ def run_sweep(
         lease=lease_policy,
     )
     progress = {entry.key: _DeviceProgress() for entry in devices}
-    with _progress_display(devices, progress, show_progress):
-        with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="sweep") as pool:
-            futures = [pool.submit(_DeviceSweep(ctx, entry, progress[entry.key]).run) for entry in devices]
-            try:
-                for future in futures:
-                    future.result()
-            except BaseException:
-                # Ctrl-C (or a bug in one phone's thread): the others store the case in flight, stop,
-                # and release their leases before the pool lets go.
-                ctx.stop.set()
-                raise
+    with (
+        _progress_display(devices, progress, show_progress),
+        ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="sweep") as pool,
+    ):
+        futures = [pool.submit(_DeviceSweep(ctx, entry, progress[entry.key]).run) for entry in devices]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            # Ctrl-C (or a bug in one phone's thread): the others store the case in flight, stop,
+            # and release their leases before the pool lets go.
+            ctx.stop.set()
+            raise
 
     manifest["ended_at"] = dt.datetime.now(dt.UTC)
     store.write_run_manifest(run_id, manifest)

@@ -29,7 +29,7 @@ def verbatim(path: Path) -> str:
 
 def expected_runs(path: Path) -> list[dict]:
     data = json.loads(path.with_suffix(".expected.json").read_text(encoding="utf-8"))
-    return data["runs"] if "runs" in data else [data]
+    return data.get("runs", [data])
 
 
 def fixture_id(path: Path) -> str:

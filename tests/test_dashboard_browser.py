@@ -2,8 +2,8 @@
 Debian's headless Chromium through Playwright's Python client (no browser download).
 
 Every page is opened by its URL, as a bookmark would, and must show the page's title, a tier name
-and a drawn plotly chart, and no exception; the Policy page's JSON is downloaded and validated. Screenshots go to the test's tmp folder and to
-/tmp/dashboard-shots/ for people to look at.
+and a drawn plotly chart, and no exception; the Policy page's JSON is downloaded and validated.
+Screenshots go to the test's tmp folder and to /tmp/dashboard-shots/ for people to look at.
 """
 
 from __future__ import annotations
@@ -223,7 +223,8 @@ def _wait_for_charts(page, count: int) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_function(
         """count => {
             const plots = [...document.querySelectorAll('.js-plotly-plot')];
-            const drawn = plots.filter(p => p.querySelector('.main-svg') && p.querySelectorAll('.cartesianlayer .trace path, .heatmaplayer .hm image').length > 0);
+            const marks = '.cartesianlayer .trace path, .heatmaplayer .hm image';
+            const drawn = plots.filter(p => p.querySelector('.main-svg') && p.querySelectorAll(marks).length > 0);
             return drawn.length >= count;
         }""",
         arg=count,

@@ -370,7 +370,8 @@ def test_the_checked_in_v1_run_json_reads_as_v2() -> None:
     assert document["schema_version"] == 2
     assert document["binaries"] == {"x86_64": [raw["binaries"]["x86_64"]]}
     assert {k: v for k, v in document.items() if k not in ("schema_version", "binaries")} == {
-        k: v for k, v in raw.items() if k not in ("schema_version", "binaries")}
+        k: v for k, v in raw.items() if k not in ("schema_version", "binaries")
+    }
 
 
 def test_the_checked_in_v1_dataset_reads_as_v2_rows() -> None:

@@ -368,7 +368,13 @@ def test_one_benchmark_at_a_time_across_the_farm(farm, probe):
 
 def test_power_and_thermal_model_follow_real_cpu_use(farm, probe):
     d = farm.device("pixel-8-pro")
-    files = "/sys/class/power_supply/battery/current_now /sys/class/thermal/thermal_zone0/temp /sys/devices/system/cpu/cpu8/cpufreq/scaling_cur_freq"
+    files = " ".join(
+        (
+            "/sys/class/power_supply/battery/current_now",
+            "/sys/class/thermal/thermal_zone0/temp",
+            "/sys/devices/system/cpu/cpu8/cpufreq/scaling_cur_freq",
+        )
+    )
     d.shell("dumpsys battery unplug")
     assert wait_until(lambda: d.shell(f"cat {files}").split()[2] == "500000", timeout_s=5)  # idle: X3 at min
     idle_ua, idle_mc, idle_khz = map(int, d.shell(f"cat {files}").split())

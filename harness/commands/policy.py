@@ -211,7 +211,8 @@ def validate_command(ctx: click.Context, file: Path, require_physical: bool, as_
     "--meminfo",
     "meminfo_path",
     type=click.Path(path_type=Path),
-    help="Saved 'adb shell cat /proc/meminfo' output (with --getprop); without it RAM comes from props such as ro.boot.ddr_size.",
+    help="Saved 'adb shell cat /proc/meminfo' output (with --getprop); "
+    "without it RAM comes from props such as ro.boot.ddr_size.",
 )
 @click.option(
     "--serial", help="A phone on the farm's adb servers (SERIAL or HOST:PORT/SERIAL, as 'harness devices' lists it)."

@@ -42,7 +42,8 @@ def results_ls(results_dir: Path, as_json: bool) -> None:
         click.echo(f"no runs in {results_dir}")
     for run in runs:
         click.echo(
-            f"{run.run_id}\tstarted {_iso(run.started_at)}\tdevices {len(run.devices)}\tcases {run.cases}\tok {run.ok}\tfailed {run.failed}"
+            f"{run.run_id}\tstarted {_iso(run.started_at)}\tdevices {len(run.devices)}\tcases {run.cases}\tok "
+            f"{run.ok}\tfailed {run.failed}"
         )
 
 

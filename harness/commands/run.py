@@ -293,7 +293,8 @@ def run_command(
         click.echo(sweep.summary_json(summary))
         return
     click.echo(
-        f"run {summary.run_id}: {summary.cases_total} case(s) on {summary.devices} device(s) in {summary.wall_s:.1f} s, "
+        f"run {summary.run_id}: {summary.cases_total} case(s) on {summary.devices} device(s) in "
+        f"{summary.wall_s:.1f} s, "
         f"{summary.cases_ok} ok, statuses {summary.statuses}, {summary.bytes_pushed} bytes pushed; "
         f"results in {summary.results_dir}"
     )

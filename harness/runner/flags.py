@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import TypeVar, Union
+from typing import TypeVar
 
 from harness.runner.report import Log, fmt_num
 
-Value = Union[int, float, bool, str, None]
+Value = int | float | bool | str | None
 ParamsT = TypeVar("ParamsT")
 
 _INT = re.compile(r"[+-]?\d+")

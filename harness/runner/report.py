@@ -12,7 +12,7 @@ def fmt_num(value: float) -> str:
     The default stream precision is 6 significant digits in %g style, which is
     why real logs show `avg=1.24027e+06`; parsers of real output expect it.
     """
-    return "%g" % value
+    return "%g" % value  # noqa: UP031 - printf %g is the C++ default the logs reproduce
 
 
 class Log:

@@ -424,7 +424,8 @@ def _ls_line(name: str, st: Stat, widths: tuple[int, int], link: str | None) -> 
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(st.mtime_s))
     user = _owner(st.uid)
     shown = f"{name} -> {link}" if link is not None else name
-    return f"{stat_mod.filemode(st.mode)} {st.nlink:>{widths[0]}} {user:<5} {user:<5} {st.size:>{widths[1]}} {when} {shown}\n"
+    mode = stat_mod.filemode(st.mode)
+    return f"{mode} {st.nlink:>{widths[0]}} {user:<5} {user:<5} {st.size:>{widths[1]}} {when} {shown}\n"
 
 
 @builtin("ls")

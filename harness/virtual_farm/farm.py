@@ -343,7 +343,8 @@ def up(
                 if proc.poll() is not None or time.monotonic() > deadline:
                     tail = log_path.read_text(errors="replace")[-800:]
                     raise FarmError(
-                        f"virtual device {profile.name} did not start (exit {proc.poll()}); its log {log_path} ends:\n{tail}",
+                        f"virtual device {profile.name} did not start (exit {proc.poll()}); its log {log_path} "
+                        f"ends:\n{tail}",
                         "fix the cause shown in the log, then run 'harness farm up' again",
                     )
                 time.sleep(0.02)
@@ -496,9 +497,12 @@ def fault(
     reply = _control(record, {"op": op.value, "kbps": kbps, "command": command})
     if not reply.get("ok"):
         raise FarmError(f"{record.name} refused fault {op.value}: {reply.get('error')}", "see the device log")
-    if op is Fault.THAW and adb_server_running(state.adb_server_port):
-        # A dropped device may sit 'offline' in the server's reconnect loop: reattach it now.
-        if adb_states(state.adb_server_port).get(record.serial) != "device":
-            adb_client(state.adb_server_port).disconnect(record.serial)
-            attach(state.adb_server_port, record.serial)
+    # A dropped device may sit 'offline' in the server's reconnect loop: reattach it now.
+    if (
+        op is Fault.THAW
+        and adb_server_running(state.adb_server_port)
+        and adb_states(state.adb_server_port).get(record.serial) != "device"
+    ):
+        adb_client(state.adb_server_port).disconnect(record.serial)
+        attach(state.adb_server_port, record.serial)
     return reply["state"]

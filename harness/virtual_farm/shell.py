@@ -56,7 +56,8 @@ SH = "/system/bin/sh"
 SYSTEM_BIN_DIRS = ("/system/bin", "/system/xbin", "/vendor/bin", "/bin")
 QUIET_SIGNALS = (signal.SIGINT, signal.SIGPIPE)  # mksh prints no message for these
 DEFAULT_ENV = {
-    "PATH": "/product/bin:/apex/com.android.runtime/bin:/apex/com.android.art/bin:/system_ext/bin:/system/bin:/system/xbin:/odm/bin:/vendor/bin:/vendor/xbin",
+    "PATH": "/product/bin:/apex/com.android.runtime/bin:/apex/com.android.art/bin:/system_ext/bin"
+    ":/system/bin:/system/xbin:/odm/bin:/vendor/bin:/vendor/xbin",
     "HOME": "/",
     "TMPDIR": "/data/local/tmp",
     "ANDROID_DATA": "/data",

@@ -193,12 +193,12 @@ class _Lexer:
         src = self.src
         op = next(o for o in OPERATORS if src.startswith(o, self.i))
         io_fd = None
-        if op in REDIRECT_OPS and self.in_word:
-            # "2>" : a word of digits glued to a redirection is the fd, not an argument.
-            if len(self.parts) == 1 and not self.parts[0].quoted and self.parts[0].text.isdigit():
-                io_fd = int(self.parts[0].text)
-                self.parts = []
-                self.in_word = False
+        # "2>" : a word of digits glued to a redirection is the fd, not an argument.
+        glued_fd = len(self.parts) == 1 and not self.parts[0].quoted and self.parts[0].text.isdigit()
+        if op in REDIRECT_OPS and self.in_word and glued_fd:
+            io_fd = int(self.parts[0].text)
+            self.parts = []
+            self.in_word = False
         self.flush()
         self.tokens.append(_Token(op=op, io_fd=io_fd))
         self.i += len(op)
