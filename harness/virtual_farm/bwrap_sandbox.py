@@ -1,0 +1,277 @@
+"""One virtual phone as a real Linux sandbox: bubblewrap namespaces, Android's real shell and tools.
+
+A long-lived `bwrap` per phone holds a private mount and pid namespace:
+
+    /usr, /lib*, /bin      read-only binds of the host's (toybox, mksh and the loader live there)
+    /system/bin            mksh as `sh`, one symlink per toybox command, the Android shims, `python3`
+    <venv>, <base python>  read-only binds at their host paths (the runner zipapp's interpreter)
+    /data                  a tmpfs of the profile's storage quota: a full disk is a real ENOSPC
+    /sdcard                -> /data/media/0, as on a phone
+    /proc                  the sandbox's own procfs, with /proc/cpuinfo and /proc/meminfo bound over
+    /sys                   a generated tree (cpufreq, thermal zones, power supply) the model rewrites
+    /dev                   bwrap's minimal /dev
+
+Each shell command enters it with `nsenter` (mount + pid namespace, the sandbox's root and working
+directory) and runs `/system/bin/sh -c CMD`, so what the command executes is confined by the
+namespaces, not by path translation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+SANDBOX_TOOLS = ("bwrap", "mksh", "toybox", "nsenter")
+TOYBOX = "/usr/bin/toybox"
+MKSH = "/usr/bin/mksh"
+# The shell adbd starts: PATH, HOME and TMPDIR as on a phone's `adb shell`.
+SHELL_ENV = {
+    "PATH": "/system/bin",
+    "HOME": "/",
+    "TMPDIR": "/data/local/tmp",
+    "ANDROID_DATA": "/data",
+    "ANDROID_ROOT": "/system",
+    "EXTERNAL_STORAGE": "/sdcard",
+}
+SHELL_UID = 2000  # adb's `shell` user, as on a phone
+WRITABLE_DIRS = ("data/local/tmp", "data/media/0")
+# Commands toybox would otherwise provide that a phone's shell must not have, or that a shim replaces.
+_NOT_FROM_TOYBOX = frozenset({"sh", "taskset"})
+
+
+class SandboxUnavailable(HarnessError):
+    """Namespaces cannot be created here (or a tool is missing): names the cause and the fix."""
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What one phone's sandbox is made of; `folder` is the phone's host folder (generated files, /system/bin)."""
+
+    folder: Path
+    quota_bytes: int
+    python_prefixes: tuple[str, ...] = field(default_factory=lambda: _python_prefixes())
+    shims: Mapping[str, str] = field(default_factory=dict)  # name -> script text, installed in /system/bin
+    real_cpu_tree: bool = False  # bind the host's /sys/devices/system/cpu instead of the generated one
+
+    @property
+    def system_bin(self) -> Path:
+        return self.folder / "system" / "bin"
+
+    @property
+    def generated(self) -> Path:
+        return self.folder / "generated"
+
+
+def _python_prefixes() -> tuple[str, ...]:
+    """The interpreter and environment the runner zipapp needs, bound read-only at their host paths."""
+    prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    return tuple(sorted(p for p in prefixes if not p.startswith("/usr")))
+
+
+def check_available() -> None:
+    """Raises SandboxUnavailable naming the cause and the fix when a phone sandbox cannot be made here."""
+    missing = [tool for tool in SANDBOX_TOOLS if shutil.which(tool) is None]
+    if missing:
+        packages = {"bwrap": "bubblewrap", "nsenter": "util-linux"}
+        names = " ".join(sorted({packages.get(t, t) for t in missing}))
+        raise SandboxUnavailable(
+            f"virtual phones need {', '.join(missing)}: install them with 'apt-get install -y {names}' "
+            "(make demo and make test do it when run as root)"
+        )
+    probe = subprocess.run(
+        ["bwrap", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-pid", "--", "/bin/true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        raise SandboxUnavailable(
+            f"virtual phones need private mount and pid namespaces, and bwrap cannot create them here: "
+            f"{probe.stderr.strip() or f'exit code {probe.returncode}'}. Run as root, or allow unprivileged user "
+            "namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 also "
+            "kernel.apparmor_restrict_unprivileged_userns=0; in Docker, --security-opt seccomp=unconfined)"
+        )
+
+
+def populate_system_bin(spec: SandboxSpec) -> None:
+    """mksh as sh, toybox's commands, the shims and a python3 that starts the project's environment."""
+    bin_dir = spec.system_bin
+    if bin_dir.exists():
+        shutil.rmtree(bin_dir)
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "sh").symlink_to(MKSH)
+    listing = subprocess.run([TOYBOX], capture_output=True, text=True, check=True).stdout.split()
+    for name in listing:
+        if name not in _NOT_FROM_TOYBOX and "/" not in name:
+            (bin_dir / name).symlink_to(TOYBOX)
+    (bin_dir / "toybox").symlink_to(TOYBOX)
+    # A symlink to the venv's python would not find pyvenv.cfg; exec it by its path instead.
+    shims = {"python3": f'#!/system/bin/sh\nexec {os.path.join(sys.prefix, "bin", "python3")} "$@"\n', **spec.shims}
+    for name, text in shims.items():
+        path = bin_dir / name
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        path.write_text(text)
+        path.chmod(0o755)
+
+
+def write_generated(root: Path, files: Mapping[str, Callable[[], bytes]]) -> None:
+    """Writes each generated device file (device path -> content) under root, in place.
+
+    In place (same inode), because /proc/cpuinfo and /proc/meminfo are bind-mounted file by file: a rename would
+    leave the sandbox reading the old inode. The new content is written before the tail is cut, so a reader
+    never sees an empty file.
+    """
+    for device_path, render in files.items():
+        path = root / device_path.lstrip("/")
+        data = render()
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o444)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+
+
+# The sandbox's first process: says it is up (bwrap reports its pid before the mounts are done), then waits.
+READY_LINE = b"ready\n"
+INIT = ("/system/bin/sh", "-c", "echo ready; exec /system/bin/sleep 2147483647")
+
+
+def bwrap_argv(spec: SandboxSpec, init: Iterable[str] = INIT) -> list[str]:
+    gen = spec.generated
+    argv = [
+        "bwrap",
+        "--die-with-parent",
+        "--unshare-user",
+        "--uid",
+        str(SHELL_UID),
+        "--gid",
+        str(SHELL_UID),
+        "--cap-drop",
+        "ALL",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        "localhost",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    for link in ("lib", "lib64", "bin", "sbin"):
+        if os.path.islink(f"/{link}"):
+            argv += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
+        elif os.path.isdir(f"/{link}"):
+            argv += ["--ro-bind", f"/{link}", f"/{link}"]
+    argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for prefix in spec.python_prefixes:
+        argv += ["--ro-bind", prefix, prefix]
+    argv += ["--ro-bind", str(spec.system_bin), "/system/bin"]
+    argv += ["--size", str(spec.quota_bytes), "--perms", "0771", "--tmpfs", "/data"]
+    for rel in WRITABLE_DIRS:
+        argv += ["--dir", f"/{rel}"]
+    argv += ["--symlink", "/data/media/0", "/sdcard"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for name in ("cpuinfo", "meminfo", "version", "uptime"):
+        if (gen / "proc" / name).exists():
+            argv += ["--ro-bind", str(gen / "proc" / name), f"/proc/{name}"]
+    argv += ["--ro-bind", str(gen / "sys"), "/sys"]
+    if spec.real_cpu_tree:
+        argv += ["--ro-bind", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    argv += ["--clearenv"]
+    for key, value in SHELL_ENV.items():
+        argv += ["--setenv", key, value]
+    argv += ["--chdir", "/", "--", *init]
+    return argv
+
+
+class PhoneSandbox:
+    """The long-lived sandbox of one phone; `command_argv` runs a shell command inside it."""
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        self.spec = spec
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
+        self.init_pid = 0  # host pid of the sandbox's first process (pid 2 inside; bwrap's reaper is 1)
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        read_fd, write_fd = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [*bwrap_argv(self.spec)[:1], "--info-fd", str(write_fd), *bwrap_argv(self.spec)[1:]],
+                pass_fds=(write_fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            os.close(write_fd)
+            write_fd = -1
+            info = _read_all(read_fd, timeout_s)
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+        assert self._proc.stdout is not None
+        if info and _read_all(self._proc.stdout.fileno(), timeout_s, until=READY_LINE) != READY_LINE:
+            info = b""
+        if not info:
+            err = b""
+            if self._proc.poll() is not None and self._proc.stderr is not None:
+                err = self._proc.stderr.read()
+            raise SandboxUnavailable(f"bwrap did not start the phone's sandbox: {err.decode(errors='replace').strip()}")
+        self.init_pid = int(json.loads(info)["child-pid"])
+
+    @property
+    def root(self) -> Path:
+        """The sandbox's / as the host reaches it (for pushes: real quota, real ENOSPC)."""
+        return Path(f"/proc/{self.init_pid}/root")
+
+    def command_argv(self, command: str | None) -> list[str]:
+        """argv that runs `sh -c command` (or an interactive sh when None) inside the sandbox."""
+        enter = [
+            *(self._nsenter, "-t", str(self.init_pid), "-U", "-m", "-p", "-r", "-w", "--preserve-credentials"),
+            *("--", "/system/bin/sh"),
+        ]
+        return enter if command is None else [*enter, "-c", command]
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+        if self._proc is not None and self._proc.stderr is not None:
+            self._proc.stderr.close()
+        self._proc = None
+
+
+def _read_all(fd: int, timeout_s: float, until: bytes | None = None) -> bytes:
+    """Reads until EOF (bwrap closes --info-fd once the sandbox is up), or until `until` has come."""
+    deadline = time.monotonic() + timeout_s
+    chunks = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if until is not None and b"".join(chunks).endswith(until):
+            break
+    return b"".join(chunks)
