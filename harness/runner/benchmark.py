@@ -24,7 +24,6 @@ from harness.runner.flags import BenchmarkFailed, Params, log_params, parse_flag
 from harness.runner.inputs import InputLayer, parse_input_layers, random_data, read_value_file
 from harness.runner.loop import run_loop
 from harness.runner.native_log import native_log_relayed
-from harness.runner.paths import device_root, host_path
 from harness.runner.report import Log, fmt_num
 
 # Runtime messages are several reporter messages glued together; these are
@@ -73,8 +72,7 @@ def _benchmark(argv: list[str], log: Log, baseline_kb: int | None) -> None:
     if params.report_peak_memory_footprint:
         monitor = memory.PeakMemoryMonitor(params.memory_footprint_check_interval_ms)
         monitor.start()
-    root = device_root()
-    graph = _on_host(params.graph, root)
+    graph = params.graph
     model_size_mb = os.path.getsize(graph) / 1e6 if graph and os.path.isfile(graph) else -1.0
 
     init_start_ns = time.perf_counter_ns()
@@ -87,7 +85,7 @@ def _benchmark(argv: list[str], log: Log, baseline_kb: int | None) -> None:
         log.warn("Failed to get the input model file size.")
     log.info(f"Initialized session in {fmt_num(startup_us / 1e3)}ms.")
 
-    _fill_inputs(interpreter, layers, root)
+    _fill_inputs(interpreter, layers)
     invoke = interpreter.invoke
     warmup = run_loop(
         invoke,
@@ -130,17 +128,11 @@ def _benchmark(argv: list[str], log: Log, baseline_kb: int | None) -> None:
         if peak_mb is not None:
             log.info(f"Overall peak memory footprint (MB) via periodic monitoring: {fmt_num(peak_mb)}")
     if params.output_filepath:
-        _write_outputs(interpreter, params.output_filepath, root)
+        _write_outputs(interpreter, params.output_filepath)
     if regular.error is not None:
         raise BenchmarkFailed()
 
 
-def _on_host(path: str, root: str | None) -> str | None:
-    """host_path, or None when the path cannot be resolved (a symlink loop)."""
-    try:
-        return host_path(path, root)
-    except OSError:
-        return None
 
 
 def _error_lines(exc: BaseException) -> list[str]:
@@ -220,22 +212,22 @@ def _resize_inputs(interpreter: Interpreter, layers: tuple[InputLayer, ...], log
                 raise BenchmarkFailed(*_error_lines(exc)) from None
 
 
-def _fill_inputs(interpreter: Interpreter, layers: tuple[InputLayer, ...], root: str | None) -> None:
+def _fill_inputs(interpreter: Interpreter, layers: tuple[InputLayer, ...]) -> None:
     """PrepareInputData + ResetInputsAndOutputs, done once before the loops."""
     rng = np.random.default_rng()
     for position, detail in enumerate(interpreter.get_input_details()):
         layer = layers[position] if layers else None
         shape = tuple(int(d) for d in detail["shape"])
         if layer is not None and layer.value_file is not None:
-            data = read_value_file(layer.value_file, _on_host(layer.value_file, root), detail["dtype"], shape)
+            data = read_value_file(layer.value_file, layer.value_file, detail["dtype"], shape)
         else:
             data = random_data(rng, detail["dtype"], shape, layer.value_range if layer else None)
         interpreter.set_tensor(detail["index"], data)
 
 
-def _write_outputs(interpreter: Interpreter, user_path: str, root: str | None) -> None:
+def _write_outputs(interpreter: Interpreter, user_path: str) -> None:
     """--output_filepath: every output tensor's raw bytes, in output order."""
-    target = _on_host(user_path, root)
+    target = user_path
     if target is not None:
         try:
             with open(target, "wb") as out:

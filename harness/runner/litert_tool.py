@@ -46,7 +46,6 @@ from harness.runner.litert_flags import (
 )
 from harness.runner.loop import RunStats, run_loop
 from harness.runner.native_log import native_log_relayed
-from harness.runner.paths import device_root, host_path
 from harness.runner.report import Log, fmt_num
 
 DELEGATES_ENV = "HARNESS_DEVICE_DELEGATES"
@@ -107,11 +106,10 @@ def _benchmark(argv: list[str], log: Log, baseline_kb: int | None) -> None:
     if params.report_peak_memory_footprint:
         monitor = memory.PeakMemoryMonitor(params.memory_footprint_check_interval_ms)
         monitor.start()
-    root = device_root()
-    model_size_mb = _model_file_size(params.graph, root, log) / 1e6
+    model_size_mb = _model_file_size(params.graph, log) / 1e6
 
     init_start_ns = time.perf_counter_ns()
-    session = _init(params, root, log)
+    session = _init(params, log)
     init_kb = memory.high_water_mark_kb()
     startup_us = (time.perf_counter_ns() - init_start_ns) // 1000
     if model_size_mb > 0:
@@ -139,7 +137,6 @@ def _benchmark(argv: list[str], log: Log, baseline_kb: int | None) -> None:
         memory_kb = (init_kb - baseline_kb, overall_kb - baseline_kb)
     _on_benchmark_end(
         params,
-        root,
         log,
         session.signature,
         model_size_mb,
@@ -154,7 +151,7 @@ def _benchmark(argv: list[str], log: Log, baseline_kb: int | None) -> None:
         raise BenchmarkFailed()
 
 
-def _model_file_size(graph: str, root: str | None, log: Log) -> int:
+def _model_file_size(graph: str, log: Log) -> int:
     """MayGetModelFileSize: `fd:FD:OFFSET:SIZE` or the file's size; -1 when unknown."""
     parts = graph.split(":")
     if parts[0] == "fd":
@@ -162,15 +159,10 @@ def _model_file_size(graph: str, root: str | None, log: Log) -> int:
             _litert_log(log, "ERROR", f"{_H}:309", f"Failed to parse model file size: {graph}")
             return -1
         return int(parts[3])
-    path = _on_host(graph, root)
+    path = graph
     return os.path.getsize(path) if path is not None and os.path.isfile(path) else -1
 
 
-def _on_host(path: str, root: str | None) -> str | None:
-    try:
-        return host_path(path, root)
-    except OSError:
-        return None
 
 
 class _Session:
@@ -228,7 +220,7 @@ def _value_ranges(text: str, log: Log) -> dict[str, tuple[float, float]]:
     return ranges
 
 
-def _init(params: LiteRtParams, root: str | None, log: Log) -> _Session:
+def _init(params: LiteRtParams, log: Log) -> _Session:
     """BenchmarkLiteRtModel::Init."""
     value_ranges = _value_ranges(params.input_layer_value_range, log) if params.input_layer_value_range else {}
     env_paths = {}
@@ -238,8 +230,8 @@ def _init(params: LiteRtParams, root: str | None, log: Log) -> _Session:
         _litert_log(log, "INFO", f"{_CC}:277", f"compiler_cache_path: {params.compiler_cache_path}")
         # The Python environment has no compiler cache option: the cache path is only logged.
         env_paths = {
-            "dispatch_library_path": _on_host(params.dispatch_library_path, root) or "",
-            "compiler_plugin_path": _on_host(params.compiler_plugin_library_path, root) or "",
+            "dispatch_library_path": params.dispatch_library_path or "",
+            "compiler_plugin_path": params.compiler_plugin_library_path or "",
         }
     with native_log_relayed(log):
         environment = Environment.create(
@@ -248,7 +240,7 @@ def _init(params: LiteRtParams, root: str | None, log: Log) -> _Session:
         )
 
     _litert_log(log, "INFO", f"{_CC}:305", f"Loading model from: {params.graph}")
-    graph = _on_host(params.graph, root)
+    graph = params.graph
     if graph is None or not os.path.isfile(graph) or not os.access(graph, os.R_OK):
         # What the runtime reports before Model::CreateFromFile fails.
         log.error(f"Could not open '{params.graph}'.")
@@ -335,7 +327,6 @@ def _hardware_missing_on_device(params: LiteRtParams) -> str | None:
 
 def _on_benchmark_end(
     params: LiteRtParams,
-    root: str | None,
     log: Log,
     signature: str,
     model_size_mb: float,
@@ -381,7 +372,6 @@ def _on_benchmark_end(
     if params.result_file_path:
         _save_result(
             params.result_file_path,
-            root,
             log,
             model_size_mb,
             startup_us,
@@ -404,7 +394,6 @@ def _throughput_mb_per_s(input_bytes: int, inference: RunStats) -> float:
 
 def _save_result(
     user_path: str,
-    root: str | None,
     log: Log,
     model_size_mb: float,
     startup_us: int,
@@ -439,7 +428,7 @@ def _save_result(
     misc.num_runs = inference.count
     misc.num_warmup_runs = warmup.count
     misc.model_throughput_in_mb_per_sec = throughput
-    target = _on_host(user_path, root)
+    target = user_path
     try:
         # Opened first: the real tool logs "Saving" only once its ofstream is good.
         with open(target or "", "wb") as out:

@@ -1,7 +1,7 @@
 """What a virtual device cannot measure, derived from what it really used.
 
-CPU time is real: the device reads the CPU seconds its programs consume on this
-machine (/proc/PID/stat while they run, wait4 rusage when they end). Everything
+CPU time is real: the device reads the CPU seconds the processes of its sandbox
+consume on this machine (the sandbox's own /proc, every tick). Everything
 else here is a documented model (device_profiles/virtual/README.md):
 
     per-core utilisation  = CPU seconds of each program spread over the cores it
@@ -14,14 +14,17 @@ else here is a documented model (device_profiles/virtual/README.md):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from harness.virtual_farm.profile import Profile
+
+DEVICE_CORES_ENV = b"ANDROID_DEVICE_CORES"  # set by the taskset shim (shims.py)
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 # /proc CPU times tick at 1/CLK_TCK (10 ms): shorter steps would turn steady load into noise.
@@ -29,59 +32,87 @@ MIN_STEP_S = 0.25
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
-def proc_cpu_seconds(host_pid: int) -> float | None:
-    """utime + stime of a live process (all its threads), None once it is gone."""
-    try:
-        with open(f"/proc/{host_pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def proc_rss_bytes(host_pid: int) -> int:
-    try:
-        with open(f"/proc/{host_pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE_BYTES
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 @dataclass
-class _Running:
+class _Seen:
     device_cores: frozenset[int]
     counted_cpu_s: float
 
 
 class CpuAccounting:
-    """CPU seconds used by the device's programs, per set of cores they may use."""
+    """CPU seconds used by the processes of the phone's sandbox, read from the sandbox's own /proc.
 
-    def __init__(self) -> None:
-        self._running: dict[int, _Running] = {}
-        self._pending: list[tuple[frozenset[int], float]] = []
+    Each live process is charged what it used since the previous walk, on the device cores it was given
+    (the taskset shim exports them as ANDROID_DEVICE_CORES; without it, every core). What a process uses
+    between the last walk and its exit is not seen: at most one tick of it.
+    """
 
-    def started(self, host_pid: int, device_cores: Iterable[int]) -> None:
-        self._running[host_pid] = _Running(frozenset(device_cores), 0.0)
+    def __init__(self, core_count: int, proc_root: Callable[[], str | None] = lambda: None) -> None:
+        self.core_count = core_count
+        self.proc_root = proc_root  # the sandbox's /proc as the host reaches it; None before it starts
+        self._seen: dict[tuple[int, int], _Seen] = {}  # (pid, start time) -> what was counted
 
-    def finished(self, host_pid: int, total_cpu_s: float) -> None:
-        run = self._running.pop(host_pid, None)
-        if run is not None and total_cpu_s > run.counted_cpu_s:
-            self._pending.append((run.device_cores, total_cpu_s - run.counted_cpu_s))
+    def _walk(self) -> list[tuple[tuple[int, int], float, str]]:
+        root = self.proc_root()
+        if root is None:
+            return []
+        found = []
+        try:
+            names = os.listdir(root)
+        except OSError:
+            return []
+        for name in names:
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"{root}/{name}/stat", "rb") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            fields = raw[raw.rindex(b")") + 2 :].split()
+            cpu_s = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+            found.append(((int(name), int(fields[19])), cpu_s, f"{root}/{name}"))
+        return found
+
+    def _cores(self, proc_dir: str) -> frozenset[int]:
+        all_cores = frozenset(range(self.core_count))
+        try:
+            with open(f"{proc_dir}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            return all_cores
+        for entry in env:
+            if entry.startswith(DEVICE_CORES_ENV + b"="):
+                with contextlib.suppress(ValueError):
+                    mask = int(entry.split(b"=", 1)[1], 16)
+                    return frozenset(c for c in range(self.core_count) if mask >> c & 1) or all_cores
+        return all_cores
 
     def drain(self) -> list[tuple[frozenset[int], float]]:
         """CPU seconds used since the previous call, with the cores they ran on."""
-        out, self._pending = self._pending, []
-        for pid, run in self._running.items():
-            now = proc_cpu_seconds(pid)
-            if now is not None and now > run.counted_cpu_s:
-                out.append((run.device_cores, now - run.counted_cpu_s))
-                run.counted_cpu_s = now
+        out = []
+        live = set()
+        for key, cpu_s, proc_dir in self._walk():
+            live.add(key)
+            seen = self._seen.get(key)
+            if seen is None:
+                seen = self._seen[key] = _Seen(self._cores(proc_dir), 0.0)
+            if cpu_s > seen.counted_cpu_s:
+                out.append((seen.device_cores, cpu_s - seen.counted_cpu_s))
+                seen.counted_cpu_s = cpu_s
+        for gone in set(self._seen) - live:
+            del self._seen[gone]
         return out
 
     def rss_bytes(self) -> int:
-        return sum(proc_rss_bytes(pid) for pid in self._running)
+        root = self.proc_root()
+        total = 0
+        for (pid, _), _, _ in self._walk() if root is not None else []:
+            try:
+                with open(f"{root}/{pid}/statm", "rb") as f:
+                    total += int(f.read().split()[1]) * _PAGE_BYTES
+            except (OSError, IndexError, ValueError):
+                continue
+        return total
 
 
 class ChargeStatus(str, Enum):

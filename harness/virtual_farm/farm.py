@@ -27,6 +27,7 @@ from harness.atomic import write_atomically
 from harness.errors import DeviceError, SchemaError, UsageError
 from harness.versioned import checked_version
 from harness.virtual_farm.profile import load_profiles
+from harness.virtual_farm.sandbox import check_available
 from harness.virtual_farm.server import DELEGATES, Fault
 
 STATE_VERSION = 1
@@ -273,7 +274,8 @@ def attach(port: int, serial: str, timeout_s: float = ATTACH_TIMEOUT_S) -> None:
 
 
 def _sandbox(state_dir: Path, name: str) -> Path:
-    return state_dir / "devices" / name / "root"
+    """The phone's host folder: its /system/bin, generated /proc and /sys files, properties."""
+    return state_dir / "devices" / name
 
 
 def up(
@@ -302,6 +304,7 @@ def up(
                 "run 'harness farm down' and then 'harness farm up' again",
             )
     profiles = load_profiles(profiles_dir or DEFAULT_PROFILES)
+    check_available()  # no namespaces, no phones: the error names the cause and the fix
     for sub in ("logs", "devices", "run"):
         (sd / sub).mkdir(exist_ok=True)
     package_root = str(Path(harness.__file__).resolve().parent.parent)

@@ -1,7 +1,9 @@
-"""Generated read-only files: /proc and /sys as Android shows them.
+"""Generated read-only files: /proc and /sys as Android shows them, and the reports of the phone's services.
 
 Formats follow the Linux kernel (values in kB, kHz, milli-degrees C, uA, uV).
-Modelled values come from DeviceModel, advanced before every read.
+Modelled values come from DeviceModel, advanced before every render; the
+device writes them into its sandbox's folder on every tick (sandbox.write_generated).
+"/services/battery" is what `dumpsys battery` prints (the dumpsys shim cats it).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from harness.virtual_farm.device_model import CpuAccounting, DeviceModel
+from harness.virtual_farm.device_model import DUMPSYS_STATUS_CODE, CpuAccounting, DeviceModel
 from harness.virtual_farm.profile import Profile
 
 Generator = Callable[[], bytes]
@@ -134,6 +136,30 @@ def generated_files(profile: Profile, model: DeviceModel, accounting: CpuAccount
         return "".join(f"POWER_SUPPLY_{k}={v}\n" for k, v in rows.items())
 
     add(f"{bat}/uevent", battery_uevent)
+    def battery_report() -> str:
+        lines = ["Current Battery Service state:"]
+        if model.updates_stopped:
+            lines.append("  (UPDATES STOPPED -- use 'reset' to restart)")
+        lines += [
+            "  AC powered: false",
+            f"  USB powered: {'true' if model.plugged else 'false'}",
+            "  Wireless powered: false",
+            "  Dock powered: false",
+            "  Max charging current: 500000",
+            "  Max charging voltage: 5000000",
+            f"  Charge counter: {model.charge_counter_uah}",
+            f"  status: {DUMPSYS_STATUS_CODE[model.status]}",
+            "  health: 2",
+            "  present: true",
+            f"  level: {model.level_percent}",
+            "  scale: 100",
+            f"  voltage: {int(round(model.voltage_mv))}",
+            f"  temperature: {int(round(model.battery_temp_c * 10))}",
+            f"  technology: {profile.battery.technology}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    add("/services/battery", battery_report)
     add("/sys/class/power_supply/usb/online", lambda: f"{int(model.plugged)}\n")
     add(
         "/sys/class/power_supply/usb/uevent",

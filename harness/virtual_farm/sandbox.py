@@ -1,363 +1,345 @@
-"""The device's file system: a folder on the host seen through chroot rules.
+"""One virtual phone as a real Linux sandbox: bubblewrap namespaces, Android's real shell and tools.
 
-Every device path is resolved component by component against the sandbox
-root: `..` stops at `/`, symlinks are followed by us (absolute targets restart
-at the sandbox root), so no path, however built, reaches a host file outside
-the root. Only /data/local/tmp and /sdcard are writable, as for adb's `shell`
-user; /proc and /sys are generated read-only files. Writes are charged
-against the profile's storage quota and fail with ENOSPC like a full phone.
+A long-lived `bwrap` per phone holds a private mount and pid namespace:
+
+    /usr, /lib*, /bin      read-only binds of the host's (toybox, mksh and the loader live there)
+    /system/bin            mksh as `sh`, one symlink per toybox command, the Android shims, `python3`
+    <venv>, <base python>  read-only binds at their host paths (the runner zipapp's interpreter)
+    /data                  a tmpfs of the profile's storage quota: a full disk is a real ENOSPC
+    /sdcard                -> /data/media/0, as on a phone
+    /proc                  the sandbox's own procfs, with /proc/cpuinfo and /proc/meminfo bound over
+    /sys                   a generated tree (cpufreq, thermal zones, power supply) the model rewrites
+    /dev                   bwrap's minimal /dev, plus the phone's own folders the shims use:
+                           /dev/__properties__ (getprop/setprop), /dev/__services__ (generated reports),
+                           /dev/__control__ (requests to the phone's model), /dev/__bench__ (the host-wide lock)
+
+Each shell command enters it with `nsenter` (mount + pid namespace, the sandbox's root and working
+directory) and runs `/system/bin/sh -c CMD`, so what the command executes is confined by the
+namespaces, not by path translation.
 """
 
 from __future__ import annotations
 
-import errno
-import io
+import contextlib
+import json
 import os
+import select
+import shlex
 import shutil
-import stat as stat_mod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
-Generator = Callable[[], bytes]
+from harness.errors import DeviceError
 
-WRITABLE_ROOTS = ("/data/local/tmp", "/sdcard")
-SKELETON_DIRS = ("data/local/tmp", "sdcard")
-MAX_SYMLINK_HOPS = 40
-SHELL_UID = 2000  # Android's `shell` user owns everything adb creates
+SANDBOX_TOOLS = ("bwrap", "mksh", "toybox", "nsenter")
+TOYBOX = "/usr/bin/toybox"
+MKSH = "/usr/bin/mksh"
+# The shell adbd starts: PATH, HOME and TMPDIR as on a phone's `adb shell`.
+SHELL_ENV = {
+    "PATH": "/system/bin",
+    "HOME": "/",
+    "TMPDIR": "/data/local/tmp",
+    "ANDROID_DATA": "/data",
+    "ANDROID_ROOT": "/system",
+    "EXTERNAL_STORAGE": "/sdcard",
+}
+SHELL_UID = 2000  # adb's `shell` user, as on a phone
+WRITABLE_DIRS = ("data/local/tmp", "data/media/0")
+# Commands toybox would otherwise provide that a phone's shell must not have, or that a shim replaces.
+_NOT_FROM_TOYBOX = frozenset({"sh", "taskset"})
 
 
-def fs_error(code: int, device_path: str) -> OSError:
-    return OSError(code, os.strerror(code), device_path)
-
-
-def _under(path: str, roots: tuple[str, ...]) -> bool:
-    return any(path == r or path.startswith(r + "/") for r in roots)
-
-
-def normalize(path: str, cwd: str = "/") -> str:
-    """Lexical absolute form: joins cwd, drops '.', applies '..' (never above '/')."""
-    parts: list[str] = []
-    for part in (path if path.startswith("/") else f"{cwd}/{path}").split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-        else:
-            parts.append(part)
-    return "/" + "/".join(parts)
+class SandboxUnavailable(DeviceError):
+    """Namespaces cannot be created here (or a tool is missing): names the cause and the fix."""
 
 
 @dataclass(frozen=True)
-class Node:
-    """A resolved path. Exactly one of host / generated is set unless it is a virtual dir."""
+class SandboxSpec:
+    """What one phone's sandbox is made of; `folder` is the phone's host folder (generated files, /system/bin)."""
 
-    path: str  # canonical device path, symlinks resolved
-    host: Path | None = None
-    generated: Generator | None = None
-    virtual_dir: bool = False
-
-    @property
-    def exists(self) -> bool:
-        if self.host is not None:
-            return os.path.lexists(self.host)
-        return self.generated is not None or self.virtual_dir
-
-
-@dataclass(frozen=True)
-class Stat:
-    mode: int
-    size: int
-    mtime_s: int
-    atime_s: int
-    ctime_s: int
-    ino: int
-    nlink: int
-    uid: int
-    gid: int
+    folder: Path
+    quota_bytes: int
+    python_prefixes: tuple[str, ...] = field(default_factory=lambda: _python_prefixes())
+    shims: Mapping[str, str] = field(default_factory=dict)  # name -> script text, installed in /system/bin
+    real_cpu_tree: bool = False  # bind the host's /sys/devices/system/cpu instead of the generated one
+    hostname: str = "localhost"
+    bench_lock: Path | None = None  # host-wide lock file the python3 shim takes (None: parallel mode)
+    data_limit_kb: int | None = None  # RLIMIT_DATA of programs python3 starts (ulimit -d)
+    python_env: Mapping[str, str] = field(default_factory=dict)  # exported by the python3 shim
 
     @property
-    def is_dir(self) -> bool:
-        return stat_mod.S_ISDIR(self.mode)
+    def system_bin(self) -> Path:
+        return self.folder / "system" / "bin"
 
     @property
-    def is_file(self) -> bool:
-        return stat_mod.S_ISREG(self.mode)
+    def generated(self) -> Path:
+        return self.folder / "generated"
+
+    @property
+    def properties(self) -> Path:
+        return self.folder / "properties"
+
+    @property
+    def control(self) -> Path:
+        return self.folder / "control"
+
+    @property
+    def etc(self) -> Path:
+        return self.folder / "etc"
 
 
-class DeviceFS:
-    def __init__(self, root: Path, quota_bytes: int, generated: Mapping[str, Generator]) -> None:
-        self.root = root.resolve()
-        self.quota_bytes = quota_bytes
-        self.generated = dict(generated)
-        self.virtual_dirs = {"/"}
-        for path in self.generated:
-            parent = path.rsplit("/", 1)[0]
-            while parent:
-                self.virtual_dirs.add(parent)
-                parent = parent.rsplit("/", 1)[0]
-        for rel in SKELETON_DIRS:
-            (self.root / rel).mkdir(parents=True, exist_ok=True)
-        self._used_bytes = 0
-        self._open_writers = 0
+def _python_prefixes() -> tuple[str, ...]:
+    """The interpreter and environment the runner zipapp needs, bound read-only at their host paths."""
+    prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    return tuple(sorted(p for p in prefixes if not p.startswith("/usr")))
 
-    # --- resolution ---------------------------------------------------------
 
-    def host_path(self, device_path: str) -> Path:
-        """Host location of a canonical device path (no symlink handling)."""
-        return self.root / device_path.lstrip("/")
-
-    def resolve(self, path: str, cwd: str = "/", follow_last: bool = True) -> Node:
-        # Physical resolution, as the kernel does: '..' applies after a symlink is followed.
-        joined = path if path.startswith("/") else f"{cwd}/{path}"
-        todo = [p for p in joined.split("/") if p not in ("", ".")]
-        done: list[str] = []
-        hops = 0
-        while todo:
-            part = todo.pop(0)
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            candidate = "/" + "/".join(done + [part])
-            host = self.host_path(candidate)
-            is_last = not todo
-            if (follow_last or not is_last) and os.path.islink(host):
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    raise fs_error(errno.ELOOP, path)
-                target = os.readlink(host)
-                if target.startswith("/"):
-                    done = []
-                todo = [p for p in target.split("/") if p not in ("", ".")] + todo
-                continue
-            done.append(part)
-        device_path = "/" + "/".join(done)
-        if device_path in self.generated:
-            return Node(device_path, generated=self.generated[device_path])
-        if device_path in self.virtual_dirs and not self.host_path(device_path).is_dir():
-            return Node(device_path, virtual_dir=True)
-        if _under(device_path, ("/proc", "/sys")):
-            return Node(device_path)  # inside a generated tree but not generated: does not exist
-        return Node(device_path, host=self.host_path(device_path))
-
-    def _writable(self, node: Node) -> None:
-        p = node.path
-        if node.host is not None and _under(p, WRITABLE_ROOTS):
-            return
-        if _under(p, ("/proc", "/sys", "/data")):
-            raise fs_error(errno.EACCES, p)
-        raise fs_error(errno.EROFS, p)
-
-    # --- queries ------------------------------------------------------------
-
-    def stat(self, path: str, cwd: str = "/", follow: bool = True) -> Stat:
-        node = self.resolve(path, cwd, follow_last=follow)
-        if node.generated is not None:
-            # /proc files report size 0, sysfs files one page, as the kernel does.
-            size = 0 if node.path.startswith("/proc/") else 4096
-            return Stat(stat_mod.S_IFREG | 0o444, size, 0, 0, 0, hash(node.path) & 0xFFFFFF, 1, 0, 0)
-        if node.virtual_dir:
-            return Stat(stat_mod.S_IFDIR | 0o555, 0, 0, 0, 0, hash(node.path) & 0xFFFFFF, 2, 0, 0)
-        if node.host is None:
-            raise fs_error(errno.ENOENT, path)
-        try:
-            st = os.lstat(node.host)  # resolve() already followed the links asked for
-        except FileNotFoundError:
-            raise fs_error(errno.ENOENT, path) from None
-        except NotADirectoryError:
-            raise fs_error(errno.ENOTDIR, path) from None
-        return Stat(
-            st.st_mode,
-            st.st_size,
-            int(st.st_mtime),
-            int(st.st_atime),
-            int(st.st_ctime),
-            st.st_ino,
-            st.st_nlink,
-            SHELL_UID,
-            SHELL_UID,
+def check_available() -> None:
+    """Raises SandboxUnavailable naming the cause and the fix when a phone sandbox cannot be made here."""
+    missing = [tool for tool in SANDBOX_TOOLS if shutil.which(tool) is None]
+    if missing:
+        packages = {"bwrap": "bubblewrap", "nsenter": "util-linux"}
+        names = " ".join(sorted({packages.get(t, t) for t in missing}))
+        raise SandboxUnavailable(
+            f"virtual phones run Android's shell and tools in a sandbox and need {', '.join(missing)}",
+            f"install them with 'apt-get install -y {names}' (make demo and make test do it when run as root)",
+        )
+    probe = subprocess.run(
+        [
+            *("bwrap", "--unshare-user", "--uid", str(SHELL_UID), "--gid", str(SHELL_UID), "--unshare-pid"),
+            *("--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--", "/bin/true"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        raise SandboxUnavailable(
+            "virtual phones need user, mount and pid namespaces, and bwrap cannot create them here "
+            f"({probe.stderr.strip() or f'exit code {probe.returncode}'})",
+            "allow unprivileged user namespaces (sysctl -w kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 also "
+            "kernel.apparmor_restrict_unprivileged_userns=0; in Docker run with --security-opt seccomp=unconfined "
+            "--security-opt apparmor=unconfined), then run 'harness farm up' again",
         )
 
-    def exists(self, path: str, cwd: str = "/") -> bool:
-        try:
-            self.stat(path, cwd)
-        except OSError:
-            return False
-        return True
 
-    def listdir(self, path: str, cwd: str = "/") -> list[str]:
-        node = self.resolve(path, cwd)
-        names: set[str] = set()
-        if node.virtual_dir or node.path == "/":
-            prefix = node.path.rstrip("/") + "/"
-            for p in list(self.generated) + list(self.virtual_dirs):
-                if p.startswith(prefix) and p != prefix:
-                    names.add(p[len(prefix) :].split("/", 1)[0])
-        if node.host is not None or node.path == "/":
-            host = node.host if node.host is not None else self.root
-            try:
-                names.update(os.listdir(host))
-            except FileNotFoundError:
-                raise fs_error(errno.ENOENT, path) from None
-            except NotADirectoryError:
-                raise fs_error(errno.ENOTDIR, path) from None
-        elif not node.virtual_dir:
-            if node.generated is not None:
-                raise fs_error(errno.ENOTDIR, path)
-            raise fs_error(errno.ENOENT, path)
-        return sorted(names)
+def populate_system_bin(spec: SandboxSpec) -> None:
+    """mksh as sh, toybox's commands, the shims and a python3 that starts the project's environment."""
+    bin_dir = spec.system_bin
+    if bin_dir.exists():
+        shutil.rmtree(bin_dir)
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "sh").symlink_to(MKSH)
+    listing = subprocess.run([TOYBOX], capture_output=True, text=True, check=True).stdout.split()
+    for name in listing:
+        if name not in _NOT_FROM_TOYBOX and "/" not in name:
+            (bin_dir / name).symlink_to(TOYBOX)
+    (bin_dir / "toybox").symlink_to(TOYBOX)
+    shims = {"python3": python3_shim(spec), **spec.shims}
+    for name, text in shims.items():
+        path = bin_dir / name
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        path.write_text(text)
+        path.chmod(0o755)
 
-    def open_read(self, path: str, cwd: str = "/") -> BinaryIO:
-        node = self.resolve(path, cwd)
-        if node.generated is not None:
-            return io.BytesIO(node.generated())
-        if node.virtual_dir:
-            raise fs_error(errno.EISDIR, path)
-        if node.host is None:
-            raise fs_error(errno.ENOENT, path)
+
+def python3_shim(spec: SandboxSpec) -> str:
+    """The runner zipapp's interpreter (its #! is /usr/bin/env python3): the project's environment, one benchmark
+    at a time across the host (an flock held until the program exits), with the profile's RLIMIT_DATA.
+
+    A symlink to the venv's python would not find pyvenv.cfg; it is exec'd by its path instead.
+    """
+    lines = ["#!/system/bin/sh"]
+    if spec.data_limit_kb is not None:
+        lines.append(f"ulimit -d {spec.data_limit_kb}")
+    lines.append("ulimit -c 0")
+    env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", **spec.python_env}
+    lines.append("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()))
+    python = os.path.join(sys.prefix, "bin", "python3")
+    if spec.bench_lock is not None:
+        # toybox's flock only locks an fd, and mksh opens `exec 9>file` close-on-exec: util-linux's flock
+        # holds the lock while the program runs, and passes its exit status (128 + signal) through.
+        lines.append(f'exec /usr/bin/flock /dev/__bench__/lock {python} "$@"')
+    else:
+        lines.append(f'exec {python} "$@"')
+    return "\n".join(lines) + "\n"
+
+
+def prepare_folder(spec: SandboxSpec, props: Mapping[str, str]) -> None:
+    """The host side of the sandbox: /system/bin, the properties file, the control folder, passwd and group."""
+    populate_system_bin(spec)
+    spec.properties.mkdir(parents=True, exist_ok=True)
+    (spec.properties / "props").write_text("".join(f"{k}={v}\n" for k, v in sorted(props.items())))
+    spec.control.mkdir(parents=True, exist_ok=True)
+    for leftover in spec.control.iterdir():
+        leftover.unlink()
+    spec.etc.mkdir(parents=True, exist_ok=True)
+    (spec.etc / "passwd").write_text(f"root:x:0:0::/:/system/bin/sh\nshell:x:{SHELL_UID}:{SHELL_UID}::/:/system/bin/sh\n")
+    (spec.etc / "group").write_text(f"root:x:0:\nshell:x:{SHELL_UID}:\n")
+    (spec.generated / "services").mkdir(parents=True, exist_ok=True)
+    (spec.generated / "sys").mkdir(parents=True, exist_ok=True)
+
+
+def write_generated(root: Path, files: Mapping[str, Callable[[], bytes]]) -> None:
+    """Writes each generated device file (device path -> content) under root, in place.
+
+    In place (same inode), because /proc/cpuinfo and /proc/meminfo are bind-mounted file by file: a rename would
+    leave the sandbox reading the old inode. The new content is written before the tail is cut, so a reader
+    never sees an empty file.
+    """
+    for device_path, render in files.items():
+        path = root / device_path.lstrip("/")
+        data = render()
         try:
-            if os.path.isdir(node.host):
-                raise fs_error(errno.EISDIR, path)
-            return open(node.host, "rb")
+            fd = os.open(path, os.O_WRONLY)
         except FileNotFoundError:
-            raise fs_error(errno.ENOENT, path) from None
-        except NotADirectoryError:
-            raise fs_error(errno.ENOTDIR, path) from None
-
-    def read_bytes(self, path: str, cwd: str = "/") -> bytes:
-        with self.open_read(path, cwd) as f:
-            return f.read()
-
-    # --- changes ------------------------------------------------------------
-
-    def usage_bytes(self) -> int:
-        total = 0
-        for rel in SKELETON_DIRS:
-            for dirpath, _dirs, files in os.walk(self.root / rel):
-                for name in files:
-                    try:
-                        total += os.lstat(os.path.join(dirpath, name)).st_size
-                    except OSError:
-                        pass
-        return total
-
-    def open_write(
-        self, path: str, cwd: str = "/", append: bool = False, mode: int = 0o666, make_parents: bool = False
-    ) -> QuotaWriter:
-        node = self.resolve(path, cwd)
-        self._writable(node)
-        assert node.host is not None
-        if os.path.isdir(node.host):
-            raise fs_error(errno.EISDIR, path)
-        if make_parents:
-            self.mkdir(node.path.rsplit("/", 1)[0] or "/", parents=True)
-        elif not os.path.isdir(node.host.parent):
-            raise fs_error(errno.ENOENT, path)
-        if self._open_writers == 0:
-            # Programs the device ran may have written files: recount from disk.
-            self._used_bytes = self.usage_bytes()
-        old_size = 0 if append or not node.host.exists() else node.host.stat().st_size
-        existed = node.host.exists()
-        fd = os.open(node.host, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), mode)
-        if not existed:
-            os.fchmod(fd, mode)  # exactly the requested mode, whatever this host's umask
-        self._used_bytes -= old_size
-        self._open_writers += 1
-        return QuotaWriter(self, fd, node.path)
-
-    def mkdir(self, path: str, cwd: str = "/", parents: bool = False, mode: int = 0o771) -> None:
-        node = self.resolve(path, cwd)
-        if node.exists:
-            if parents and self.stat(node.path).is_dir:
-                return
-            raise fs_error(errno.EEXIST, path)
-        parent = node.path.rsplit("/", 1)[0] or "/"
-        if not self.exists(parent):
-            if not parents:
-                raise fs_error(errno.ENOENT, path)
-            self.mkdir(parent, parents=True, mode=mode)
-        self._writable(node)
-        assert node.host is not None
-        os.mkdir(node.host, mode)
-
-    def remove(self, path: str, cwd: str = "/", recursive: bool = False) -> None:
-        node = self.resolve(path, cwd, follow_last=False)
-        if not node.exists:
-            raise fs_error(errno.ENOENT, path)
-        self._writable(node)
-        if node.path in WRITABLE_ROOTS:
-            raise fs_error(errno.EACCES, path)
-        assert node.host is not None
-        if os.path.isdir(node.host) and not os.path.islink(node.host):
-            if not recursive:
-                raise fs_error(errno.EISDIR, path)
-            shutil.rmtree(node.host)
-        else:
-            os.unlink(node.host)
-
-    def rename(self, src: str, dst: str, cwd: str = "/") -> None:
-        s = self.resolve(src, cwd, follow_last=False)
-        if not s.exists:
-            raise fs_error(errno.ENOENT, src)
-        self._writable(s)
-        d = self.resolve(dst, cwd)
-        if d.exists and self.stat(d.path).is_dir:
-            d = self.resolve(d.path + "/" + s.path.rsplit("/", 1)[1])
-        self._writable(d)
-        assert s.host is not None and d.host is not None
-        os.replace(s.host, d.host)
-
-    def chmod(self, path: str, mode: int, cwd: str = "/") -> None:
-        node = self.resolve(path, cwd)
-        if not node.exists:
-            raise fs_error(errno.ENOENT, path)
-        self._writable(node)
-        assert node.host is not None
-        os.chmod(node.host, mode & 0o7777)
-
-    def set_mtime(self, path: str, mtime_s: int, cwd: str = "/") -> None:
-        node = self.resolve(path, cwd)
-        if node.host is not None and node.host.exists():
-            os.utime(node.host, (mtime_s, mtime_s))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o444)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
 
 
-class QuotaWriter:
-    """Writes into the sandbox, charged against the device's storage quota."""
+# The sandbox's first process: says it is up (bwrap reports its pid before the mounts are done), then waits.
+READY_LINE = b"ready\n"
+INIT = ("/system/bin/sh", "-c", "echo ready; exec /system/bin/sleep 2147483647")
 
-    def __init__(self, fs: DeviceFS, fd: int, device_path: str) -> None:
-        self._fs = fs
-        self._fd = fd
-        self.device_path = device_path
-        self.closed = False
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        n = len(data)
-        room = self._fs.quota_bytes - self._fs._used_bytes
-        view = memoryview(data)
-        if n > room:
-            if room > 0:
-                self._write_all(view[:room])
-            raise fs_error(errno.ENOSPC, self.device_path)
-        self._write_all(view)
-        return n
+def bwrap_argv(spec: SandboxSpec, init: Iterable[str] = INIT) -> list[str]:
+    gen = spec.generated
+    argv = [
+        "bwrap",
+        "--die-with-parent",
+        "--unshare-user",
+        "--uid",
+        str(SHELL_UID),
+        "--gid",
+        str(SHELL_UID),
+        "--cap-drop",
+        "ALL",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        spec.hostname,
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    for link in ("lib", "lib64", "bin", "sbin"):
+        if os.path.islink(f"/{link}"):
+            argv += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
+        elif os.path.isdir(f"/{link}"):
+            argv += ["--ro-bind", f"/{link}", f"/{link}"]
+    argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for name in ("passwd", "group"):
+        argv += ["--ro-bind", str(spec.etc / name), f"/etc/{name}"]
+    for prefix in spec.python_prefixes:
+        argv += ["--ro-bind", prefix, prefix]
+    argv += ["--ro-bind", str(spec.system_bin), "/system/bin"]
+    argv += ["--size", str(spec.quota_bytes), "--perms", "0771", "--tmpfs", "/data"]
+    for rel in WRITABLE_DIRS:
+        argv += ["--dir", f"/{rel}"]
+    argv += ["--symlink", "/data/media/0", "/sdcard"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for name in ("cpuinfo", "meminfo", "version", "uptime"):
+        if (gen / "proc" / name).exists():
+            argv += ["--ro-bind", str(gen / "proc" / name), f"/proc/{name}"]
+    argv += ["--ro-bind", str(gen / "sys"), "/sys"]
+    argv += ["--bind", str(spec.properties), "/dev/__properties__"]
+    argv += ["--bind", str(spec.control), "/dev/__control__"]
+    argv += ["--ro-bind", str(gen / "services"), "/dev/__services__"]
+    if spec.bench_lock is not None:
+        spec.bench_lock.touch()
+        argv += ["--dir", "/dev/__bench__", "--bind", str(spec.bench_lock), "/dev/__bench__/lock"]
+    if spec.real_cpu_tree:
+        argv += ["--ro-bind", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    argv += ["--clearenv"]
+    for key, value in SHELL_ENV.items():
+        argv += ["--setenv", key, value]
+    argv += ["--chdir", "/", "--", *init]
+    return argv
 
-    def _write_all(self, view: memoryview) -> None:
-        while view:
-            done = os.write(self._fd, view)
-            self._fs._used_bytes += done
-            view = view[done:]
 
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            os.close(self._fd)
-            self._fs._open_writers -= 1
+class PhoneSandbox:
+    """The long-lived sandbox of one phone; `command_argv` runs a shell command inside it."""
 
-    def __enter__(self) -> QuotaWriter:
-        return self
+    def __init__(self, spec: SandboxSpec) -> None:
+        self.spec = spec
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
+        self.init_pid = 0  # host pid of the sandbox's first process (pid 2 inside; bwrap's reaper is 1)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def start(self, timeout_s: float = 10.0) -> None:
+        read_fd, write_fd = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [*bwrap_argv(self.spec)[:1], "--info-fd", str(write_fd), *bwrap_argv(self.spec)[1:]],
+                pass_fds=(write_fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            os.close(write_fd)
+            write_fd = -1
+            info = _read_all(read_fd, timeout_s)
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+        assert self._proc.stdout is not None
+        if info and _read_all(self._proc.stdout.fileno(), timeout_s, until=READY_LINE) != READY_LINE:
+            info = b""
+        if not info:
+            err = b""
+            if self._proc.poll() is not None and self._proc.stderr is not None:
+                err = self._proc.stderr.read()
+            raise SandboxUnavailable(f"bwrap did not start the phone's sandbox: {err.decode(errors='replace').strip()}")
+        self.init_pid = int(json.loads(info)["child-pid"])
+
+    @property
+    def root(self) -> Path:
+        """The sandbox's / as the host reaches it (for pushes: real quota, real ENOSPC)."""
+        return Path(f"/proc/{self.init_pid}/root")
+
+    def command_argv(self, command: str | None) -> list[str]:
+        """argv that runs `sh -c command` (or an interactive sh when None) inside the sandbox."""
+        return self.exec_argv(["/system/bin/sh"] if command is None else ["/system/bin/sh", "-c", command])
+
+    def exec_argv(self, argv: list[str]) -> list[str]:
+        """argv that runs a program (not through the shell) inside the sandbox."""
+        enter = [self._nsenter, "-t", str(self.init_pid), "-U", "-m", "-p", "-r", "-w", "--preserve-credentials"]
+        return [*enter, "--", *argv]
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+        if self._proc is not None and self._proc.stderr is not None:
+            self._proc.stderr.close()
+        self._proc = None
+
+
+def _read_all(fd: int, timeout_s: float, until: bytes | None = None) -> bytes:
+    """Reads until EOF (bwrap closes --info-fd once the sandbox is up), or until `until` has come."""
+    deadline = time.monotonic() + timeout_s
+    chunks = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if until is not None and b"".join(chunks).endswith(until):
+            break
+    return b"".join(chunks)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from harness.atomic import write_atomically
 from harness.records import Delegate
-from harness.virtual_farm.commands import BUILTINS
 from harness.virtual_farm.device import VirtualDevice
 from harness.virtual_farm.protocol import MAX_PAYLOAD_BYTES, device_banner
 from harness.virtual_farm.services import service_factory
@@ -87,21 +86,21 @@ class DeviceServer:
             self.faults.dropped = False
             self.faults.rate_bytes_per_s = None
             self.faults.thawed.set()
-            self.device.executor.corrupt_outputs.clear()
+            self.device.corrupt_outputs.clear()
         elif op is Fault.CRASH_NEXT:
-            self.device.executor.crash_next = True
+            self.device.crash_next = True
         elif op is Fault.SLOW:
             if kbps is None or kbps <= 0:
                 raise ValueError("slow needs a rate in KB/s above 0")
             self.faults.rate_bytes_per_s = kbps * 1000.0
         elif op is Fault.HIDE:
-            if command not in self.device.builtins:
+            if not command or "/" in command or command.startswith("."):
                 raise ValueError(f"hide needs one of the device's commands, got {command!r}")
-            self.device.builtins = {name: run for name, run in self.device.builtins.items() if name != command}
+            self.device.hide(command)
         elif op is Fault.CORRUPT_OUTPUTS:
             if command not in DELEGATES:
                 raise ValueError(f"corrupt-outputs needs a delegate ({', '.join(DELEGATES)}), got {command!r}")
-            self.device.executor.corrupt_outputs.add(command)
+            self.device.corrupt_outputs.add(command)
 
     def state(self) -> dict[str, object]:
         if self.faults.dropped:
@@ -114,11 +113,11 @@ class DeviceServer:
         return {
             "link": link,
             "slow_kbps": rate / 1000.0 if rate is not None else None,
-            "crash_next": self.device.executor.crash_next,
-            "corrupt_outputs": sorted(self.device.executor.corrupt_outputs),
-            "hidden_commands": sorted(set(BUILTINS) - set(self.device.builtins)),
+            "crash_next": self.device.crash_next,
+            "corrupt_outputs": sorted(self.device.corrupt_outputs),
+            "hidden_commands": sorted(self.device.hidden),
             "adb_connections": len(self.connections),
-            "running_programs": sum(1 for p in self.device.processes.all() if p.host_pid is not None),
+            "running_programs": self.device.running_programs(),
         }
 
     async def _on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -160,3 +159,4 @@ class DeviceServer:
             await conn.shutdown()  # cancels services, which kill their programs
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
+        self.device.close()

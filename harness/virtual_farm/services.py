@@ -29,9 +29,10 @@ def service_factory(device: VirtualDevice) -> Callable[[str], Handler | None]:
         if kind == "shell":
             # A command runs raw unless a pty is asked for; no command means an interactive pty.
             pty = "pty" in options or (not command and "raw" not in options)
+            term = next((o.split("=", 1)[1] for o in options if o.startswith("TERM=")), None)
             if "v2" in options:
-                return lambda stream: shell_v2(device, stream, command, pty)
-            return lambda stream: shell_v1(device, stream, command, pty)
+                return lambda stream: shell_v2(device, stream, command, pty, term)
+            return lambda stream: shell_v1(device, stream, command, pty, term)
         if kind == "exec" and not options:
             return lambda stream: shell_v1(device, stream, command, False)
         if kind == "sync" and not options and not command:

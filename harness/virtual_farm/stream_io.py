@@ -1,11 +1,25 @@
-"""Adapters between an adb Stream and the shell's sources and sinks."""
+"""Adapters between an adb Stream and the shell's input and output."""
 
 from __future__ import annotations
 
-from harness.virtual_farm.shell_io import Sink, Source
 from harness.virtual_farm.transport import Stream
 
 FLUSH_AT_BYTES = 64 * 1024
+READ_CHUNK_BYTES = 64 * 1024
+
+
+class Sink:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        return None
+
+
+class Source:
+    async def read(self, n: int = READ_CHUNK_BYTES) -> bytes:
+        """Up to n bytes; b'' at end of input."""
+        raise NotImplementedError
 
 
 class BufferedStreamWriter:
@@ -28,15 +42,12 @@ class BufferedStreamWriter:
 
 
 class RawStreamSink(Sink):
-    """Shell v1: stdout and stderr share the stream; a pty turns \\n into \\r\\n."""
+    """Shell v1: stdout and stderr share the stream (a pty's own line discipline turns \\n into \\r\\n)."""
 
-    def __init__(self, stream: Stream, pty: bool) -> None:
+    def __init__(self, stream: Stream) -> None:
         self.out = BufferedStreamWriter(stream)
-        self.pty = pty
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.pty:
-            data = bytes(data).replace(b"\n", b"\r\n")
         await self.out.write(data)
         if len(self.out.buf) >= FLUSH_AT_BYTES:
             await self.out.flush()

@@ -3,16 +3,28 @@
 Requests are `id(4) + u32 LE path length + path`; replies follow adbd's
 file_sync_service.cpp, including its error texts ("couldn't create file: ...",
 "write failed: No space left on device", "open failed: ...").
+
+The files are reached from inside the phone's sandbox: a small helper (SYNC_HELPER, run by the
+project's Python in the sandbox as adb's shell user) does the file system calls, so paths, `..` and
+symlinks resolve in the phone's namespace, the quota is the tmpfs's, and the errors are the kernel's.
+As for adbd's shell user, only /data/local/tmp and /sdcard are writable.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+import json
+import os
 import stat as stat_mod
 import struct
-from typing import TYPE_CHECKING
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from harness.virtual_farm.sandbox import Stat
 from harness.virtual_farm.stream_io import BufferedStreamWriter
 from harness.virtual_farm.transport import Stream
 
@@ -27,6 +39,157 @@ DENT_V1 = struct.Struct("<4sIIII")
 DENT_V2 = struct.Struct("<4sIQQIIIIQqqqI")
 U32 = struct.Struct("<I")
 
+# One JSON request per line on stdin (a write's bytes follow its line); one JSON reply per line on stdout
+# (a read's bytes follow its reply).
+SYNC_HELPER = r"""
+import json, os, sys
+WRITABLE = ("/data/local/tmp", "/data/media/0")
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+def reply(obj, data=b""):
+    out.write(json.dumps(obj).encode() + b"\n" + data); out.flush()
+def st(s):
+    return [s.st_mode, s.st_size, int(s.st_mtime), int(s.st_atime), int(s.st_ctime), s.st_ino, s.st_nlink, s.st_uid, s.st_gid]
+def err(e):
+    reply({"errno": e.errno or 5, "strerror": e.strerror or os.strerror(e.errno or 5)})
+def writable(path):
+    real = os.path.realpath(path)
+    return any(real == w or real.startswith(w + "/") for w in WRITABLE)
+fd, path = -1, None
+while line := inp.readline():
+    r = json.loads(line)
+    op = r["op"]
+    try:
+        if op == "stat":
+            reply({"st": st(os.stat(r["path"]) if r["follow"] else os.lstat(r["path"]))})
+        elif op == "list":
+            names = [".", ".."] + sorted(os.listdir(r["path"]))
+            entries = []
+            for name in names:
+                try:
+                    entries.append([name, st(os.lstat(os.path.join(r["path"], name))), 0])
+                except OSError as e:
+                    entries.append([name, None, e.errno or 5])
+            reply({"entries": entries})
+        elif op == "open":
+            path = r["path"]
+            parent = os.path.realpath(os.path.dirname(path) or "/")
+            if not writable(parent) and (parent + "/").startswith(("/data/", "/proc/", "/sys/")):
+                raise PermissionError(13, os.strerror(13))
+            os.makedirs(parent, mode=0o771, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, r["mode"])
+            os.fchmod(fd, r["mode"])
+            reply({"ok": True})
+        elif op == "write":
+            view = memoryview(inp.read(r["n"]))
+            while view:
+                view = view[os.write(fd, view):]
+            reply({"ok": True})
+        elif op == "close":
+            os.close(fd); fd = -1
+            os.utime(path, (r["mtime"], r["mtime"]))
+            reply({"ok": True})
+        elif op == "abort":
+            if fd >= 0:
+                os.close(fd); fd = -1
+            if path is not None:
+                os.unlink(path)
+            reply({"ok": True})
+        elif op == "read":
+            with open(r["path"], "rb") as f:
+                while True:
+                    chunk = f.read(r["chunk"])
+                    reply({"n": len(chunk)}, chunk)
+                    if not chunk:
+                        break
+    except OSError as e:
+        err(e)
+"""
+
+
+@dataclass(frozen=True)
+class Stat:
+    mode: int
+    size: int
+    mtime_s: int
+    atime_s: int
+    ctime_s: int
+    ino: int
+    nlink: int
+    uid: int
+    gid: int
+
+
+def _stat(fields: list[int]) -> Stat:
+    return Stat(*fields)
+
+
+class SyncHelper:
+    """The helper process in the phone's sandbox; each call raises OSError with the kernel's errno."""
+
+    def __init__(self, device: VirtualDevice) -> None:
+        self.device = device
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def _ensure(self) -> asyncio.subprocess.Process:
+        if self.proc is None:
+            python = os.path.join(sys.prefix, "bin", "python3")
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.device.sandbox.exec_argv([python, "-I", "-c", SYNC_HELPER]),
+                env={"PATH": "/system/bin", "HOME": "/", "LC_ALL": "C.UTF-8"},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                limit=4 * SYNC_DATA_MAX,
+            )
+        return self.proc
+
+    async def call(self, request: dict[str, Any], data: bytes | memoryview = b"") -> dict[str, Any]:
+        proc = await self._ensure()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(request).encode() + b"\n")
+        if data:
+            proc.stdin.write(data)
+        await proc.stdin.drain()
+        line = await proc.stdout.readline()
+        if not line:
+            raise OSError(errno.EIO, "the phone's file helper stopped")
+        reply: dict[str, Any] = json.loads(line)
+        if "errno" in reply:
+            raise OSError(reply["errno"], reply["strerror"])
+        return reply
+
+    async def stat(self, path: str, follow: bool) -> Stat:
+        return _stat((await self.call({"op": "stat", "path": path, "follow": follow}))["st"])
+
+    async def listdir(self, path: str) -> list[tuple[str, Stat | None, int]]:
+        entries = (await self.call({"op": "list", "path": path}))["entries"]
+        return [(name, _stat(fields) if fields is not None else None, code) for name, fields, code in entries]
+
+    async def read(self, path: str) -> AsyncIterator[bytes]:
+        proc = await self._ensure()
+        assert proc.stdout is not None
+        first = True
+        while True:
+            if first:
+                reply = await self.call({"op": "read", "path": path, "chunk": SYNC_DATA_MAX})
+                first = False
+            else:
+                line = await proc.stdout.readline()
+                reply = json.loads(line)
+            n = reply["n"]
+            if not n:
+                return
+            yield await proc.stdout.readexactly(n)
+
+    async def close(self) -> None:
+        if self.proc is not None:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+            self.proc = None
+
 
 class _Abort(Exception):
     """The request failed: a FAIL was sent and the service ends, as adbd's does."""
@@ -38,12 +201,18 @@ def _stat_v2_fields(st: Stat) -> tuple[int, ...]:
 
 class SyncService:
     def __init__(self, device: VirtualDevice, stream: Stream) -> None:
-        self.fs = device.fs
+        self.fs = SyncHelper(device)
         self.log = device.log
         self.stream = stream
         self.out = BufferedStreamWriter(stream)
 
     async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            await self.fs.close()
+
+    async def _serve(self) -> None:
         try:
             while True:
                 request = await self.stream.readexactly(8)
@@ -76,29 +245,25 @@ class SyncService:
 
     async def stat_v1(self, path: str, command: bytes) -> None:
         try:
-            st = self.fs.stat(path, follow=False)
+            st = await self.fs.stat(path, follow=False)
             await self.out.write(STAT_V1.pack(b"STAT", st.mode, st.size & 0xFFFFFFFF, st.mtime_s & 0xFFFFFFFF))
         except OSError:
             await self.out.write(STAT_V1.pack(b"STAT", 0, 0, 0))
 
     async def stat_v2(self, path: str, command: bytes) -> None:
         try:
-            st = self.fs.stat(path, follow=command == b"STA2")
+            st = await self.fs.stat(path, follow=command == b"STA2")
             await self.out.write(STAT_V2.pack(command, 0, *_stat_v2_fields(st)))
         except OSError as e:
             await self.out.write(STAT_V2.pack(command, e.errno or errno.EIO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 
-    async def _entries(self, path: str):
+    async def _entries(self, path: str) -> AsyncIterator[tuple[str, Stat | None, int]]:
         try:
-            names = [".", ".."] + self.fs.listdir(path)
+            entries = await self.fs.listdir(path)
         except OSError:
             return
-        base = path.rstrip("/")
-        for name in names:
-            try:
-                yield name, self.fs.stat(f"{base}/{name}", follow=False), 0
-            except OSError as e:
-                yield name, None, e.errno or errno.EIO
+        for entry in entries:
+            yield entry
 
     async def list_v1(self, path: str, command: bytes) -> None:
         async for name, st, _err in self._entries(path):
@@ -133,11 +298,10 @@ class SyncService:
         mode |= (mode >> 3) & 0o070
         mode |= (mode >> 3) & 0o007
         try:
-            writer = self.fs.open_write(path, mode=mode, make_parents=True)
+            await self.fs.call({"op": "open", "path": path, "mode": mode})
         except OSError as e:
             await self._fail_draining(f"couldn't create file: {e.strerror}")
             return
-        host = self.fs.resolve(path).host
         ok = False
         try:
             while True:
@@ -150,21 +314,19 @@ class SyncService:
                     await self.fail("invalid data message")
                 if size > SYNC_DATA_MAX:
                     await self.fail("oversize data message")
-                failure = None
+                data = bytearray()
                 async for view in self.stream.read_views(size):
-                    if failure is None:
-                        try:
-                            writer.write(view)
-                        except OSError as e:
-                            failure = f"write failed: {e.strerror}"
-                if failure is not None:
-                    await self._fail_draining(failure)
+                    data += view
+                try:
+                    await self.fs.call({"op": "write", "n": len(data)}, data)
+                except OSError as e:
+                    await self._fail_draining(f"write failed: {e.strerror}")
+            await self.fs.call({"op": "close", "mtime": mtime})
             ok = True
         finally:
-            writer.close()
-            if not ok and host is not None:
-                host.unlink(missing_ok=True)  # adbd removes what it could not finish
-        self.fs.set_mtime(path, mtime)
+            if not ok:
+                with contextlib.suppress(OSError):
+                    await self.fs.call({"op": "abort"})  # adbd removes what it could not finish
         self.log.info("push %s (%o)", path, mode)
         await self.out.write(b"OKAY" + bytes(4))
 
@@ -185,11 +347,15 @@ class SyncService:
         raise _Abort(message)
 
     async def recv(self, path: str, command: bytes) -> None:
+        chunks = self.fs.read(path)
         try:
-            f = self.fs.open_read(path)
+            first = await chunks.__anext__()
+        except StopAsyncIteration:
+            first = b""
         except OSError as e:
             await self.fail(f"open failed: {e.strerror}")
-        with f:
-            while chunk := f.read(SYNC_DATA_MAX):
+        if first:
+            await self.out.write(b"DATA" + U32.pack(len(first)) + first)
+            async for chunk in chunks:
                 await self.out.write(b"DATA" + U32.pack(len(chunk)) + chunk)
         await self.out.write(b"DONE" + bytes(4))
