@@ -88,9 +88,6 @@ class SandboxSpec:
     def control(self) -> Path:
         return self.folder / "control"
 
-    @property
-    def etc(self) -> Path:
-        return self.folder / "etc"
 
 
 def _python_prefixes() -> tuple[str, ...]:
@@ -172,16 +169,16 @@ def python3_shim(spec: SandboxSpec) -> str:
 
 
 def prepare_folder(spec: SandboxSpec, props: Mapping[str, str]) -> None:
-    """The host side of the sandbox: /system/bin, the properties file, the control folder, passwd and group."""
+    """The host side of the sandbox: /system/bin, the properties file, the control folder.
+
+    There is no /etc/passwd, as on a phone (bionic knows its users without one), so toybox's `id` cannot name
+    uid 2000 here."""
     populate_system_bin(spec)
     spec.properties.mkdir(parents=True, exist_ok=True)
     (spec.properties / "props").write_text("".join(f"{k}={v}\n" for k, v in sorted(props.items())))
     spec.control.mkdir(parents=True, exist_ok=True)
     for leftover in spec.control.iterdir():
         leftover.unlink()
-    spec.etc.mkdir(parents=True, exist_ok=True)
-    (spec.etc / "passwd").write_text(f"root:x:0:0::/:/system/bin/sh\nshell:x:{SHELL_UID}:{SHELL_UID}::/:/system/bin/sh\n")
-    (spec.etc / "group").write_text(f"root:x:0:\nshell:x:{SHELL_UID}:\n")
     (spec.generated / "services").mkdir(parents=True, exist_ok=True)
     (spec.generated / "sys").mkdir(parents=True, exist_ok=True)
 
@@ -240,8 +237,6 @@ def bwrap_argv(spec: SandboxSpec, init: Iterable[str] = INIT) -> list[str]:
         elif os.path.isdir(f"/{link}"):
             argv += ["--ro-bind", f"/{link}", f"/{link}"]
     argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    for name in ("passwd", "group"):
-        argv += ["--ro-bind", str(spec.etc / name), f"/etc/{name}"]
     for prefix in spec.python_prefixes:
         argv += ["--ro-bind", prefix, prefix]
     argv += ["--ro-bind", str(spec.system_bin), "/system/bin"]
@@ -262,6 +257,7 @@ def bwrap_argv(spec: SandboxSpec, init: Iterable[str] = INIT) -> list[str]:
         argv += ["--dir", "/dev/__bench__", "--bind", str(spec.bench_lock), "/dev/__bench__/lock"]
     if spec.real_cpu_tree:
         argv += ["--ro-bind", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    argv += ["--remount-ro", "/"]  # as on a phone, / is read-only (bwrap's root is a tmpfs otherwise writable)
     argv += ["--clearenv"]
     for key, value in SHELL_ENV.items():
         argv += ["--setenv", key, value]

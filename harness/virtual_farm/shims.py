@@ -74,11 +74,21 @@ battery) shift; battery cmd "$@" ;;
 esac
 """
 
+# A program started through an interpreter (the runner zipapp: #!/usr/bin/env python3) is named after its
+# script in NAME, as a native benchmark_model is after its file.
 PS = """#!/system/bin/sh
 case " $* " in
 *" -o "*|*" -O "*) exec toybox ps "$@" ;;
 esac
-exec toybox ps -o USER,PID,PPID,VSZ,RSS,WCHAN,ADDR,S,NAME "$@"
+toybox ps -o USER,PID,PPID,VSZ,RSS,WCHAN,ADDR,S,NAME "$@" | while IFS= read -r line; do
+  set -- $line
+  if [ "$9" = python3 ] && [ -r /proc/$2/cmdline ]; then
+    script= n=0
+    while IFS= read -r -d "" arg; do n=$((n+1)); if [ $n -eq 2 ]; then script=$arg; break; fi; done </proc/$2/cmdline
+    case $script in -*|"") ;; *) line="${line%%python3*}${script##*/}" ;; esac
+  fi
+  print -r -- "$line"
+done
 """
 
 
