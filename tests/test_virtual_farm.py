@@ -211,7 +211,9 @@ def test_shell_v2_exit_codes(farm):
     assert d.shell2("true", v2=True).returncode == 0
     unknown = d.shell2("benchmark_tool --help", v2=True)
     # mksh's own words (Debian's R59c, as Android's: "inaccessible or not found", with its "E: " prefix)
-    assert unknown.returncode == 127 and unknown.stderr == "E: /system/bin/sh: benchmark_tool: inaccessible or not found\n"
+    assert (
+        unknown.returncode == 127 and unknown.stderr == "E: /system/bin/sh: benchmark_tool: inaccessible or not found\n"
+    )
     assert d.shell2("echo out; echo err >&2; exit 7", v2=True).returncode == 7
     assert d.shell2("false; echo $?", v2=True).stdout == "1\n"
     assert d.shell2("false").returncode == 1  # v1 through adbutils' echo-$? trick
@@ -307,7 +309,9 @@ def host_pid_of(device_pid: int, name: str) -> int | None:
         if not proc.name.isdigit():
             continue
         try:
-            nspid = next(line.split()[1:] for line in (proc / "status").read_text().splitlines() if line.startswith("NSpid"))
+            nspid = next(
+                line.split()[1:] for line in (proc / "status").read_text().splitlines() if line.startswith("NSpid")
+            )
             if len(nspid) > 1 and nspid[-1] == str(device_pid) and name.encode() in (proc / "cmdline").read_bytes():
                 return int(proc.name)
         except (OSError, StopIteration):

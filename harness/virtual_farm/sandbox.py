@@ -243,6 +243,8 @@ def bwrap_argv(spec: SandboxSpec, init: Iterable[str] = INIT) -> list[str]:
     argv += ["--size", str(spec.quota_bytes), "--perms", "0771", "--tmpfs", "/data"]
     for rel in WRITABLE_DIRS:
         argv += ["--dir", f"/{rel}"]
+    # As for adb's shell user on a phone, /data, /data/local and /data/media are not writable, their tmp and 0 are.
+    argv += ["--chmod", "0551", "/data/local", "--chmod", "0551", "/data/media", "--chmod", "0551", "/data"]
     argv += ["--symlink", "/data/media/0", "/sdcard"]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     for name in ("cpuinfo", "meminfo", "version", "uptime"):
