@@ -1,13 +1,16 @@
 # Two entry points, both self-installing on a fresh machine with only Python:
-#   make demo   set up .venv (when missing or stale) and run the main job
-#   make test   set up .venv (when missing or stale), install Debian's chromium for the
-#               dashboard's browser test (when missing), and run the test suite
+#   make demo   set up .venv (when missing or stale), install Debian's bubblewrap, mksh and
+#               toybox for the virtual phones (when missing), and run the main job
+#   make test   the same, plus Debian's chromium for the dashboard's browser test (when
+#               missing), and run the test suite
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+# A virtual phone is a sandbox (bubblewrap) running Android's shell (mksh) and tools (toybox).
+PHONE_TOOLS := /usr/bin/bwrap /usr/bin/mksh /usr/bin/toybox
 
-.PHONY: demo test setup browser clean
+.PHONY: demo test setup browser phone-tools clean
 
 setup: $(STAMP)
 
@@ -25,10 +28,16 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-demo: $(STAMP)
+phone-tools: $(PHONE_TOOLS)
+
+$(PHONE_TOOLS) &:
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap mksh toybox
+
+demo: $(STAMP) $(PHONE_TOOLS)
 	$(VENV)/bin/harness demo
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(PHONE_TOOLS) $(CHROMIUM)
 	$(VENV)/bin/python -m pytest
 
 clean:

@@ -20,10 +20,9 @@ from tiers import slow_fixture
 from harness.benchlog import parse_log
 from harness.benchresult import merge_result, read_benchmark_result
 from harness.records import BenchmarkRun, ErrorType
-from harness.runner.paths import ROOT_ENV
 from harness.runner.result_proto import ProtoSyntaxError, message_classes, parse_proto
 from harness.runner_zipapp import SHEBANG, build_runner
-from harness.virtual_farm.execution import delegate_of
+from harness.virtual_farm.shell_service import delegate_of
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ("--num_runs=3", "--min_secs=0", "--warmup_runs=1", "--warmup_min_secs=0")
@@ -79,7 +78,7 @@ def litert_zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def run(litert_zipapp: Path):  # type: ignore[no-untyped-def]
     def run_tool(*args: str, env: dict[str, str] | None = None) -> Outcome:
-        environ = {k: v for k, v in os.environ.items() if k not in (ROOT_ENV, DELEGATES_ENV)}
+        environ = {k: v for k, v in os.environ.items() if k != DELEGATES_ENV}
         # The zipapp's `#!/usr/bin/env python3` must find this Python (numpy, LiteRT, protobuf).
         environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environ.get("PATH", "")])
         environ.update(env or {})
@@ -92,25 +91,25 @@ def run(litert_zipapp: Path):  # type: ignore[no-untyped-def]
 
 
 def test_block_and_result_file_agree(run, tiny_models: dict[str, Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    root = tmp_path / "device"
-    (root / "data/local/tmp").mkdir(parents=True)
-    (root / "data/local/tmp/m.tflite").write_bytes(tiny_models["conv"].read_bytes())
+    folder = tmp_path / "data/local/tmp"
+    folder.mkdir(parents=True)
+    (folder / "m.tflite").write_bytes(tiny_models["conv"].read_bytes())
     out = run(
-        "--graph=/data/local/tmp/m.tflite",
+        f"--graph={folder}/m.tflite",
         "--num_threads=2",
-        "--result_file_path=/data/local/tmp/r.pb",
+        f"--result_file_path={folder}/r.pb",
         *FAST,
-        env={ROOT_ENV: str(root), DELEGATES_ENV: "xnnpack"},
+        env={DELEGATES_ENV: "xnnpack"},
     )
 
     assert out.code == 0, out.stdout + out.stderr
     assert out.lines[0] == "INFO: STARTING!"
-    assert "INFO: [benchmark_litert_model.cc:305] Loading model from: /data/local/tmp/m.tflite" in out.lines
+    assert f"INFO: [benchmark_litert_model.cc:305] Loading model from: {folder}/m.tflite" in out.lines
     assert "INFO: [benchmark_litert_model.h:89] " in out.lines
     assert "========== BENCHMARK RESULTS ==========" in out.lines
-    assert "INFO: [benchmark_litert_model.h:181] Saved benchmark result to: /data/local/tmp/r.pb" in out.lines
+    assert f"INFO: [benchmark_litert_model.h:181] Saved benchmark result to: {folder}/r.pb" in out.lines
     [printed] = parse_log(out.stdout)
-    from_file = read_benchmark_result((root / "data/local/tmp/r.pb").read_bytes())
+    from_file = read_benchmark_result((folder / "r.pb").read_bytes())
     assert printed.ok and from_file.ok, (printed, from_file)
     for name in (
         "init_us",

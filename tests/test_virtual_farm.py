@@ -7,8 +7,8 @@ import json
 import os
 import re
 import shlex
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -223,7 +223,6 @@ def test_shell_v2_exit_codes(farm):
 
 
 def test_runner_zipapp_runs_for_real_in_the_sandbox(farm, probe):
-    record = farm.record("pixel-8-pro")
     d = farm.device("pixel-8-pro")
     out = d.shell2(
         f"cd {TMP} && ./harness/bench_x86_64 --graph={TMP}/m.tflite 'two words' --stderr=warned --exit=5", v2=True

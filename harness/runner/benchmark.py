@@ -133,8 +133,6 @@ def _benchmark(argv: list[str], log: Log, baseline_kb: int | None) -> None:
         raise BenchmarkFailed()
 
 
-
-
 def _error_lines(exc: BaseException) -> list[str]:
     """The runtime's message(s) in `exc`, one per line as its error reporter logs them."""
     lines = [part.strip() for part in _MESSAGE_SEAMS.split(str(exc))]

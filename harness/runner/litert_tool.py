@@ -163,8 +163,6 @@ def _model_file_size(graph: str, log: Log) -> int:
     return os.path.getsize(path) if path is not None and os.path.isfile(path) else -1
 
 
-
-
 class _Session:
     """The compiled model, its signature and buffers: what Init leaves for the run."""
 

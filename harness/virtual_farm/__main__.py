@@ -19,7 +19,9 @@ from harness.virtual_farm.server import DeviceServer
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.virtual_farm", description=__doc__)
     parser.add_argument("--profile", type=Path, required=True, help="device profile TOML")
-    parser.add_argument("--root", type=Path, required=True, help="the phone's host folder (its /system/bin, generated files)")
+    parser.add_argument(
+        "--root", type=Path, required=True, help="the phone's host folder (/system/bin, generated files)"
+    )
     parser.add_argument("--ready-file", type=Path, required=True, help="where to write pid and ports once listening")
     parser.add_argument("--exec-lock", type=Path, help="host-wide lock file serialising benchmarks (omit for parallel)")
     args = parser.parse_args(argv)

@@ -136,6 +136,7 @@ def generated_files(profile: Profile, model: DeviceModel, accounting: CpuAccount
         return "".join(f"POWER_SUPPLY_{k}={v}\n" for k, v in rows.items())
 
     add(f"{bat}/uevent", battery_uevent)
+
     def battery_report() -> str:
         lines = ["Current Battery Service state:"]
         if model.updates_stopped:

@@ -89,7 +89,6 @@ class SandboxSpec:
         return self.folder / "control"
 
 
-
 def _python_prefixes() -> tuple[str, ...]:
     """The interpreter and environment the runner zipapp needs, bound read-only at their host paths."""
     prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}

@@ -138,8 +138,8 @@ class ShellProcess:
     async def _pump_master(self, sink: Sink) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            ready = loop.create_future()
-            loop.add_reader(self._master, lambda: ready.done() or ready.set_result(None))
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(self._master, _set_once, ready)
             try:
                 await ready
             finally:
@@ -256,6 +256,11 @@ class ShellProcess:
             stderr=subprocess.DEVNULL,
         )
         await proc.wait()
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def delegate_of(flags: dict[str, str]) -> str:

@@ -23,7 +23,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from harness.virtual_farm.stream_io import BufferedStreamWriter
 from harness.virtual_farm.transport import Stream
@@ -48,7 +48,8 @@ inp, out = sys.stdin.buffer, sys.stdout.buffer
 def reply(obj, data=b""):
     out.write(json.dumps(obj).encode() + b"\n" + data); out.flush()
 def st(s):
-    return [s.st_mode, s.st_size, int(s.st_mtime), int(s.st_atime), int(s.st_ctime), s.st_ino, s.st_nlink, s.st_uid, s.st_gid]
+    times = [int(s.st_mtime), int(s.st_atime), int(s.st_ctime)]
+    return [s.st_mode, s.st_size, *times, s.st_ino, s.st_nlink, s.st_uid, s.st_gid]
 def err(e):
     reply({"errno": e.errno or 5, "strerror": e.strerror or os.strerror(e.errno or 5)})
 def writable(path):
@@ -143,7 +144,7 @@ class SyncHelper:
             )
         return self.proc
 
-    async def call(self, request: dict[str, Any], data: bytes | memoryview = b"") -> dict[str, Any]:
+    async def call(self, request: dict[str, Any], data: bytes | bytearray | memoryview = b"") -> dict[str, Any]:
         proc = await self._ensure()
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(request).encode() + b"\n")
@@ -238,7 +239,7 @@ class SyncService:
         except _Abort:
             await self.out.flush()
 
-    async def fail(self, message: str) -> None:
+    async def fail(self, message: str) -> NoReturn:
         data = message.encode()
         await self.out.write(b"FAIL" + U32.pack(len(data)) + data)
         raise _Abort(message)
@@ -339,7 +340,7 @@ class SyncService:
             async for _ in self.stream.read_views(U32.unpack_from(header, 4)[0]):
                 pass
 
-    async def _fail_draining(self, message: str) -> None:
+    async def _fail_draining(self, message: str) -> NoReturn:
         data = message.encode()
         await self.out.write(b"FAIL" + U32.pack(len(data)) + data)
         await self.out.flush()
