@@ -244,8 +244,9 @@ def test_unplugged_phone_power_follows_its_load(farm, tmp_path: Path) -> None:  
     assert spin.exit_code == 0, spin
 
     assert idle.reading is not None and idle.reading.power_method == "model" and idle.reading.samples >= 2
-    # current_now * voltage_now gives back the modelled power: idle_mw with nothing running.
-    assert idle.reading.avg_power_mw == pytest.approx(idle_mw, rel=0.01)
+    # current_now * voltage_now gives back the modelled power: idle_mw plus what the phone's own
+    # processes use, which is now only the sampler's loop (real mksh and toybox: a few % of a core).
+    assert idle_mw * 0.99 <= idle.reading.avg_power_mw <= idle_mw * 1.15
     # One spinning thread lands on the X3 core: the model adds its active_mw times the share of
     # the window the spinner really ran. A busy host gives it less CPU and the model less power,
     # so the bound scales with the CPU seconds the spinner reports, never with free host CPU.
@@ -303,13 +304,14 @@ def test_streaming_sampler_reopens_a_stream_killed_on_the_phone(farm) -> None:  
     p = phone(farm, "nothing-phone-1")
     sampler = PowerSampler(p, PowerMethod.MODEL).start()
     time.sleep(0.5)
-    # The sampling loop: a top-level `sh` (parent adbd, 521) other than the one running this command.
+    # The sampling loop: a top-level `sh` (its parent, adbd's stand-in, is outside the phone's pid namespace: 0)
+    # other than the one running this command.
     out = p.check_output("echo me=$$; ps")
     me = int(out.split("me=", 1)[1].split()[0])
     loops = [
         int(line.split()[1])
         for line in out.splitlines()
-        if line.split()[-1] == "sh" and line.split()[2] == "521" and line.split()[1] != str(me)
+        if line.split()[-1] == "sh" and line.split()[2] == "0" and line.split()[1] != str(me)
     ]
     assert len(loops) == 1, out
     p.check_output(f"kill {loops[0]}")

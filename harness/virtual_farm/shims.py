@@ -80,7 +80,9 @@ PS = """#!/system/bin/sh
 case " $* " in
 *" -o "*|*" -O "*) exec toybox ps "$@" ;;
 esac
-toybox ps -o USER,PID,PPID,VSZ,RSS,WCHAN,ADDR,S,NAME "$@" | while IFS= read -r line; do
+# The listing is taken before it is rewritten, so the rewriting subshell is not in it.
+listing=$(toybox ps -o USER,PID,PPID,VSZ,RSS,WCHAN,ADDR,S,NAME "$@") || exit
+print -r -- "$listing" | while IFS= read -r line; do
   set -- $line
   if [ "$9" = python3 ] && [ -r /proc/$2/cmdline ]; then
     script= n=0
