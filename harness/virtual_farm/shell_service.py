@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
 import os
 import resource
 import shlex
@@ -26,7 +25,6 @@ import signal
 import subprocess
 import sys
 import termios
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -91,22 +89,17 @@ class ShellProcess:
         self.pty = pty
         self.term = term
         self.first_output = asyncio.Event()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: asyncio.subprocess.Process | None = None
         self._master = -1
-        self._readers: list[asyncio.StreamReader] = []
-        self._stdin: asyncio.StreamWriter | None = None
-        self.started_s = 0.0
 
     async def start(self, merge_stderr: bool) -> None:
         argv = self.device.sandbox.command_argv(self.command if self.command.strip() else None)
         env = shell_env(self.device, self.term)
-        loop = asyncio.get_running_loop()
-        self.started_s = time.monotonic()
         if self.pty:
             self._master, slave = os.openpty()
             try:
-                self.proc = subprocess.Popen(
-                    argv,
+                self.proc = await asyncio.create_subprocess_exec(
+                    *argv,
                     stdin=slave,
                     stdout=slave,
                     stderr=slave,
@@ -117,8 +110,8 @@ class ShellProcess:
             finally:
                 os.close(slave)
         else:
-            self.proc = subprocess.Popen(
-                argv,
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
@@ -126,17 +119,11 @@ class ShellProcess:
                 start_new_session=True,
                 preexec_fn=_child_setup(False),
             )
-            for pipe in (self.proc.stdout, self.proc.stderr):
-                if pipe is not None:
-                    reader = asyncio.StreamReader(limit=4 * 64 * 1024)
-                    await loop.connect_read_pipe(functools.partial(asyncio.StreamReaderProtocol, reader), pipe)
-                    self._readers.append(reader)
-            assert self.proc.stdin is not None
-            transport, protocol = await loop.connect_write_pipe(_WriteProtocol, self.proc.stdin)
-            self._stdin = asyncio.StreamWriter(transport, protocol, None, loop)
         self.device.log.info("shell pid=%d %s", self.proc.pid, shlex.quote(self.command)[:200])
 
-    async def _pump_reader(self, reader: asyncio.StreamReader, sink: Sink) -> None:
+    async def _pump_reader(self, reader: asyncio.StreamReader | None, sink: Sink) -> None:
+        if reader is None:
+            return
         broken = False
         while chunk := await reader.read(64 * 1024):
             self.first_output.set()
@@ -172,19 +159,18 @@ class ShellProcess:
             with contextlib.suppress(OSError):
                 os.write(self._master, data)
             return
-        if self._stdin is None or self._stdin.is_closing():
-            return
-        with contextlib.suppress(ConnectionError, BrokenPipeError, RuntimeError):
-            self._stdin.write(data)
-            await self._stdin.drain()
+        assert self.proc is not None and self.proc.stdin is not None
+        with contextlib.suppress(ConnectionError, BrokenPipeError):
+            self.proc.stdin.write(data)
+            await self.proc.stdin.drain()
 
     def close_stdin(self) -> None:
         if self.pty:
             with contextlib.suppress(OSError):
                 os.write(self._master, b"\x04")  # ^D: end of input on a terminal
             return
-        if self._stdin is not None:
-            self._stdin.close()
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
 
     async def run(self, stdout: Sink, stderr: Sink) -> int:
         """Pumps output until the shell exits; its exit code as adbd reports it."""
@@ -193,45 +179,29 @@ class ShellProcess:
             pumps = [asyncio.create_task(self._pump_master(stdout))]
         else:
             pumps = [
-                asyncio.create_task(self._pump_reader(reader, sink))
-                for reader, sink in zip(self._readers, (stdout, stderr), strict=False)
+                asyncio.create_task(self._pump_reader(self.proc.stdout, stdout)),
+                asyncio.create_task(self._pump_reader(self.proc.stderr, stderr)),
             ]
         crash = asyncio.create_task(self._crash_next()) if self.device.crash_next else None
-        status: int | None = None
-        cpu_s = 0.0
+        code: int | None = None
         try:
-            status, cpu_s = await _wait_exit(self.proc.pid)
+            code = await self.proc.wait()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*pumps), _DRAIN_AFTER_EXIT_S)
         finally:
             for task in [*pumps, *([crash] if crash is not None else [])]:
                 task.cancel()
-            # Whatever the shell left running goes with it, as with adbd's session; when cancelled (the server
-            # closed the stream, the device stops) the shell itself too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            if status is None:
-                _, status, usage = os.wait4(self.proc.pid, 0)
-                cpu_s = usage.ru_utime + usage.ru_stime
-            self.proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-            for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-                if pipe is not None:
-                    pipe.close()
-            if self._stdin is not None:
-                self._stdin.close()
+            if code is None:  # cancelled: the server closed the stream or the device stops
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                await self.proc.wait()
+            else:  # whatever the shell left running in the background goes with it, as adbd's session does
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
             if self._master >= 0:
                 os.close(self._master)
                 self._master = -1
-        code = self.proc.returncode
-        # bench/sweep_overhead.py and sweep_scaling.py read these lines (the shell's whole process tree).
-        self.device.log.info(
-            "exit pid=%d code=%d cpu=%.2fs wall=%.2fs command=%s",
-            self.proc.pid,
-            code,
-            cpu_s,
-            time.monotonic() - self.started_s,
-            shlex.quote(self.command)[:200],
-        )
+        self.device.log.info("shell pid=%d exit %d", self.proc.pid, code)
         if self.device.corrupt_outputs:
             await self._garble_outputs()
         return 128 - code if code < 0 else code
@@ -291,25 +261,6 @@ class ShellProcess:
 def _set_once(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-class _WriteProtocol(asyncio.streams.FlowControlMixin, asyncio.Protocol):
-    """The stdin pipe's protocol: flow control for StreamWriter.drain()."""
-
-
-async def _wait_exit(pid: int) -> tuple[int, float]:
-    """Waits without blocking the loop (pidfd), then reaps with wait4: the status and the tree's CPU seconds."""
-    loop = asyncio.get_running_loop()
-    pidfd = os.pidfd_open(pid)
-    done: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(pidfd, _set_once, done)
-    try:
-        await done
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-    _, status, usage = os.wait4(pid, 0)
-    return status, usage.ru_utime + usage.ru_stime
 
 
 def delegate_of(flags: dict[str, str]) -> str:
