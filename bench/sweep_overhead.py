@@ -8,11 +8,12 @@ other SweepParams left at their defaults (thermal wait, power sampling on).
 
 Figure: sweep wall time (run_sweep's own clock, the SweepSummary's wall_s)
 divided by the time spent inside the benchmark processes. The latter is the
-sum of the `wall=` figures of the device's `exit pid=...` log lines: the
-device measures each runner process from just before it starts to just
-after it is reaped and its output drained, so adb, the shell and the sweep's
-own work are outside it, while the runner's Python start-up is inside (a
-native benchmark_model would start faster). As a cross-check it also prints
+sum of the `wall=` figures of the device's `exit pid=... command=...--graph=...`
+log lines: the device measures each benchmark shell (nsenter, mksh, the
+python3 shim and the runner) from just before it starts to just after it
+exits and its output is drained, so adb and the sweep's own work are outside
+it, while entering the sandbox and the runner's Python start-up are inside (a
+native benchmark_model would start faster). There is no CPU figure per shell. As a cross-check it also prints
 a lower bound taken from the runner's own output: Init + warmup count x avg
 + measured count x avg. Target: ratio <= 1.05.
 
@@ -57,7 +58,8 @@ REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = REPO / ".cache" / "models"
 TARGET = 1.05
 NUMERICS_TARGET = 0.05
-_EXIT = re.compile(r"exit pid=\d+ code=-?\d+ cpu=([0-9.]+)s wall=([0-9.]+)s")
+# One per shell the phone ran (no CPU figure: the shell is reaped by asyncio); the benchmark ones pass a --graph.
+_EXIT = re.compile(r"exit pid=\d+ code=-?\d+ ()wall=([0-9.]+)s command=.*--graph=")
 _COUNT_AVG = re.compile(r"count=(\d+)\b.*?\bavg=([0-9.e+-]+)")
 _INIT = re.compile(r"Inference timings in us: Init: ([0-9.e+-]+)")
 
@@ -227,7 +229,7 @@ def main() -> int:
         clock.restore()
         load_after = os.getloadavg()
         device_text = device_log.read_text(errors="replace")[log_offset:]
-        exits = [(float(cpu), float(wall)) for cpu, wall in _EXIT.findall(device_text)]
+        exits = [(float(cpu) if cpu else float("nan"), float(wall)) for cpu, wall in _EXIT.findall(device_text)]
         lock_waits = device_text.count("waiting for the host benchmark lock")
         rows = store.read([run_id]).sort_values("started_at")
 

@@ -43,7 +43,7 @@ from harness.virtual_farm import farm as farm_lib
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / ".cache" / "models" / "bench_tiny_conv.tflite"
 TARGET = 1.15
-_EXIT_WALL = re.compile(r"exit pid=\d+ code=-?\d+ cpu=[0-9.]+s wall=([0-9.]+)s")
+_EXIT_WALL = re.compile(r"exit pid=\d+ code=-?\d+ wall=([0-9.]+)s command=.*--graph=")
 
 
 def build_model(path: Path) -> None:

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import termios
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -91,6 +92,7 @@ class ShellProcess:
         self.first_output = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
         self._master = -1
+        self.started_s = 0.0
 
     async def start(self, merge_stderr: bool) -> None:
         argv = self.device.sandbox.command_argv(self.command if self.command.strip() else None)
@@ -120,6 +122,7 @@ class ShellProcess:
                 preexec_fn=_child_setup(False),
             )
         self.device.log.info("shell pid=%d %s", self.proc.pid, shlex.quote(self.command)[:200])
+        self.started_s = time.monotonic()
 
     async def _pump_reader(self, reader: asyncio.StreamReader | None, sink: Sink) -> None:
         if reader is None:
@@ -201,7 +204,14 @@ class ShellProcess:
             if self._master >= 0:
                 os.close(self._master)
                 self._master = -1
-        self.device.log.info("shell pid=%d exit %d", self.proc.pid, code)
+        # bench/sweep_overhead.py and sweep_scaling.py read these lines (the shell's whole process tree).
+        self.device.log.info(
+            "exit pid=%d code=%d wall=%.2fs command=%s",
+            self.proc.pid,
+            code,
+            time.monotonic() - self.started_s,
+            shlex.quote(self.command)[:200],
+        )
         if self.device.corrupt_outputs:
             await self._garble_outputs()
         return 128 - code if code < 0 else code
