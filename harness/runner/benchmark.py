@@ -225,13 +225,11 @@ def _fill_inputs(interpreter: Interpreter, layers: tuple[InputLayer, ...]) -> No
 
 def _write_outputs(interpreter: Interpreter, user_path: str) -> None:
     """--output_filepath: every output tensor's raw bytes, in output order."""
-    target = user_path
-    if target is not None:
-        try:
-            with open(target, "wb") as out:
-                for detail in interpreter.get_output_details():
-                    out.write(interpreter.get_tensor(detail["index"]).tobytes())
-            return
-        except OSError:
-            pass
+    try:
+        with open(user_path, "wb") as out:
+            for detail in interpreter.get_output_details():
+                out.write(interpreter.get_tensor(detail["index"]).tobytes())
+        return
+    except OSError:
+        pass
     raise BenchmarkFailed(f"Failed to write the outputs to {user_path}")

@@ -159,8 +159,7 @@ def _model_file_size(graph: str, log: Log) -> int:
             _litert_log(log, "ERROR", f"{_H}:309", f"Failed to parse model file size: {graph}")
             return -1
         return int(parts[3])
-    path = graph
-    return os.path.getsize(path) if path is not None and os.path.isfile(path) else -1
+    return os.path.getsize(graph) if os.path.isfile(graph) else -1
 
 
 class _Session:
@@ -426,10 +425,9 @@ def _save_result(
     misc.num_runs = inference.count
     misc.num_warmup_runs = warmup.count
     misc.model_throughput_in_mb_per_sec = throughput
-    target = user_path
     try:
         # Opened first: the real tool logs "Saving" only once its ofstream is good.
-        with open(target or "", "wb") as out:
+        with open(user_path, "wb") as out:
             _litert_log(log, "INFO", f"{_H}:177", f"Saving benchmark result to: {user_path}")
             out.write(result.SerializeToString())
     except OSError:
