@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 ID_STDIN, ID_STDOUT, ID_STDERR, ID_EXIT, ID_CLOSE_STDIN, ID_WINDOW_SIZE = range(6)
 CRASH_DELAY_S = 0.5  # crash-next fires at the first output, or after this long
-_DRAIN_AFTER_EXIT_S = 0.2  # output a background job still holds open is not waited for longer
 _SHELL_TOOLS = frozenset({os.path.realpath(MKSH), os.path.realpath(TOYBOX), "/usr/bin/nsenter"})
 _GARBLE = "import sys; p = sys.argv[1]; d = open(p, 'rb').read(); open(p, 'wb').write(d[::-1])"
 
@@ -189,8 +188,11 @@ class ShellProcess:
         code: int | None = None
         try:
             code = await self.proc.wait()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*pumps), _DRAIN_AFTER_EXIT_S)
+            # Whatever the shell left running in the background goes with it (as with adbd's session), so the
+            # pipes reach their end; what is in them is still delivered, however slowly the client acknowledges.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            await asyncio.gather(*pumps)
         finally:
             for task in [*pumps, *([crash] if crash is not None else [])]:
                 task.cancel()
