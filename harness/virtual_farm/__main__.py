@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import sys
 from pathlib import Path
 
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # nsenter re-raises the signal that killed a phone's program: no core file may land on this host.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     profile = load_profile(args.profile)
     log = logging.getLogger(f"device.{profile.name}")
     args.root.mkdir(parents=True, exist_ok=True)

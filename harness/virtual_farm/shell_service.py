@@ -111,6 +111,8 @@ class ShellProcess:
             finally:
                 os.close(slave)
         else:
+            # No preexec_fn: without one, subprocess starts the shell with vfork, much cheaper than a fork of this
+            # process (RLIMIT_CORE is already 0 in the device process, see __main__).
             self.proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=subprocess.PIPE,
@@ -118,7 +120,6 @@ class ShellProcess:
                 stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_child_setup(False),
             )
         self.device.log.info("shell pid=%d %s", self.proc.pid, shlex.quote(self.command)[:200])
         self.started_s = time.monotonic()
