@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import math
 import random
 import re
@@ -47,7 +48,7 @@ from harness.benchtool import (
 )
 from harness.dialect import DelegateArgs, DialectCache, delegate_args
 from harness.digest import file_sha256
-from harness.errors import DeviceError, InputFileError, UsageError
+from harness.errors import DeviceError, HarnessError, InputFileError, UsageError
 from harness.numerics import ModelNumerics, NumericsGate
 from harness.phone import lease, power, thermal
 from harness.phone.clocks import ClockSnapshot, read_clocks
@@ -84,6 +85,8 @@ LITERT_NOT_CHECKED = (
     "LiteRT 2.x's benchmark_model cannot feed fixed inputs or save outputs (it has no "
     "--input_layer_value_files or --output_filepath): outputs not checked on this phone"
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -1094,6 +1097,12 @@ def run_sweep(
             ctx.stop.set()
             raise
 
+    try:
+        # One file per device and model instead of one per case: what a year of nightly runs needs.
+        store.compact(run_id)
+    except (HarnessError, OSError) as error:
+        # The per-case files read just as well; 'harness results compact' merges them later.
+        log.warning("run %s was not compacted (%s); run 'harness results compact %s'", run_id, error, run_id)
     manifest["ended_at"] = dt.datetime.now(dt.UTC)
     store.write_run_manifest(run_id, manifest)
     statuses: Counter = Counter()

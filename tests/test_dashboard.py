@@ -149,7 +149,7 @@ def test_a_damaged_file_is_skipped_and_reported(tmp_path: Path) -> None:
 def test_a_newer_schema_is_refused_with_the_stores_words(tmp_path: Path) -> None:
     lab.write_lab_results(tmp_path)
     lab.write_newer_schema_file(tmp_path)
-    with pytest.raises(SchemaError, match=r"is results file v3, but this tflite-farm reads up to v2"):
+    with pytest.raises(SchemaError, match=r"is results file v4, but this tflite-farm reads up to v3"):
         Dataset.open(tmp_path)
 
 
@@ -703,7 +703,7 @@ def test_newer_schema_names_the_upgrade(tmp_path: Path, monkeypatch: pytest.Monk
     future = lab.write_newer_schema_file(tmp_path)
     app = open_app(tmp_path, monkeypatch, page)
     message = texts(app.error)
-    assert f"{future} is results file v3, but this tflite-farm reads up to v2" in message
+    assert f"{future} is results file v4, but this tflite-farm reads up to v3" in message
     assert "pip install -U tflite-farm" in message
     assert not app.get("plotly_chart")
 
