@@ -78,6 +78,14 @@ def compaction_name(compaction_id: str, index: int, count: int, model_name: str)
     return f"part-{compaction_id}.{index}of{count}{model}.parquet"
 
 
+_COMPACTION_TEMPORARY = re.compile(r"\.part-[0-9A-Za-z_-]+\.[0-9]+of[0-9]+(\.model-[^./]*)?\.parquet\.[0-9a-f]+\.tmp")
+
+
+def is_compaction_temporary(name: str) -> bool:
+    """Whether a hidden file is one a compaction writes before renaming it into place."""
+    return _COMPACTION_TEMPORARY.fullmatch(name) is not None
+
+
 def path_safe(serial: str) -> str:
     """Serial as one reversible path segment: '127.0.0.1:5555' -> '127.0.0.1%3A5555'.
 

@@ -665,6 +665,9 @@ def _compact_folder(folder: Path, run_id: str, serial: str) -> CompactionReport:
     resolved = layout.resolve(layout.folder_files(folder, run_id, serial))
     # What an interrupted compaction left: files it had already replaced, or its own unfinished files.
     leftovers = [f.path for f in (*resolved.superseded, *resolved.incomplete)]
+    # And the hidden files a killed compaction was writing (the lock says none is writing now; a sweep's
+    # own temporaries are named for a batch, never "<k>of<n>", and are left alone).
+    leftovers += sorted(p for p in folder.glob(".part-*.tmp") if layout.is_compaction_temporary(p.name))
     for count, path in enumerate(leftovers, start=1):
         path.unlink(missing_ok=True)
         _step("removed_leftover", count)
