@@ -48,7 +48,7 @@ from harness.ranking import (
 )
 from harness.records import DeviceKind
 from harness.stats import MIN_REPETITIONS, NoiseFloor, Verdict
-from harness.store import ResultsStore
+from harness.store import ResultsStore, RowFilter
 
 CPU = "cpu"
 ALL_DEVICES = "all measured devices"
@@ -159,9 +159,16 @@ class _ModelFile:
     io_signature: dict | None
 
 
-def load_rows(results_root: Path, run_ids: Sequence[str] = ()) -> pd.DataFrame:
+def load_rows(results_root: Path, run_ids: Sequence[str] = (), model_name: str | None = None) -> pd.DataFrame:
+    """The stored rows of some runs (all without), of one model when named: read in place, so only that
+    model's files are opened."""
     store = ResultsStore(results_root)
-    rows = store.read(run_ids or None)
+    where = RowFilter(run_ids=tuple(run_ids) or None)
+    rows = store.read_where(replace(where, model_name=model_name)).frame
+    if rows.empty and model_name is not None:
+        models = store.query("SELECT DISTINCT model_name FROM rows ORDER BY 1", where=where)["model_name"]
+        if len(models):
+            raise UsageError(f"no results for model {model_name!r}", f"pick one of {', '.join(models)}")
     if rows.empty:
         which = f"runs {', '.join(run_ids)}" if run_ids else "any run"
         raise UsageError(
@@ -173,7 +180,7 @@ def load_rows(results_root: Path, run_ids: Sequence[str] = ()) -> pd.DataFrame:
 
 def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedPolicy:
     """The policy for one model; `rows` defaults to the stored rows of the request's runs."""
-    rows = load_rows(request.results_root, request.run_ids) if rows is None else rows
+    rows = load_rows(request.results_root, request.run_ids, request.model_name) if rows is None else rows
     summaries: list[sustained.SustainedSummary] = []
     if request.objective is Objective.SUSTAINED:
         summaries = sustained.summarize(rows, request.tie_test.min_effect)

@@ -460,6 +460,16 @@ class ResultsStore:
             self.scan(connection, where)
             return checked(lambda: connection.execute(sql, params or {}).df())
 
+    def read_where(self, where: RowFilter) -> LoadedResults:
+        """The rows `where` selects, as `load` returns them (same columns, types and order), read in place:
+        only the selected runs', devices' and model's files are opened."""
+        order = ", ".join(("started_at", "serial", "case_id", "repetition"))
+        with self.connect() as connection:
+            report = self.scan(connection, where)
+            table = checked(lambda: connection.sql(f"SELECT * FROM rows ORDER BY {order}").to_arrow_table())
+        table = table.cast(RESULTS_SCHEMA)
+        return LoadedResults(frame=table.to_pandas(types_mapper=_PANDAS_TYPES.get), skipped=report.skipped)
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A DuckDB connection for queries over this store (UTC, closed on exit)."""

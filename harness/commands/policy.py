@@ -439,7 +439,7 @@ def coverage_command(
     from harness.ranking import MixingAllowed
 
     document = _load_valid(ctx, policy_file)
-    rows = load_rows(results_dir, run_ids)
+    rows = load_rows(results_dir, run_ids, document["model"]["name"])
     _, accuracy, _ = model_facts(results_dir, rows, document["model"]["name"], manifest_path)
     report = coverage(document, rows, accuracy, mixing=MixingAllowed(binaries=allow_mixed_binaries))
     if as_json:
