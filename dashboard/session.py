@@ -73,9 +73,10 @@ def _is_app(argument: str) -> bool:
         return False
 
 
-@st.cache_resource(max_entries=4, show_spinner="Reading results…")
+@st.cache_resource(max_entries=4, show_spinner="Listing results…")
 def _open(root: str, state: StateKey) -> Dataset:
-    # `state` is only part of the cache key: a new, replaced or removed file opens the dataset afresh.
+    # `state` is only part of the cache key: a new, replaced or removed file lists the dataset afresh.
+    # Opening reads no row; each page's queries read what they need, cached per query (dashboard.cached).
     return Dataset.open(root)
 
 
@@ -110,7 +111,7 @@ def load() -> Context | None:
     if chosen is None:
         return None
     selection, mixing = chosen
-    _mark_virtual_devices(dataset, selection)
+    _mark_virtual_devices(root, state, dataset, selection)
     context = Context(root=root, state=state, dataset=dataset, selection=selection, mixing=mixing)
     st.session_state[_CONTEXT] = context
     return context
@@ -137,11 +138,11 @@ def _warn_about_skipped(dataset: Dataset) -> None:
         )
 
 
-def _mark_virtual_devices(dataset: Dataset, selection: Selection) -> None:
+def _mark_virtual_devices(root: Path, state: StateKey, dataset: Dataset, selection: Selection) -> None:
     """Every page says when its numbers include virtual devices: never let one pass for a phone."""
-    from dashboard.queries import device_kinds
+    from dashboard.cached import device_kinds  # imported here: dashboard.cached imports this module
 
-    kinds = device_kinds(dataset, selection)
+    kinds = device_kinds(root, state, dataset, selection)
     virtual = kinds[kinds["device_kind"] == "virtual"]
     if virtual.empty:
         return
@@ -182,7 +183,8 @@ def _sidebar(root: Path, dataset: Dataset) -> tuple[Selection, MixingAllowed] | 
             key="allow_mixed_binaries",
             help="The same as --allow-mixed-binaries.",
         )
-    sidebar.caption(f"Results: `{root}` · {dataset.row_count:,} rows · {len(dataset.runs)} run(s)")
+    # Counting rows would read every file: the caption says what the listing knows.
+    sidebar.caption(f"Results: `{root}` · {len(dataset.runs)} run(s) · {len(dataset.models())} model(s)")
     sidebar.button("Reload", help="Read the results folder again (new runs also appear on any rerun).")
     if not chosen:
         st.info("Pick at least one run in the sidebar.")

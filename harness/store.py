@@ -430,7 +430,16 @@ class ResultsStore:
         and a newer one refused (SchemaError). A current file of a newer version fails the query that
         reads it, with the fix (see `query`).
         """
-        files = self.files(where)
+        return self.scan_files(connection, self.files(where), where, name)
+
+    def scan_files(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        files: Sequence[DataFile],
+        where: RowFilter = RowFilter(),
+        name: str = "rows",
+    ) -> ScanReport:
+        """`scan` over files already listed (`files`, e.g. a catalog a caller keeps), filtered by `where`."""
         direct: list[str] = []
         upgraded_tables: list[pa.Table] = []
         skipped: list[SkippedFile] = []

@@ -12,7 +12,7 @@ context = session.context()
 dataset, selection = context.dataset, context.selection
 
 st.title("Device")
-devices = queries.devices(dataset, selection)
+devices = cached.devices(context)
 labels = {
     row.serial: f"{row.serial} · {row.device_model} · {row.tier}"
     + (" · virtual" if row.device_kind == "virtual" else "")
@@ -39,7 +39,7 @@ if facts["device_kind"] == "virtual":
         "for; its temperatures and power come from a documented model, never from a sensor."
     )
 
-rows = queries.device_rows(dataset, selection, serial)
+rows = cached.device_rows(context, serial)
 measured = rows[rows["status"] == "ok"]
 order = queries.configuration_order(rows)
 
