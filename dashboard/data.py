@@ -118,6 +118,22 @@ class RunFigures:
     failed: int
 
 
+POOLED_RUNS_MAX = 30
+"""Up to this many runs of a model, the pages pool every run by default. Beyond (a lab's nightly runs) they
+show the newest run, and the sidebar's "All runs" pools them: ranking a model over a year of nights reads
+and aggregates every night's rows of it, which takes seconds, and mixes benchmark binaries across updates."""
+
+
+def pools_runs_by_default(run_ids: Sequence[str]) -> bool:
+    """Whether the sidebar's "All runs" starts on for a model measured in these runs."""
+    return len(run_ids) <= POOLED_RUNS_MAX
+
+
+def default_run_ids(run_ids: Sequence[str]) -> tuple[str, ...]:
+    """The runs a page shows before anyone picks (run_ids oldest first): all, or the newest (see POOLED_RUNS_MAX)."""
+    return tuple(run_ids) if pools_runs_by_default(run_ids) else tuple(run_ids[-1:])
+
+
 @dataclass(frozen=True)
 class Selection:
     """What the sidebar selected: one model and the runs to include."""
@@ -340,7 +356,8 @@ def _run_info(
     first_row = last_end = None
     version = manifest.get("harness_version")
     run_files = [f for f in files if f.run_id == run_id]
-    if run_files and ("started_at" not in manifest or "ended_at" not in manifest or not version):
+    # A manifest's times suffice (nightly runs have them): reading a run's rows costs one scan per run.
+    if run_files and ("started_at" not in manifest or "ended_at" not in manifest):
         with connection.cursor() as cursor:
             store.scan_files(cursor, run_files, RowFilter(run_ids=(run_id,)))
             first, last_s, row_version = checked(

@@ -20,11 +20,13 @@ import pyarrow as pa
 import streamlit as st
 
 from dashboard.data import (
+    POOLED_RUNS_MAX,
     RESULTS_ENV,
     Dataset,
     RunInfo,
     Selection,
     StateKey,
+    pools_runs_by_default,
     state_key,
 )
 from harness.errors import HarnessError
@@ -161,8 +163,14 @@ def _sidebar(root: Path, dataset: Dataset) -> tuple[Selection, MixingAllowed] | 
     model = sidebar.selectbox("Model", models, key="model", help="Results may hold several models.")
     runs = {run.run_id: run for run in dataset.runs}
     run_ids = dataset.run_ids(model)
-    # A toggle rather than a pre-filled multiselect: "all" must include a run that lands later.
-    every_run = sidebar.toggle("All runs", value=True, key="all_runs")
+    # A toggle rather than a pre-filled multiselect: "all" must include a run that lands later. A year of
+    # nightly runs starts on the newest one (dashboard.data.POOLED_RUNS_MAX).
+    every_run = sidebar.toggle(
+        "All runs",
+        value=pools_runs_by_default(run_ids),
+        key="all_runs",
+        help=f"Pool every run of the model (on by default up to {POOLED_RUNS_MAX} runs).",
+    )
     if every_run:
         chosen = run_ids
     else:

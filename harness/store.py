@@ -219,21 +219,35 @@ class ResultsStore:
         """Write one batch of rows of one (run, device) as one new Parquet file."""
         if not rows:
             raise ValueError("append needs at least one row")
-        partitions = {(row.run_id, row.serial) for row in rows}
-        if len(partitions) != 1:
-            raise ValueError(f"one batch must hold one run and one device, got {sorted(partitions)}")
-        [(run_id, serial)] = partitions
         versions = {row.schema_version for row in rows}
         if versions != {SCHEMA_VERSION}:
             raise ValueError(f"rows must be schema v{SCHEMA_VERSION}, got {sorted(versions)}")
-        table = pa.Table.from_pylist([row.to_record() for row in rows], schema=RESULTS_SCHEMA)
+        return self.append_table(pa.Table.from_pylist([row.to_record() for row in rows], schema=RESULTS_SCHEMA))
+
+    def append_table(self, table: pa.Table) -> Path:
+        """Write one batch of one (run, device), given as an Arrow table of RESULTS_SCHEMA's columns (absent
+        nullable ones read as null), as one new Parquet file: what `append` does for ResultRows."""
+        if not table.num_rows:
+            raise ValueError("append needs at least one row")
+        partitions = set(zip(table["run_id"].to_pylist(), table["serial"].to_pylist(), strict=True))
+        if len(partitions) != 1:
+            raise ValueError(f"one batch must hold one run and one device, got {sorted(partitions)}")
+        [(run_id, serial)] = partitions
+        if "schema_version" not in table.column_names:
+            table = table.append_column("schema_version", pa.array([SCHEMA_VERSION] * table.num_rows, pa.int64()))
+        missing = [f.name for f in RESULTS_SCHEMA if not f.nullable and f.name in table.column_names]
         # from_pylist does not enforce nullability; a required column left None is a bug upstream.
-        missing = [f.name for f in RESULTS_SCHEMA if not f.nullable and table[f.name].null_count]
+        missing = [name for name in missing if table[name].null_count]
+        missing += [f.name for f in RESULTS_SCHEMA if not f.nullable and f.name not in table.column_names]
         if missing:
             raise ValueError(f"required columns are None: {', '.join(missing)}")
         folder = self._run_partition(run_id) / f"device={path_safe(serial)}"
+        try:
+            table = _conform(folder, table)
+        except _Unreadable as exc:
+            raise ValueError(exc.reason) from None
         # One model per file lets a model filter skip the file by its name (harness.layout).
-        models = {row.model_name for row in rows}
+        models = set(table["model_name"].to_pylist())
         path = folder / layout.batch_name(uuid.uuid4().hex, models.pop() if len(models) == 1 else None)
         write_atomically(path, lambda out: pq.write_table(table, out))
         return path
@@ -456,9 +470,20 @@ class ResultsStore:
             except _Unreadable as exc:
                 log.warning("skipping results file %s: %s", f.path, exc.reason)
                 skipped.append(SkippedFile(f.path, exc.reason))
-        relation = _conformed(connection, direct, upgraded_tables)
-        relation = _filtered(relation, where)
-        relation.create_view(name, replace=True)
+        in_memory = None
+        if upgraded_tables or not direct:
+            in_memory = f"_{name}_upgraded"
+            tables = upgraded_tables or [RESULTS_SCHEMA.empty_table()]
+            connection.register(in_memory, pa.concat_tables(tables))
+        try:
+            connection.execute(_view_sql(name, direct, in_memory, where))
+        except duckdb.BinderException:
+            # Some column is in none of these files (older files, from before it was added): ask which are.
+            listed = ", ".join(sql_literal(path) for path in direct)
+            described = connection.execute(
+                f"DESCRIBE SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+            ).fetchall()
+            connection.execute(_view_sql(name, direct, in_memory, where, [row[0] for row in described]))
         return ScanReport(tuple(f.path for f in files if f.path not in {s.path for s in skipped}), tuple(skipped))
 
     def query(
@@ -485,6 +510,7 @@ class ResultsStore:
         connection = duckdb.connect(":memory:")
         try:
             _utc(connection)
+            connection.execute("SET parquet_metadata_cache = true")  # a view's footers are read once, not per bind
             yield connection
         finally:
             connection.close()
@@ -800,65 +826,59 @@ def _footer_version(path: Path) -> int:
     return checked_version(path, RESULTS_KIND, version, SCHEMA_VERSION)
 
 
-def _conformed(
-    connection: duckdb.DuckDBPyConnection, files: Sequence[str], tables: Sequence[pa.Table]
-) -> duckdb.DuckDBPyRelation:
-    """One relation of RESULTS_SCHEMA columns over Parquet files (read in place) and in-memory tables."""
-    parts: list[duckdb.DuckDBPyRelation] = []
+def sql_literal(value: str) -> str:
+    """A SQL string literal. Only for DDL, which takes no bind parameters (a view's definition): a standard
+    literal doubles its quotes, nothing else, so no value can end it."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _view_sql(
+    name: str, files: Sequence[str], in_memory: str | None, where: RowFilter, present: Iterable[str] | None = None
+) -> str:
+    """The definition of a scan's view: RESULTS_SCHEMA's columns over Parquet files read in place (and rows
+    upgraded in memory, registered as `in_memory`), filtered by `where`.
+
+    One SQL statement, bound once: DuckDB then pushes the projection (only the columns a query names) and
+    the filters (the model against each row group's statistics) into the Parquet scan.
+    """
+    parts: list[str] = []
     if files:
+        listed = ", ".join(sql_literal(path) for path in files)
         # By name: an older file may lack a nullable column added since (it reads as null below).
-        scanned = connection.read_parquet(list(files), hive_partitioning=False, filename=True, union_by_name=True)
-        parts.append(_projected(scanned, from_files=True))
-    if tables or not parts:
-        table = pa.concat_tables(tables) if tables else RESULTS_SCHEMA.empty_table()
-        parts.append(_projected(connection.from_arrow(table), from_files=False))
-    relation = parts[0]
-    for part in parts[1:]:
-        relation = relation.union(part)
-    return relation
-
-
-def _projected(relation: duckdb.DuckDBPyRelation, from_files: bool) -> duckdb.DuckDBPyRelation:
-    present = set(relation.columns)
-    columns: list[duckdb.Expression] = []
-    for field in RESULTS_SCHEMA:
-        if field.name == "schema_version":
-            # Rows of older versions read in place are current rows (v2 -> v3 changes no row).
-            columns.append(duckdb.ConstantExpression(SCHEMA_VERSION).cast(duckdb.sqltype("BIGINT")).alias(field.name))
-        elif field.name in present:
-            columns.append(
-                duckdb.ColumnExpression(field.name).cast(duckdb.sqltype(duckdb_type(field))).alias(field.name)
-            )
-        else:
-            null = duckdb.ConstantExpression(None).cast(duckdb.sqltype(duckdb_type(field)))
-            columns.append(null.alias(field.name))
-    if from_files and "schema_version" in present:
+        source = f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false, filename = true)"
         # A file of a newer version fails the query that reads it instead of being misread (see `checked`).
-        relation = relation.filter(
+        guard = (
             f"CASE WHEN schema_version <= {SCHEMA_VERSION} THEN true ELSE error("
             f"'{_VERSION_ERROR}: ' || filename || ' is results file v' || schema_version || "
             f"', but this tflite-farm reads up to v{SCHEMA_VERSION}')::BOOLEAN END"
         )
-    return relation.project(*columns)
-
-
-def _filtered(relation: duckdb.DuckDBPyRelation, where: RowFilter) -> duckdb.DuckDBPyRelation:
-    # The rows' own columns decide (a file named for a model, or in a run's folder, only narrows the search).
+        parts.append(f"SELECT {_columns(present)} FROM {source} WHERE {guard}")
+    if in_memory is not None:
+        parts.append(f"SELECT {_columns()} FROM {in_memory}")
+    conditions = []
     if where.model_name is not None:
-        relation = relation.filter(duckdb.ColumnExpression("model_name") == duckdb.ConstantExpression(where.model_name))
+        conditions.append(f"model_name = {sql_literal(where.model_name)}")
     if where.run_ids is not None:
-        relation = relation.filter(
-            duckdb.ColumnExpression("run_id").isin(*(duckdb.ConstantExpression(r) for r in where.run_ids))
-            if where.run_ids
-            else duckdb.ConstantExpression(False)
-        )
+        conditions.append(f"run_id IN ({', '.join(sql_literal(r) for r in where.run_ids) or 'NULL'})")
     if where.serials is not None:
-        relation = relation.filter(
-            duckdb.ColumnExpression("serial").isin(*(duckdb.ConstantExpression(s) for s in where.serials))
-            if where.serials
-            else duckdb.ConstantExpression(False)
-        )
-    return relation
+        conditions.append(f"serial IN ({', '.join(sql_literal(s) for s in where.serials) or 'NULL'})")
+    union = " UNION ALL BY NAME ".join(f"({part})" for part in parts)
+    filtered = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM ({union}){filtered}"
+
+
+def _columns(present: Iterable[str] | None = None) -> str:
+    """RESULTS_SCHEMA's columns, typed; those not `present` (None: all are) as typed nulls."""
+    have = None if present is None else set(present)
+
+    def column(field: pa.Field) -> str:
+        if field.name == "schema_version":
+            # Rows of older versions read in place are current rows (v2 -> v3 changes no row).
+            return f"CAST({SCHEMA_VERSION} AS BIGINT) AS schema_version"
+        value = f'"{field.name}"' if have is None or field.name in have else "NULL"
+        return f'CAST({value} AS {duckdb_type(field)}) AS "{field.name}"'
+
+    return ", ".join(column(field) for field in RESULTS_SCHEMA)
 
 
 _T = TypeVar("_T")
