@@ -325,10 +325,10 @@ def _read_runs(
     The manifest says when a run started and ended; only a run without one (or without its times)
     has its rows read for them.
     """
-    devices: dict[str, set[str]] = {}
+    by_run: dict[str, list[DataFile]] = {}
     for f in files:
-        devices.setdefault(f.run_id, set()).add(f.serial)
-    run_ids = set(devices) | {path.parent.name for path in Path(root).glob(_MANIFEST_GLOB)}
+        by_run.setdefault(f.run_id, []).append(f)
+    run_ids = set(by_run) | {path.parent.name for path in Path(root).glob(_MANIFEST_GLOB)}
     runs: list[RunInfo] = []
     errors: list[str] = []
     for run_id in run_ids:
@@ -338,7 +338,8 @@ def _read_runs(
                 manifest = store.read_run_manifest(run_id)
             except (HarnessError, OSError) as error:
                 errors.append(str(error))
-        runs.append(_run_info(run_id, manifest, len(devices.get(run_id, ())), store, files, connection))
+        run_files = by_run.get(run_id, [])
+        runs.append(_run_info(run_id, manifest, len({f.serial for f in run_files}), store, run_files, connection))
     far_future = datetime.max.replace(tzinfo=UTC)
     runs.sort(key=lambda run: (run.started_at or far_future, run.run_id))
     return runs, errors
@@ -349,13 +350,12 @@ def _run_info(
     manifest: Mapping[str, Any],
     devices: int,
     store: ResultsStore,
-    files: Sequence[DataFile],
+    run_files: Sequence[DataFile],
     connection: duckdb.DuckDBPyConnection,
 ) -> RunInfo:
     # The same precedence as ResultsStore.list_runs: the manifest, then the rows for what it lacks.
     first_row = last_end = None
     version = manifest.get("harness_version")
-    run_files = [f for f in files if f.run_id == run_id]
     # A manifest's times suffice (nightly runs have them): reading a run's rows costs one scan per run.
     if run_files and ("started_at" not in manifest or "ended_at" not in manifest):
         with connection.cursor() as cursor:

@@ -579,3 +579,71 @@ def test_until_decided_adds_repetitions_only_where_undecided_stops_at_the_budget
     models = sweep.collect_models([tiny_models["dense"]])
     still = sweep._undecided(samples, set(), models, TieTest())
     assert all(len(samples[key]) == 4 for key in still)
+
+
+def test_kill_9_mid_run_and_mid_compaction_then_compact_and_resume(farms, tmp_path: Path, tiny_models) -> None:
+    """A sweep killed mid-run leaves per-case files; a compaction of them killed after its rename leaves both
+    the parts and the merged file on disk (only one counts); `harness results compact` settles it, and
+    `--resume` then runs exactly the missing cases and compacts the run when it ends."""
+    _, port = farms["a"]
+    store, run_id, env = _killed_mid_run(
+        tmp_path,
+        port,
+        [
+            "--devices",
+            _serial(farms, "a", "nothing-phone-1"),
+            "--models",
+            str(tiny_models["dense"]),
+            "--delegates",
+            "cpu,xnnpack",
+            "--threads",
+            "1,2",
+            "--repetitions",
+            "2",
+            "--num-runs",
+            "3",
+            "--min-secs",
+            "0.3",
+            "--thermal-threshold",
+            "90",
+        ],
+        lambda store, run_id: len(store.stored_case_keys(run_id)) >= 2,
+        wait_s=60,
+    )
+    before = store.stored_case_keys(run_id)
+    assert 2 <= len(before) < 8
+    parts = sorted(store.dataset_dir.rglob("*.parquet"))
+    assert len(parts) == len(before)  # one file per case, as the sweep wrote them
+    script = (
+        "import os, signal\n"
+        "from harness import store\n"
+        "def hook(step, count):\n"
+        "    if step == 'renamed':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "store._compaction_hook = hook\n"
+        f"store.ResultsStore({str(store.root)!r}).compact({run_id!r})\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    on_disk = sorted(store.dataset_dir.rglob("*.parquet"))
+    assert len(on_disk) == len(parts) + 1  # the parts and the merged file: both on disk ...
+    assert store.stored_case_keys(run_id) == before  # ... and every row counted once
+
+    compacted = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "results", "compact", run_id, "--results", str(store.root)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert compacted.returncode == 0, compacted.stderr
+    assert len(list(store.dataset_dir.rglob("*.parquet"))) == 1 and store.stored_case_keys(run_id) == before
+
+    resumed = _resume_latest(store, env)
+    summary = json.loads(resumed.stdout)
+    assert summary["run_id"] == run_id and summary["cases_total"] == 8 - len(before)
+    rows = store.read([run_id])
+    assert len(rows) == 8 and not rows.duplicated(["case_id", "repetition"]).any()
+    assert set(rows["status"]) == {"ok"}
+    # The resumed run compacted itself when it ended: the earlier merge and the new cases are one file.
+    assert len(list(store.dataset_dir.rglob("*.parquet"))) == 1
+    assert not list(store.dataset_dir.rglob(".*"))
