@@ -83,7 +83,7 @@ def state_key(root: Path) -> StateKey:
     return count, newest, size
 
 
-def _folders(folder: Path, prefix: str) -> list[str]:
+def _folders(folder: str | Path, prefix: str) -> list[str]:
     try:
         return [entry.path for entry in os.scandir(folder) if entry.name.startswith(prefix) and entry.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
@@ -295,8 +295,10 @@ class Dataset:
             """
         )
         return {
-            str(row.run_id): RunFigures(int(row.cases), int(row.rows), int(row.ok), int(row.failed))
-            for row in figures.itertuples(index=False)
+            str(run_id): RunFigures(int(cases), int(rows), int(ok), int(failed))
+            for run_id, cases, rows, ok, failed in zip(
+                figures["run_id"], figures["cases"], figures["rows"], figures["ok"], figures["failed"], strict=True
+            )
         }
 
     def close(self) -> None:

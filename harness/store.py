@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
@@ -189,6 +189,18 @@ class ScanReport:
 
     files: tuple[Path, ...]  # every file the view reads (no other is opened)
     skipped: tuple[SkippedFile, ...]  # files left out as unreadable
+
+
+@dataclass(frozen=True)
+class _RunRows:
+    """What a run's rows say of it (list_runs counts them in place)."""
+
+    first_row_at: datetime
+    last_end_at: datetime
+    devices: tuple[str, ...]
+    cases: int
+    ok: int
+    failed: int
 
 
 @dataclass(frozen=True)
@@ -378,18 +390,22 @@ class ResultsStore:
 
     def list_runs(self) -> list[RunSummary]:
         """Every run that has rows or a manifest, oldest first (the rows are counted in place)."""
-        figures = self.query(
-            """
+        sql = """
             SELECT run_id, min(started_at) AS first_row_at,
                    max(started_at + to_microseconds(CAST(duration_s * 1e6 AS BIGINT))) AS last_end_at,
                    list(DISTINCT serial ORDER BY serial) AS devices, count(DISTINCT case_id) AS cases,
                    count(*) FILTER (WHERE status = $ok) AS ok,
                    count(*) FILTER (WHERE status NOT IN ($ok, $skipped)) AS failed
             FROM rows GROUP BY run_id
-            """,
-            {"ok": CaseStatus.OK.value, "skipped": CaseStatus.SKIPPED.value},
-        )
-        by_run = {str(row["run_id"]): row for row in figures.to_dict("records")}
+        """
+        params = {"ok": CaseStatus.OK.value, "skipped": CaseStatus.SKIPPED.value}
+        with self.connect() as connection:
+            self.scan(connection)
+            fetched: list[tuple[Any, ...]] = checked(lambda: connection.execute(sql, params).fetchall())
+        by_run = {
+            str(run_id): _RunRows(first, last, tuple(str(serial) for serial in devices), int(cases), int(ok), int(bad))
+            for run_id, first, last, devices, cases, ok, bad in fetched
+        }
         run_ids = set(by_run)
         if self.runs_dir.is_dir():
             run_ids |= {path.parent.name for path in self.runs_dir.glob("*/run.json")}
@@ -517,22 +533,20 @@ class ResultsStore:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _summarise(self, run_id: str, figures: Mapping[str, object] | None) -> RunSummary:
+    def _summarise(self, run_id: str, rows: _RunRows | None) -> RunSummary:
         manifest_path = self._run_dir(run_id) / "run.json"
         manifest = self.read_run_manifest(run_id) if manifest_path.exists() else {}
-        first_row_at = last_end_at = None
-        if figures is not None:
-            first_row_at = pd.Timestamp(figures["first_row_at"]).to_pydatetime()
-            last_end_at = pd.Timestamp(figures["last_end_at"]).to_pydatetime()
-        started_at, ended_at = run_times(manifest, first_row_at, last_end_at)
+        started_at, ended_at = run_times(
+            manifest, rows.first_row_at if rows else None, rows.last_end_at if rows else None
+        )
         return RunSummary(
             run_id=run_id,
             started_at=started_at,
             ended_at=ended_at,
-            devices=tuple(str(d) for d in figures["devices"]) if figures is not None else (),  # type: ignore[attr-defined]
-            cases=int(figures["cases"]) if figures is not None else 0,  # type: ignore[call-overload]
-            ok=int(figures["ok"]) if figures is not None else 0,  # type: ignore[call-overload]
-            failed=int(figures["failed"]) if figures is not None else 0,  # type: ignore[call-overload]
+            devices=rows.devices if rows else (),
+            cases=rows.cases if rows else 0,
+            ok=rows.ok if rows else 0,
+            failed=rows.failed if rows else 0,
         )
 
     def _run_partition(self, run_id: str) -> Path:
