@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from harness.digest import file_sha256
 from harness.errors import InputFileError, ModelError, UsageError
 from harness.locations import DEFAULT_RESULTS
 from harness.outputs import dequantize, output_errors, quantize
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
 
 DEFAULT_CALIBRATION_SAMPLES = 200
 MIN_CALIBRATION_SAMPLES = 100
@@ -595,7 +598,7 @@ def host_outputs(flatbuffer: bytes, x: np.ndarray | None) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _first_output(interpreter) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _first_output(interpreter: Interpreter) -> np.ndarray:
     detail = interpreter.get_output_details()[0]
     return dequantize(interpreter.get_tensor(detail["index"]), detail)
 

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from harness.outputs import (
 )
 from harness.records import NumericsReference, NumericsStatus
 from harness.stats import Row, figures
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
 
 RANDOM_RANGE = (-1.0, 1.0)  # float inputs without evaluation data
 UNCONSUMED = re.compile(r"Unconsumed cmdline flags:(.*)")
@@ -290,7 +293,7 @@ def _decode(specs: Sequence[TensorSpec], data: bytes) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def _run(interpreter, specs: Sequence[TensorSpec], sample: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:  # type: ignore[no-untyped-def]
+def _run(interpreter: Interpreter, specs: Sequence[TensorSpec], sample: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     interpreter.allocate_tensors()
     for detail, spec, values in zip(interpreter.get_input_details(), specs, sample, strict=False):
         interpreter.set_tensor(detail["index"], quantize(values, spec.detail))

@@ -46,12 +46,12 @@ from harness.stats import (
     Comparison,
     NoiseFloor,
     Row,
-    TieTest,
     Verdict,
     combine,
     figures,
     noise_floor,
 )
+from harness.stats import TieTest as TieTest  # re-exported: a ranking's parameter, callers take it from here
 
 LATENCY_METRICS = ("inference_p50_us", "inference_avg_us", "inference_p95_us")
 _REPETITION_METRICS = (*LATENCY_METRICS, "memory_mb", "energy_mj_per_inference")  # compared on repetitions

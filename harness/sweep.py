@@ -41,11 +41,11 @@ from harness.benchtool import (
     BenchmarkBinaries,
     NoTool,
     PhoneTool,
-    build_binaries,  # noqa: F401 - callers build them through sweep
     choose_tool,
     npu_folder,
     push_npu_libraries,
 )
+from harness.benchtool import build_binaries as build_binaries  # re-exported: callers build them through sweep
 from harness.dialect import DelegateArgs, DialectCache, delegate_args
 from harness.digest import file_sha256
 from harness.errors import DeviceError, InputFileError, UsageError
