@@ -20,6 +20,7 @@ they lie (DuckDB), reading only the runs, devices, model and columns a query nee
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -61,7 +62,7 @@ MANIFEST_VERSION = 2
 """Version of run.json; it evolves independently of the Parquet schema."""
 
 
-def _manifest_v1_to_v2(document: dict) -> dict:
+def _manifest_v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
     """v2: `binaries` lists each ABI's binaries (an ABI may have the classic and the LiteRT 2.x benchmark_model);
     v1 named one per ABI."""
     binaries = document.get("binaries")
@@ -73,7 +74,7 @@ def _manifest_v1_to_v2(document: dict) -> dict:
     return {**document, "schema_version": 2}
 
 
-MANIFEST_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _manifest_v1_to_v2}
+MANIFEST_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _manifest_v1_to_v2}
 """run.json upgrades: MANIFEST_UPGRADES[n] turns a version-n document into version n+1."""
 
 
@@ -288,7 +289,7 @@ class ResultsStore:
 
     # -- reading ---------------------------------------------------------------
 
-    def read_run_manifest(self, run_id: str) -> dict[str, object]:
+    def read_run_manifest(self, run_id: str) -> dict[str, Any]:
         path = self._run_dir(run_id) / "run.json"
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
@@ -353,7 +354,7 @@ class ResultsStore:
             except (_Unreadable, pa.ArrowException, OSError) as exc:
                 skipped.append(SkippedFile(path, getattr(exc, "reason", str(exc))))
                 continue
-            write_atomically(path, lambda out, table=table: pq.write_table(table, out))
+            write_atomically(path, functools.partial(pq.write_table, table))
             upgraded.append(path)
         return UpgradeReport(tuple(upgraded), tuple(skipped))
 

@@ -7,6 +7,8 @@ stderr. A HarnessError becomes its message and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from harness import __version__
@@ -14,7 +16,7 @@ from harness.errors import HarnessError
 
 
 class _HarnessGroup(click.Group):
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except HarnessError as error:

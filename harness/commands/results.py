@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -178,5 +179,5 @@ def results_compact(run_id: str | None, results_dir: Path, as_json: bool) -> Non
         click.echo(f"warning: left {skipped.path} as it is, unreadable: {skipped.reason}", err=True)
 
 
-def _iso(value) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
