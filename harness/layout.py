@@ -29,6 +29,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -189,6 +190,9 @@ def replaced_names(path: Path) -> set[str]:
     return {str(name) for name in names} if isinstance(names, list) else set()
 
 
+_LISTING_THREADS = 8  # folder listings wait on the file system (a shared one most of all), not on Python
+
+
 def live_files(
     dataset_dir: Path,
     run_ids: Iterable[str] | None = None,
@@ -200,21 +204,24 @@ def live_files(
     A file whose name does not say its model is kept under a model filter: its rows say it.
     """
     wanted_serials = None if serials is None else set(serials)
-    found: list[DataFile] = []
-    for run_id, serial, folder in partitions(dataset_dir, run_ids):
-        if wanted_serials is not None and serial not in wanted_serials:
-            continue
-        for f in resolve(folder_files(folder, run_id, serial)).live:
-            if model_name is None or f.model_name is None or f.model_name == model_name:
-                found.append(f)
-    return found
+    if run_ids is None:
+        run_folders = _subfolders(dataset_dir, "run_id=")
+    else:
+        run_folders = [dataset_dir / f"run_id={run_id}" for run_id in sorted(set(run_ids))]
 
+    def of_run(run_folder: Path) -> list[DataFile]:
+        run_id = run_folder.name.removeprefix("run_id=")
+        found: list[DataFile] = []
+        for device_folder in _subfolders(run_folder, "device="):
+            serial = unquote(device_folder.name.removeprefix("device="))
+            if wanted_serials is not None and serial not in wanted_serials:
+                continue
+            for f in resolve(folder_files(device_folder, run_id, serial)).live:
+                if model_name is None or f.model_name is None or f.model_name == model_name:
+                    found.append(f)
+        return found
 
-def model_names(dataset_dir: Path) -> set[str] | None:
-    """The models the file names say, or None when some file does not say (its rows must be read)."""
-    names: set[str] = set()
-    for f in live_files(dataset_dir):
-        if f.model_name is None:
-            return None
-        names.add(f.model_name)
-    return names
+    if len(run_folders) < 2:
+        return [f for folder in run_folders for f in of_run(folder)]
+    with ThreadPoolExecutor(max_workers=_LISTING_THREADS) as pool:
+        return [f for listed in pool.map(of_run, run_folders) for f in listed]
