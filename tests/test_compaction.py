@@ -288,3 +288,25 @@ def test_results_compact_command(tmp_path: Path) -> None:
     assert result.output.strip() == "compacted 12 file(s) into 6 (36 rows)"
     unknown = CliRunner().invoke(cli_main, ["results", "compact", "no-such-run", "--results", str(tmp_path)])
     assert unknown.exit_code == 2 and "harness results ls" in unknown.output
+
+
+def test_the_dashboard_sees_a_compaction_as_a_change_and_reads_the_same_rows(tmp_path: Path) -> None:
+    from dashboard.data import Dataset, Selection, state_key
+
+    write_run(tmp_path)
+    before = state_key(tmp_path)
+    dataset = Dataset.open(tmp_path)
+    selection = Selection("beta", (RUN,))
+    counted = dataset.sql("SELECT serial, count(*) AS n FROM rows GROUP BY 1 ORDER BY 1", selection=selection)
+    assert len(dataset.selected_files(selection)) == len(SERIALS) * 2  # one file per case of beta
+    dataset.close()
+
+    ResultsStore(tmp_path).compact(RUN)
+
+    assert state_key(tmp_path) != before  # cached queries are keyed on it: none survives the compaction
+    dataset = Dataset.open(tmp_path)
+    assert len(dataset.selected_files(selection)) == len(SERIALS)  # one file per device of beta
+    after = dataset.sql("SELECT serial, count(*) AS n FROM rows GROUP BY 1 ORDER BY 1", selection=selection)
+    pd.testing.assert_frame_equal(after, counted)
+    assert dataset.models() == sorted(MODELS) and dataset.run_ids("beta") == [RUN]
+    dataset.close()
