@@ -37,6 +37,8 @@ from harness.store import ResultsStore, SkippedFile, run_times
 
 log = logging.getLogger(__name__)
 
+_RESULTS_SCHEMA: pa.Schema = RESULTS_SCHEMA  # harness.records builds it lazily, so mypy sees an `object`
+
 RESULTS_ENV = "TFLITE_FARM_RESULTS"
 """Environment variable naming the results root when no --results is given."""
 
@@ -166,12 +168,12 @@ class Dataset:
         skipped: tuple[SkippedFile, ...] = ()
         source = "duckdb"
         if not files:
-            _create_rows(connection, RESULTS_SCHEMA.empty_table())
+            _create_rows(connection, _RESULTS_SCHEMA.empty_table())
         elif not _read_fast(connection, files):
             source = "store"
             loaded = ResultsStore(root).load()  # SchemaError for a newer file propagates
             skipped = loaded.skipped
-            table = pa.Table.from_pandas(loaded.frame, schema=RESULTS_SCHEMA, preserve_index=False)
+            table = pa.Table.from_pandas(loaded.frame, schema=_RESULTS_SCHEMA, preserve_index=False)
             _create_rows(connection, table)
         accuracy, accuracy_error = _read_accuracy(root)
         runs, manifest_errors = _read_runs(root, connection)
@@ -204,7 +206,9 @@ class Dataset:
     @property
     def row_count(self) -> int:
         with self.cursor() as cursor:
-            return int(cursor.execute(f"SELECT count(*) FROM {ROWS}").fetchone()[0])
+            row = cursor.execute(f"SELECT count(*) FROM {ROWS}").fetchone()
+            assert row is not None  # count(*) always returns one row
+            return int(row[0])
 
     @property
     def empty(self) -> bool:
@@ -253,15 +257,17 @@ def _read_fast(connection: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> 
         # Exactly one current-version tag per file: a missing, older or newer one is the store's call.
         if len(versions) != len(names) or {value for _, value in versions} != {str(SCHEMA_VERSION)}:
             return False
-        columns = ", ".join(f'"{name}"' for name in RESULTS_SCHEMA.names)
+        columns = ", ".join(f'"{name}"' for name in _RESULTS_SCHEMA.names)
         connection.execute(
             f"CREATE OR REPLACE TABLE {ROWS} AS SELECT {columns} "
             "FROM read_parquet($files, union_by_name = true, hive_partitioning = false)",
             {"files": names},
         )
         described = connection.execute(f"DESCRIBE {ROWS}").fetchall()
-        expected = [(field.name, _DUCKDB_TYPES[field.type]) for field in RESULTS_SCHEMA]
-        low, high = connection.execute(f"SELECT min(schema_version), max(schema_version) FROM {ROWS}").fetchone()
+        expected = [(field.name, _DUCKDB_TYPES[field.type]) for field in _RESULTS_SCHEMA]
+        bounds = connection.execute(f"SELECT min(schema_version), max(schema_version) FROM {ROWS}").fetchone()
+        assert bounds is not None  # an aggregate always returns one row
+        low, high = bounds
         if [(name, kind) for name, kind, *_ in described] != expected or {low, high} != {SCHEMA_VERSION}:
             connection.execute(f"DROP TABLE {ROWS}")
             return False
@@ -299,7 +305,8 @@ def _read_runs(root: Path, connection: duckdb.DuckDBPyConnection) -> tuple[list[
         FROM {ROWS} GROUP BY run_id
         """
     ).df()
-    by_run = {row.run_id: row for row in figures.itertuples(index=False)}
+    figure_rows: Iterable[Any] = figures.itertuples(index=False)  # pandas-stubs types each field as any scalar
+    by_run = {row.run_id: row for row in figure_rows}
     store = ResultsStore(root)
     run_ids = set(by_run) | {path.parent.name for path in Path(root).glob(_MANIFEST_GLOB)}
     runs: list[RunInfo] = []
