@@ -37,8 +37,6 @@ from harness.store import ResultsStore, SkippedFile, run_times
 
 log = logging.getLogger(__name__)
 
-_RESULTS_SCHEMA: pa.Schema = RESULTS_SCHEMA  # harness.records builds it lazily, so mypy sees an `object`
-
 RESULTS_ENV = "TFLITE_FARM_RESULTS"
 """Environment variable naming the results root when no --results is given."""
 
@@ -168,12 +166,12 @@ class Dataset:
         skipped: tuple[SkippedFile, ...] = ()
         source = "duckdb"
         if not files:
-            _create_rows(connection, _RESULTS_SCHEMA.empty_table())
+            _create_rows(connection, RESULTS_SCHEMA.empty_table())
         elif not _read_fast(connection, files):
             source = "store"
             loaded = ResultsStore(root).load()  # SchemaError for a newer file propagates
             skipped = loaded.skipped
-            table = pa.Table.from_pandas(loaded.frame, schema=_RESULTS_SCHEMA, preserve_index=False)
+            table = pa.Table.from_pandas(loaded.frame, schema=RESULTS_SCHEMA, preserve_index=False)
             _create_rows(connection, table)
         accuracy, accuracy_error = _read_accuracy(root)
         runs, manifest_errors = _read_runs(root, connection)
@@ -257,14 +255,14 @@ def _read_fast(connection: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> 
         # Exactly one current-version tag per file: a missing, older or newer one is the store's call.
         if len(versions) != len(names) or {value for _, value in versions} != {str(SCHEMA_VERSION)}:
             return False
-        columns = ", ".join(f'"{name}"' for name in _RESULTS_SCHEMA.names)
+        columns = ", ".join(f'"{name}"' for name in RESULTS_SCHEMA.names)
         connection.execute(
             f"CREATE OR REPLACE TABLE {ROWS} AS SELECT {columns} "
             "FROM read_parquet($files, union_by_name = true, hive_partitioning = false)",
             {"files": names},
         )
         described = connection.execute(f"DESCRIBE {ROWS}").fetchall()
-        expected = [(field.name, _DUCKDB_TYPES[field.type]) for field in _RESULTS_SCHEMA]
+        expected = [(field.name, _DUCKDB_TYPES[field.type]) for field in RESULTS_SCHEMA]
         bounds = connection.execute(f"SELECT min(schema_version), max(schema_version) FROM {ROWS}").fetchone()
         assert bounds is not None  # an aggregate always returns one row
         low, high = bounds

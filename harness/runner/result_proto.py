@@ -14,7 +14,7 @@ import functools
 import re
 from importlib import resources
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
 PROTO_FILE = "benchmark_result.proto"
 
@@ -133,7 +133,7 @@ def _field(take, name: str) -> descriptor_pb2.FieldDescriptorProto:  # type: ign
 
 
 @functools.cache
-def message_classes() -> dict[str, type]:
+def message_classes() -> dict[str, type[message.Message]]:
     """Short message name -> class, built from the .proto shipped beside this module.
 
     Read through the package loader so that it also works inside the runner's zipapp.
@@ -150,5 +150,5 @@ def message_classes() -> dict[str, type]:
     }
 
 
-def benchmark_result_class() -> type:
+def benchmark_result_class() -> type[message.Message]:
     return message_classes()["BenchmarkResult"]
