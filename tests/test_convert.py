@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -188,9 +189,10 @@ def test_image_folder_shares_its_preprocessing_between_calibration_and_eval(exam
             results_root=tmp_path / "results",
         )
     )
-    assert result.entry["preprocessing"]["std"] == [255.0]
-    assert result.entry["evaluation"]["class_names"] == [str(i) for i in range(10)]
-    assert result.entry["calibration"]["samples"] == 120
+    entry: dict[str, Any] = result.entry  # the manifest entry: a JSON document
+    assert entry["preprocessing"]["std"] == [255.0]
+    assert entry["evaluation"]["class_names"] == [str(i) for i in range(10)]
+    assert entry["calibration"]["samples"] == 120
     for variant in result.variants:
         assert variant.accuracy is not None
         assert variant.accuracy.accuracy is not None
