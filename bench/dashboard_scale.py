@@ -145,13 +145,13 @@ def write_dataset(root: Path, rows: int, runs: int) -> None:
                     "memory_overall_mb": [40.0] * count,
                     "avg_power_mw": pa.array(np.where(failed, np.nan, 900.0), from_pandas=True),
                     "energy_mj_per_inference": pa.compute.divide(pa.compute.multiply(value, 900.0), 1e6),
-                    "power_method": pa.array(np.where(failed, None, "fuel_gauge")),
+                    "power_method": pa.array([None if f else "fuel_gauge" for f in failed], pa.string()),
                     "temp_start_c": [35.0] * count,
                     "temp_end_c": [37.0] * count,
                     "throttled": [False] * count,
                     "status": pa.array(np.where(failed, "failed", "ok")),
-                    "error_type": pa.array(np.where(failed, "crash", None)),
-                    "error_message": pa.array(np.where(failed, "killed by signal 11", None)),
+                    "error_type": pa.array(["crash" if f else None for f in failed], pa.string()),
+                    "error_message": pa.array(["killed by signal 11" if f else None for f in failed], pa.string()),
                 }
             )
             # One batch per model, as a sweep's per-case files of this device hold them.

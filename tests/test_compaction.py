@@ -20,13 +20,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from test_store import T0, make_row
 
 from harness import layout
 from harness.commands import main as cli_main
 from harness.errors import SchemaError
 from harness.records import SCHEMA_VERSION, SCHEMA_VERSION_METADATA_KEY, case_id_for
 from harness.store import ResultsStore, RowFilter
-from tests.test_store import T0, make_row
 
 REPO = Path(__file__).resolve().parents[1]
 V2_DATASET = REPO / "tests" / "data" / "results_v2"
@@ -61,6 +61,12 @@ def write_run(root: Path, run_id: str = RUN, serials: tuple[str, ...] = SERIALS,
     return written
 
 
+def described(path: Path, run_id: str = RUN) -> layout.DataFile:
+    found = layout.describe(path, run_id, "")
+    assert found is not None, path
+    return found
+
+
 def rows_of(root: Path) -> pd.DataFrame:
     return ResultsStore(root).read().sort_values(KEY).reset_index(drop=True)
 
@@ -81,9 +87,9 @@ def test_compaction_merges_each_device_of_a_run_into_one_file_per_model(tmp_path
     run_files = sorted((tmp_path / "dataset" / f"run_id={RUN}").rglob("*.parquet"))
     assert len(run_files) == len(SERIALS) * len(MODELS)
     for path in run_files:
-        described = layout.describe(path, RUN, "")
-        assert described is not None and described.compaction is not None and described.count == len(MODELS)
-        assert set(pq.read_table(path)["model_name"].to_pylist()) == {described.model_name}
+        found = described(path)
+        assert found.compaction is not None and found.count == len(MODELS)
+        assert set(pq.read_table(path)["model_name"].to_pylist()) == {found.model_name}
         assert pq.read_schema(path).metadata[SCHEMA_VERSION_METADATA_KEY.encode()] == str(SCHEMA_VERSION).encode()
     # run-2 was not asked for: still one file per case.
     assert len(list((tmp_path / "dataset" / "run_id=run-2").rglob("*.parquet"))) == 6
@@ -148,7 +154,7 @@ def test_kill_9_at_any_step_of_a_compaction_loses_and_doubles_nothing(tmp_path: 
     result = CliRunner().invoke(cli_main, ["results", "compact", RUN, "--results", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     files = parquet_files(tmp_path)
-    assert len(files) == len(MODELS) and all(layout.describe(f, RUN, "").compaction for f in files)  # type: ignore[union-attr]
+    assert len(files) == len(MODELS) and all(described(f).compaction for f in files)
     pd.testing.assert_frame_equal(rows_of(tmp_path), before)
     assert not [p for p in tmp_path.rglob(".*")]
 
@@ -161,7 +167,7 @@ def test_a_model_filter_opens_only_that_models_files(tmp_path: Path) -> None:
     expected = rows_of(tmp_path)
     expected = expected[expected["model_name"] == "beta"]
     # Every file of the other models is made unreadable: opening any one of them would fail the query.
-    others = [f for f in parquet_files(tmp_path) if layout.describe(f, "", "").model_name != "beta"]  # type: ignore[union-attr]
+    others = [f for f in parquet_files(tmp_path) if described(f).model_name != "beta"]
     assert len(others) == len(SERIALS) * 2 + len(SERIALS) * 2 * 2  # run-1: per device and model; run-2: per case
     for path in others:
         path.write_bytes(b"not parquet")
@@ -170,7 +176,7 @@ def test_a_model_filter_opens_only_that_models_files(tmp_path: Path) -> None:
         report = store.scan(connection, RowFilter(model_name="beta"))
         counted = connection.execute("SELECT count(*), count(DISTINCT model_name) FROM rows").fetchone()
         one_run = connection.execute("SELECT count(*) FROM rows WHERE run_id = $r", {"r": RUN}).fetchone()
-    assert report.skipped == () and {layout.describe(p, "", "").model_name for p in report.files} == {"beta"}  # type: ignore[union-attr]
+    assert report.skipped == () and {described(p).model_name for p in report.files} == {"beta"}
     assert len(report.files) == len(SERIALS) + len(SERIALS) * 2  # run-1: 1 per device; run-2: 1 per case
     assert counted == (len(expected), 1) and one_run == (len(expected) // 2,)
     # Runs and devices prune folders the same way.
@@ -232,7 +238,7 @@ def test_the_checked_in_v2_per_case_dataset_reads_in_place_and_compacts_into_v3(
     the name. It reads as it is (in place too), and compaction rewrites it as v3 files named by model."""
     root = tmp_path / "results"
     shutil.copytree(V2_DATASET, root)
-    assert all(layout.describe(f, "", "").model_name is None for f in parquet_files(root))  # type: ignore[union-attr]
+    assert all(described(f).model_name is None for f in parquet_files(root))
     assert {pq.read_schema(f).metadata[SCHEMA_VERSION_METADATA_KEY.encode()] for f in parquet_files(root)} == {b"2"}
     before = rows_of(root)
     assert len(before) == 24 and set(before["schema_version"]) == {SCHEMA_VERSION}
@@ -245,7 +251,7 @@ def test_the_checked_in_v2_per_case_dataset_reads_in_place_and_compacts_into_v3(
 
     assert report.rows == 24 and len(report.merged) == 24
     files = parquet_files(root)
-    assert sorted(layout.describe(f, "", "").model_name for f in files) == ["alpha", "alpha", "beta", "beta"]  # type: ignore[union-attr]
+    assert sorted(str(described(f).model_name) for f in files) == ["alpha", "alpha", "beta", "beta"]
     assert {pq.read_schema(f).metadata[SCHEMA_VERSION_METADATA_KEY.encode()] for f in files} == {b"3"}
     pd.testing.assert_frame_equal(rows_of(root), before)
 
