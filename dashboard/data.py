@@ -207,7 +207,8 @@ class Dataset:
                 skipped = store.scan_files(cursor, unnamed).skipped
                 named = checked(lambda: cursor.execute(f"SELECT DISTINCT model_name FROM {ROWS}").df())
                 models |= set(named["model_name"])
-        live = [f for f in files if f.path not in {s.path for s in skipped}]
+        unreadable = {s.path for s in skipped}
+        live = [f for f in files if f.path not in unreadable] if unreadable else files
         accuracy, accuracy_error = _read_accuracy(root)
         runs, manifest_errors = _read_runs(root, store, live, connection)
         return cls(

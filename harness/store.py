@@ -501,7 +501,8 @@ class ResultsStore:
                 f"DESCRIBE SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
             ).fetchall()
             connection.execute(_view_sql(name, direct, in_memory, where, [row[0] for row in described]))
-        return ScanReport(tuple(f.path for f in files if f.path not in {s.path for s in skipped}), tuple(skipped))
+        unreadable = {s.path for s in skipped}
+        return ScanReport(tuple(f.path for f in files if f.path not in unreadable), tuple(skipped))
 
     def query(
         self, sql: str, params: Mapping[str, object] | None = None, where: RowFilter = RowFilter()
