@@ -173,6 +173,11 @@ def _sidebar(root: Path, dataset: Dataset) -> tuple[Selection, MixingAllowed] | 
     )
     if every_run:
         chosen = run_ids
+        if not pools_runs_by_default(run_ids):
+            # Measured (bench/dashboard_scale.py): a year of nights of one model is ~2M rows, over a minute.
+            sidebar.caption(
+                f"Pooling {len(run_ids)} runs reads every run's rows of this model: the pages can take minutes."
+            )
     else:
         chosen = sidebar.multiselect(
             "Runs", run_ids, default=run_ids[-1:], key="runs", format_func=lambda run_id: _run_label(runs[run_id])
