@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import tomlkit
@@ -582,27 +583,27 @@ def fetch_binaries(request: FetchRequest, progress: Progress | None = None) -> F
                     "otherwise check what sits between you and the server (--mirror, proxy)",
                 )
     except BaseException:
-        for _, _, fetched, _ in pending:
-            if fetched:
-                fetched.temp.unlink(missing_ok=True)
+        for _, _, staged, _ in pending:
+            if staged:
+                staged.temp.unlink(missing_ok=True)
         raise
     # Everything arrived and checked: cache, pin, wire.
     results = []
-    for source, pinned, fetched, hit in pending:
-        if fetched is None:
+    for source, pinned, arrived, hit in pending:
+        if arrived is None:
             assert pinned is not None and hit is not None
             results.append(FetchedBinary(pinned, hit, FetchAction.CACHED, None))
             continue
-        path = store_in_cache(root, fetched, source.file_name)
-        same = pinned is not None and pinned.sha256 == fetched.sha256 and pinned.url == source.url
+        path = store_in_cache(root, arrived, source.file_name)
+        same = pinned is not None and pinned.sha256 == arrived.sha256 and pinned.url == source.url
         entry = (
             pinned
-            if same
-            else LockEntry(source.dialect, source.abi, source.url, fetched.sha256, fetched.size_bytes, _now())
+            if pinned is not None and same
+            else LockEntry(source.dialect, source.abi, source.url, arrived.sha256, arrived.size_bytes, _now())
         )
         action = FetchAction.DOWNLOADED if pinned is None else FetchAction.UNCHANGED if same else FetchAction.UPDATED
         results.append(
-            FetchedBinary(entry, path, action, fetched.url, None if same or pinned is None else pinned.sha256)
+            FetchedBinary(entry, path, action, arrived.url, None if same or pinned is None else pinned.sha256)
         )
         lock = lock.with_entry(entry)
     write_lock(lock_path, lock)
@@ -652,7 +653,10 @@ def list_pins(
     return tuple(statuses)
 
 
-def parse_list(text: str, parse: Callable[[str], object], flag: str) -> tuple:
+_T = TypeVar("_T")
+
+
+def parse_list(text: str, parse: Callable[[str], _T], flag: str) -> tuple[_T, ...]:
     values = tuple(parse(item) for item in text.split(",") if item.strip())
     if not values:
         raise UsageError(f"{flag} is empty", f"give at least one value to {flag}")

@@ -82,6 +82,7 @@ def run_demo(results_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> 
         found = discover(load_farm(), load_tiers())
         devices = select(found.entries, "all")
         for entry in devices:
+            assert entry.facts is not None  # select() returns usable devices only, which answered
             say(f"  {entry.serial:<18} {entry.facts.info.model:<12} tier {entry.tier} ({entry.tier_rule})")
         run_id = sweep.new_run_id()
         binaries = sweep.build_binaries({}, store.root / "runs" / run_id)

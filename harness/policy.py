@@ -20,10 +20,11 @@ import datetime as dt
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -40,14 +41,14 @@ from harness.policy_resolve import entry_label, tier_entries
 from harness.ranking import (
     Candidate,
     Constraints,
+    Exclusion,
     ExclusionKind,
     MixingAllowed,
     TierRanking,
-    TieTest,
     VariantAccuracy,
 )
 from harness.records import DeviceKind
-from harness.stats import MIN_REPETITIONS, NoiseFloor, Verdict
+from harness.stats import MIN_REPETITIONS, NoiseFloor, TieTest, Verdict
 from harness.store import ResultsStore
 
 CPU = "cpu"
@@ -95,7 +96,7 @@ class DeriveRequest:
 
 @dataclass(frozen=True)
 class DerivedPolicy:
-    document: dict
+    document: dict[str, Any]
     accuracy: Mapping[str, VariantAccuracy]  # by sha256, as derive judged it (coverage takes the same)
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
@@ -132,10 +133,11 @@ class DerivedPolicy:
         return out
 
 
-def _why(evidence: Mapping) -> str:
+def _why(evidence: Mapping[str, Any]) -> str:
     """Why a tier's choice won, in the words of harness.stats: a tie, undecided, untested or shown."""
     if not evidence["devices"]:
-        return evidence.get("note", "")
+        note: str = evidence.get("note", "")
+        return note
     tie = evidence.get("tie", {})
     if tie.get("tied_with_best"):
         return f"within {tie['min_effect']:.0%} of {', '.join(tie['tied_with_best'])}, decided by {tie['decided_by']}"
@@ -156,7 +158,7 @@ class _ModelFile:
     file: str
     sha256: str
     size_bytes: int
-    io_signature: dict | None
+    io_signature: dict[str, Any] | None
 
 
 def load_rows(results_root: Path, run_ids: Sequence[str] = ()) -> pd.DataFrame:
@@ -248,7 +250,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
     chosen = {c.config.model_sha256 for chain, _ in chains.values() for c in chain} | {default.config.model_sha256}
     version = request.model_version or _content_version(chosen)
 
-    def entry(candidate: Candidate) -> dict:
+    def entry(candidate: Candidate) -> dict[str, Any]:
         return _entry(candidate, files, model_name, version, request.model_url_template)
 
     matches = tier_entries(rules)
@@ -310,13 +312,13 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
         "tiers": tiers,
         "default": entry(default),
     }
-    problems = validate(document)
-    if problems:  # a bug here, not the user's: never write a policy an app would reject
-        raise AssertionError("derived policy is invalid: " + "; ".join(f"{p.where}: {p.message}" for p in problems))
+    invalid = validate(document)
+    if invalid:  # a bug here, not the user's: never write a policy an app would reject
+        raise AssertionError("derived policy is invalid: " + "; ".join(f"{p.where}: {p.message}" for p in invalid))
     return DerivedPolicy(document, accuracy, tuple(warnings))
 
 
-def write_policy(document: dict, path: Path) -> Path:
+def write_policy(document: Mapping[str, Any], path: Path) -> Path:
     text = json.dumps(document, indent=2) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda out: out.write(text.encode("utf-8")))
@@ -367,7 +369,7 @@ def _chain(
     return [*chain, cpu], [f"the CPU fallback {cpu.config.label} is outside the constraints ({reason})"]
 
 
-def _nnapi_notes(chain: Sequence[Candidate], tier: TierRanking, matches: Sequence[Mapping]) -> list[str]:
+def _nnapi_notes(chain: Sequence[Candidate], tier: TierRanking, matches: Sequence[Mapping[str, Any]]) -> list[str]:
     """The deprecation note when the chain tries NNAPI and the tier's phones can be on SDK 35 or later:
     measured there, or admitted by a rule of the tier (no rule caps the SDK, so today every one does)."""
     tried = [c.config.label for c in chain if c.config.delegate == NNAPI]
@@ -415,7 +417,7 @@ def _default_candidate(everyone: TierRanking) -> Candidate:
 
 
 def _no_candidate_message(tier: TierRanking, constraints: Constraints) -> str:
-    counts: dict[str, list] = {}
+    counts: dict[ExclusionKind, list[Exclusion]] = {}
     for exclusion in tier.excluded:
         counts.setdefault(exclusion.constraint, []).append(exclusion)
     parts = []
@@ -440,7 +442,7 @@ def _evidence(
     assigned: frozenset[str],
     noise: Mapping[str, NoiseFloor],
     summaries: Sequence[sustained.SustainedSummary] = (),
-) -> dict:
+) -> dict[str, object]:
     best = chain[0]
     failed = [e for e in tier.excluded if e.constraint is ExclusionKind.FAILURE]
     min_effect = request.tie_test.min_effect
@@ -560,7 +562,7 @@ def _numerics_evidence(best: Candidate, device_models: Mapping[str, str]) -> dic
 
 def _entry(
     candidate: Candidate, files: Mapping[str, _ModelFile], model_name: str, version: str, url_template: str | None
-) -> dict:
+) -> dict[str, Any]:
     config = candidate.config
     known = files.get(config.model_sha256)
     if known is None:
@@ -592,7 +594,7 @@ def check_url_template(template: str) -> str:
     return template
 
 
-def _reference_signature(files: Mapping[str, _ModelFile], default: Candidate) -> dict | None:
+def _reference_signature(files: Mapping[str, _ModelFile], default: Candidate) -> dict[str, Any] | None:
     """The model-level signature: the default's file (plain CPU, usually float)."""
     known = files.get(default.config.model_sha256)
     return known.io_signature if known else None
@@ -607,7 +609,7 @@ def _content_version(shas: set[str]) -> str:
 
 
 def _model_name(stats: pd.DataFrame, wanted: str | None) -> str:
-    models = sorted(stats["model_name"].unique())
+    models: list[str] = sorted(stats["model_name"].unique())
     if wanted is None:
         if len(models) == 1:
             return models[0]
@@ -656,7 +658,7 @@ def model_facts(
     return files, accuracy, warnings
 
 
-def _read_manifest_file(path: Path) -> dict:
+def _read_manifest_file(path: Path) -> dict[str, Any]:
     folder = path if path.is_dir() else path.parent
     if not (folder / "manifest.json").is_file():
         raise InputFileError(
@@ -665,7 +667,9 @@ def _read_manifest_file(path: Path) -> dict:
     return read_manifest(folder)
 
 
-def _manifests_of_runs(results_root: Path, run_ids: Sequence[str]) -> tuple[list[dict], dict[str, _ModelFile]]:
+def _manifests_of_runs(
+    results_root: Path, run_ids: Iterable[str]
+) -> tuple[list[dict[str, Any]], dict[str, _ModelFile]]:
     """The convert manifests next to the files the runs swept, and each swept file as its run's plan names it.
 
     A run without a readable run.json still ranks; it only lacks file facts. A
@@ -687,11 +691,11 @@ def _manifests_of_runs(results_root: Path, run_ids: Sequence[str]) -> tuple[list
     return manifests, plan_files
 
 
-def _signature(variant: Mapping) -> dict | None:
+def _signature(variant: Mapping[str, Any]) -> dict[str, Any] | None:
     if "inputs" not in variant or "outputs" not in variant:
         return None
 
-    def tensor(info: Mapping) -> dict:
+    def tensor(info: Mapping[str, Any]) -> dict[str, Any]:
         scale = info.get("scale")
         quantized = bool(scale) and info.get("dtype") in ("int8", "uint8", "int16")
         return {

@@ -382,7 +382,7 @@ def _results_schema() -> pyarrow.Schema:
     )
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> pyarrow.Schema:
     # RESULTS_SCHEMA is built on first use so that importing records (the
     # parser, the device-side runner, the CLI) does not pay for pyarrow.
     if name == "RESULTS_SCHEMA":

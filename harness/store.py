@@ -16,6 +16,7 @@ and reported instead of failing the whole dataset.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -51,7 +53,7 @@ MANIFEST_VERSION = 2
 """Version of run.json; it evolves independently of the Parquet schema."""
 
 
-def _manifest_v1_to_v2(document: dict) -> dict:
+def _manifest_v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
     """v2: `binaries` lists each ABI's binaries (an ABI may have the classic and the LiteRT 2.x benchmark_model);
     v1 named one per ABI."""
     binaries = document.get("binaries")
@@ -63,7 +65,7 @@ def _manifest_v1_to_v2(document: dict) -> dict:
     return {**document, "schema_version": 2}
 
 
-MANIFEST_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _manifest_v1_to_v2}
+MANIFEST_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _manifest_v1_to_v2}
 """run.json upgrades: MANIFEST_UPGRADES[n] turns a version-n document into version n+1."""
 
 
@@ -216,7 +218,7 @@ class ResultsStore:
 
     # -- reading ---------------------------------------------------------------
 
-    def read_run_manifest(self, run_id: str) -> dict[str, object]:
+    def read_run_manifest(self, run_id: str) -> dict[str, Any]:
         path = self._run_dir(run_id) / "run.json"
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
@@ -283,7 +285,7 @@ class ResultsStore:
             except (_Unreadable, pa.ArrowException, OSError) as exc:
                 skipped.append(SkippedFile(path, getattr(exc, "reason", str(exc))))
                 continue
-            write_atomically(path, lambda out, table=table: pq.write_table(table, out))
+            write_atomically(path, functools.partial(pq.write_table, table))
             upgraded.append(path)
         return UpgradeReport(tuple(upgraded), tuple(skipped))
 

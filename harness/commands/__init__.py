@@ -8,6 +8,7 @@ stderr. A HarnessError becomes its message and exit code 2, never a traceback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,7 +19,7 @@ DISTRIBUTION = "tflite-farm"
 
 
 class _HarnessGroup(click.Group):
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except HarnessError as error:

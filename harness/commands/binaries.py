@@ -7,24 +7,26 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from harness import binaries as lib
+from harness.records import BenchmarkDialect
 
 _ABI_HELP = "Comma-separated ABIs (arm64-v8a, armeabi-v7a; x86_64 has no official build)."
 
 
 @contextmanager
-def _progress_bar():
+def _progress_bar() -> Iterator[lib.Progress | None]:
     """A rich progress callback on a terminal's stderr, else None."""
     if not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
     display = Progress(
         TextColumn("{task.description}"),
@@ -34,7 +36,7 @@ def _progress_bar():
         console=Console(stderr=True),
         transient=False,
     )
-    tasks: dict[str, object] = {}
+    tasks: dict[str, TaskID] = {}
 
     def update(url: str, done: int, total: int | None) -> None:
         if url not in tasks:
@@ -55,7 +57,7 @@ def binaries() -> None:
 @click.option(
     "--dialect",
     "dialects",
-    default=lib.BenchmarkDialect.CLASSIC.value,
+    default=BenchmarkDialect.CLASSIC.value,
     show_default=True,
     help="classic (TensorFlow Lite benchmark_model) or litert (LiteRT 2.x); comma-separated for both.",
 )

@@ -72,7 +72,7 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
-def _open_when_up(url: str, port: int, child: subprocess.Popen) -> None:
+def _open_when_up(url: str, port: int, child: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and child.poll() is None:
         try:

@@ -4,8 +4,9 @@ harness.policy_file (validate, resolve, diff)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -13,7 +14,10 @@ from harness.errors import InputFileError, UsageError
 from harness.locations import DEFAULT_RESULTS
 
 if TYPE_CHECKING:
+    from harness.numerics import NumericsGate
     from harness.policy_file import Problem
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # harness.policy_file (and jsonschema with it) is imported inside each command, as the other
 # command modules do with their libraries, so that every other `harness` command starts fast.
@@ -36,7 +40,7 @@ allow_mixed_binaries_option = click.option(
 )
 
 
-def numerics_gate_options(command):  # type: ignore[no-untyped-def]
+def numerics_gate_options(command: _F) -> _F:
     """--max-output-error, --min-output-cosine, --max-sym-kl, --max-mse: the numerics gate's limits."""
     from harness.numerics import NumericsGate
 
@@ -77,7 +81,7 @@ def numerics_gate_options(command):  # type: ignore[no-untyped-def]
     return command
 
 
-def numerics_gate(max_output_error: float, min_output_cosine: float, max_sym_kl: float, max_mse: float):  # type: ignore[no-untyped-def]
+def numerics_gate(max_output_error: float, min_output_cosine: float, max_sym_kl: float, max_mse: float) -> NumericsGate:
     from harness.numerics import NumericsGate
 
     return NumericsGate(max_output_error, min_output_cosine, max_sym_kl, max_mse)
@@ -94,7 +98,7 @@ def _problems_on_stderr(file: Path, problems: tuple[Problem, ...]) -> None:
     click.echo(f"{file}: invalid ({len(problems)} problem{'s' if len(problems) > 1 else ''})", err=True)
 
 
-def _load_valid(ctx: click.Context, file: Path) -> dict:
+def _load_valid(ctx: click.Context, file: Path) -> dict[str, Any]:
     """The policy at `file`, checked as written (v1 against the v1 schema) then upgraded to the current
     version; an invalid one ends the command with its problems and exit status 2."""
     from harness.policy_file import read_policy, upgrade_policy, validate
@@ -254,6 +258,7 @@ def resolve_command(
         found = discover(load_farm(), load_tiers())
         for warning in found.warnings():
             click.echo(f"warning: {warning}", err=True)
+        assert serial is not None  # exactly one of --getprop and --serial, as checked above
         device = device_for_serial(found.entries, serial)
     resolution = resolve(document, device)
     if as_json:

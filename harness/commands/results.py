@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -142,5 +143,5 @@ def results_upgrade(results_dir: Path, as_json: bool) -> None:
         click.echo(f"warning: skipped {skipped.path}: {skipped.reason}", err=True)
 
 
-def _iso(value) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None

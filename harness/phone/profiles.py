@@ -9,8 +9,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness import config
 from harness.errors import InputFileError, SchemaError
@@ -128,7 +130,7 @@ def glob_problem(pattern: str) -> str | None:
     return None
 
 
-def _read_toml(path: Path) -> dict:
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -140,7 +142,7 @@ def _read_toml(path: Path) -> dict:
         raise InputFileError(f"{path} is not valid TOML ({error})", "fix the syntax at the position given") from error
 
 
-def _check_version(data: dict, path: Path) -> None:
+def _check_version(data: Mapping[str, Any], path: Path) -> None:
     checked_version(path, "configuration file", data.get("schema_version"), SUPPORTED_SCHEMA_VERSION)
 
 
@@ -252,7 +254,7 @@ class NpuLibraries:
     libraries: tuple[Path, ...]
 
 
-def _phone_match(raw: dict, where: str, path: Path) -> PhoneMatch:
+def _phone_match(raw: Mapping[str, Any], where: str, path: Path) -> PhoneMatch:
     models, socs = raw.get("models", []), raw.get("socs", [])
     for name, value in (("models", models), ("socs", socs)):
         if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
@@ -312,7 +314,7 @@ def load_npu_libraries(path: Path | None = None) -> tuple[NpuLibraries, ...]:
     return tuple(families)
 
 
-def load_farm(path: Path | None = None, environ: dict[str, str] | None = None) -> tuple[AdbServer, ...]:
+def load_farm(path: Path | None = None, environ: Mapping[str, str] | None = None) -> tuple[AdbServer, ...]:
     """The adb servers of the farm.
 
     A farm.toml without [[servers]] (as shipped) means one local server the
