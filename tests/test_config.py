@@ -7,6 +7,7 @@ defaults; each file on its own. conftest.py points the user folders at empty tem
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from importlib import metadata
@@ -119,6 +120,11 @@ def test_init_then_devices_in_a_new_folder_uses_that_folders_files(
     }
     assert shown["settings"]["tiers.toml"]["source"] == "./device_profiles"
     assert shown["settings"]["virtual"]["source"] == "packaged defaults"
+    assert shown["folders"] == {
+        "state": os.environ["HARNESS_STATE_DIR"],  # conftest's private folders
+        "cache": os.environ["HARNESS_CACHE_DIR"],
+        "results": str(tmp_path / "results"),
+    }
 
     port = _free_port()  # nothing listens there: the answer names the server this folder's farm.toml lists
     farm_toml = tmp_path / "device_profiles" / "farm.toml"
