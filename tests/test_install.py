@@ -280,7 +280,12 @@ def test_the_wheel_installed_without_tensorflow_works_from_any_folder(
         assert "valid" in lab.ok(work, "policy", "validate", "policy.json").lower()
         assert _dashboard_health(lab, work) == "ok"
 
-        for args in (("convert", "model.keras", "--variants", "fp32", "--out", "models"), ("examples", "--out", "ex")):
+        needs_tensorflow = (
+            ("convert", "model.keras", "--variants", "fp32", "--out", "models"),
+            ("examples", "--out", "ex"),
+            ("demo",),
+        )
+        for args in needs_tensorflow:
             refused = lab.run(work, *args)
             assert refused.returncode == 2, refused.stderr
             assert "tflite-farm[convert]" in refused.stderr and "pipx install" in refused.stderr
