@@ -7,7 +7,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test setup browser clean
+.PHONY: demo test lint setup browser clean
 
 setup: $(STAMP)
 
@@ -28,7 +28,13 @@ $(CHROMIUM):
 demo: $(STAMP)
 	$(VENV)/bin/harness demo
 
-test: $(STAMP) $(CHROMIUM)
+# Linters first (configured in pyproject.toml): a finding fails the run before the tests start.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint $(CHROMIUM)
 	$(VENV)/bin/python -m pytest
 
 clean:

@@ -44,7 +44,7 @@ TIERS = ("high", "mid", "low")
 
 def write_dataset(root: Path) -> int:
     """Write the dataset; returns the number of rows."""
-    from harness.records import CaseStatus, ResultRow, case_id_for
+    from harness.records import CaseStatus, Delegate, ErrorType, PowerMethod, ResultRow, case_id_for
     from harness.store import ResultsStore
 
     store = ResultsStore(root)
@@ -57,7 +57,7 @@ def write_dataset(root: Path) -> int:
             serial = f"bench-{device:02d}"
             tier = TIERS[device % len(TIERS)]
             base_us = {"high": 2000.0, "mid": 5000.0, "low": 12000.0}[tier] * (1 + device / 100)
-            rows = []
+            rows: list[ResultRow] = []
             for model in MODELS:
                 for v, variant in enumerate(VARIANTS):
                     sha = hashlib.sha256(f"{model}/{variant}".encode()).hexdigest()
@@ -89,7 +89,7 @@ def write_dataset(root: Path) -> int:
                                         variant=variant,
                                         model_sha256=sha,
                                         model_size_bytes=1_000_000 >> v,
-                                        delegate=delegate,
+                                        delegate=Delegate(delegate),
                                         num_threads=threads,
                                         num_runs=50,
                                         warmup_runs=1,
@@ -100,12 +100,12 @@ def write_dataset(root: Path) -> int:
                                         memory_overall_mb=40.0,
                                         avg_power_mw=None if failed else 900.0,
                                         energy_mj_per_inference=value and 900.0 * value / 1e6,
-                                        power_method=None if failed else "fuel_gauge",
+                                        power_method=None if failed else PowerMethod.FUEL_GAUGE,
                                         temp_start_c=35.0,
                                         temp_end_c=37.0,
                                         throttled=False,
                                         status=CaseStatus.FAILED if failed else CaseStatus.OK,
-                                        error_type="crash" if failed else None,
+                                        error_type=ErrorType.CRASH if failed else None,
                                         error_message="killed by signal 11" if failed else None,
                                     )
                                 )
@@ -118,11 +118,12 @@ def write_dataset(root: Path) -> int:
     return total
 
 
-def first_ranking(dataset, model_name: str):  # type: ignore[no-untyped-def]
+def first_ranking(dataset, model_name: str):
     """What the Rankings page computes on its first view: harness.ranking over the default selection."""
     from dashboard import analysis
     from dashboard.data import Selection
-    from harness.ranking import Constraints, TieTest
+    from harness.ranking import Constraints
+    from harness.stats import TieTest
 
     selection = Selection(model_name, tuple(run.run_id for run in dataset.runs))
     stats = analysis.device_stats(dataset, selection)

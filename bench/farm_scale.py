@@ -45,6 +45,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sweep_scaling import ensure_model  # noqa: E402  (bench/ is the script's folder)
@@ -69,9 +70,7 @@ def renamed_profiles(folder: Path, count: int) -> Path:
     for i in range(count):
         source = shipped[i % len(shipped)]
         text = source.read_text()
-        text, renamed = re.subn(
-            r'(?m)^name = "([^"]+)"', lambda m, i=i: f'name = "{m.group(1)}-{i:02d}"', text, count=1
-        )
+        text, renamed = re.subn(r'(?m)^name = "([^"]+)"', rf'name = "\g<1>-{i:02d}"', text, count=1)
         assert renamed == 1, f"{source} has no [device] name line"
         (folder / f"{i:02d}_{source.name}").write_text(text)
     return folder
@@ -112,7 +111,7 @@ class SamplerMeter:
         self.wall_s = 0.0
         self.samples = 0
         self.windows = 0
-        self._original = power.PowerSampler._run
+        self._original: Callable[[power.PowerSampler], None] = power.PowerSampler._run
         meter = self
 
         def measured(sampler: power.PowerSampler) -> None:
@@ -126,14 +125,15 @@ class SamplerMeter:
                 meter.samples += len(sampler._samples)
                 meter.windows += 1
 
-        power.PowerSampler._run = measured
+        # In place (mypy's method-assign would refuse `PowerSampler._run = ...`); restore() puts it back.
+        setattr(power.PowerSampler, "_run", measured)  # noqa: B010
 
     def reset(self) -> None:
         self.cpu_s = self.wall_s = 0.0
         self.samples = self.windows = 0
 
     def restore(self) -> None:
-        power.PowerSampler._run = self._original
+        setattr(power.PowerSampler, "_run", self._original)  # noqa: B010 - see __init__
 
 
 def measure(devices, models, params, binaries, store, adb_pid: int | None, meter: SamplerMeter) -> dict:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from sample_model import sample_model  # bench/: the scripts run from there
 
-from harness import sweep
+from harness import numerics, sweep
 from harness.config import packaged_defaults
 from harness.phone import power, thermal
 from harness.phone.device import Phone
@@ -125,7 +125,7 @@ def numerics_cost(
     clock = PhaseClock()
     clock.wrap(Phone, "pull", "numerics: pull the output file")
     clock.wrap(sweep, "prepare_numerics", "numerics: inputs and host reference")
-    clock.wrap(sweep.numerics, "judge", "numerics: compare with the reference")
+    clock.wrap(numerics, "judge", "numerics: compare with the reference")
     walls: dict[bool, list[float]] = {False: [], True: []}
     cases = 0
     try:
@@ -240,6 +240,7 @@ def main() -> int:
             f"{load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f} before the sweep, "
             f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} after (other users of the machine count too)"
         )
+        assert entry.facts is not None
         print(
             f"device: {entry.facts.info.model} ({entry.serial}, profile {args.profile.name}, one benchmark at a time)"
         )

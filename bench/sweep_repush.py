@@ -81,6 +81,7 @@ def main() -> int:
 
         entry = devices[0]
         print(f"host: {os.cpu_count()} CPUs; adb server port {port}")
+        assert entry.facts is not None
         print(f"device: {entry.facts.info.model} ({entry.serial}, profile {args.profile.name}), fresh sandbox")
         print(f"model: {model.name} ({model.stat().st_size} bytes, sha256 {models[0].sha256[:16]}...)")
         print(

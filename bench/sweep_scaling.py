@@ -35,6 +35,7 @@ from pathlib import Path
 
 from harness import sweep
 from harness.config import packaged_defaults
+from harness.digest import file_sha256
 from harness.phone.device import Phone
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
@@ -120,7 +121,7 @@ def main() -> int:
         for entry in devices:
             phone = Phone(entry.server, entry.serial)
             runner = binaries.by_abi["x86_64"][0]  # the classic runner
-            phone.ensure_file(runner, sweep.file_sha256(runner), mode=0o755)
+            phone.ensure_file(runner, file_sha256(runner), mode=0o755)
             phone.ensure_file(model, models[0].sha256)
         params = sweep.SweepParams(
             repetitions=1,
@@ -164,6 +165,7 @@ def main() -> int:
             f"farm: {len(devices)} virtual devices, parallel=True (benchmarks of different devices run at the same time), adb server port {port}"
         )
         for entry in devices:
+            assert entry.facts is not None
             info = entry.facts.info
             print(
                 f"  {entry.serial:<18} {info.model:<12} {len(info.cores)} cores, tier {entry.tier}{'  <- the 1-device sweep' if entry in single else ''}"

@@ -21,8 +21,9 @@ from harness.compare import GateResult, gate
 from harness.coverage import CoverageReport, coverage
 from harness.numerics import NumericsGate, cell_numerics
 from harness.policy import DerivedPolicy, DeriveRequest, derive, model_facts
-from harness.ranking import Constraints, MixingAllowed, TierRanking, TieTest, VariantAccuracy
+from harness.ranking import Constraints, MixingAllowed, TierRanking, VariantAccuracy
 from harness.records import config_label
+from harness.stats import TieTest
 
 SELECTED = "selected"
 """Name of the cursor-local view holding the selection's rows, as harness.ranking reads them."""

@@ -16,8 +16,8 @@ from dashboard.data import Dataset, Selection, StateKey
 from dashboard.session import Context
 from harness import ranking
 from harness.compare import GateResult
-from harness.ranking import Constraints, MixingAllowed, TierRanking, TieTest, VariantAccuracy
-from harness.stats import NoiseFloor
+from harness.ranking import Constraints, MixingAllowed, TierRanking, VariantAccuracy
+from harness.stats import NoiseFloor, TieTest
 from harness.sustained import SustainedSummary, summarize
 
 _ENTRIES = 32

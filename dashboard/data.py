@@ -204,7 +204,9 @@ class Dataset:
     @property
     def row_count(self) -> int:
         with self.cursor() as cursor:
-            return int(cursor.execute(f"SELECT count(*) FROM {ROWS}").fetchone()[0])
+            row = cursor.execute(f"SELECT count(*) FROM {ROWS}").fetchone()
+            assert row is not None  # count(*) always returns one row
+            return int(row[0])
 
     @property
     def empty(self) -> bool:
@@ -261,7 +263,9 @@ def _read_fast(connection: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> 
         )
         described = connection.execute(f"DESCRIBE {ROWS}").fetchall()
         expected = [(field.name, _DUCKDB_TYPES[field.type]) for field in RESULTS_SCHEMA]
-        low, high = connection.execute(f"SELECT min(schema_version), max(schema_version) FROM {ROWS}").fetchone()
+        bounds = connection.execute(f"SELECT min(schema_version), max(schema_version) FROM {ROWS}").fetchone()
+        assert bounds is not None  # an aggregate always returns one row
+        low, high = bounds
         if [(name, kind) for name, kind, *_ in described] != expected or {low, high} != {SCHEMA_VERSION}:
             connection.execute(f"DROP TABLE {ROWS}")
             return False
@@ -299,7 +303,8 @@ def _read_runs(root: Path, connection: duckdb.DuckDBPyConnection) -> tuple[list[
         FROM {ROWS} GROUP BY run_id
         """
     ).df()
-    by_run = {row.run_id: row for row in figures.itertuples(index=False)}
+    figure_rows: Iterable[Any] = figures.itertuples(index=False)  # pandas-stubs types each field as any scalar
+    by_run = {row.run_id: row for row in figure_rows}
     store = ResultsStore(root)
     run_ids = set(by_run) | {path.parent.name for path in Path(root).glob(_MANIFEST_GLOB)}
     runs: list[RunInfo] = []

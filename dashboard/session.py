@@ -118,7 +118,7 @@ def load() -> Context | None:
 
 def context() -> Context:
     """The context app.py loaded for this rerun; stops the page when there is none."""
-    current = st.session_state.get(_CONTEXT)
+    current: Context | None = st.session_state.get(_CONTEXT)
     if current is None:  # app.py has already said why
         st.stop()
     return current

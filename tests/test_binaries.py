@@ -31,7 +31,16 @@ OFFICIAL = "https://storage.googleapis.com"
 USER_COMMENT = "# my lab: the Pixel rack lives on hub 3"
 
 
+class _BucketServer(ThreadingHTTPServer):
+    requests: list[str]  # paths asked for, in order
+    truncated: set[str]  # paths served with a Content-Length longer than the body
+    stalled: set[str]  # paths that send half the body, then wait for `release`
+    release: threading.Event
+
+
 class _Handler(SimpleHTTPRequestHandler):
+    server: _BucketServer
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
@@ -62,7 +71,7 @@ class Bucket:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
+        self.server = _BucketServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
         self.server.requests = []
         self.server.truncated = set()
         self.server.stalled = set()

@@ -57,7 +57,7 @@ def metrics(app: AppTest) -> dict[str, str]:
     return {metric.label: metric.value for metric in app.metric}
 
 
-def figures(app: AppTest) -> dict[str, go.Figure]:
+def figures(app: AppTest) -> dict[str | None, go.Figure]:
     """The page's plotly figures by chart key, decoded from the spec the app sends to the browser."""
     return {chart.key: go.Figure(_plain(json.loads(chart.proto.spec))) for chart in app.get("plotly_chart")}
 
@@ -100,7 +100,7 @@ def table(app: AppTest, name: str) -> pd.DataFrame:
     return matches[0]
 
 
-def texts(elements) -> str:  # type: ignore[no-untyped-def]
+def texts(elements) -> str:
     return "\n".join(str(element.value) for element in elements)
 
 
@@ -268,7 +268,7 @@ def test_device_page_shows_latency_temperatures_and_measured_power(
     charts = figures(app)
 
     latency = charts["latency"]
-    points = {}  # configuration -> its repetitions' p50 in ms
+    points: dict[str, list[float]] = {}  # configuration -> its repetitions' p50 in ms
     for trace in latency.data:
         for configuration, value in zip(trace.x, trace.y, strict=False):
             points.setdefault(configuration, []).append(value)
@@ -469,8 +469,8 @@ def test_sustained_page_labels_a_virtual_phones_modelled_figures(
     assert {trace.name for trace in charts["sustained_clocks"].data} == {"cluster 0", "cluster 1"}
     assert all(y == pytest.approx(2.9) for trace in charts["sustained_clocks"].data for y in trace.y)
     assert not _shapes(charts["sustained_latency"])["x"] and not _shapes(charts["sustained_latency"])["y"]
-    virtual = table(app, "sustained")
-    virtual = virtual[virtual["device"].str.contains("virtual")].iloc[0]
+    sustained = table(app, "sustained")
+    virtual = sustained[sustained["device"].str.contains("virtual")].iloc[0]
     assert virtual["modelled"] == "temperatures, clocks, power" and virtual["deadline misses"] == "no --fps"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tiers import slow_fixture
@@ -25,7 +26,7 @@ from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
 SHIPPED = packaged_defaults() / "virtual"
-QUICK = dict(num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
+QUICK: dict[str, Any] = dict(num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
 LOW = (SHIPPED / "low_galaxy_a03.toml").read_text()
 TWIN_MODEL = "Virtual Galaxy A03 LiteRT"
 
@@ -53,7 +54,9 @@ def farm(tmp_path_factory):
 def _devices(farm, *names: str):
     state_dir, port = farm
     found = discover([AdbServer("127.0.0.1", port)], load_tiers())
-    serials = [farm_lib.find_device(farm_lib.load_state(state_dir), name).serial for name in names]
+    farm_state = farm_lib.load_state(state_dir)
+    assert farm_state is not None
+    serials = [farm_lib.find_device(farm_state, name).serial for name in names]
     return select(found.entries, ",".join(serials)), serials
 
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -245,6 +246,7 @@ def test_a_killed_holder_keeps_the_phone_until_its_lease_expires(farm, tmp_path:
     # Before expiry: refused, naming the dead holder.
     refused = sweep.run_sweep(found, models, params, binaries, store, show_progress=False, lease_policy=policy)
     assert f"pid {holder.pid} (run " in refused.leased[phone.serial]
+    row: Any  # a pandas row: pandas-stubs types each field as any scalar
     [row] = store.read([refused.run_id]).itertuples()
     assert (row.status, row.error_type) == ("skipped", "leased") and f"pid {holder.pid}" in row.error_message
     assert not lease.read_state(phone).expired(TTL_S)  # the refusal was not a matter of luck

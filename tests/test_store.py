@@ -125,7 +125,7 @@ def plain(value: object) -> object:
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, object]]:
-    return [{k: plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+    return [{str(k): plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
 
 
 def write_table(path: Path, table: pa.Table) -> Path:
@@ -328,7 +328,7 @@ def test_a_failed_write_removes_its_temporary_file(tmp_path: Path, monkeypatch: 
     def disk_full(table: pa.Table, where: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module.pq, "write_table", disk_full)
+    monkeypatch.setattr(pq, "write_table", disk_full)  # the module the store writes with
     with pytest.raises(OSError, match="No space left"):
         ResultsStore(tmp_path).append([make_row()])
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

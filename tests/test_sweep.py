@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tiers import slow_fixture
 
 from harness import sweep
 from harness.config import packaged_defaults
+from harness.phone import thermal
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
@@ -26,7 +28,9 @@ from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
 SHIPPED = packaged_defaults() / "virtual"
-QUICK = dict(repetitions=1, num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
+QUICK: dict[str, Any] = dict(
+    repetitions=1, num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0
+)
 
 
 def _start_farm(base: Path, profiles: dict[str, str]) -> tuple[Path, int]:
@@ -72,7 +76,9 @@ def _servers(farms) -> list[AdbServer]:
 
 
 def _serial(farms, farm: str, name: str) -> str:
-    return farm_lib.find_device(farm_lib.load_state(farms[farm][0]), name).serial
+    farm_state = farm_lib.load_state(farms[farm][0])
+    assert farm_state is not None
+    return farm_lib.find_device(farm_state, name).serial
 
 
 @pytest.fixture
@@ -138,7 +144,12 @@ def test_two_servers_one_sweep_every_status(farms, tmp_path: Path, weird_model: 
 
     # The same sweep again pushes nothing: every file is already on every phone.
     again = sweep.run_sweep(
-        [d for d in devices if d.facts.info.abi == "x86_64"], models, params, binaries, store, show_progress=False
+        [d for d in devices if d.facts is not None and d.facts.info.abi == "x86_64"],
+        models,
+        params,
+        binaries,
+        store,
+        show_progress=False,
     )
     assert again.bytes_pushed == 0 and summary.bytes_pushed > 0
 
@@ -374,7 +385,9 @@ def test_a_full_phone_fails_its_cases_and_the_sweep_goes_on(tmp_path: Path, tiny
             show_progress=False,
         )
         rows = store.read([summary.run_id])
-        full = rows[rows["serial"] == farm_lib.find_device(farm_lib.load_state(state_dir), "tiny-quota").serial]
+        farm_state = farm_lib.load_state(state_dir)
+        assert farm_state is not None
+        full = rows[rows["serial"] == farm_lib.find_device(farm_state, "tiny-quota").serial]
         assert set(full["status"]) == {"failed"} and set(full["error_type"]) == {"push_failed"}
         assert "No space left on device" in full["error_message"].iloc[0]
         other = rows[rows["serial"] != full["serial"].iloc[0]]
@@ -400,7 +413,7 @@ def test_phones_without_dumpsys_or_sha256sum_get_rows_that_say_why(
             raise AssertionError("the sweep waited for a modelled temperature")
 
         # Virtual phones' temperatures are modelled: the sweep must never wait for them to cool.
-        monkeypatch.setattr(sweep.thermal, "wait_until_cool", no_waiting)
+        monkeypatch.setattr(thermal, "wait_until_cool", no_waiting)
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
         store = ResultsStore(tmp_path / "results")
         params = sweep.SweepParams(

@@ -12,7 +12,8 @@ import re
 import signal
 import stat as stat_mod
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import BinaryIO
 
 from harness.virtual_farm.device_model import DUMPSYS_STATUS_CODE
 from harness.virtual_farm.sandbox import Stat, normalize
@@ -139,7 +140,7 @@ async def _printf(ctx: CommandContext) -> int:
     status = 0
     out = []
 
-    def convert(match: re.Match) -> str:
+    def convert(match: re.Match[str]) -> str:
         nonlocal status
         flags, kind = match.groups()
         if kind == "%":
@@ -316,7 +317,7 @@ def _evaluate(ctx: CommandContext, args: list[str]) -> bool:
             st = fs.stat(operand, ctx.session.cwd, follow=op not in ("-L", "-h"))
         except OSError:
             return False
-        checks = {
+        checks: dict[str, Callable[[], bool]] = {
             "-e": lambda: True,
             "-f": lambda: st.is_file,
             "-d": lambda: st.is_dir,
@@ -405,7 +406,7 @@ async def _digest(ctx: CommandContext, algorithm: str) -> int:
     return status
 
 
-def _hash_file(h: hashlib._Hash, f) -> None:
+def _hash_file(h: hashlib._Hash, f: BinaryIO) -> None:
     while chunk := f.read(COPY_CHUNK_BYTES):
         h.update(chunk)
 
@@ -508,7 +509,7 @@ def _stat_format(fmt: str, name: str, st: Stat) -> str:
     def iso(t: int) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S.000000000 +0000", time.gmtime(t))
 
-    fields = {
+    fields: dict[str, Callable[[], str]] = {
         "n": lambda: name,
         "s": lambda: str(st.size),
         "a": lambda: f"{stat_mod.S_IMODE(st.mode):o}",
@@ -727,7 +728,7 @@ async def _cp(ctx: CommandContext) -> int:
 # --- text filters (pipelines) -------------------------------------------------
 
 
-async def _inputs(ctx: CommandContext, paths: list[str]):
+async def _inputs(ctx: CommandContext, paths: list[str]) -> AsyncIterator[tuple[str, bytes | None]]:
     """(name, bytes) of each input file, stdin for none or '-'."""
     for path in paths or ["-"]:
         if path == "-":

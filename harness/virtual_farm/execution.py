@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import IO
 
 from harness.virtual_farm.device_model import CpuAccounting
 from harness.virtual_farm.processes import ProcessTable
@@ -89,7 +90,7 @@ class CoreMap:
         return ", ".join(f"cpu{c}->host{self.host_cpus[c % len(self.host_cpus)]}" for c in range(self.core_count))
 
 
-def _child_setup(host_cpus: set[int], data_limit_bytes: int):
+def _child_setup(host_cpus: set[int], data_limit_bytes: int) -> Callable[[], None]:
     def setup() -> None:
         os.sched_setaffinity(0, host_cpus)
         resource.setrlimit(resource.RLIMIT_DATA, (data_limit_bytes, data_limit_bytes))
@@ -269,8 +270,13 @@ async def _wait_exit(pid: int) -> tuple[int, float]:
     """Wait without blocking the loop (pidfd), then reap with wait4 for the CPU time."""
     loop = asyncio.get_running_loop()
     pidfd = os.pidfd_open(pid)
-    done = loop.create_future()
-    loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+    done: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(pidfd, wake)
     try:
         await done
     finally:
@@ -280,7 +286,7 @@ async def _wait_exit(pid: int) -> tuple[int, float]:
     return status, usage.ru_utime + usage.ru_stime
 
 
-async def _pump(pipe, sink: Sink, first_output: asyncio.Event) -> None:
+async def _pump(pipe: IO[bytes] | None, sink: Sink, first_output: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
+from typing import cast
 
 import adbutils
 
@@ -29,7 +30,7 @@ from harness.config import virtual_profiles_dir
 from harness.errors import DeviceError, SchemaError, UsageError
 from harness.locations import user_state_dir
 from harness.versioned import checked_version
-from harness.virtual_farm.profile import load_profiles
+from harness.virtual_farm.profile import Profile, load_profiles
 from harness.virtual_farm.server import DELEGATES, Fault
 
 STATE_VERSION = 1
@@ -309,7 +310,7 @@ def up(
     # pip --target folder): the folder that holds the package goes first on their path.
     package_root = str(Path(harness.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-    started: list[tuple[object, subprocess.Popen, Path, Path]] = []
+    started: list[tuple[Profile, subprocess.Popen[bytes], Path, Path]] = []
     records: list[DeviceRecord] = []
     try:
         for profile in profiles:
@@ -403,7 +404,8 @@ def down(state_dir: Path | None = None, timeout_s: float = STOP_TIMEOUT_S) -> li
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def start_private(state_dir: Path, profiles_dir: Path | None = None, parallel: bool = False) -> FarmState:
@@ -449,7 +451,7 @@ def status(state_dir: Path | None = None) -> list[DeviceStatus]:
         link = None
         if alive:
             try:
-                link = _control(d, {"op": "status"}).get("state")
+                link = cast("dict[str, object] | None", _control(d, {"op": "status"}).get("state"))
             except FarmError:
                 pass  # alive but not answering: shown as no link state
         adb_state = states.get(d.serial, "absent") if server_up else "no adb server"
@@ -508,4 +510,4 @@ def fault(
     ):
         adb_client(state.adb_server_port).disconnect(record.serial)
         attach(state.adb_server_port, record.serial)
-    return reply["state"]
+    return cast("dict[str, object]", reply["state"])  # the device's JSON fault state

@@ -14,7 +14,7 @@ import errno
 import fnmatch
 import signal
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.virtual_farm.execution import ProgramKind, classify
 from harness.virtual_farm.sandbox import normalize
@@ -149,7 +149,7 @@ class Session:
         self.affinity = device.all_cores
         self.killed_by: int | None = None
         self.exited = False  # `exit` ran: an interactive shell stops reading
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[Any] | None = None
         self.proc = device.processes.add("sh", ppid, self._deliver)
 
     @property
@@ -491,7 +491,9 @@ class Session:
 
     # --- redirections -----------------------------------------------------------
 
-    async def _redirected(self, redirects: tuple[Redirect, ...], io: ShellIO, opened: list) -> ShellIO | None:
+    async def _redirected(
+        self, redirects: tuple[Redirect, ...], io: ShellIO, opened: list[FileSink | FileSource]
+    ) -> ShellIO | None:
         """_redirect, or None after reporting why the redirections failed (the command then exits 1)."""
         try:
             return await self._redirect(redirects, io, opened)
@@ -501,7 +503,9 @@ class Session:
             await io.stderr.write(f"{SH}: {e}\n".encode())
             return None
 
-    async def _redirect(self, redirects: tuple[Redirect, ...], io: ShellIO, opened: list) -> ShellIO:
+    async def _redirect(
+        self, redirects: tuple[Redirect, ...], io: ShellIO, opened: list[FileSink | FileSource]
+    ) -> ShellIO:
         fds: dict[int, Source | Sink] = {0: io.stdin, 1: io.stdout, 2: io.stderr}
         fs = self.device.fs
         for r in redirects:

@@ -319,7 +319,7 @@ class _Parser:
     def unexpected(self, t: _Token | None) -> ShellSyntaxError:
         if t is None:
             return ShellSyntaxError("syntax error: unexpected end of input")
-        shown = "newline" if t.op == "\n" else t.op or t.word.plain() or "word"
+        shown = "newline" if t.op == "\n" else t.op or (t.word and t.word.plain()) or "word"
         return ShellSyntaxError(f"syntax error: '{shown}' unexpected")
 
     def reserved(self) -> str | None:
@@ -361,9 +361,8 @@ class _Parser:
 
     def and_or(self) -> AndOr:
         first = self.pipeline()
-        rest = []
-        while self.peek_op() in ("&&", "||"):
-            op = self.peek_op()
+        rest: list[tuple[str, Pipeline]] = []
+        while (op := self.peek_op()) in ("&&", "||"):
             self.i += 1
             self.skip_newlines()
             rest.append((op, self.pipeline()))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import stat as stat_mod
 import struct
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, NoReturn
 
 from harness.virtual_farm.sandbox import Stat
 from harness.virtual_farm.stream_io import BufferedStreamWriter
@@ -69,7 +70,7 @@ class SyncService:
         except _Abort:
             await self.out.flush()
 
-    async def fail(self, message: str) -> None:
+    async def fail(self, message: str) -> NoReturn:
         data = message.encode()
         await self.out.write(b"FAIL" + U32.pack(len(data)) + data)
         raise _Abort(message)
@@ -88,7 +89,7 @@ class SyncService:
         except OSError as e:
             await self.out.write(STAT_V2.pack(command, e.errno or errno.EIO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 
-    async def _entries(self, path: str):
+    async def _entries(self, path: str) -> AsyncIterator[tuple[str, Stat | None, int]]:
         try:
             names = [".", ".."] + self.fs.listdir(path)
         except OSError:
