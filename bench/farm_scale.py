@@ -51,6 +51,7 @@ from pathlib import Path
 from sweep_scaling import ensure_model  # noqa: E402  (bench/ is the script's folder)
 
 from harness import sweep
+from harness.config import packaged_defaults
 from harness.phone import power
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
@@ -64,7 +65,7 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 def renamed_profiles(folder: Path, count: int) -> Path:
     """`count` copies of the shipped profiles, round robin, each with its own [device] name."""
-    shipped = sorted(farm_lib.DEFAULT_PROFILES.glob("*.toml"))
+    shipped = sorted((packaged_defaults() / "virtual").glob("*.toml"))
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         source = shipped[i % len(shipped)]

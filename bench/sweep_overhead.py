@@ -46,6 +46,7 @@ from pathlib import Path
 from sample_model import sample_model  # bench/: the scripts run from there
 
 from harness import numerics, sweep
+from harness.config import packaged_defaults
 from harness.phone import power, thermal
 from harness.phone.device import Phone
 from harness.phone.discovery import discover, select
@@ -171,7 +172,7 @@ def main() -> int:
     )
     parser.add_argument("--min-secs", type=float, default=2.0)
     parser.add_argument("--repetitions", type=int, default=2)
-    parser.add_argument("--profile", type=Path, default=REPO / "device_profiles/virtual/mid_nothing_phone_1.toml")
+    parser.add_argument("--profile", type=Path, default=packaged_defaults() / "virtual" / "mid_nothing_phone_1.toml")
     parser.add_argument(
         "--numerics-cost",
         action="store_true",

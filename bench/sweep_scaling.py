@@ -34,6 +34,7 @@ import tempfile
 from pathlib import Path
 
 from harness import sweep
+from harness.config import packaged_defaults
 from harness.digest import file_sha256
 from harness.phone.device import Phone
 from harness.phone.discovery import discover, select
@@ -108,7 +109,7 @@ def main() -> int:
     try:
         model = ensure_model(work / "model-build.log")
         load_before = os.getloadavg()
-        state = farm_lib.start_private(state_dir, farm_lib.DEFAULT_PROFILES, parallel=True)
+        state = farm_lib.start_private(state_dir, packaged_defaults() / "virtual", parallel=True)
         port = state.adb_server_port
         logs = {d.serial: Path(d.log_path) for d in state.devices}
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")

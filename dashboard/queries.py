@@ -38,7 +38,7 @@ _TIER = f"coalesce(tier, '{NO_TIER}')"
 
 @functools.cache
 def profile_rules() -> TierRules | None:
-    """The tier rules of device_profiles/tiers.toml; None (with a logged warning) when they cannot be read."""
+    """The tier rules of tiers.toml (harness.config); None (with a logged warning) when they cannot be read."""
     try:
         return load_tiers()
     except (HarnessError, OSError) as error:
@@ -49,7 +49,7 @@ def profile_rules() -> TierRules | None:
 
 
 def profile_tiers() -> tuple[str, ...]:
-    # The tier order of device_profiles/tiers.toml (best first) is the order people read tiers in.
+    # The tier order of tiers.toml (best first) is the order people read tiers in.
     rules = profile_rules()
     return rules.tiers if rules else ()
 

@@ -2,7 +2,7 @@
 
 `harness binaries fetch` downloads Google's prebuilt benchmark binaries for Android, keeps
 them in a content-addressed cache (`binaries/<sha256[:16]>/<file name>`, mode 0755), pins
-each one in `device_profiles/binaries.lock` (url, sha256, size) and names it under
+each one in `binaries.lock` beside the lab's farm.toml (url, sha256, size) and names it under
 `[binaries]` of farm.toml, so `harness run` pushes it to every phone of that ABI.
 
 Two generations of the tool exist (`BenchmarkDialect`):
@@ -42,6 +42,8 @@ from tomlkit.items import KeyType, SingleKey
 
 from harness import __version__
 from harness.atomic import write_atomically
+from harness.config import LOCK_FILE_NAME, writable_farm_file
+from harness.config import farm_file as farm_file_in_effect
 from harness.digest import file_sha256
 from harness.errors import (
     DownloadError,
@@ -51,7 +53,7 @@ from harness.errors import (
     UsageError,
 )
 from harness.locations import user_cache_dir
-from harness.phone.profiles import FARM_FILE, load_binaries
+from harness.phone.profiles import load_binaries
 from harness.records import BenchmarkDialect
 from harness.versioned import checked_version
 
@@ -59,7 +61,6 @@ OFFICIAL_BASE = "https://storage.googleapis.com"
 """Every official binary lives under this base; `mirror` replaces it (a lab proxy, a test server)."""
 
 LOCK_SCHEMA_VERSION = 1
-LOCK_FILE_NAME = "binaries.lock"
 FARM_SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT_S = 60.0
 BINARY_MODE = 0o755
@@ -477,7 +478,7 @@ class FetchAction(str, Enum):
 class FetchRequest:
     abis: tuple[Abi, ...] = (Abi.ARM64_V8A,)
     dialects: tuple[BenchmarkDialect, ...] = (BenchmarkDialect.CLASSIC,)
-    farm_file: Path = FARM_FILE
+    farm_file: Path | None = None  # default: the farm.toml in effect, when it is the lab's (not the packaged one)
     lock_file: Path | None = None  # default: binaries.lock beside farm_file
     cache_root: Path | None = None  # default: user_cache_dir()
     mirror: str | None = None
@@ -486,8 +487,12 @@ class FetchRequest:
     timeout_s: float = DEFAULT_TIMEOUT_S
 
     @property
+    def farm_path(self) -> Path:
+        return Path(self.farm_file) if self.farm_file else writable_farm_file()
+
+    @property
     def lock_path(self) -> Path:
-        return Path(self.lock_file) if self.lock_file else Path(self.farm_file).parent / LOCK_FILE_NAME
+        return Path(self.lock_file) if self.lock_file else self.farm_path.parent / LOCK_FILE_NAME
 
 
 @dataclass(frozen=True)
@@ -537,7 +542,7 @@ def _now() -> str:
 def fetch_binaries(request: FetchRequest, progress: Progress | None = None) -> FetchResult:
     """Fetch, cache, pin and wire the official binaries `request` asks for (all or nothing)."""
     _check_mirror(request.mirror)
-    farm_file = Path(request.farm_file).resolve()
+    farm_file = request.farm_path.resolve()
     lock_path = request.lock_path.resolve()
     root = Path(request.cache_root).resolve() if request.cache_root else user_cache_dir()
     # Every combination must exist before anything is downloaded.
@@ -624,9 +629,13 @@ class PinStatus:
         return {**self.entry.to_json(), "path": str(self.path), "in_cache": self.in_cache, "in_farm": self.in_farm}
 
 
-def list_pins(farm_file: Path, lock_file: Path | None = None, root: Path | None = None) -> tuple[PinStatus, ...]:
-    """What the lock pins, whether each file is cached with the right bytes, and whether farm.toml names it."""
-    farm_file = Path(farm_file).resolve()
+def list_pins(
+    farm: Path | None = None, lock_file: Path | None = None, root: Path | None = None
+) -> tuple[PinStatus, ...]:
+    """What the lock pins, whether each file is cached with the right bytes, and whether farm.toml names it.
+
+    `farm` defaults to the farm.toml in effect (harness.config), packaged or not: this only reads."""
+    farm_file = Path(farm).resolve() if farm else farm_file_in_effect()
     lock_path = Path(lock_file).resolve() if lock_file else farm_file.parent / LOCK_FILE_NAME
     root = Path(root).resolve() if root else user_cache_dir()
     wired = farm_paths(farm_file)

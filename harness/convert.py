@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
 import re
@@ -44,7 +45,7 @@ from harness.atomic import write_atomically
 from harness.convert_files import ACCURACY_SCHEMA_VERSION, read_manifest, write_accuracy, write_manifest
 from harness.datasets import RANDOM, DataKind, Dataset, InputSpec, Preprocessing, load_data, random_data
 from harness.digest import file_sha256
-from harness.errors import InputFileError, ModelError, UsageError
+from harness.errors import InputFileError, MissingExtraError, ModelError, UsageError
 from harness.locations import DEFAULT_RESULTS
 from harness.outputs import dequantize, output_errors, quantize
 
@@ -198,8 +199,30 @@ class ConversionResult:
         return {**self.entry, "manifest": str(self.manifest_path), "accuracy_table": str(self.accuracy_path)}
 
 
+CONVERT_EXTRA = "convert"
+EXAMPLES_MODULES = ("tensorflow", "sklearn")  # the examples train the digits CNN on scikit-learn's digits
+"""The optional part of tflite-farm (pyproject's extra) that brings TensorFlow and scikit-learn."""
+
+
+def require_convert_extra(what: str, modules: tuple[str, ...] = ("tensorflow",)) -> None:
+    """Stops `what` early, naming the install command, when the convert extra is not installed.
+
+    A lab host that only sweeps and serves the dashboard installs tflite-farm without TensorFlow
+    (hundreds of MB); only converting models and building the examples need it. find_spec looks the
+    modules up without importing them, so the check costs nothing when they are there.
+    """
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtraError(
+            f"{what} needs {', '.join(missing)}, which this installation of tflite-farm lacks",
+            f"install tflite-farm with its '{CONVERT_EXTRA}' extra: pipx install --force 'CHECKOUT[{CONVERT_EXTRA}]' "
+            f"(or 'tflite-farm[{CONVERT_EXTRA}] @ git+URL'), or pip install 'tflite-farm[{CONVERT_EXTRA}]'",
+        )
+
+
 def convert_model(request: ConvertRequest, say: Callable[[str], None] = lambda _: None) -> ConversionResult:
     """Convert, check and judge every requested variant; write files, manifest and accuracy rows."""
+    require_convert_extra("converting a model")
     source_path = Path(request.model_path)
     if not source_path.exists():
         raise InputFileError(f"no such model: {source_path}", "pass a .keras file or a SavedModel folder")

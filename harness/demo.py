@@ -25,6 +25,9 @@ from harness.records import config_label
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 
+DEMO_SUBDIR = "demo"
+"""The demo's work folder in the user's state folder: the examples, their variants and its private farm."""
+
 # 2 models x 4 variants x 4 delegates x 2 thread counts x 3 interleaved repetitions on 4 phones:
 # 3 repetitions is the fewest that lets the rankings make a statistical claim (harness.stats).
 # The virtual Pixel runs the LiteRT 2.x dialect (farm.toml): it has no plain-CPU path there (skipped)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.atomic import replace_atomically
-from harness.convert import ConvertRequest
+from harness.convert import EXAMPLES_MODULES, ConvertRequest, require_convert_extra
 from harness.datasets import Preprocessing
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ class Examples:
 
 def build_examples(folder: Path, mobilenet: bool = True) -> Examples:
     """Write (or reuse) every example file under `folder` (MobileNetV2 and its images only if `mobilenet`)."""
+    require_convert_extra("building the example models", EXAMPLES_MODULES)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     examples = Examples(

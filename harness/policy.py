@@ -1,6 +1,6 @@
 """`harness policy derive`: compile stored measurements into a policy JSON (schema v2, see harness.policy_file).
 
-Per tier of device_profiles/tiers.toml the choice is the best candidate of
+Per tier of tiers.toml (harness.config) the choice is the best candidate of
 harness.ranking (ran ok on every measured device of the tier, passed the
 accuracy gate and the constraints; statistical ties go to the smaller model,
 then fewer threads, then lower energy). The fallbacks are the best candidate of
@@ -29,13 +29,13 @@ from typing import Any
 import pandas as pd
 
 import harness
-from harness import ranking, sustained
+from harness import config, ranking, sustained
 from harness.atomic import write_atomically
 from harness.convert_files import read_manifest
 from harness.deprecations import NNAPI, NNAPI_DEPRECATION, sdk_range_admits_deprecation
 from harness.errors import InputFileError, UsageError
 from harness.numerics import NumericsGate
-from harness.phone.profiles import TIERS_FILE, load_tiers
+from harness.phone.profiles import load_tiers
 from harness.policy_file import POLICY_SCHEMA_VERSION, validate
 from harness.policy_resolve import entry_label, tier_entries
 from harness.ranking import (
@@ -87,7 +87,7 @@ class DeriveRequest:
     tie_test: TieTest = TieTest()
     model_version: str | None = None  # None: "<date>+<digest of the chosen files>"
     model_url_template: str | None = None  # e.g. https://cdn.example.com/{model}/{version}/{file}
-    tiers_file: Path = TIERS_FILE
+    tiers_file: Path | None = None  # None: the tiers.toml harness.config finds
     mixing: MixingAllowed = MixingAllowed()
     numerics_gate: NumericsGate = NumericsGate()
     objective: Objective = Objective.BURST
@@ -182,6 +182,8 @@ def load_rows(results_root: Path, run_ids: Sequence[str] = (), model_name: str |
 
 def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedPolicy:
     """The policy for one model; `rows` defaults to the stored rows of the request's runs."""
+    if request.tiers_file is None:  # resolved once, so the warnings below name the file that was read
+        request = replace(request, tiers_file=config.tiers_file())
     rows = load_rows(request.results_root, request.run_ids, request.model_name) if rows is None else rows
     summaries: list[sustained.SustainedSummary] = []
     if request.objective is Objective.SUSTAINED:

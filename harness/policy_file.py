@@ -3,7 +3,7 @@ policy_diff).
 
 An app walks `tiers` in order, takes the first entry whose `match` fits the
 phone, tries its `choice`, then each of its `fallbacks`, ending at `default`.
-There is one tier entry per rule of device_profiles/tiers.toml, in rule order,
+There is one tier entry per rule of tiers.toml, in rule order,
 and matching reuses harness.phone.profiles.TierRule, so resolving a phone against a
 policy gives exactly the tier `harness devices` shows for it.
 

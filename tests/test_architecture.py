@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "harness.atomic",
             "harness.digest",
             "harness.locations",
+            "harness.config",
             "harness.versioned",
             "harness.stats",
             "harness.deprecations",

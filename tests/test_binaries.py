@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from harness.binaries import cached_path
 from harness.commands import main
-from harness.phone.profiles import FARM_FILE, load_binaries, load_farm
+from harness.config import packaged_defaults
+from harness.phone.profiles import load_binaries, load_farm
 from harness.records import BenchmarkDialect
 
 CLASSIC_ARM64 = (
@@ -134,7 +135,8 @@ def farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "profiles" / "farm.toml"
     path.parent.mkdir()
     path.write_text(
-        FARM_FILE.read_text(encoding="utf-8") + f'\n{USER_COMMENT}\n[[servers]]\nhost = "10.0.0.21"\nport = 5037\n',
+        (packaged_defaults() / "farm.toml").read_text(encoding="utf-8")
+        + f'\n{USER_COMMENT}\n[[servers]]\nhost = "10.0.0.21"\nport = 5037\n',
         encoding="utf-8",
     )
     return path

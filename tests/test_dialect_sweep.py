@@ -12,6 +12,7 @@ from tiers import slow_fixture
 
 from harness import sweep
 from harness.benchtool import RUNNER_NAMES, BenchmarkBinaries
+from harness.config import packaged_defaults
 from harness.locations import user_cache_dir
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
@@ -24,7 +25,7 @@ from harness.sweep import LITERT_NOT_CHECKED
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
-SHIPPED = farm_lib.DEFAULT_PROFILES
+SHIPPED = packaged_defaults() / "virtual"
 QUICK: dict[str, Any] = dict(num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
 LOW = (SHIPPED / "low_galaxy_a03.toml").read_text()
 TWIN_MODEL = "Virtual Galaxy A03 LiteRT"

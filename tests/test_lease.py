@@ -18,6 +18,7 @@ import pytest
 from tiers import slow_fixture
 
 from harness import sweep
+from harness.config import packaged_defaults
 from harness.phone import lease
 from harness.phone.device import Phone
 from harness.phone.discovery import discover, select
@@ -26,7 +27,7 @@ from harness.ranking import stats_of
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 
-SHIPPED = farm_lib.DEFAULT_PROFILES
+SHIPPED = packaged_defaults() / "virtual"
 TTL_S = 4.0  # short, so expiry comes within the test (HARNESS_LEASE_TTL_S)
 RUN_ARGS = [
     "--delegates",

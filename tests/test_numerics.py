@@ -19,6 +19,7 @@ from tiers import slow_fixture
 from dashboard.data import RESULTS_ENV
 from harness import sweep
 from harness.benchtool import BenchmarkBinaries
+from harness.config import packaged_defaults
 from harness.convert import ConversionResult, compare, host_outputs
 from harness.coverage import coverage
 from harness.errors import UsageError
@@ -35,7 +36,7 @@ from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
-SHIPPED = farm_lib.DEFAULT_PROFILES
+SHIPPED = packaged_defaults() / "virtual"
 EXTRA_SAMPLES = 3  # --numerics-samples: four inputs per configuration
 QUICK: dict[str, Any] = dict(
     delegates=("cpu", "xnnpack"),

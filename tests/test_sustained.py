@@ -14,6 +14,7 @@ from test_sweep import _killed_mid_run, _resume_latest
 from tiers import slow_fixture
 
 from harness import sweep
+from harness.config import packaged_defaults
 from harness.errors import UsageError
 from harness.phone.clocks import parse_clocks
 from harness.phone.discovery import discover, select
@@ -25,7 +26,7 @@ from harness.store import ResultsStore
 from harness.sustained import as_ranking_rows, deadline_miss_bounds, describe, summarize
 from harness.virtual_farm import farm as farm_lib
 
-SHIPPED = farm_lib.DEFAULT_PROFILES
+SHIPPED = packaged_defaults() / "virtual"
 START = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 

@@ -19,6 +19,7 @@ import pytest
 from tiers import slow_fixture
 
 from harness import sweep
+from harness.config import packaged_defaults
 from harness.phone import thermal
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
@@ -26,7 +27,7 @@ from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
-SHIPPED = farm_lib.DEFAULT_PROFILES
+SHIPPED = packaged_defaults() / "virtual"
 QUICK: dict[str, Any] = dict(
     repetitions=1, num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.config import packaged_defaults
 from harness.virtual_farm.device import VirtualDevice
 from harness.virtual_farm.device_model import CpuAccounting, DeviceModel
 from harness.virtual_farm.profile import ProfileError, load_profile
@@ -19,7 +20,7 @@ from harness.virtual_farm.shell import Session
 from harness.virtual_farm.shell_io import BufferSink, EmptySource, ShellIO
 from harness.virtual_farm.shell_syntax import ShellSyntaxError, parse
 
-PROFILES = Path(__file__).resolve().parent.parent / "device_profiles" / "virtual"
+PROFILES = packaged_defaults() / "virtual"
 TMP = "/data/local/tmp"
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 
 from harness import binaries as lib
-from harness.phone.profiles import FARM_FILE
 from harness.records import BenchmarkDialect
 
 _ABI_HELP = "Comma-separated ABIs (arm64-v8a, armeabi-v7a; x86_64 has no official build)."
@@ -72,9 +71,9 @@ def binaries() -> None:
 @click.option(
     "--farm-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=FARM_FILE,
-    show_default=True,
-    help="farm.toml whose [binaries] names the fetched files.",
+    default=None,
+    help="farm.toml whose [binaries] names the fetched files (default: the one in effect, see 'harness config'; "
+    "never the packaged one: 'harness init' writes an editable copy).",
 )
 @click.option(
     "--lock-file",
@@ -96,7 +95,7 @@ def fetch_command(
     update: bool,
     mirror: str | None,
     litert_version: str | None,
-    farm_file: Path,
+    farm_file: Path | None,
     lock_file: Path | None,
     timeout_s: float,
     as_json: bool,
@@ -126,14 +125,19 @@ def fetch_command(
 
 
 @binaries.command("ls")
-@click.option("--farm-file", type=click.Path(dir_okay=False, path_type=Path), default=FARM_FILE, show_default=True)
+@click.option(
+    "--farm-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="farm.toml (default: the one in effect, see 'harness config').",
+)
 @click.option(
     "--lock-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Lock file (default: binaries.lock beside the farm file).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per pinned binary.")
-def ls_command(farm_file: Path, lock_file: Path | None, as_json: bool) -> None:
+def ls_command(farm_file: Path | None, lock_file: Path | None, as_json: bool) -> None:
     """What binaries.lock pins, whether each file is cached intact, and whether farm.toml names it."""
     pins = lib.list_pins(farm_file, lock_file)
     if as_json:

@@ -203,7 +203,10 @@ def convert_command(
         Thresholds,
         convert_model,
         parse_variants,
+        require_convert_extra,
     )
+
+    require_convert_extra("'harness convert'")
 
     request = ConvertRequest(
         model_path=model,
@@ -243,8 +246,10 @@ def convert_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the example files as JSON.")
 def examples_command(out_dir: Path, as_json: bool) -> None:
     """Build the example models: a digits CNN (trained here) and MobileNetV2 (untrained)."""
+    from harness.convert import EXAMPLES_MODULES, require_convert_extra
     from harness.examples import build_examples
 
+    require_convert_extra("'harness examples'", EXAMPLES_MODULES)
     click.echo(f"building the example models in {out_dir} ...", err=True)
     examples = build_examples(out_dir)
     if as_json:

@@ -347,7 +347,10 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
     "(placeholders: model, variant, version, sha256, file).",
 )
 @click.option(
-    "--tiers", "tiers_file", type=click.Path(path_type=Path), help="Tier rules; default: device_profiles/tiers.toml."
+    "--tiers",
+    "tiers_file",
+    type=click.Path(path_type=Path),
+    help="Tier rules; default: the tiers.toml in effect (see 'harness config').",
 )
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Policy JSON to write.")
 @numerics_gate_options
@@ -381,7 +384,6 @@ def derive_command(
     as_json: bool,
 ) -> None:
     """Compile the measurements into a tiered deployment policy (one model)."""
-    from harness.phone.profiles import TIERS_FILE
     from harness.policy import DeriveRequest, Objective, check_url_template, derive, write_policy
     from harness.ranking import Constraints, MixingAllowed, TieTest
 
@@ -396,7 +398,7 @@ def derive_command(
         tie_test=TieTest(**{k: v for k, v in given.items() if v is not None}),
         model_version=model_version,
         model_url_template=check_url_template(model_url_template) if model_url_template else None,
-        tiers_file=tiers_file or TIERS_FILE,
+        tiers_file=tiers_file,
         mixing=MixingAllowed(allow_mixed_kinds, allow_mixed_binaries),
         numerics_gate=numerics_gate(max_output_error, min_output_cosine, max_sym_kl, max_mse),
         objective=Objective(objective),

@@ -56,7 +56,7 @@ class PhoneFacts:
     @property
     def modelled_sensors(self) -> bool:
         """A phone of this project's virtual farm: its battery and thermal zones follow a
-        documented model (device_profiles/virtual/README.md), they measure nothing."""
+        documented model (harness/defaults/virtual/README.md), they measure nothing."""
         return self.props.get("ro.harness.virtual") == "1"
 
 

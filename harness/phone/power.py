@@ -36,7 +36,7 @@ How a window of samples is judged (`reading_from_samples`):
 - Fewer than 2 usable samples -> "too few samples".
 
 On virtual devices the numbers come from the device's documented power model
-(device_profiles/virtual/README.md), so the method is "model", not "fuel_gauge".
+(harness/defaults/virtual/README.md), so the method is "model", not "fuel_gauge".
 Both measure the whole phone, idle power included, not the model alone.
 """
 

@@ -2,7 +2,7 @@
 
 CPU time is real: the device reads the CPU seconds its programs consume on this
 machine (/proc/PID/stat while they run, wait4 rusage when they end). Everything
-else here is a documented model (device_profiles/virtual/README.md):
+else here is a documented model (harness/defaults/virtual/README.md):
 
     per-core utilisation  = CPU seconds of each program spread over the cores it
                             may use, biggest cores first (as EAS places heavy work)

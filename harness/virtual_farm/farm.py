@@ -1,7 +1,8 @@
 """The virtual device farm: start, attach, inspect, fault and stop device processes.
 
-State lives in one JSON file (versioned) in the state folder, default
-./.cache/farm/ (or $HARNESS_FARM_STATE, or --state-dir): pids (with their
+State lives in one JSON file (versioned) in the state folder, --state-dir or
+else farm/ in the user's state folder (harness.locations.user_state_dir,
+$HARNESS_STATE_DIR or e.g. ~/.local/state/tflite-farm): pids (with their
 kernel start times, so a recycled pid is never signalled), ports, serials,
 log paths. Devices are attached to the real adb server (the binary shipped
 in the adbutils wheel) with `adb connect 127.0.0.1:PORT`.
@@ -25,17 +26,18 @@ import adbutils
 
 import harness
 from harness.atomic import write_atomically
+from harness.config import virtual_profiles_dir
 from harness.errors import DeviceError, SchemaError, UsageError
+from harness.locations import user_state_dir
 from harness.versioned import checked_version
 from harness.virtual_farm.profile import Profile, load_profiles
 from harness.virtual_farm.server import DELEGATES, Fault
 
 STATE_VERSION = 1
 STATE_FILE = "farm.json"
-ENV_STATE_DIR = "HARNESS_FARM_STATE"
+STATE_SUBDIR = "farm"
 ENV_ADB_PORT = "ANDROID_ADB_SERVER_PORT"
 DEFAULT_ADB_PORT = 5037
-DEFAULT_PROFILES = Path(harness.__file__).resolve().parent.parent / "device_profiles" / "virtual"
 READY_TIMEOUT_S = 30.0
 ATTACH_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
@@ -128,11 +130,10 @@ class DeviceStatus:
 
 
 def resolve_state_dir(explicit: Path | None = None) -> Path:
+    """--state-dir, else farm/ in the user's state folder: one farm per user, whatever the current folder."""
     if explicit is not None:
         return explicit.resolve()
-    if os.environ.get(ENV_STATE_DIR):
-        return Path(os.environ[ENV_STATE_DIR]).resolve()
-    return (Path.cwd() / ".cache" / "farm").resolve()
+    return user_state_dir() / STATE_SUBDIR
 
 
 def resolve_adb_port(explicit: int | None = None) -> int:
@@ -302,9 +303,11 @@ def up(
                 f"the farm in {sd / STATE_FILE} is only partly up (stopped: {dead})",
                 "run 'harness farm down' and then 'harness farm up' again",
             )
-    profiles = load_profiles(profiles_dir or DEFAULT_PROFILES)
+    profiles = load_profiles(profiles_dir or virtual_profiles_dir())
     for sub in ("logs", "devices", "run"):
         (sd / sub).mkdir(exist_ok=True)
+    # The device processes import this very harness, wherever it is installed (a checkout, a venv, a
+    # pip --target folder): the folder that holds the package goes first on their path.
     package_root = str(Path(harness.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     started: list[tuple[Profile, subprocess.Popen[bytes], Path, Path]] = []
