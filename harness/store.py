@@ -492,15 +492,20 @@ class ResultsStore:
             in_memory = f"_{name}_upgraded"
             tables = upgraded_tables or [RESULTS_SCHEMA.empty_table()]
             connection.register(in_memory, pa.concat_tables(tables))
-        try:
-            connection.execute(_view_sql(name, direct, in_memory, where))
-        except duckdb.BinderException:
-            # Some column is in none of these files (older files, from before it was added): ask which are.
-            listed = ", ".join(sql_literal(path) for path in direct)
-            described = connection.execute(
-                f"DESCRIBE SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
-            ).fetchall()
-            connection.execute(_view_sql(name, direct, in_memory, where, [row[0] for row in described]))
+        while True:
+            try:
+                _define_view(connection, name, direct, in_memory, where)
+                break
+            except duckdb.Error as error:
+                # Files named as current are not checked one by one (a year holds tens of thousands):
+                # DuckDB reads their footers when the view is bound, and names a damaged one.
+                damaged = _damaged_file(error, direct)
+                if damaged is None:
+                    raise
+                reason = f"not a readable Parquet file ({str(error).splitlines()[0]})"
+                log.warning("skipping results file %s: %s", damaged, reason)
+                skipped.append(SkippedFile(Path(damaged), reason))
+                direct.remove(damaged)
         unreadable = {s.path for s in skipped}
         return ScanReport(tuple(f.path for f in files if f.path not in unreadable), tuple(skipped))
 
@@ -840,6 +845,28 @@ def _footer_version(path: Path) -> int:
     except ValueError:
         raise _Unreadable(f"schema version metadata {raw!r} is not an integer") from None
     return checked_version(path, RESULTS_KIND, version, SCHEMA_VERSION)
+
+
+def _define_view(
+    connection: duckdb.DuckDBPyConnection, name: str, direct: Sequence[str], in_memory: str | None, where: RowFilter
+) -> None:
+    try:
+        connection.execute(_view_sql(name, direct, in_memory, where))
+    except duckdb.BinderException:
+        # Some column is in none of these files (older files, from before it was added): ask which are.
+        listed = ", ".join(sql_literal(path) for path in direct)
+        described = connection.execute(
+            f"DESCRIBE SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+        ).fetchall()
+        connection.execute(_view_sql(name, direct, in_memory, where, [row[0] for row in described]))
+
+
+def _damaged_file(error: duckdb.Error, files: Sequence[str]) -> str | None:
+    """The file of `files` that DuckDB's `error` names as unreadable (it quotes the path), if any."""
+    text = str(error)
+    if _VERSION_ERROR in text:
+        return None
+    return next((path for path in files if f"'{path}'" in text), None)
 
 
 def sql_literal(value: str) -> str:

@@ -189,6 +189,23 @@ def test_a_model_filter_opens_only_that_models_files(tmp_path: Path) -> None:
     assert frame.to_dict("list") == {"serial": list(SERIALS), "n": [6, 6]}
 
 
+def test_a_damaged_file_named_as_current_is_skipped_and_reported_and_the_rest_still_reads(tmp_path: Path) -> None:
+    write_run(tmp_path)
+    store = ResultsStore(tmp_path)
+    store.compact(RUN)
+    before = rows_of(tmp_path)
+    damaged, truncated = sorted(parquet_files(tmp_path))[:2]
+    lost = len(pq.read_table(damaged)) + len(pq.read_table(truncated))
+    damaged.write_bytes(b"not parquet")
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+
+    loaded = store.read_where(RowFilter())
+    assert {s.path for s in loaded.skipped} == {damaged, truncated}
+    assert all("not a readable Parquet file" in s.reason for s in loaded.skipped)
+    assert len(loaded.frame) == len(before) - lost
+    assert damaged.exists() and truncated.exists()  # reported, never deleted: a person decides
+
+
 def test_two_sweeps_on_two_hosts_write_one_results_root_at_once(tmp_path: Path) -> None:
     """Two processes append per-case files into one root at the same time, each compacting its run when it
     ends (as two hosts' sweeps do on a shared folder): both runs complete, every row once, no collision."""
