@@ -10,14 +10,14 @@ CHROMIUM := /usr/bin/chromium
 # A virtual phone is a sandbox (bubblewrap) running Android's shell (mksh) and tools (toybox).
 PHONE_TOOLS := /usr/bin/bwrap /usr/bin/mksh /usr/bin/toybox
 
-.PHONY: demo test setup browser phone-tools clean
+.PHONY: demo test lint setup browser phone-tools clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,convert]'
 	touch $(STAMP)
 
 # The browser test drives the system's chromium through Playwright's Python client; Playwright's
@@ -37,7 +37,13 @@ $(PHONE_TOOLS) &:
 demo: $(STAMP) $(PHONE_TOOLS)
 	$(VENV)/bin/harness demo
 
-test: $(STAMP) $(PHONE_TOOLS) $(CHROMIUM)
+# Linters first (configured in pyproject.toml): a finding fails the run before the tests start.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint $(PHONE_TOOLS) $(CHROMIUM)
 	$(VENV)/bin/python -m pytest
 
 clean:

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_S = 60.0
@@ -45,7 +46,8 @@ def convert(work: Path, out_dir: Path) -> None:
     result = convert_model(mobilenet)
     elapsed_s = time.perf_counter() - started
     print(f"wall_s {elapsed_s:.1f}")
-    print(f"samples {result.entry['calibration']['samples']} {result.entry['evaluation']['samples']}")
+    entry: dict[str, Any] = result.entry  # the manifest entry: a JSON document
+    print(f"samples {entry['calibration']['samples']} {entry['evaluation']['samples']}")
     for variant in result.variants:
         print(
             f"variant {variant.variant.value} {variant.size_bytes or 0} {variant.status.value} "

@@ -2,7 +2,7 @@
 
 On the four shipped virtual phones (one private farm), with the demo's example models
 (digits_cnn and MobileNetV2 224, each in fp32/fp16/dynamic/int8; built once into
-.cache/demo-models by `harness demo` or by this script), cpu/xnnpack x 1/2 threads:
+demo/demo-models in the user's state folder by `harness demo` or by this script), cpu/xnnpack x 1/2 threads:
 
   A  sweep, 3 interleaved repetitions, seed 1          -> policy A
   C  sweep, 3 repetitions then --until-decided, seed 3 -> policy C
@@ -29,6 +29,8 @@ from pathlib import Path
 
 from harness import sweep
 from harness.coverage import coverage
+from harness.demo import DEMO_SUBDIR
+from harness.locations import user_state_dir
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import load_farm, load_tiers
 from harness.policy import DeriveRequest, derive, load_rows
@@ -36,7 +38,7 @@ from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_MODELS = REPO / ".cache" / "demo-models"
+DEMO_MODELS = user_state_dir() / DEMO_SUBDIR / "demo-models"  # where `harness demo` leaves them
 WITHIN, WORST = 1.10, 1.25
 GOAL_SHARE = 0.95
 
@@ -49,7 +51,7 @@ def example_models(folder: Path) -> Path:
     from harness.examples import build_examples
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    examples = build_examples(REPO / ".cache" / "examples")
+    examples = build_examples(folder.parent / "examples")
     for request in examples.conversion_requests(folder, folder.parent / "demo-results"):
         convert_model(request)
     return folder

@@ -45,11 +45,13 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sweep_scaling import ensure_model  # noqa: E402  (bench/ is the script's folder)
 
 from harness import sweep
+from harness.config import packaged_defaults
 from harness.phone import power
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
@@ -63,14 +65,12 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 def renamed_profiles(folder: Path, count: int) -> Path:
     """`count` copies of the shipped profiles, round robin, each with its own [device] name."""
-    shipped = sorted(farm_lib.DEFAULT_PROFILES.glob("*.toml"))
+    shipped = sorted((packaged_defaults() / "virtual").glob("*.toml"))
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         source = shipped[i % len(shipped)]
         text = source.read_text()
-        text, renamed = re.subn(
-            r'(?m)^name = "([^"]+)"', lambda m, i=i: f'name = "{m.group(1)}-{i:02d}"', text, count=1
-        )
+        text, renamed = re.subn(r'(?m)^name = "([^"]+)"', rf'name = "\g<1>-{i:02d}"', text, count=1)
         assert renamed == 1, f"{source} has no [device] name line"
         (folder / f"{i:02d}_{source.name}").write_text(text)
     return folder
@@ -111,7 +111,7 @@ class SamplerMeter:
         self.wall_s = 0.0
         self.samples = 0
         self.windows = 0
-        self._original = power.PowerSampler._run
+        self._original: Callable[[power.PowerSampler], None] = power.PowerSampler._run
         meter = self
 
         def measured(sampler: power.PowerSampler) -> None:
@@ -125,14 +125,15 @@ class SamplerMeter:
                 meter.samples += len(sampler._samples)
                 meter.windows += 1
 
-        power.PowerSampler._run = measured
+        # In place (mypy's method-assign would refuse `PowerSampler._run = ...`); restore() puts it back.
+        setattr(power.PowerSampler, "_run", measured)  # noqa: B010
 
     def reset(self) -> None:
         self.cpu_s = self.wall_s = 0.0
         self.samples = self.windows = 0
 
     def restore(self) -> None:
-        power.PowerSampler._run = self._original
+        setattr(power.PowerSampler, "_run", self._original)  # noqa: B010 - see __init__
 
 
 def measure(devices, models, params, binaries, store, adb_pid: int | None, meter: SamplerMeter) -> dict:

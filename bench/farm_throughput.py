@@ -26,6 +26,7 @@ from pathlib import Path
 
 import adbutils
 
+from harness.config import packaged_defaults
 from harness.virtual_farm import farm as farm_lib
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +59,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--profile", type=Path, default=REPO / "device_profiles/virtual/mid_nothing_phone_1.toml")
+    parser.add_argument("--profile", type=Path, default=packaged_defaults() / "virtual" / "mid_nothing_phone_1.toml")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="farm-bench-"))

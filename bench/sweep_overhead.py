@@ -46,7 +46,8 @@ from pathlib import Path
 
 from sample_model import sample_model  # bench/: the scripts run from there
 
-from harness import sweep
+from harness import numerics, sweep
+from harness.config import packaged_defaults
 from harness.phone import power, thermal
 from harness.phone.device import Phone
 from harness.phone.discovery import discover, select
@@ -126,7 +127,7 @@ def numerics_cost(
     clock = PhaseClock()
     clock.wrap(Phone, "pull", "numerics: pull the output file")
     clock.wrap(sweep, "prepare_numerics", "numerics: inputs and host reference")
-    clock.wrap(sweep.numerics, "judge", "numerics: compare with the reference")
+    clock.wrap(numerics, "judge", "numerics: compare with the reference")
     walls: dict[bool, list[float]] = {False: [], True: []}
     cases = 0
     try:
@@ -173,7 +174,7 @@ def main() -> int:
     )
     parser.add_argument("--min-secs", type=float, default=2.0)
     parser.add_argument("--repetitions", type=int, default=2)
-    parser.add_argument("--profile", type=Path, default=REPO / "device_profiles/virtual/mid_nothing_phone_1.toml")
+    parser.add_argument("--profile", type=Path, default=packaged_defaults() / "virtual" / "mid_nothing_phone_1.toml")
     parser.add_argument(
         "--numerics-cost",
         action="store_true",
@@ -241,6 +242,7 @@ def main() -> int:
             f"{load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f} before the sweep, "
             f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} after (other users of the machine count too)"
         )
+        assert entry.facts is not None
         print(
             f"device: {entry.facts.info.model} ({entry.serial}, profile {args.profile.name}, one benchmark at a time)"
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 from sample_model import sample_model  # bench/: the scripts run from there
 
 from harness import sweep
+from harness.config import packaged_defaults
 from harness.digest import file_sha256
 from harness.phone.device import remote_path_for
 from harness.phone.discovery import discover, select
@@ -41,7 +42,7 @@ _PUSH = re.compile(r" push (\S+) \(\d+\)$", re.MULTILINE)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="min_secs 0.2 instead of 0.5")
-    parser.add_argument("--profile", type=Path, default=REPO / "device_profiles/virtual/mid_nothing_phone_1.toml")
+    parser.add_argument("--profile", type=Path, default=packaged_defaults() / "virtual" / "mid_nothing_phone_1.toml")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sweep-repush-"))
@@ -80,6 +81,7 @@ def main() -> int:
 
         entry = devices[0]
         print(f"host: {os.cpu_count()} CPUs; adb server port {port}")
+        assert entry.facts is not None
         print(f"device: {entry.facts.info.model} ({entry.serial}, profile {args.profile.name}), fresh sandbox")
         print(f"model: {model.name} ({model.stat().st_size} bytes, sha256 {models[0].sha256[:16]}...)")
         print(

@@ -34,6 +34,8 @@ import tempfile
 from pathlib import Path
 
 from harness import sweep
+from harness.config import packaged_defaults
+from harness.digest import file_sha256
 from harness.phone.device import Phone
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
@@ -107,7 +109,7 @@ def main() -> int:
     try:
         model = ensure_model(work / "model-build.log")
         load_before = os.getloadavg()
-        state = farm_lib.start_private(state_dir, farm_lib.DEFAULT_PROFILES, parallel=True)
+        state = farm_lib.start_private(state_dir, packaged_defaults() / "virtual", parallel=True)
         port = state.adb_server_port
         logs = {d.serial: Path(d.log_path) for d in state.devices}
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
@@ -119,7 +121,7 @@ def main() -> int:
         for entry in devices:
             phone = Phone(entry.server, entry.serial)
             runner = binaries.by_abi["x86_64"][0]  # the classic runner
-            phone.ensure_file(runner, sweep.file_sha256(runner), mode=0o755)
+            phone.ensure_file(runner, file_sha256(runner), mode=0o755)
             phone.ensure_file(model, models[0].sha256)
         params = sweep.SweepParams(
             repetitions=1,
@@ -163,6 +165,7 @@ def main() -> int:
             f"farm: {len(devices)} virtual devices, parallel=True (benchmarks of different devices run at the same time), adb server port {port}"
         )
         for entry in devices:
+            assert entry.facts is not None
             info = entry.facts.info
             print(
                 f"  {entry.serial:<18} {info.model:<12} {len(info.cores)} cores, tier {entry.tier}{'  <- the 1-device sweep' if entry in single else ''}"

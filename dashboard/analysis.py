@@ -21,41 +21,32 @@ from harness.compare import GateResult, gate
 from harness.coverage import CoverageReport, coverage
 from harness.numerics import NumericsGate, cell_numerics
 from harness.policy import DerivedPolicy, DeriveRequest, derive, model_facts
-from harness.ranking import Constraints, MixingAllowed, TierRanking, TieTest, VariantAccuracy
+from harness.ranking import Constraints, MixingAllowed, TierRanking, VariantAccuracy
 from harness.records import config_label
-
-SELECTED = "selected"
-"""Name of the cursor-local view holding the selection's rows, as harness.ranking reads them."""
-
-
-def _literal(text: str) -> str:
-    # DDL takes no bind parameters; a standard SQL string literal doubles its quotes, nothing else.
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _select(selection: Selection) -> str:
-    runs = ", ".join(_literal(run_id) for run_id in selection.run_ids) or "NULL"
-    return f"SELECT * FROM {ROWS} WHERE model_name = {_literal(selection.model_name)} AND run_id IN ({runs})"
+from harness.stats import TieTest
+from harness.store import checked
 
 
 def device_stats(dataset: Dataset, selection: Selection, by_run: bool = False) -> pd.DataFrame:
-    """harness.ranking.device_stats over the selection: one row per device x configuration [x run]."""
-    with dataset.cursor() as cursor:
-        # A temporary view lives on this cursor only: concurrent sessions cannot see each other's.
-        cursor.execute(f"CREATE OR REPLACE TEMP VIEW {SELECTED} AS {_select(selection)}")
-        return ranking.device_stats(cursor, relation=SELECTED, by_run=by_run)
+    """harness.ranking.device_stats over the selection: one row per device x configuration [x run], read in
+    place (the selection's files only, the columns the statistics need)."""
+    with dataset.cursor(selection) as cursor:
+        # The cursor's view holds the selection's rows only: concurrent sessions cannot see each other's.
+        return checked(lambda: ranking.device_stats(cursor, relation=ROWS, by_run=by_run))
 
 
 def selected_rows(dataset: Dataset, selection: Selection) -> pd.DataFrame:
     """The selection's result rows as a frame (what harness.policy.derive and coverage take)."""
-    return dataset.sql(_select(selection))
+    return dataset.sql(f"SELECT * FROM {ROWS} ORDER BY started_at, serial, case_id, repetition", selection=selection)
 
 
 def model_accuracy(dataset: Dataset, selection: Selection) -> tuple[dict[str, VariantAccuracy], list[str]]:
     """Accuracy per model file (sha256) from the same sources `harness policy derive` reads, and its warnings."""
     # model_facts reads only which runs and files the rows name; those few columns stand in for the rows.
     where, params = selection.where()
-    keys = dataset.sql(f"SELECT DISTINCT run_id, model_name, model_sha256 FROM {ROWS} WHERE {where}", params)
+    keys = dataset.sql(
+        f"SELECT DISTINCT run_id, model_name, model_sha256 FROM {ROWS} WHERE {where}", params, selection=selection
+    )
     _, accuracy, warnings = model_facts(dataset.root, keys, selection.model_name)
     return accuracy, warnings
 

@@ -1,4 +1,5 @@
-"""dashboard.analysis behind st.cache_data, keyed on the results' state and the page's settings.
+"""dashboard.analysis and dashboard.queries behind st.cache_data, keyed on the results' state, the selection
+and the page's settings: one cache entry per query, never the whole dataset (which is read in place).
 
 Every function takes the page's Context and passes on only hashable values
 (the results root, its state key, the selection, the settings) as the cache
@@ -8,16 +9,18 @@ the state key, so nothing computed from older results is ever shown.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from dashboard import analysis, queries
-from dashboard.data import Dataset, Selection, StateKey
+from dashboard.data import Dataset, RunFigures, Selection, StateKey
 from dashboard.session import Context
 from harness import ranking
 from harness.compare import GateResult
-from harness.ranking import Constraints, MixingAllowed, TierRanking, TieTest, VariantAccuracy
-from harness.stats import NoiseFloor
+from harness.ranking import Constraints, MixingAllowed, TierRanking, VariantAccuracy
+from harness.stats import NoiseFloor, TieTest
 from harness.sustained import SustainedSummary, summarize
 
 _ENTRIES = 32
@@ -115,6 +118,16 @@ def _sustained(
     return rows, summarize(rows, min_effect)
 
 
+@st.cache_data(max_entries=_ENTRIES, show_spinner="Counting rows per run…")
+def _run_figures(root: str, state: StateKey, _dataset: Dataset) -> dict[str, RunFigures]:
+    return _dataset.run_figures()
+
+
+def run_figures(context: Context) -> dict[str, RunFigures]:
+    """Row counts of every run (they read a few columns of every file: cached on the results' state)."""
+    return _run_figures(str(context.root.resolve()), context.state, _dataset=context.dataset)
+
+
 def _args(context: Context) -> tuple[str, StateKey, str, tuple[str, ...]]:
     return str(context.root.resolve()), context.state, context.selection.model_name, context.selection.run_ids
 
@@ -179,3 +192,67 @@ def sustained(
 ) -> tuple[pd.DataFrame, list[SustainedSummary]]:
     """The selection's sustained window rows and harness.sustained.summarize's summary of each case."""
     return _sustained(*_args(context), min_effect, _dataset=context.dataset)
+
+
+# -- dashboard.queries, one cache entry per query and selection ------------------------------------------
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def _status_by_tier(
+    root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset
+) -> pd.DataFrame:
+    return queries.status_by_tier(_dataset, Selection(model_name, run_ids))
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def _devices(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset) -> pd.DataFrame:
+    return queries.devices(_dataset, Selection(model_name, run_ids))
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def _device_kinds(
+    root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset
+) -> pd.DataFrame:
+    return queries.device_kinds(_dataset, Selection(model_name, run_ids))
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def _failures(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset) -> pd.DataFrame:
+    return queries.failures(_dataset, Selection(model_name, run_ids))
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def _skipped_count(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset) -> int:
+    return queries.skipped_count(_dataset, Selection(model_name, run_ids))
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def _device_rows(
+    root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], serial: str, _dataset: Dataset
+) -> pd.DataFrame:
+    return queries.device_rows(_dataset, Selection(model_name, run_ids), serial)
+
+
+def status_by_tier(context: Context) -> pd.DataFrame:
+    return _status_by_tier(*_args(context), _dataset=context.dataset)
+
+
+def devices(context: Context) -> pd.DataFrame:
+    return _devices(*_args(context), _dataset=context.dataset)
+
+
+def device_kinds(root: Path, state: StateKey, dataset: Dataset, selection: Selection) -> pd.DataFrame:
+    """queries.device_kinds (the sidebar asks before a Context exists)."""
+    return _device_kinds(str(root.resolve()), state, selection.model_name, selection.run_ids, _dataset=dataset)
+
+
+def failures(context: Context) -> pd.DataFrame:
+    return _failures(*_args(context), _dataset=context.dataset)
+
+
+def skipped_count(context: Context) -> int:
+    return _skipped_count(*_args(context), _dataset=context.dataset)
+
+
+def device_rows(context: Context, serial: str) -> pd.DataFrame:
+    return _device_rows(*_args(context), serial, _dataset=context.dataset)

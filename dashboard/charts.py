@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, cast
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -282,7 +285,7 @@ def _heat_cell(cells: pd.DataFrame, delegate: str, threads: int, factor: float) 
     """(value, label, hover) of one delegate x threads cell of a variant."""
     if (delegate, threads) not in cells.index:
         return None, "", "not measured"
-    cell = cells.loc[(delegate, threads)]
+    cell = cast("pd.Series[Any]", cells.loc[(delegate, threads)])  # a full key of the index: one row
     value = None if pd.isna(cell["value"]) else float(cell["value"]) * factor
     if cell["status"] == "excluded":
         return value, "✗", f"excluded: {cell['reason']}"
@@ -344,11 +347,12 @@ def _numerics_cell(cell: pd.DataFrame) -> tuple[float | None, str, str]:
     if cell.empty:
         return None, "", "not measured"
     level = max(NUMERICS_LEVELS[status] for status in cell["numerics"])
+    rows: Iterable[Any] = cell.itertuples()  # pandas-stubs types each field as any scalar
     hover = "<br>".join(
         f"{row.device}: {row.numerics}"
         + (f" (cosine {row.output_cosine:.4f})" if pd.notna(row.output_cosine) else "")
         + (f": {row.why}" if isinstance(row.why, str) and row.why else "")
-        for row in cell.itertuples()
+        for row in rows
     )
     label = _NUMERICS_LABELS[level]
     if level == 0:
@@ -530,6 +534,8 @@ def sustained_clocks(
     points = []
     for _, row in windows.iterrows():
         source, clocks = window_clocks_khz(row)
+        if source is None:  # no clocks in this window (and so none to plot)
+            continue
         for cluster, khz in enumerate(clocks):
             points.append(
                 {

@@ -1,19 +1,17 @@
-"""The dashboard's data layer: the results dataset of one results root as a DuckDB table.
+"""The dashboard's data layer: the results dataset of one results root, queried where it lies.
 
-`Dataset.open(root)` reads every Parquet file under `<root>/dataset/` into an
-in-memory DuckDB table named `rows` (RESULTS_SCHEMA columns, one row per run,
-device, case and repetition), the accuracy rows of `<root>/accuracy/` and the
-run manifests. Pages and harness.ranking query `rows` through their own
-cursor (`Dataset.sql`, `Dataset.cursor`). `state_key(root)` changes whenever a
-results file is added, replaced or removed: callers cache a Dataset on it, so a
-new run shows up on the next rerun without a restart.
+`Dataset.open(root)` reads no row: it lists the files that count (harness.layout: runs and
+devices from the folders, the model from each file name), the run manifests and the accuracy
+rows. Every query then reads in place through DuckDB (`Dataset.sql`, `Dataset.cursor`): a
+selection (one model, some runs) opens only its runs' files of its model, and DuckDB reads only
+the columns and row groups the query needs. `state_key(root)` changes whenever a results file is
+added, replaced or removed: callers cache per query on it, so a new run shows up on the next
+rerun without a restart.
 
-Files are judged by harness.store's rules, never by rules of our own. The fast
-path is DuckDB straight over the files; as soon as it meets anything but a
-readable file of the current schema version, the whole dataset is read through
-`ResultsStore.load` instead, which refuses a newer schema (its SchemaError
-propagates, worded as `harness results` words it), upgrades an older one and
-skips a damaged file (reported in `Dataset.skipped`).
+Files are judged by harness.store's rules, never by rules of our own: a file whose name does not
+say it is current (v1/v2, written before compaction existed) is checked by its footer first, an
+older one is upgraded, a damaged one skipped (reported in `Dataset.skipped`), and a newer one
+refused (SchemaError, worded as `harness results` words it).
 
 No Streamlit here: the bench and the tests use this module as it is.
 """
@@ -21,7 +19,9 @@ No Streamlit here: the bench and the tests use this module as it is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +29,10 @@ from typing import Any
 
 import duckdb
 import pandas as pd
-import pyarrow as pa
 
 from harness.errors import HarnessError
-from harness.records import RESULTS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_METADATA_KEY
-from harness.store import ResultsStore, SkippedFile, run_times
+from harness.layout import DataFile
+from harness.store import ResultsStore, RowFilter, SkippedFile, checked, run_times
 
 log = logging.getLogger(__name__)
 
@@ -41,73 +40,98 @@ RESULTS_ENV = "TFLITE_FARM_RESULTS"
 """Environment variable naming the results root when no --results is given."""
 
 ROWS = "rows"
-"""Name of the DuckDB table holding the result rows."""
+"""Name of the (cursor-local) DuckDB view holding the result rows a query reads."""
 
-_DATASET_GLOB = "dataset/run_id=*/device=*/part-*.parquet"
 _ACCURACY_GLOB = "accuracy/part-*.parquet"
 _MANIFEST_GLOB = "runs/*/run.json"
-
-# How DuckDB names the Arrow types of RESULTS_SCHEMA; a file read as anything else goes to the store.
-_DUCKDB_TYPES = {
-    pa.int64(): "BIGINT",
-    pa.float64(): "DOUBLE",
-    pa.string(): "VARCHAR",
-    pa.bool_(): "BOOLEAN",
-    pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
-    pa.list_(pa.string()): "VARCHAR[]",
-    pa.list_(pa.int64()): "BIGINT[]",  # a sustained window's clocks per CPU cluster
-    pa.list_(pa.float64()): "DOUBLE[]",
-}
 
 StateKey = tuple[int, int, int]
 
 
 def dataset_files(root: Path) -> list[Path]:
-    """The result files of a results root, in a stable order (the store's own layout)."""
-    return sorted(Path(root).glob(_DATASET_GLOB))
+    """The result files that count in a results root, in a stable order (see harness.layout)."""
+    return [f.path for f in ResultsStore(Path(root)).files()]
 
 
 def state_key(root: Path) -> StateKey:
-    """(file count, newest mtime in ns, total bytes) over result, accuracy and manifest files.
+    """(entries, newest mtime in ns, total bytes) over the dataset's folders, accuracy files and manifests.
 
-    Cheap (one stat per file) and changes on every append, replace or removal:
-    the store writes by rename, so a new or rewritten file has a new mtime, and
-    a removed one lowers the count.
+    Cheap (one stat per folder, not per file) and changes on every append, compaction, replace or
+    removal: each of those adds, renames or removes a file in a (run, device) folder, which changes
+    that folder's mtime; a new run or device adds a folder.
     """
     root = Path(root)
     count = newest = size = 0
-    for pattern in (_DATASET_GLOB, _ACCURACY_GLOB, _MANIFEST_GLOB):
+
+    def seen(path: str | Path) -> None:
+        nonlocal count, newest, size
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:  # removed between listing and stat: it is simply not there
+            return
+        count += 1
+        newest = max(newest, stat.st_mtime_ns)
+        size += stat.st_size if not os.path.isdir(path) else 0
+
+    for run_folder in _folders(root / "dataset", "run_id="):
+        seen(run_folder)
+        for device_folder in _folders(run_folder, "device="):
+            seen(device_folder)
+    for pattern in (_ACCURACY_GLOB, _MANIFEST_GLOB):
         for path in root.glob(pattern):
-            try:
-                stat = path.stat()
-            except FileNotFoundError:  # removed between glob and stat: it is simply not there
-                continue
-            count += 1
-            newest = max(newest, stat.st_mtime_ns)
-            size += stat.st_size
+            seen(path)
     return count, newest, size
+
+
+def _folders(folder: str | Path, prefix: str) -> list[str]:
+    try:
+        return [entry.path for entry in os.scandir(folder) if entry.name.startswith(prefix) and entry.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 @dataclass(frozen=True)
 class RunInfo:
     """One run: its manifest where there is one, its rows for what the manifest lacks.
 
-    `ok` and `failed` count rows (one per repetition) as `harness results ls` does;
-    skipped rows count as neither. `ended_at` is None for a run still going or
-    one that crashed before writing its end.
+    `devices` counts the run's device folders. `ended_at` is None for a run still going or one that
+    crashed before writing its end. Row counts are `Dataset.run_figures` (they read rows).
     """
 
     run_id: str
     started_at: datetime | None
     ended_at: datetime | None
     devices: int
+    harness_version: str | None
+    argv: tuple[str, ...]
+    has_manifest: bool
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """A run's rows at a glance; `ok` and `failed` count rows (one per repetition) as `harness results ls`
+    does, skipped rows count as neither."""
+
     cases: int
     rows: int
     ok: int
     failed: int
-    harness_version: str | None
-    argv: tuple[str, ...]
-    has_manifest: bool
+
+
+POOLED_RUNS_MAX = 30
+"""Up to this many runs of a model, the pages pool every run by default. Beyond (a lab's nightly runs) they
+show the newest run, and the sidebar's "All runs" pools them: ranking a model over a year of nights reads
+and aggregates every night's rows of it, which takes seconds, and mixes benchmark binaries across updates."""
+
+
+def pools_runs_by_default(run_ids: Sequence[str]) -> bool:
+    """Whether the sidebar's "All runs" starts on for a model measured in these runs."""
+    return len(run_ids) <= POOLED_RUNS_MAX
+
+
+def default_run_ids(run_ids: Sequence[str]) -> tuple[str, ...]:
+    """The runs a page shows before anyone picks (run_ids oldest first): all, or the newest (see POOLED_RUNS_MAX)."""
+    return tuple(run_ids) if pools_runs_by_default(run_ids) else tuple(run_ids[-1:])
 
 
 @dataclass(frozen=True)
@@ -123,153 +147,166 @@ class Selection:
         condition = f"{prefix}model_name = $model_name AND list_contains($run_ids, {prefix}run_id)"
         return condition, {"model_name": self.model_name, "run_ids": list(self.run_ids)}
 
+    def row_filter(self) -> RowFilter:
+        return RowFilter(run_ids=self.run_ids, model_name=self.model_name)
+
 
 class Dataset:
-    """The rows, accuracy and runs of one results root, read once (see the module docstring)."""
+    """The files, accuracy and runs of one results root (see the module docstring)."""
 
     def __init__(
         self,
         root: Path,
         connection: duckdb.DuckDBPyConnection,
         *,
-        files: Sequence[Path],
+        files: Sequence[DataFile],
         skipped: Sequence[SkippedFile],
-        source: str,
         accuracy: pd.DataFrame,
         accuracy_error: str | None,
         runs: Sequence[RunInfo],
+        models: Sequence[str],
         manifest_errors: Sequence[str],
     ) -> None:
         self.root = root
-        self.files = tuple(files)
+        self.store = ResultsStore(root)
+        self.data_files = tuple(files)
         self.skipped = tuple(skipped)
-        self.source = source  # "duckdb" (fast path) or "store" (ResultsStore.load)
         self.accuracy = accuracy
         self.accuracy_error = accuracy_error
         self.runs = tuple(runs)
         self.manifest_errors = tuple(manifest_errors)
+        self._models = tuple(models)
         self._connection = connection
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return tuple(f.path for f in self.data_files)
 
     # -- opening -----------------------------------------------------------------
 
     @classmethod
     def open(cls, root: Path | str) -> Dataset:
-        """Read a results root. Raises SchemaError when a file is newer than this harness reads."""
+        """List a results root (no row is read). Raises SchemaError when a file is newer than this harness reads."""
         root = Path(root)
-        files = dataset_files(root)
+        store = ResultsStore(root)
         connection = duckdb.connect(":memory:")
         try:
             # The store writes UTC; show UTC whatever the machine's zone (ICU may be absent).
             connection.execute("SET TimeZone = 'UTC'")
         except duckdb.Error:
             pass
+        # Footers stay cached between queries: a page's queries read the same files.
+        connection.execute("SET parquet_metadata_cache = true")
+        files = store.files()
+        unnamed = [f for f in files if f.model_name is None]
         skipped: tuple[SkippedFile, ...] = ()
-        source = "duckdb"
-        if not files:
-            _create_rows(connection, RESULTS_SCHEMA.empty_table())
-        elif not _read_fast(connection, files):
-            source = "store"
-            loaded = ResultsStore(root).load()  # SchemaError for a newer file propagates
-            skipped = loaded.skipped
-            table = pa.Table.from_pandas(loaded.frame, schema=RESULTS_SCHEMA, preserve_index=False)
-            _create_rows(connection, table)
+        models = {f.model_name for f in files if f.model_name is not None}
+        if unnamed:
+            # Files that do not say their model (older layouts): checked (SchemaError for a newer one), then asked.
+            with connection.cursor() as cursor:
+                skipped = store.scan_files(cursor, unnamed).skipped
+                named = checked(lambda: cursor.execute(f"SELECT DISTINCT model_name FROM {ROWS}").df())
+                models |= set(named["model_name"])
+        unreadable = {s.path for s in skipped}
+        live = [f for f in files if f.path not in unreadable] if unreadable else files
         accuracy, accuracy_error = _read_accuracy(root)
-        runs, manifest_errors = _read_runs(root, connection)
+        runs, manifest_errors = _read_runs(root, store, live, connection)
         return cls(
             root,
             connection,
-            files=files,
+            files=live,
             skipped=skipped,
-            source=source,
             accuracy=accuracy,
             accuracy_error=accuracy_error,
             runs=runs,
+            models=sorted(models),
             manifest_errors=manifest_errors,
         )
 
     # -- querying ----------------------------------------------------------------
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A cursor of its own on the dataset (table `rows`); close it when done.
+    def selected_files(self, selection: Selection | None) -> list[DataFile]:
+        """The files a selection reads: its runs' files of its model (files that do not say their model too)."""
+        if selection is None:
+            return list(self.data_files)
+        runs = set(selection.run_ids)
+        return [
+            f
+            for f in self.data_files
+            if f.run_id in runs and (f.model_name is None or f.model_name == selection.model_name)
+        ]
 
-        One connection serves every browser session, and DuckDB connections are
-        not to be shared between threads: each query gets its own cursor.
+    @contextmanager
+    def cursor(self, selection: Selection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own whose view `rows` holds the selection's rows (every row without one).
+
+        One connection serves every browser session, and DuckDB connections are not to be
+        shared between threads: each query gets its own cursor, and its view lives on it only.
         """
-        return self._connection.cursor()
+        cursor = self._connection.cursor()
+        try:
+            where = selection.row_filter() if selection is not None else RowFilter()
+            self.store.scan_files(cursor, self.selected_files(selection), where)
+            yield cursor
+        finally:
+            cursor.close()
 
-    def sql(self, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> pd.DataFrame:
-        with self.cursor() as cursor:
-            return cursor.execute(query, params).df()
+    def sql(
+        self,
+        query: str,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        selection: Selection | None = None,
+    ) -> pd.DataFrame:
+        """`query` over the view `rows` of the selection's rows (read in place)."""
+        with self.cursor(selection) as cursor:
+            return checked(lambda: cursor.execute(query, params).df())
 
     @property
     def row_count(self) -> int:
-        with self.cursor() as cursor:
-            return int(cursor.execute(f"SELECT count(*) FROM {ROWS}").fetchone()[0])
+        """Every row (reads every file's row count)."""
+        return int(self.sql(f"SELECT count(*) AS n FROM {ROWS}")["n"].iloc[0])
 
     @property
     def empty(self) -> bool:
-        return self.row_count == 0
+        return not self.data_files
 
     def models(self) -> list[str]:
-        return list(self.sql(f"SELECT DISTINCT model_name FROM {ROWS} ORDER BY 1")["model_name"])
+        return list(self._models)
 
     def run_ids(self, model_name: str | None = None) -> list[str]:
         """Runs oldest first; with a model, only the runs that measured it."""
         if model_name is None:
             return [run.run_id for run in self.runs]
-        with_model = set(
-            self.sql(f"SELECT DISTINCT run_id FROM {ROWS} WHERE model_name = $m", {"m": model_name})["run_id"]
-        )
+        with_model = {f.run_id for f in self.data_files if f.model_name == model_name}
+        unnamed = [f for f in self.data_files if f.model_name is None and f.run_id not in with_model]
+        if unnamed:
+            with self._connection.cursor() as cursor:
+                self.store.scan_files(cursor, unnamed, RowFilter(model_name=model_name))
+                with_model |= set(cursor.execute(f"SELECT DISTINCT run_id FROM {ROWS}").df()["run_id"])
         return [run.run_id for run in self.runs if run.run_id in with_model]
+
+    def run_figures(self) -> dict[str, RunFigures]:
+        """Row counts per run (reads four columns of every file)."""
+        figures = self.sql(
+            f"""
+            SELECT run_id, count(DISTINCT case_id) AS cases, count(*) AS rows,
+                   count(*) FILTER (WHERE status = 'ok') AS ok,
+                   count(*) FILTER (WHERE status NOT IN ('ok', 'skipped')) AS failed
+            FROM {ROWS} GROUP BY run_id
+            """
+        )
+        return {
+            str(run_id): RunFigures(int(cases), int(rows), int(ok), int(failed))
+            for run_id, cases, rows, ok, failed in zip(
+                figures["run_id"], figures["cases"], figures["rows"], figures["ok"], figures["failed"], strict=True
+            )
+        }
 
     def close(self) -> None:
         self._connection.close()
 
 
 # -- reading ------------------------------------------------------------------------
-
-
-def _create_rows(connection: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
-    connection.register("_loaded", table)
-    try:
-        connection.execute(f"CREATE OR REPLACE TABLE {ROWS} AS SELECT * FROM _loaded")
-    finally:
-        connection.unregister("_loaded")
-
-
-def _read_fast(connection: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> bool:
-    """Load `rows` with DuckDB straight from the files; False when the store must judge them.
-
-    Every byte is read here, once: a damaged page then shows up now (and the
-    store takes over) rather than as a failed chart later, and the pages query
-    memory instead of re-reading Parquet on every rerun.
-    """
-    names = [str(path) for path in files]
-    try:
-        versions = connection.execute(
-            "SELECT file_name, decode(value) FROM parquet_kv_metadata($files) WHERE key = encode($key)",
-            {"files": names, "key": SCHEMA_VERSION_METADATA_KEY},
-        ).fetchall()
-        # Exactly one current-version tag per file: a missing, older or newer one is the store's call.
-        if len(versions) != len(names) or {value for _, value in versions} != {str(SCHEMA_VERSION)}:
-            return False
-        columns = ", ".join(f'"{name}"' for name in RESULTS_SCHEMA.names)
-        connection.execute(
-            f"CREATE OR REPLACE TABLE {ROWS} AS SELECT {columns} "
-            "FROM read_parquet($files, union_by_name = true, hive_partitioning = false)",
-            {"files": names},
-        )
-        described = connection.execute(f"DESCRIBE {ROWS}").fetchall()
-        expected = [(field.name, _DUCKDB_TYPES[field.type]) for field in RESULTS_SCHEMA]
-        low, high = connection.execute(f"SELECT min(schema_version), max(schema_version) FROM {ROWS}").fetchone()
-        if [(name, kind) for name, kind, *_ in described] != expected or {low, high} != {SCHEMA_VERSION}:
-            connection.execute(f"DROP TABLE {ROWS}")
-            return False
-    except duckdb.Error as error:
-        log.info("results need the store's reader (%s)", error)
-        connection.execute(f"DROP TABLE IF EXISTS {ROWS}")
-        return False
-    return True
 
 
 def _read_accuracy(root: Path) -> tuple[pd.DataFrame, str | None]:
@@ -283,24 +320,17 @@ def _read_accuracy(root: Path) -> tuple[pd.DataFrame, str | None]:
         return pd.DataFrame(), str(error)
 
 
-def _read_runs(root: Path, connection: duckdb.DuckDBPyConnection) -> tuple[list[RunInfo], list[str]]:
-    """Every run with rows or a manifest, oldest first, and the manifests that could not be read."""
-    figures = connection.execute(
-        f"""
-        SELECT run_id,
-               min(started_at) AS first_row,
-               max(epoch(started_at) + duration_s) AS last_end_s,
-               count(DISTINCT serial) AS devices,
-               count(DISTINCT case_id) AS cases,
-               count(*) AS rows,
-               count(*) FILTER (WHERE status = 'ok') AS ok,
-               count(*) FILTER (WHERE status NOT IN ('ok', 'skipped')) AS failed,
-               max(harness_version) AS harness_version
-        FROM {ROWS} GROUP BY run_id
-        """
-    ).df()
-    by_run = {row.run_id: row for row in figures.itertuples(index=False)}
-    store = ResultsStore(root)
+def _read_runs(
+    root: Path, store: ResultsStore, files: Sequence[DataFile], connection: duckdb.DuckDBPyConnection
+) -> tuple[list[RunInfo], list[str]]:
+    """Every run with rows or a manifest, oldest first, and the manifests that could not be read.
+
+    The manifest says when a run started and ended; only a run without one (or without its times)
+    has its rows read for them.
+    """
+    by_run: dict[str, list[DataFile]] = {}
+    for f in files:
+        by_run.setdefault(f.run_id, []).append(f)
     run_ids = set(by_run) | {path.parent.name for path in Path(root).glob(_MANIFEST_GLOB)}
     runs: list[RunInfo] = []
     errors: list[str] = []
@@ -311,38 +341,52 @@ def _read_runs(root: Path, connection: duckdb.DuckDBPyConnection) -> tuple[list[
                 manifest = store.read_run_manifest(run_id)
             except (HarnessError, OSError) as error:
                 errors.append(str(error))
-        runs.append(_run_info(run_id, manifest, by_run.get(run_id)))
+        run_files = by_run.get(run_id, [])
+        runs.append(_run_info(run_id, manifest, len({f.serial for f in run_files}), store, run_files, connection))
     far_future = datetime.max.replace(tzinfo=UTC)
     runs.sort(key=lambda run: (run.started_at or far_future, run.run_id))
     return runs, errors
 
 
-def _run_info(run_id: str, manifest: Mapping[str, Any], figures: Any) -> RunInfo:
+def _run_info(
+    run_id: str,
+    manifest: Mapping[str, Any],
+    devices: int,
+    store: ResultsStore,
+    run_files: Sequence[DataFile],
+    connection: duckdb.DuckDBPyConnection,
+) -> RunInfo:
     # The same precedence as ResultsStore.list_runs: the manifest, then the rows for what it lacks.
-    started_at, ended_at = run_times(
-        manifest,
-        pd.Timestamp(figures.first_row).to_pydatetime() if figures is not None else None,
-        datetime.fromtimestamp(float(figures.last_end_s), UTC) if figures is not None else None,
-    )
-    argv = manifest.get("argv")
+    first_row = last_end = None
     version = manifest.get("harness_version")
+    # A manifest's times suffice (nightly runs have them): reading a run's rows costs one scan per run.
+    if run_files and ("started_at" not in manifest or "ended_at" not in manifest):
+        with connection.cursor() as cursor:
+            store.scan_files(cursor, run_files, RowFilter(run_ids=(run_id,)))
+            first, last_s, row_version = checked(
+                lambda: cursor.execute(
+                    f"SELECT min(started_at), max(epoch(started_at) + duration_s), max(harness_version) FROM {ROWS}"
+                ).fetchone()
+            ) or (None, None, None)
+        first_row = pd.Timestamp(first).to_pydatetime() if first is not None else None
+        last_end = datetime.fromtimestamp(float(last_s), UTC) if last_s is not None else None
+        version = version or row_version
+    started_at, ended_at = run_times(manifest, first_row, last_end)
+    argv = manifest.get("argv")
     return RunInfo(
         run_id=run_id,
         started_at=started_at,
         ended_at=ended_at,
-        devices=int(figures.devices) if figures is not None else 0,
-        cases=int(figures.cases) if figures is not None else 0,
-        rows=int(figures.rows) if figures is not None else 0,
-        ok=int(figures.ok) if figures is not None else 0,
-        failed=int(figures.failed) if figures is not None else 0,
-        harness_version=str(version) if version else (figures.harness_version if figures is not None else None),
+        devices=devices,
+        harness_version=str(version) if version else None,
         argv=tuple(str(arg) for arg in argv) if isinstance(argv, list) else (),
         has_manifest=bool(manifest),
     )
 
 
-def runs_frame(runs: Iterable[RunInfo]) -> pd.DataFrame:
-    """Runs as a table for display."""
+def runs_frame(runs: Iterable[RunInfo], figures: Mapping[str, RunFigures]) -> pd.DataFrame:
+    """Runs as a table for display (`figures`: Dataset.run_figures)."""
+    none = RunFigures(0, 0, 0, 0)
     return pd.DataFrame(
         [
             {
@@ -350,10 +394,10 @@ def runs_frame(runs: Iterable[RunInfo]) -> pd.DataFrame:
                 "started_at": run.started_at,
                 "ended_at": run.ended_at,
                 "devices": run.devices,
-                "cases": run.cases,
-                "rows": run.rows,
-                "ok": run.ok,
-                "failed": run.failed,
+                "cases": figures.get(run.run_id, none).cases,
+                "rows": figures.get(run.run_id, none).rows,
+                "ok": figures.get(run.run_id, none).ok,
+                "failed": figures.get(run.run_id, none).failed,
                 "harness_version": run.harness_version,
             }
             for run in runs

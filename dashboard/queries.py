@@ -38,7 +38,7 @@ _TIER = f"coalesce(tier, '{NO_TIER}')"
 
 @functools.cache
 def profile_rules() -> TierRules | None:
-    """The tier rules of device_profiles/tiers.toml; None (with a logged warning) when they cannot be read."""
+    """The tier rules of tiers.toml (harness.config); None (with a logged warning) when they cannot be read."""
     try:
         return load_tiers()
     except (HarnessError, OSError) as error:
@@ -49,7 +49,7 @@ def profile_rules() -> TierRules | None:
 
 
 def profile_tiers() -> tuple[str, ...]:
-    # The tier order of device_profiles/tiers.toml (best first) is the order people read tiers in.
+    # The tier order of tiers.toml (best first) is the order people read tiers in.
     rules = profile_rules()
     return rules.tiers if rules else ()
 
@@ -77,6 +77,7 @@ def status_by_tier(dataset: Dataset, selection: Selection) -> pd.DataFrame:
         FROM {ROWS} WHERE {where} GROUP BY ALL ORDER BY ALL
         """,
         params,
+        selection=selection,
     )
 
 
@@ -100,6 +101,7 @@ def devices(dataset: Dataset, selection: Selection) -> pd.DataFrame:
         FROM {ROWS} WHERE {where} GROUP BY serial ORDER BY serial
         """,
         params,
+        selection=selection,
     )
 
 
@@ -113,6 +115,7 @@ def device_kinds(dataset: Dataset, selection: Selection) -> pd.DataFrame:
         FROM {ROWS} WHERE {where} GROUP BY device_kind ORDER BY device_kind
         """,
         params,
+        selection=selection,
     )
 
 
@@ -135,6 +138,7 @@ def failures(dataset: Dataset, selection: Selection) -> pd.DataFrame:
         ORDER BY {_status_rank()}, run_id DESC, tier, serial, variant, delegate, num_threads
         """,
         params,
+        selection=selection,
     )
 
 
@@ -147,7 +151,9 @@ def _status_rank() -> str:
 
 def skipped_count(dataset: Dataset, selection: Selection) -> int:
     where, params = selection.where()
-    frame = dataset.sql(f"SELECT count(*) AS n FROM {ROWS} WHERE {where} AND status = 'skipped'", params)
+    frame = dataset.sql(
+        f"SELECT count(*) AS n FROM {ROWS} WHERE {where} AND status = 'skipped'", params, selection=selection
+    )
     return int(frame["n"].iloc[0])
 
 
@@ -161,6 +167,7 @@ def device_rows(dataset: Dataset, selection: Selection, serial: str) -> pd.DataF
         ORDER BY started_at, case_id, repetition
         """,
         {**params, "serial": serial},
+        selection=selection,
     )
 
 
@@ -175,6 +182,7 @@ def sustained_rows(dataset: Dataset, selection: Selection) -> pd.DataFrame:
         ORDER BY run_id, serial, case_id, repetition, window_index
         """,
         params,
+        selection=selection,
     )
     # DuckDB hands a null list over as pd.NA; harness.sustained (like the store's reader) expects None there.
     for column in ("cpu_cur_freq_khz", "cpu_avg_freq_khz"):

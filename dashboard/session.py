@@ -20,11 +20,13 @@ import pyarrow as pa
 import streamlit as st
 
 from dashboard.data import (
+    POOLED_RUNS_MAX,
     RESULTS_ENV,
     Dataset,
     RunInfo,
     Selection,
     StateKey,
+    pools_runs_by_default,
     state_key,
 )
 from harness.errors import HarnessError
@@ -73,9 +75,10 @@ def _is_app(argument: str) -> bool:
         return False
 
 
-@st.cache_resource(max_entries=4, show_spinner="Reading results…")
+@st.cache_resource(max_entries=4, show_spinner="Listing results…")
 def _open(root: str, state: StateKey) -> Dataset:
-    # `state` is only part of the cache key: a new, replaced or removed file opens the dataset afresh.
+    # `state` is only part of the cache key: a new, replaced or removed file lists the dataset afresh.
+    # Opening reads no row; each page's queries read what they need, cached per query (dashboard.cached).
     return Dataset.open(root)
 
 
@@ -110,7 +113,7 @@ def load() -> Context | None:
     if chosen is None:
         return None
     selection, mixing = chosen
-    _mark_virtual_devices(dataset, selection)
+    _mark_virtual_devices(root, state, dataset, selection)
     context = Context(root=root, state=state, dataset=dataset, selection=selection, mixing=mixing)
     st.session_state[_CONTEXT] = context
     return context
@@ -118,7 +121,7 @@ def load() -> Context | None:
 
 def context() -> Context:
     """The context app.py loaded for this rerun; stops the page when there is none."""
-    current = st.session_state.get(_CONTEXT)
+    current: Context | None = st.session_state.get(_CONTEXT)
     if current is None:  # app.py has already said why
         st.stop()
     return current
@@ -137,11 +140,11 @@ def _warn_about_skipped(dataset: Dataset) -> None:
         )
 
 
-def _mark_virtual_devices(dataset: Dataset, selection: Selection) -> None:
+def _mark_virtual_devices(root: Path, state: StateKey, dataset: Dataset, selection: Selection) -> None:
     """Every page says when its numbers include virtual devices: never let one pass for a phone."""
-    from dashboard.queries import device_kinds
+    from dashboard.cached import device_kinds  # imported here: dashboard.cached imports this module
 
-    kinds = device_kinds(dataset, selection)
+    kinds = device_kinds(root, state, dataset, selection)
     virtual = kinds[kinds["device_kind"] == "virtual"]
     if virtual.empty:
         return
@@ -160,10 +163,21 @@ def _sidebar(root: Path, dataset: Dataset) -> tuple[Selection, MixingAllowed] | 
     model = sidebar.selectbox("Model", models, key="model", help="Results may hold several models.")
     runs = {run.run_id: run for run in dataset.runs}
     run_ids = dataset.run_ids(model)
-    # A toggle rather than a pre-filled multiselect: "all" must include a run that lands later.
-    every_run = sidebar.toggle("All runs", value=True, key="all_runs")
+    # A toggle rather than a pre-filled multiselect: "all" must include a run that lands later. A year of
+    # nightly runs starts on the newest one (dashboard.data.POOLED_RUNS_MAX).
+    every_run = sidebar.toggle(
+        "All runs",
+        value=pools_runs_by_default(run_ids),
+        key="all_runs",
+        help=f"Pool every run of the model (on by default up to {POOLED_RUNS_MAX} runs).",
+    )
     if every_run:
         chosen = run_ids
+        if not pools_runs_by_default(run_ids):
+            # Measured (bench/dashboard_scale.py): a year of nights of one model is ~2M rows, over a minute.
+            sidebar.caption(
+                f"Pooling {len(run_ids)} runs reads every run's rows of this model: the pages can take minutes."
+            )
     else:
         chosen = sidebar.multiselect(
             "Runs", run_ids, default=run_ids[-1:], key="runs", format_func=lambda run_id: _run_label(runs[run_id])
@@ -182,7 +196,8 @@ def _sidebar(root: Path, dataset: Dataset) -> tuple[Selection, MixingAllowed] | 
             key="allow_mixed_binaries",
             help="The same as --allow-mixed-binaries.",
         )
-    sidebar.caption(f"Results: `{root}` · {dataset.row_count:,} rows · {len(dataset.runs)} run(s)")
+    # Counting rows would read every file: the caption says what the listing knows.
+    sidebar.caption(f"Results: `{root}` · {len(dataset.runs)} run(s) · {len(dataset.models())} model(s)")
     sidebar.button("Reload", help="Read the results folder again (new runs also appear on any rerun).")
     if not chosen:
         st.info("Pick at least one run in the sidebar.")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from harness.records import BenchmarkRun, Delegate, ErrorType
@@ -244,9 +245,9 @@ class _RunBuilder:
             return self.perf_row_delegate
         if self.applied_delegate is not None:
             return self.applied_delegate
-        for accelerator in (Delegate.GPU, Delegate.NNAPI, Delegate.HEXAGON):
-            if self.requested(accelerator.value):
-                return accelerator.value
+        for accelerator in (Delegate.GPU.value, Delegate.NNAPI.value, Delegate.HEXAGON.value):
+            if self.requested(accelerator):
+                return accelerator
         xnnpack = self.requested("xnnpack")
         if xnnpack is not None:
             return Delegate.XNNPACK.value if xnnpack else Delegate.CPU.value
@@ -645,7 +646,7 @@ class _Parser:
         return [run.build() for run in self.runs]
 
 
-def _logical_lines(text: str):
+def _logical_lines(text: str) -> Iterator[str]:
     """Split into lines, joining shell `\\` continuations of pasted commands."""
     pending = ""
     for line in text.splitlines():

@@ -9,6 +9,7 @@ from stdout. Like harness.benchlog, the reader never raises on bad input.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from harness.records import BenchmarkRun, ErrorType
 from harness.runner.result_proto import benchmark_result_class
@@ -42,12 +43,13 @@ _INFERENCE_FIELDS = frozenset(("avg_ms", "stddev_ms", "min_ms", "max_ms", "media
 def read_benchmark_result(data: bytes) -> BenchmarkRun:
     """The run a serialized BenchmarkResult describes; a run with error/error_type when it is not one."""
     try:
-        result = benchmark_result_class().FromString(bytes(data))
+        message_class: Any = benchmark_result_class()  # generated at run time: protobuf ships no types for it
+        result = message_class.FromString(bytes(data))
     except Exception as exc:  # noqa: BLE001 - DecodeError and friends: garbage is data, not a crash
         return _garbage(f"not a BenchmarkResult message ({type(exc).__name__}: {exc})")
     if not result.HasField("latency_metrics"):
         return _garbage("BenchmarkResult without latency metrics")
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # BenchmarkRun fields
     misc = result.misc_metrics
     no_inference = misc.HasField("num_runs") and misc.num_runs == 0
     latency = result.latency_metrics
@@ -67,7 +69,7 @@ def read_benchmark_result(data: bytes) -> BenchmarkRun:
         values["warmup_count"] = misc.num_warmup_runs
     if misc.HasField("model_size_mb") and misc.model_size_mb > 0:
         values["model_size_mb"] = float(misc.model_size_mb)
-    return BenchmarkRun(**values)  # type: ignore[arg-type]
+    return BenchmarkRun(**values)
 
 
 def _garbage(message: str) -> BenchmarkRun:

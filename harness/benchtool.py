@@ -36,7 +36,8 @@ def where_to_get(abi: str | None, dialect: BenchmarkDialect | None = None) -> st
     option = f" --dialect {dialect.value}" if dialect is BenchmarkDialect.LITERT else ""
     return (
         f"run 'harness binaries fetch --abi {abi or 'ABI'}{option}' (the official prebuilt, pinned in "
-        "device_profiles/binaries.lock), or name a benchmark_model under [binaries] in device_profiles/farm.toml, "
+        "binaries.lock beside your farm.toml), or name a benchmark_model under [binaries] in farm.toml ('harness "
+        "config' shows which; 'harness init' writes an editable one), "
         "or pass --binary ABI=PATH to 'harness run'"
     )
 
@@ -91,7 +92,8 @@ def build_binaries(
 ) -> BenchmarkBinaries:
     """The farm's binaries: `configured` (farm.toml's [binaries], or --binary) plus the project's x86_64
     runners in both dialects, built into the run's folder so the exact programs stay beside its results."""
-    from harness.phone.profiles import FARM_FILE, load_dialect_rules, load_npu_libraries
+    from harness.config import farm_file as farm_file_in_effect
+    from harness.phone.profiles import load_dialect_rules, load_npu_libraries
     from harness.runner_zipapp import build_runner
 
     for abi, paths in configured.items():
@@ -107,7 +109,7 @@ def build_binaries(
             runners.append(runner if runner.is_file() else build_runner(runner, dialect.value))
             known[runner] = dialect
         by_abi["x86_64"] = tuple(runners)
-    farm_file = farm_file or FARM_FILE
+    farm_file = farm_file or farm_file_in_effect()
     return BenchmarkBinaries(by_abi, load_dialect_rules(farm_file), load_npu_libraries(farm_file), known)
 
 
@@ -183,7 +185,7 @@ def _library_shas(family: NpuLibraries) -> list[str]:
         if not library.is_file():
             raise DeviceError(
                 f"NPU library of [npu.{family.family}] not found: {library}",
-                "fix the path in device_profiles/farm.toml (relative to it), or remove the entry",
+                "fix the path in farm.toml (relative to it; 'harness config' shows which file), or remove the entry",
             )
     return [file_sha256(library) for library in family.libraries]
 

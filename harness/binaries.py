@@ -2,7 +2,7 @@
 
 `harness binaries fetch` downloads Google's prebuilt benchmark binaries for Android, keeps
 them in a content-addressed cache (`binaries/<sha256[:16]>/<file name>`, mode 0755), pins
-each one in `device_profiles/binaries.lock` (url, sha256, size) and names it under
+each one in `binaries.lock` beside the lab's farm.toml (url, sha256, size) and names it under
 `[binaries]` of farm.toml, so `harness run` pushes it to every phone of that ABI.
 
 Two generations of the tool exist (`BenchmarkDialect`):
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import tomlkit
@@ -41,6 +42,8 @@ from tomlkit.items import KeyType, SingleKey
 
 from harness import __version__
 from harness.atomic import write_atomically
+from harness.config import LOCK_FILE_NAME, writable_farm_file
+from harness.config import farm_file as farm_file_in_effect
 from harness.digest import file_sha256
 from harness.errors import (
     DownloadError,
@@ -50,7 +53,7 @@ from harness.errors import (
     UsageError,
 )
 from harness.locations import user_cache_dir
-from harness.phone.profiles import FARM_FILE, load_binaries
+from harness.phone.profiles import load_binaries
 from harness.records import BenchmarkDialect
 from harness.versioned import checked_version
 
@@ -58,7 +61,6 @@ OFFICIAL_BASE = "https://storage.googleapis.com"
 """Every official binary lives under this base; `mirror` replaces it (a lab proxy, a test server)."""
 
 LOCK_SCHEMA_VERSION = 1
-LOCK_FILE_NAME = "binaries.lock"
 FARM_SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT_S = 60.0
 BINARY_MODE = 0o755
@@ -476,7 +478,7 @@ class FetchAction(str, Enum):
 class FetchRequest:
     abis: tuple[Abi, ...] = (Abi.ARM64_V8A,)
     dialects: tuple[BenchmarkDialect, ...] = (BenchmarkDialect.CLASSIC,)
-    farm_file: Path = FARM_FILE
+    farm_file: Path | None = None  # default: the farm.toml in effect, when it is the lab's (not the packaged one)
     lock_file: Path | None = None  # default: binaries.lock beside farm_file
     cache_root: Path | None = None  # default: user_cache_dir()
     mirror: str | None = None
@@ -485,8 +487,12 @@ class FetchRequest:
     timeout_s: float = DEFAULT_TIMEOUT_S
 
     @property
+    def farm_path(self) -> Path:
+        return Path(self.farm_file) if self.farm_file else writable_farm_file()
+
+    @property
     def lock_path(self) -> Path:
-        return Path(self.lock_file) if self.lock_file else Path(self.farm_file).parent / LOCK_FILE_NAME
+        return Path(self.lock_file) if self.lock_file else self.farm_path.parent / LOCK_FILE_NAME
 
 
 @dataclass(frozen=True)
@@ -536,7 +542,7 @@ def _now() -> str:
 def fetch_binaries(request: FetchRequest, progress: Progress | None = None) -> FetchResult:
     """Fetch, cache, pin and wire the official binaries `request` asks for (all or nothing)."""
     _check_mirror(request.mirror)
-    farm_file = Path(request.farm_file).resolve()
+    farm_file = request.farm_path.resolve()
     lock_path = request.lock_path.resolve()
     root = Path(request.cache_root).resolve() if request.cache_root else user_cache_dir()
     # Every combination must exist before anything is downloaded.
@@ -577,27 +583,27 @@ def fetch_binaries(request: FetchRequest, progress: Progress | None = None) -> F
                     "otherwise check what sits between you and the server (--mirror, proxy)",
                 )
     except BaseException:
-        for _, _, fetched, _ in pending:
-            if fetched:
-                fetched.temp.unlink(missing_ok=True)
+        for _, _, staged, _ in pending:
+            if staged:
+                staged.temp.unlink(missing_ok=True)
         raise
     # Everything arrived and checked: cache, pin, wire.
     results = []
-    for source, pinned, fetched, hit in pending:
-        if fetched is None:
+    for source, pinned, arrived, hit in pending:
+        if arrived is None:
             assert pinned is not None and hit is not None
             results.append(FetchedBinary(pinned, hit, FetchAction.CACHED, None))
             continue
-        path = store_in_cache(root, fetched, source.file_name)
-        same = pinned is not None and pinned.sha256 == fetched.sha256 and pinned.url == source.url
+        path = store_in_cache(root, arrived, source.file_name)
+        same = pinned is not None and pinned.sha256 == arrived.sha256 and pinned.url == source.url
         entry = (
             pinned
-            if same
-            else LockEntry(source.dialect, source.abi, source.url, fetched.sha256, fetched.size_bytes, _now())
+            if pinned is not None and same
+            else LockEntry(source.dialect, source.abi, source.url, arrived.sha256, arrived.size_bytes, _now())
         )
         action = FetchAction.DOWNLOADED if pinned is None else FetchAction.UNCHANGED if same else FetchAction.UPDATED
         results.append(
-            FetchedBinary(entry, path, action, fetched.url, None if same or pinned is None else pinned.sha256)
+            FetchedBinary(entry, path, action, arrived.url, None if same or pinned is None else pinned.sha256)
         )
         lock = lock.with_entry(entry)
     write_lock(lock_path, lock)
@@ -623,9 +629,13 @@ class PinStatus:
         return {**self.entry.to_json(), "path": str(self.path), "in_cache": self.in_cache, "in_farm": self.in_farm}
 
 
-def list_pins(farm_file: Path, lock_file: Path | None = None, root: Path | None = None) -> tuple[PinStatus, ...]:
-    """What the lock pins, whether each file is cached with the right bytes, and whether farm.toml names it."""
-    farm_file = Path(farm_file).resolve()
+def list_pins(
+    farm: Path | None = None, lock_file: Path | None = None, root: Path | None = None
+) -> tuple[PinStatus, ...]:
+    """What the lock pins, whether each file is cached with the right bytes, and whether farm.toml names it.
+
+    `farm` defaults to the farm.toml in effect (harness.config), packaged or not: this only reads."""
+    farm_file = Path(farm).resolve() if farm else farm_file_in_effect()
     lock_path = Path(lock_file).resolve() if lock_file else farm_file.parent / LOCK_FILE_NAME
     root = Path(root).resolve() if root else user_cache_dir()
     wired = farm_paths(farm_file)
@@ -643,7 +653,10 @@ def list_pins(farm_file: Path, lock_file: Path | None = None, root: Path | None 
     return tuple(statuses)
 
 
-def parse_list(text: str, parse: Callable[[str], object], flag: str) -> tuple:
+_T = TypeVar("_T")
+
+
+def parse_list(text: str, parse: Callable[[str], _T], flag: str) -> tuple[_T, ...]:
     values = tuple(parse(item) for item in text.split(",") if item.strip())
     if not values:
         raise UsageError(f"{flag} is empty", f"give at least one value to {flag}")

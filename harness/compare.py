@@ -20,19 +20,20 @@ is reported, with the repetitions that would likely decide it, but does not fail
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pandas as pd
 
 from harness.atomic import write_atomically
 from harness.errors import UsageError
-from harness.ranking import MixingAllowed, TieTest, refuse_mixed
+from harness.ranking import MixingAllowed, refuse_mixed
 from harness.records import config_label
-from harness.stats import Verdict, figures
+from harness.stats import Row, TieTest, Verdict, figures
 
 DEFAULT_MAX_REGRESSION = 0.05
 _KEY = ["model_name", "variant", "model_sha256", "delegate", "num_threads", "serial"]
@@ -117,9 +118,9 @@ def compare_runs(
     )
 
 
-def _judge(row: dict, test: TieTest) -> dict:
+def _judge(row: Row, test: TieTest) -> dict[str, object]:
     def ok(side: str) -> bool:
-        return row[f"ok_rows_{side}"] > 0 and row[f"failures_{side}"] == 0
+        return bool(row[f"ok_rows_{side}"] > 0 and row[f"failures_{side}"] == 0)
 
     change = low = high = more = None
     present = row["_merge"]
@@ -173,11 +174,11 @@ def _verdict(verdict: Verdict, ratio: float, low: float | None, high: float | No
     return Change.UNTESTED if verdict is Verdict.UNTESTED else Change.UNDECIDED
 
 
-def _number(value: object) -> float | None:
+def _number(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def _count(value: object) -> int | None:
+def _count(value: float | None) -> int | None:
     number = _number(value)
     return None if number is None else int(number)
 
@@ -219,7 +220,8 @@ class GateResult:
             f"{self.new_run} against {self.base_run}: {len(self.cases)} case(s), "
             f"regression threshold {self.max_regression:.0%}"
         ]
-        for case in self.cases.itertuples():
+        cases: Iterable[Any] = self.cases.itertuples()  # named tuples of compare_runs' columns
+        for case in cases:
             if case.verdict in (Change.UNCHANGED.value, Change.FAILING_IN_BOTH.value):
                 continue
             out.append(
@@ -248,7 +250,8 @@ class GateResult:
             tests=str(len(self.cases)),
             failures=str(len(self.failing)),
         )
-        for case in self.cases.itertuples():
+        cases: Iterable[Any] = self.cases.itertuples()  # named tuples of compare_runs' columns
+        for case in cases:
             element = ElementTree.SubElement(
                 suite, "testcase", classname=f"{case.model_name}.{case.serial}", name=case.configuration
             )
@@ -257,18 +260,18 @@ class GateResult:
                 ElementTree.SubElement(element, "failure", message=text, type=case.verdict).text = text
             else:
                 ElementTree.SubElement(element, "system-out").text = text
-        data = ElementTree.tostring(ElementTree.ElementTree(suite).getroot(), encoding="utf-8", xml_declaration=True)
+        data = ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True)
         write_atomically(Path(path), lambda out: out.write(data))
         return Path(path)
 
 
-def describe_change(case: object) -> str:
+def describe_change(case: Any) -> str:
     """One case of compare_runs (a row as a named tuple) in words: the change, its interval, what is missing."""
     verdict = Change(case.verdict)
     if verdict is Change.NEWLY_FAILING:
         return f"now fails: {case.failures_new}"
     if verdict in (Change.ONLY_IN_BASE, Change.ONLY_IN_NEW, Change.FAILING_IN_BOTH, Change.FIXED):
-        return verdict.value
+        return str(verdict.value)  # str(): mypy types .value of a narrowed enum as Any
     change = f"{case.change:+.1%} p50 ({_us(case.p50_base_us)} -> {_us(case.p50_new_us)})"
     if case.change_low is not None and not pd.isna(case.change_low):
         change += f", interval {case.change_low:+.1%}..{case.change_high:+.1%}"

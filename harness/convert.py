@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
 import re
@@ -29,12 +30,13 @@ import tempfile
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,9 +45,12 @@ from harness.atomic import write_atomically
 from harness.convert_files import ACCURACY_SCHEMA_VERSION, read_manifest, write_accuracy, write_manifest
 from harness.datasets import RANDOM, DataKind, Dataset, InputSpec, Preprocessing, load_data, random_data
 from harness.digest import file_sha256
-from harness.errors import InputFileError, ModelError, UsageError
+from harness.errors import InputFileError, MissingExtraError, ModelError, UsageError
 from harness.locations import DEFAULT_RESULTS
 from harness.outputs import dequantize, output_errors, quantize
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
 
 DEFAULT_CALIBRATION_SAMPLES = 200
 MIN_CALIBRATION_SAMPLES = 100
@@ -194,8 +199,30 @@ class ConversionResult:
         return {**self.entry, "manifest": str(self.manifest_path), "accuracy_table": str(self.accuracy_path)}
 
 
+CONVERT_EXTRA = "convert"
+EXAMPLES_MODULES = ("tensorflow", "sklearn")  # the examples train the digits CNN on scikit-learn's digits
+"""The optional part of tflite-farm (pyproject's extra) that brings TensorFlow and scikit-learn."""
+
+
+def require_convert_extra(what: str, modules: tuple[str, ...] = ("tensorflow",)) -> None:
+    """Stops `what` early, naming the install command, when the convert extra is not installed.
+
+    A lab host that only sweeps and serves the dashboard installs tflite-farm without TensorFlow
+    (hundreds of MB); only converting models and building the examples need it. find_spec looks the
+    modules up without importing them, so the check costs nothing when they are there.
+    """
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtraError(
+            f"{what} needs {', '.join(missing)}, which this installation of tflite-farm lacks",
+            f"install tflite-farm with its '{CONVERT_EXTRA}' extra: pipx install --force 'CHECKOUT[{CONVERT_EXTRA}]' "
+            f"(or 'tflite-farm[{CONVERT_EXTRA}] @ git+URL'), or pip install 'tflite-farm[{CONVERT_EXTRA}]'",
+        )
+
+
 def convert_model(request: ConvertRequest, say: Callable[[str], None] = lambda _: None) -> ConversionResult:
     """Convert, check and judge every requested variant; write files, manifest and accuracy rows."""
+    require_convert_extra("converting a model")
     source_path = Path(request.model_path)
     if not source_path.exists():
         raise InputFileError(f"no such model: {source_path}", "pass a .keras file or a SavedModel folder")
@@ -232,7 +259,10 @@ def convert_model(request: ConvertRequest, say: Callable[[str], None] = lambda _
         results = []
         for variant in request.variants:
             say(f"converting {variant.value} ...")
-            calibration_x = calibration.x if variant is Variant.INT8 else None
+            calibration_x = None
+            if variant is Variant.INT8:
+                assert calibration is not None  # checked on entry: int8 needs calibration data
+                calibration_x = calibration.x
             flatbuffer_or_error = _converted(source, variant, calibration_x, log_path)
             if isinstance(flatbuffer_or_error, VariantResult):
                 results.append(flatbuffer_or_error)
@@ -246,7 +276,7 @@ def convert_model(request: ConvertRequest, say: Callable[[str], None] = lambda _
         warnings.append(RANDOM_CALIBRATION_WARNING)
     warnings.extend(r.warning for r in results if r.warning)
     note = UNTRAINED_NOTE if request.untrained else (NO_EVAL_NOTE if evaluation is None else None)
-    entry = {
+    entry: dict[str, object] = {
         "model_name": name,
         "conversion_id": conversion_id,
         "converted_at": converted_at.isoformat(),
@@ -288,10 +318,10 @@ class _Source:
     saved_model_dir: Path
     inputs: tuple[InputSpec, ...]
     output_names: tuple[str, ...]
-    loaded: object  # the loaded SavedModel: its signature's variables live as long as it does
+    loaded: Any  # the loaded SavedModel: its signature's variables live as long as it does
 
     @property
-    def signature(self):  # type: ignore[no-untyped-def]
+    def signature(self) -> Any:
         return self.loaded.signatures["serving_default"]
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -523,11 +553,14 @@ def _convert(saved_model_dir: Path, variant: Variant, calibration: np.ndarray | 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif variant is Variant.INT8:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([sample[None]] for sample in calibration)
+        assert calibration is not None  # convert_model passes the calibration samples for int8
+        samples = calibration
+        converter.representative_dataset = lambda: ([sample[None]] for sample in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    return converter.convert()
+    flatbuffer: bytes = converter.convert()
+    return flatbuffer
 
 
 def _signature(flatbuffer: bytes) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
@@ -540,7 +573,7 @@ def _signature(flatbuffer: bytes) -> tuple[tuple[TensorInfo, ...], tuple[TensorI
     )
 
 
-def _tensor_info(detail: dict) -> TensorInfo:
+def _tensor_info(detail: Mapping[str, Any]) -> TensorInfo:
     scale, zero_point = detail["quantization"]
     quantized = scale != 0.0
     return TensorInfo(
@@ -588,7 +621,7 @@ def host_outputs(flatbuffer: bytes, x: np.ndarray | None) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _first_output(interpreter) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _first_output(interpreter: Interpreter) -> np.ndarray:
     detail = interpreter.get_output_details()[0]
     return dequantize(interpreter.get_tensor(detail["index"]), detail)
 
@@ -668,7 +701,7 @@ def compare(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | Non
     agreement = 1.0 if errors.top1_agreement is None else errors.top1_agreement
     accuracy = _top1(outputs, labels)
     reference_accuracy = _top1(reference, labels)
-    drop = reference_accuracy - accuracy if labels is not None else 1.0 - agreement
+    drop = reference_accuracy - accuracy if accuracy is not None and reference_accuracy is not None else 1.0 - agreement
     return Accuracy(
         samples=len(outputs),
         labelled=labels is not None,
@@ -727,7 +760,11 @@ def _update_manifest(
 
 
 def _write_accuracy_rows(
-    request: ConvertRequest, entry: dict, results: Sequence[VariantResult], converted_at: datetime, manifest_path: Path
+    request: ConvertRequest,
+    entry: Mapping[str, Any],
+    results: Sequence[VariantResult],
+    converted_at: datetime,
+    manifest_path: Path,
 ) -> Path:
     calibration = entry["calibration"] or {}
     evaluation = entry["evaluation"] or {}
@@ -777,7 +814,7 @@ def _write_accuracy_rows(
 # -- helpers ---------------------------------------------------------------------
 
 
-def _tensorflow():  # type: ignore[no-untyped-def]
+def _tensorflow() -> tuple[Any, Any]:
     # TensorFlow's C++ start-up chatter goes to the converter log; imported here only.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras

@@ -7,11 +7,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from harness.atomic import write_atomically
 from harness.errors import SchemaError
 from harness.locations import DEFAULT_RESULTS
 from harness.versioned import checked_version
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +26,7 @@ ACCURACY_SCHEMA_VERSION = 1
 ACCURACY_VERSION_METADATA_KEY = "tflite_farm.accuracy_schema_version"
 
 
-def read_manifest(out_dir: Path) -> dict[str, object]:
+def read_manifest(out_dir: Path) -> dict[str, Any]:
     """OUT/manifest.json, or an empty v1 document when there is none yet."""
     path = Path(out_dir) / MANIFEST_NAME
     if not path.exists():
@@ -40,7 +45,7 @@ def read_manifest(out_dir: Path) -> dict[str, object]:
             f"{path} is not a tflite-farm convert manifest (no models)",
             "convert into an empty folder, or move that file away",
         )
-    return document
+    return cast(dict[str, Any], document)  # a dict: checked_version refused anything else
 
 
 def write_manifest(out_dir: Path, document: dict[str, object]) -> Path:
@@ -51,7 +56,7 @@ def write_manifest(out_dir: Path, document: dict[str, object]) -> Path:
     return path
 
 
-def accuracy_schema():  # type: ignore[no-untyped-def]
+def accuracy_schema() -> pyarrow.Schema:
     import pyarrow as pa
 
     text, f64, i64, flag = pa.string(), pa.float64(), pa.int64(), pa.bool_()
@@ -104,7 +109,7 @@ def write_accuracy(rows: list[dict[str, object]], results_root: Path, conversion
     return path
 
 
-def read_accuracy(results_root: Path = DEFAULT_RESULTS):  # type: ignore[no-untyped-def]
+def read_accuracy(results_root: Path = DEFAULT_RESULTS) -> pd.DataFrame:
     """Every accuracy row under <results>/accuracy/ as a DataFrame, oldest conversion first.
 
     Refuses a file newer than this harness understands rather than dropping it
@@ -130,7 +135,7 @@ def read_accuracy(results_root: Path = DEFAULT_RESULTS):  # type: ignore[no-unty
         checked_version(path, "accuracy table", int(raw), ACCURACY_SCHEMA_VERSION)
         tables.append(table.cast(schema))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
-    frame = table.sort_by([("converted_at", "ascending"), ("model_name", "ascending")]).to_pandas(
+    frame: pd.DataFrame = table.sort_by([("converted_at", "ascending"), ("model_name", "ascending")]).to_pandas(
         types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get
     )
     return frame

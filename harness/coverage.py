@@ -15,15 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import pandas as pd
 
 from harness import ranking
 from harness.numerics import NumericsGate
 from harness.policy_resolve import entry_label, resolve
-from harness.ranking import MixingAllowed, TieTest, VariantAccuracy
+from harness.ranking import MixingAllowed, VariantAccuracy
 from harness.records import config_label
-from harness.stats import Comparison, Verdict
+from harness.stats import Comparison, Row, TieTest, Verdict
 
 GOAL_SHARE = 0.95
 
@@ -92,7 +93,7 @@ class DeviceCoverage:
             return against.describe(self.min_effect)
         if verdict is CoverageVerdict.WALKED_PAST_FAILURE:
             return f"walked past {', '.join(self.failed_before)}"
-        return verdict.value
+        return str(verdict.value)  # str(): mypy types .value of a narrowed enum as Any
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class CoverageReport:
             ]
         )
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model_name,
             "metric": self.metric,
@@ -167,7 +168,7 @@ class CoverageReport:
 
 
 def coverage(
-    document: Mapping,
+    document: Mapping[str, Any],
     rows: pd.DataFrame,
     accuracy: Mapping[str, VariantAccuracy] | None = None,
     tie_test: TieTest | None = None,
@@ -203,7 +204,8 @@ def coverage(
         resolution = resolve(document, ranking.row_tier_facts(facts))
         by_config = {(r["model_sha256"], r["delegate"], int(r["num_threads"])): r for r in device.to_dict("records")}
         failed_before: list[str] = []
-        runs = position = None
+        runs: tuple[Row | None, str] | None = None
+        position: int | None = None
         for index, entry in enumerate(resolution.chain):
             row = by_config.get((entry["model"]["sha256"], entry["delegate"], int(entry["num_threads"])))
             label = entry_label(entry)
@@ -234,7 +236,7 @@ def coverage(
             versus = test.compare(ranking.repetitions(runs_row, metric), ranking.repetitions(best, metric))
         out.append(
             DeviceCoverage(
-                serial=serial,
+                serial=str(serial),
                 device_model=str(facts["device_model"]),
                 measured_tier=None if pd.isna(facts["tier"]) else str(facts["tier"]),
                 policy_tier=resolution.tier,

@@ -139,7 +139,7 @@ def random_data(model_input: InputSpec, samples: int, seed: int = 0) -> Dataset:
             f"random calibration needs a fixed input shape, but {model_input.describe()} has free dimensions",
             "pass real samples with --calibration DATA",
         )
-    shape = (samples, *(int(d) for d in model_input.shape[1:]))
+    shape = (samples, *(int(d) for d in model_input.shape[1:] if d is not None))  # none is, as just checked
     x = np.random.default_rng(seed).uniform(*RANDOM_RANGE, size=shape).astype(model_input.dtype)
     return Dataset(source=RANDOM, kind=DataKind.RANDOM, x=x)
 
@@ -271,12 +271,13 @@ def _image_geometry(model_input: InputSpec, preprocessing: Preprocessing, where:
             )
     model_size = (shape[1], shape[2])
     if preprocessing.size is None:
-        if None in model_size:
+        height, width = model_size
+        if height is None or width is None:
             raise UsageError(
                 f"the model's input {model_input.describe()} has no fixed image size",
                 "give one with --image-size HEIGHTxWIDTH",
             )
-        return int(shape[1]), int(shape[2]), channels
+        return int(height), int(width), channels
     if any(m is not None and m != s for m, s in zip(model_size, preprocessing.size, strict=False)):
         raise UsageError(
             f"--image-size {preprocessing.size[0]}x{preprocessing.size[1]} does not fit the model's "
@@ -295,7 +296,9 @@ def _read_image(path: Path, size: tuple[int, int], channels: int, preprocessing:
 
     try:
         with Image.open(path) as image:
-            pixels = image.convert("L" if channels == 1 else "RGB").resize((size[1], size[0]), Image.BILINEAR)
+            pixels = image.convert("L" if channels == 1 else "RGB").resize(
+                (size[1], size[0]), Image.Resampling.BILINEAR
+            )
     except (OSError, UnidentifiedImageError) as error:
         raise InputFileError(f"cannot read image {path} ({error})", "remove or replace the file") from None
     array = np.asarray(pixels, dtype=np.float32).reshape(size[0], size[1], channels)

@@ -25,6 +25,9 @@ from harness.records import config_label
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 
+DEMO_SUBDIR = "demo"
+"""The demo's work folder in the user's state folder: the examples, their variants and its private farm."""
+
 # 2 models x 4 variants x 4 delegates x 2 thread counts x 3 interleaved repetitions on 4 phones:
 # 3 repetitions is the fewest that lets the rankings make a statistical claim (harness.stats).
 # The virtual Pixel runs the LiteRT 2.x dialect (farm.toml): it has no plain-CPU path there (skipped)
@@ -79,6 +82,7 @@ def run_demo(results_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> 
         found = discover(load_farm(), load_tiers())
         devices = select(found.entries, "all")
         for entry in devices:
+            assert entry.facts is not None  # select() returns usable devices only, which answered
             say(f"  {entry.serial:<18} {entry.facts.info.model:<12} tier {entry.tier} ({entry.tier_rule})")
         run_id = sweep.new_run_id()
         binaries = sweep.build_binaries({}, store.root / "runs" / run_id)

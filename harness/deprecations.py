@@ -16,7 +16,7 @@ NNAPI_DEPRECATED_FROM_SDK = 35
 NNAPI_DEPRECATION = "NNAPI is deprecated from Android 15 (SDK 35); prefer the LiteRT npu/gpu delegates"
 
 
-def nnapi_deprecated(sdk: object) -> bool:
+def nnapi_deprecated(sdk: float | None) -> bool:
     """True when NNAPI is deprecated on a phone of Android API level `sdk` (None or NaN: unknown, False)."""
     if sdk is None or isinstance(sdk, bool):
         return False
@@ -27,7 +27,7 @@ def nnapi_deprecated(sdk: object) -> bool:
     return not math.isnan(level) and level >= NNAPI_DEPRECATED_FROM_SDK
 
 
-def deprecated_on(delegate: str, sdk: object) -> bool:
+def deprecated_on(delegate: str, sdk: float | None) -> bool:
     """True when `delegate` is deprecated on a phone of API level `sdk`."""
     return delegate == NNAPI and nnapi_deprecated(sdk)
 

@@ -67,7 +67,7 @@ _CANNOT = {
     (BenchmarkDialect.CLASSIC, Delegate.NPU): (
         "the classic benchmark_model reaches NPUs only through NNAPI; the npu delegate needs LiteRT 2.x's "
         "benchmark_model (harness binaries fetch --dialect litert, and a [[dialects]] rule for this phone in "
-        "device_profiles/farm.toml)"
+        "your farm.toml: 'harness init' writes one)"
     ),
     (BenchmarkDialect.LITERT, Delegate.CPU): (
         "LiteRT 2.x's benchmark_model runs the CPU through XNNPACK only; plain CPU kernels need the classic "

@@ -48,3 +48,7 @@ class DownloadError(HarnessError):
 
 class PinMismatchError(HarnessError):
     """A download differs from what a lock file pins (a changed nightly, a tampering proxy)."""
+
+
+class MissingExtraError(HarnessError):
+    """A command needs an optional part of tflite-farm that this installation lacks (e.g. TensorFlow)."""

@@ -20,12 +20,16 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.atomic import replace_atomically
-from harness.convert import ConvertRequest
+from harness.convert import EXAMPLES_MODULES, ConvertRequest, require_convert_extra
 from harness.datasets import Preprocessing
+
+if TYPE_CHECKING:
+    import keras
 
 DIGITS_MODEL = "digits_cnn.keras"
 DIGITS_CALIBRATION = "digits_calibration.npz"
@@ -86,6 +90,7 @@ class Examples:
 
 def build_examples(folder: Path, mobilenet: bool = True) -> Examples:
     """Write (or reuse) every example file under `folder` (MobileNetV2 and its images only if `mobilenet`)."""
+    require_convert_extra("building the example models", EXAMPLES_MODULES)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     examples = Examples(
@@ -127,7 +132,7 @@ def digits_split() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.
     return (x_train, y_train), (x_test, y_test)
 
 
-def train_digits_cnn(x: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+def train_digits_cnn(x: np.ndarray, y: np.ndarray) -> keras.Model:
     """A two-convolution CNN for 8x8 digits (about 6k parameters); a few seconds on two cores."""
     keras = _keras()
     keras.utils.set_random_seed(SEED)
@@ -147,7 +152,7 @@ def train_digits_cnn(x: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-d
     return model
 
 
-def untrained_mobilenet_v2():  # type: ignore[no-untyped-def]
+def untrained_mobilenet_v2() -> keras.Model:
     keras = _keras()
     return keras.applications.MobileNetV2(
         input_shape=(MOBILENET_INPUT_SIZE, MOBILENET_INPUT_SIZE, 3), weights=None, classes=1000
@@ -168,14 +173,15 @@ def _write_digit_images(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    replace_atomically(path, lambda temp: np.savez(temp, **arrays), suffix=".npz")  # numpy adds .npz otherwise
+    named: dict[str, Any] = arrays  # numpy's stub would read a key as its allow_pickle flag
+    replace_atomically(path, lambda temp: np.savez(temp, **named), suffix=".npz")  # numpy adds .npz otherwise
 
 
-def _save_keras(model, path: Path) -> None:  # type: ignore[no-untyped-def]
+def _save_keras(model: keras.Model, path: Path) -> None:
     replace_atomically(path, model.save, suffix=".keras")  # Keras insists on the suffix
 
 
-def _keras():  # type: ignore[no-untyped-def]
+def _keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,7 +35,10 @@ from harness.outputs import (
     relative_error,
 )
 from harness.records import NumericsReference, NumericsStatus
-from harness.stats import figures
+from harness.stats import Row, figures
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
 
 RANDOM_RANGE = (-1.0, 1.0)  # float inputs without evaluation data
 UNCONSUMED = re.compile(r"Unconsumed cmdline flags:(.*)")
@@ -123,12 +127,12 @@ class CellNumerics:
         return f"ok ({', '.join(shown)}) against {self.reference}"
 
 
-def cell_numerics(row: Mapping[str, object], gate: NumericsGate) -> CellNumerics:
+def cell_numerics(row: Row, gate: NumericsGate) -> CellNumerics:
     """`gate` applied to a device_stats row's worst figures: decisions re-judge stored figures, so the
     limits of `policy derive` (not those of the sweep) decide. Outputs that could not be read as the
     model's (a file of the wrong size) are a mismatch whatever the limits."""
 
-    def value(name: str) -> object:
+    def value(name: str) -> Any:
         item = row.get(name)
         return None if item is None or (isinstance(item, float) and math.isnan(item)) else item
 
@@ -289,7 +293,7 @@ def _decode(specs: Sequence[TensorSpec], data: bytes) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def _run(interpreter, specs: Sequence[TensorSpec], sample: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:  # type: ignore[no-untyped-def]
+def _run(interpreter: Interpreter, specs: Sequence[TensorSpec], sample: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     interpreter.allocate_tensors()
     for detail, spec, values in zip(interpreter.get_input_details(), specs, sample, strict=False):
         interpreter.set_tensor(detail["index"], quantize(values, spec.detail))
@@ -303,7 +307,7 @@ def _plain_cpu() -> object:
     return OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
 
-def _spec(detail: Mapping) -> TensorSpec:
+def _spec(detail: Mapping[str, Any]) -> TensorSpec:
     scale, zero_point = detail["quantization"]
     return TensorSpec(
         str(detail["name"]),
@@ -322,7 +326,7 @@ def _content_file(folder: Path, data: bytes) -> Path:
     return path
 
 
-def _manifest_facts(manifest_dir: Path | None, model_name: str) -> dict:
+def _manifest_facts(manifest_dir: Path | None, model_name: str) -> dict[str, Any]:
     """From a convert manifest: the fp32 sibling's path, the evaluation data, the preprocessing."""
     if manifest_dir is None or not (manifest_dir / "manifest.json").is_file():
         return {}
@@ -342,7 +346,7 @@ def _manifest_facts(manifest_dir: Path | None, model_name: str) -> dict:
 
 
 def _float_samples(
-    inputs: Sequence[TensorSpec], manifest: Mapping, samples: int, seed: int
+    inputs: Sequence[TensorSpec], manifest: Mapping[str, Any], samples: int, seed: int
 ) -> tuple[list[tuple[np.ndarray, ...]], str]:
     """`samples` float input sets: the evaluation data's first samples, else seeded random values."""
     evaluation = manifest.get("evaluation")
@@ -386,7 +390,7 @@ def _ancestors(folder: Path | None) -> list[Path]:
 
 
 def _evaluation_samples(
-    source: Path, spec: TensorSpec, preprocessing: Mapping | None, samples: int
+    source: Path, spec: TensorSpec, preprocessing: Mapping[str, Any] | None, samples: int
 ) -> list[np.ndarray] | None:
     from harness.datasets import InputSpec, Preprocessing, load_data
     from harness.errors import HarnessError

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,22 +16,24 @@ _PROBABILITY_SUM_TOLERANCE = 1e-2
 _KL_EPSILON = 1e-7
 
 
-def quantize(x: np.ndarray, detail: Mapping) -> np.ndarray:
+def quantize(x: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
     """Float values as the tensor takes them: through its scale and zero point when it is quantized."""
     scale, zero_point = detail["quantization"]
     dtype = np.dtype(detail["dtype"])
     if scale == 0.0 or dtype.kind == "f":
         return x.astype(dtype, copy=False)
     info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+    quantized: np.ndarray = np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+    return quantized
 
 
-def dequantize(values: np.ndarray, detail: Mapping) -> np.ndarray:
+def dequantize(values: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
     """A tensor's values as floats: through its scale and zero point when it is quantized."""
     scale, zero_point = detail["quantization"]
     if scale == 0.0:
         return values.astype(np.float32)
-    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    floats: np.ndarray = ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    return floats
 
 
 @dataclass(frozen=True)

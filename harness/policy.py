@@ -1,6 +1,6 @@
 """`harness policy derive`: compile stored measurements into a policy JSON (schema v2, see harness.policy_file).
 
-Per tier of device_profiles/tiers.toml the choice is the best candidate of
+Per tier of tiers.toml (harness.config) the choice is the best candidate of
 harness.ranking (ran ok on every measured device of the tier, passed the
 accuracy gate and the constraints; statistical ties go to the smaller model,
 then fewer threads, then lower energy). The fallbacks are the best candidate of
@@ -20,35 +20,36 @@ import datetime as dt
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 import harness
-from harness import ranking, sustained
+from harness import config, ranking, sustained
 from harness.atomic import write_atomically
 from harness.convert_files import read_manifest
 from harness.deprecations import NNAPI, NNAPI_DEPRECATION, sdk_range_admits_deprecation
 from harness.errors import InputFileError, UsageError
 from harness.numerics import NumericsGate
-from harness.phone.profiles import TIERS_FILE, load_tiers
+from harness.phone.profiles import load_tiers
 from harness.policy_file import POLICY_SCHEMA_VERSION, validate
 from harness.policy_resolve import entry_label, tier_entries
 from harness.ranking import (
     Candidate,
     Constraints,
+    Exclusion,
     ExclusionKind,
     MixingAllowed,
     TierRanking,
-    TieTest,
     VariantAccuracy,
 )
 from harness.records import DeviceKind
-from harness.stats import MIN_REPETITIONS, NoiseFloor, Verdict
-from harness.store import ResultsStore
+from harness.stats import MIN_REPETITIONS, NoiseFloor, TieTest, Verdict
+from harness.store import ResultsStore, RowFilter
 
 CPU = "cpu"
 ALL_DEVICES = "all measured devices"
@@ -86,7 +87,7 @@ class DeriveRequest:
     tie_test: TieTest = TieTest()
     model_version: str | None = None  # None: "<date>+<digest of the chosen files>"
     model_url_template: str | None = None  # e.g. https://cdn.example.com/{model}/{version}/{file}
-    tiers_file: Path = TIERS_FILE
+    tiers_file: Path | None = None  # None: the tiers.toml harness.config finds
     mixing: MixingAllowed = MixingAllowed()
     numerics_gate: NumericsGate = NumericsGate()
     objective: Objective = Objective.BURST
@@ -95,7 +96,7 @@ class DeriveRequest:
 
 @dataclass(frozen=True)
 class DerivedPolicy:
-    document: dict
+    document: dict[str, Any]
     accuracy: Mapping[str, VariantAccuracy]  # by sha256, as derive judged it (coverage takes the same)
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
@@ -132,10 +133,11 @@ class DerivedPolicy:
         return out
 
 
-def _why(evidence: Mapping) -> str:
+def _why(evidence: Mapping[str, Any]) -> str:
     """Why a tier's choice won, in the words of harness.stats: a tie, undecided, untested or shown."""
     if not evidence["devices"]:
-        return evidence.get("note", "")
+        note: str = evidence.get("note", "")
+        return note
     tie = evidence.get("tie", {})
     if tie.get("tied_with_best"):
         return f"within {tie['min_effect']:.0%} of {', '.join(tie['tied_with_best'])}, decided by {tie['decided_by']}"
@@ -156,12 +158,19 @@ class _ModelFile:
     file: str
     sha256: str
     size_bytes: int
-    io_signature: dict | None
+    io_signature: dict[str, Any] | None
 
 
-def load_rows(results_root: Path, run_ids: Sequence[str] = ()) -> pd.DataFrame:
+def load_rows(results_root: Path, run_ids: Sequence[str] = (), model_name: str | None = None) -> pd.DataFrame:
+    """The stored rows of some runs (all without), of one model when named: read in place, so only that
+    model's files are opened."""
     store = ResultsStore(results_root)
-    rows = store.read(run_ids or None)
+    where = RowFilter(run_ids=tuple(run_ids) or None)
+    rows = store.read_where(replace(where, model_name=model_name)).frame
+    if rows.empty and model_name is not None:
+        models = store.query("SELECT DISTINCT model_name FROM rows ORDER BY 1", where=where)["model_name"]
+        if len(models):
+            raise UsageError(f"no results for model {model_name!r}", f"pick one of {', '.join(models)}")
     if rows.empty:
         which = f"runs {', '.join(run_ids)}" if run_ids else "any run"
         raise UsageError(
@@ -173,7 +182,9 @@ def load_rows(results_root: Path, run_ids: Sequence[str] = ()) -> pd.DataFrame:
 
 def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedPolicy:
     """The policy for one model; `rows` defaults to the stored rows of the request's runs."""
-    rows = load_rows(request.results_root, request.run_ids) if rows is None else rows
+    if request.tiers_file is None:  # resolved once, so the warnings below name the file that was read
+        request = replace(request, tiers_file=config.tiers_file())
+    rows = load_rows(request.results_root, request.run_ids, request.model_name) if rows is None else rows
     summaries: list[sustained.SustainedSummary] = []
     if request.objective is Objective.SUSTAINED:
         summaries = sustained.summarize(rows, request.tie_test.min_effect)
@@ -246,7 +257,7 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
     chosen = {c.config.model_sha256 for chain, _ in chains.values() for c in chain} | {default.config.model_sha256}
     version = request.model_version or _content_version(chosen)
 
-    def entry(candidate: Candidate) -> dict:
+    def entry(candidate: Candidate) -> dict[str, Any]:
         return _entry(candidate, files, model_name, version, request.model_url_template)
 
     matches = tier_entries(rules)
@@ -308,13 +319,13 @@ def derive(request: DeriveRequest, rows: pd.DataFrame | None = None) -> DerivedP
         "tiers": tiers,
         "default": entry(default),
     }
-    problems = validate(document)
-    if problems:  # a bug here, not the user's: never write a policy an app would reject
-        raise AssertionError("derived policy is invalid: " + "; ".join(f"{p.where}: {p.message}" for p in problems))
+    invalid = validate(document)
+    if invalid:  # a bug here, not the user's: never write a policy an app would reject
+        raise AssertionError("derived policy is invalid: " + "; ".join(f"{p.where}: {p.message}" for p in invalid))
     return DerivedPolicy(document, accuracy, tuple(warnings))
 
 
-def write_policy(document: dict, path: Path) -> Path:
+def write_policy(document: Mapping[str, Any], path: Path) -> Path:
     text = json.dumps(document, indent=2) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda out: out.write(text.encode("utf-8")))
@@ -365,7 +376,7 @@ def _chain(
     return [*chain, cpu], [f"the CPU fallback {cpu.config.label} is outside the constraints ({reason})"]
 
 
-def _nnapi_notes(chain: Sequence[Candidate], tier: TierRanking, matches: Sequence[Mapping]) -> list[str]:
+def _nnapi_notes(chain: Sequence[Candidate], tier: TierRanking, matches: Sequence[Mapping[str, Any]]) -> list[str]:
     """The deprecation note when the chain tries NNAPI and the tier's phones can be on SDK 35 or later:
     measured there, or admitted by a rule of the tier (no rule caps the SDK, so today every one does)."""
     tried = [c.config.label for c in chain if c.config.delegate == NNAPI]
@@ -413,7 +424,7 @@ def _default_candidate(everyone: TierRanking) -> Candidate:
 
 
 def _no_candidate_message(tier: TierRanking, constraints: Constraints) -> str:
-    counts: dict[str, list] = {}
+    counts: dict[ExclusionKind, list[Exclusion]] = {}
     for exclusion in tier.excluded:
         counts.setdefault(exclusion.constraint, []).append(exclusion)
     parts = []
@@ -438,7 +449,7 @@ def _evidence(
     assigned: frozenset[str],
     noise: Mapping[str, NoiseFloor],
     summaries: Sequence[sustained.SustainedSummary] = (),
-) -> dict:
+) -> dict[str, object]:
     best = chain[0]
     failed = [e for e in tier.excluded if e.constraint is ExclusionKind.FAILURE]
     min_effect = request.tie_test.min_effect
@@ -558,7 +569,7 @@ def _numerics_evidence(best: Candidate, device_models: Mapping[str, str]) -> dic
 
 def _entry(
     candidate: Candidate, files: Mapping[str, _ModelFile], model_name: str, version: str, url_template: str | None
-) -> dict:
+) -> dict[str, Any]:
     config = candidate.config
     known = files.get(config.model_sha256)
     if known is None:
@@ -590,7 +601,7 @@ def check_url_template(template: str) -> str:
     return template
 
 
-def _reference_signature(files: Mapping[str, _ModelFile], default: Candidate) -> dict | None:
+def _reference_signature(files: Mapping[str, _ModelFile], default: Candidate) -> dict[str, Any] | None:
     """The model-level signature: the default's file (plain CPU, usually float)."""
     known = files.get(default.config.model_sha256)
     return known.io_signature if known else None
@@ -605,7 +616,7 @@ def _content_version(shas: set[str]) -> str:
 
 
 def _model_name(stats: pd.DataFrame, wanted: str | None) -> str:
-    models = sorted(stats["model_name"].unique())
+    models: list[str] = sorted(stats["model_name"].unique())
     if wanted is None:
         if len(models) == 1:
             return models[0]
@@ -654,7 +665,7 @@ def model_facts(
     return files, accuracy, warnings
 
 
-def _read_manifest_file(path: Path) -> dict:
+def _read_manifest_file(path: Path) -> dict[str, Any]:
     folder = path if path.is_dir() else path.parent
     if not (folder / "manifest.json").is_file():
         raise InputFileError(
@@ -663,7 +674,9 @@ def _read_manifest_file(path: Path) -> dict:
     return read_manifest(folder)
 
 
-def _manifests_of_runs(results_root: Path, run_ids: Sequence[str]) -> tuple[list[dict], dict[str, _ModelFile]]:
+def _manifests_of_runs(
+    results_root: Path, run_ids: Iterable[str]
+) -> tuple[list[dict[str, Any]], dict[str, _ModelFile]]:
     """The convert manifests next to the files the runs swept, and each swept file as its run's plan names it.
 
     A run without a readable run.json still ranks; it only lacks file facts. A
@@ -685,11 +698,11 @@ def _manifests_of_runs(results_root: Path, run_ids: Sequence[str]) -> tuple[list
     return manifests, plan_files
 
 
-def _signature(variant: Mapping) -> dict | None:
+def _signature(variant: Mapping[str, Any]) -> dict[str, Any] | None:
     if "inputs" not in variant or "outputs" not in variant:
         return None
 
-    def tensor(info: Mapping) -> dict:
+    def tensor(info: Mapping[str, Any]) -> dict[str, Any]:
         scale = info.get("scale")
         quantized = bool(scale) and info.get("dtype") in ("int8", "uint8", "int16")
         return {

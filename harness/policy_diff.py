@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, overload
 
 from harness.policy_resolve import entry_label, gb_text
 
@@ -119,6 +119,10 @@ def _describe(entry: dict[str, Any] | None) -> str:
     return f"{entry_label(entry)} sha256 {entry['model']['sha256'][:12]}"
 
 
+@overload
+def _comparable(entry: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def _comparable(entry: dict[str, Any] | None) -> dict[str, Any] | None: ...
 def _comparable(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     """An entry without its model version: a version change is reported once, for the whole file."""
     if entry is None:

@@ -3,7 +3,7 @@ policy_diff).
 
 An app walks `tiers` in order, takes the first entry whose `match` fits the
 phone, tries its `choice`, then each of its `fallbacks`, ending at `default`.
-There is one tier entry per rule of device_profiles/tiers.toml, in rule order,
+There is one tier entry per rule of tiers.toml, in rule order,
 and matching reuses harness.phone.profiles.TierRule, so resolving a phone against a
 policy gives exactly the tier `harness devices` shows for it.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -72,7 +72,8 @@ Place = tuple[str | int, ...]  # a place in the document: ("tiers", 1, "choice")
 def policy_schema(version: int = POLICY_SCHEMA_VERSION) -> dict[str, Any]:
     """The JSON Schema of policy `version` (default: the one derive writes), read from the package data."""
     text = resources.files("harness").joinpath(schema_resource(version)).read_text(encoding="utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 @cache
@@ -80,12 +81,20 @@ def _validator(version: int = POLICY_SCHEMA_VERSION) -> Draft202012Validator:
     return Draft202012Validator(policy_schema(version))
 
 
+def _schema(version: int = POLICY_SCHEMA_VERSION) -> Mapping[str, Any]:
+    """The schema `_validator(version)` checks against (policy_schema's object)."""
+    schema = _validator(version).schema
+    assert isinstance(schema, Mapping)  # a JSON object: policy_schema() returns a dict
+    return schema
+
+
 def document_version(document: Any) -> int:
     """The schema version `document` is validated against: the one it says, if this harness has its schema;
     otherwise the current one (whose schema_version const then reports the odd value)."""
     version = document.get("schema_version") if isinstance(document, dict) else None
-    known = isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= POLICY_SCHEMA_VERSION
-    return version if known else POLICY_SCHEMA_VERSION
+    if isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= POLICY_SCHEMA_VERSION:
+        return version
+    return POLICY_SCHEMA_VERSION
 
 
 def _reject_constant(name: str) -> None:
@@ -205,7 +214,8 @@ def provenance_warnings(document: dict[str, Any]) -> tuple[str, ...]:
 
 def physical_only(document: dict[str, Any]) -> bool:
     """True when every number of the policy was measured on physical phones (`validate --require-physical`)."""
-    return document.get("source", {}).get("device_kinds") == ["physical"]
+    kinds: object = document.get("source", {}).get("device_kinds")
+    return kinds == ["physical"]
 
 
 def _sort_key(path: Iterable[str | int]) -> tuple[tuple[int, str | int], ...]:
@@ -265,17 +275,20 @@ def _description(schema: Any, version: int = POLICY_SCHEMA_VERSION) -> str:
     if not isinstance(schema, dict):
         return f"see harness/{schema_resource(version)}"
     if "description" in schema:
-        return schema["description"]
+        description: str = schema["description"]
+        return description
     reference = schema.get("$ref", "")
     if reference.startswith("#/$defs/"):
-        return _description(_validator(version).schema["$defs"].get(reference.removeprefix("#/$defs/")), version)
+        return _description(_schema(version)["$defs"].get(reference.removeprefix("#/$defs/")), version)
     return f"see harness/{schema_resource(version)}"
 
 
 def _schema_problems(error: ValidationError, version: int = POLICY_SCHEMA_VERSION) -> list[tuple[Place, str]]:
     """A jsonschema error as (place, message) pairs saying what to write there."""
     path = tuple(error.absolute_path)
-    value = error.instance
+    # Both are set on every error that validation reports (the stubs allow them to be unset).
+    value: Any = error.instance
+    expected: Any = error.validator_value
     schema = error.schema if isinstance(error.schema, dict) else {}
     about = _description(schema, version)
     kind = error.validator
@@ -283,7 +296,7 @@ def _schema_problems(error: ValidationError, version: int = POLICY_SCHEMA_VERSIO
         properties = schema.get("properties", {})
         return [
             ((*path, key), f"is missing: add it ({_description(properties.get(key), version)})")
-            for key in error.validator_value
+            for key in expected
             if isinstance(value, dict) and key not in value
         ]
     if kind == "additionalProperties":
@@ -293,24 +306,24 @@ def _schema_problems(error: ValidationError, version: int = POLICY_SCHEMA_VERSIO
         )
         return [((*path, key), message) for key in value if key not in allowed]
     if kind == "type":
-        message = f"{_short(value)} is {_json_kind(value)}; write {_expected_kinds(error.validator_value)} ({about})"
+        message = f"{_short(value)} is {_json_kind(value)}; write {_expected_kinds(expected)} ({about})"
     elif kind == "enum":
-        message = f"{_short(value)} is not one of {', '.join(error.validator_value)}; use one of them"
+        message = f"{_short(value)} is not one of {', '.join(expected)}; use one of them"
         if version < POLICY_SCHEMA_VERSION and path[-1:] == ("delegate",) and value in _delegates():
             message += (
                 f" (policy v{version} has no delegate {value!r}; policy v{POLICY_SCHEMA_VERSION} has it: "
                 f"{_DERIVE_AGAIN})"
             )
     elif kind == "const":
-        message = f"is {_short(value)}; write {_short(error.validator_value)} ({about})"
+        message = f"is {_short(value)}; write {_short(expected)} ({about})"
     elif kind == "pattern":
         message = f"{_short(value)} does not have the expected form; write {about}"
     elif kind == "minimum":
-        message = f"{_short(value)} is below the minimum {error.validator_value}; write {about}"
+        message = f"{_short(value)} is below the minimum {expected}; write {about}"
     elif kind == "exclusiveMinimum":
-        message = f"{_short(value)} is not above {error.validator_value}; write {about}"
+        message = f"{_short(value)} is not above {expected}; write {about}"
     elif kind == "exclusiveMaximum":
-        message = f"{_short(value)} is not below {error.validator_value}; write {about}"
+        message = f"{_short(value)} is not below {expected}; write {about}"
     elif kind in ("minLength", "minItems"):
         message = f"is empty; write {about}"
     else:
@@ -318,7 +331,7 @@ def _schema_problems(error: ValidationError, version: int = POLICY_SCHEMA_VERSIO
     return [(path, message)]
 
 
-def _dicts(value: Any) -> list[tuple[int, dict]]:
+def _dicts(value: Any) -> list[tuple[int, dict[str, Any]]]:
     """The (index, item) pairs of a list that are objects; [] for anything else."""
     if not isinstance(value, list):
         return []
@@ -327,11 +340,11 @@ def _dicts(value: Any) -> list[tuple[int, dict]]:
 
 @dataclass(frozen=True)
 class _Chain:
-    entries: tuple[tuple[Place, dict], ...]  # the choice and fallbacks that are objects
+    entries: tuple[tuple[Place, dict[str, Any]], ...]  # the choice and fallbacks that are objects
     complete: bool  # all of them are: only then is the last entry the chain's real end
 
 
-def _chain_at(tier: dict, at: Place) -> _Chain:
+def _chain_at(tier: dict[str, Any], at: Place) -> _Chain:
     choice, fallbacks = tier.get("choice"), tier.get("fallbacks")
     entries = [((*at, "choice"), choice)] if isinstance(choice, dict) else []
     entries += [((*at, "fallbacks", index), entry) for index, entry in _dicts(fallbacks)]
@@ -339,7 +352,7 @@ def _chain_at(tier: dict, at: Place) -> _Chain:
     return _Chain(tuple(entries), complete)
 
 
-def _semantic_problems(document: dict, version: int = POLICY_SCHEMA_VERSION) -> list[Problem]:
+def _semantic_problems(document: dict[str, Any], version: int = POLICY_SCHEMA_VERSION) -> list[Problem]:
     """What the schema cannot say.
 
     - every chain (choice + fallbacks) ends on delegate cpu, and the default is on cpu:
@@ -368,7 +381,8 @@ def _semantic_problems(document: dict, version: int = POLICY_SCHEMA_VERSION) -> 
 
 def _delegates(version: int = POLICY_SCHEMA_VERSION) -> list[str]:
     """The delegates an entry of policy `version` may name."""
-    return _validator(version).schema["$defs"]["entry"]["properties"]["delegate"]["enum"]
+    delegates: list[str] = _schema(version)["$defs"]["entry"]["properties"]["delegate"]["enum"]
+    return delegates
 
 
 def _chain_problems(chains: list[_Chain], default: Any, known: list[str]) -> list[Problem]:
@@ -409,7 +423,7 @@ def _chain_problems(chains: list[_Chain], default: Any, known: list[str]) -> lis
     return problems
 
 
-def _match_problems(raw_tiers: Any, tiers: list[tuple[int, dict]]) -> list[Problem]:
+def _match_problems(raw_tiers: Any, tiers: list[tuple[int, dict[str, Any]]]) -> list[Problem]:
     problems = []
     count = len(raw_tiers) if isinstance(raw_tiers, list) else 0
     catch_all_reported = False
@@ -453,9 +467,9 @@ def _match_problems(raw_tiers: Any, tiers: list[tuple[int, dict]]) -> list[Probl
     return problems
 
 
-def _tier_consistency_problems(tiers: list[tuple[int, dict]]) -> list[Problem]:
+def _tier_consistency_problems(tiers: list[tuple[int, dict[str, Any]]]) -> list[Problem]:
     problems = []
-    first_of: dict[str, tuple[int, dict]] = {}
+    first_of: dict[str, tuple[int, dict[str, Any]]] = {}
     for index, tier in tiers:
         name = tier.get("name")
         if not isinstance(name, str):
@@ -476,10 +490,10 @@ def _tier_consistency_problems(tiers: list[tuple[int, dict]]) -> list[Problem]:
     return problems
 
 
-def _model_file_problems(entries: list[tuple[Place, dict]], model: Any) -> list[Problem]:
+def _model_file_problems(entries: list[tuple[Place, dict[str, Any]]], model: Any) -> list[Problem]:
     version = model.get("version") if isinstance(model, dict) else None
     problems = []
-    by_sha: dict[str, tuple[Place, dict]] = {}
+    by_sha: dict[str, tuple[Place, dict[str, Any]]] = {}
     by_file: dict[str, tuple[Place, str]] = {}
     for path, entry in entries:
         file_info = entry.get("model")

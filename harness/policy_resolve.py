@@ -85,6 +85,7 @@ def device_for_serial(entries: Sequence[DeviceEntry], serial: str) -> DeviceInfo
     entry = named[0]
     if not entry.usable:
         raise DeviceError(f"cannot use {serial}: {entry.problem}")
+    assert entry.facts is not None  # usable: the phone answered
     return entry.facts.info
 
 
@@ -121,7 +122,7 @@ class Resolution:
         }
 
 
-def resolve(document: dict[str, Any], device: DeviceInfo | TierFacts) -> Resolution:
+def resolve(document: Mapping[str, Any], device: DeviceInfo | TierFacts) -> Resolution:
     """The chain the app on `device` walks. `document` must be valid (see `validate`)."""
     facts = device if isinstance(device, TierFacts) else tier_facts(device)
     reasons = []

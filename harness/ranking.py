@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import duckdb
 import numpy as np
@@ -40,7 +41,17 @@ from harness.errors import UsageError
 from harness.numerics import CellNumerics, NumericsGate, cell_numerics
 from harness.phone.profiles import TierFacts, TierRules
 from harness.records import DeviceKind, NumericsStatus, config_label
-from harness.stats import MIN_REPETITIONS, Comparison, NoiseFloor, TieTest, Verdict, combine, figures, noise_floor
+from harness.stats import (
+    MIN_REPETITIONS,
+    Comparison,
+    NoiseFloor,
+    Row,
+    Verdict,
+    combine,
+    figures,
+    noise_floor,
+)
+from harness.stats import TieTest as TieTest  # re-exported: a ranking's parameter, callers take it from here
 
 LATENCY_METRICS = ("inference_p50_us", "inference_avg_us", "inference_p95_us")
 _REPETITION_METRICS = (*LATENCY_METRICS, "memory_mb", "energy_mj_per_inference")  # compared on repetitions
@@ -321,7 +332,7 @@ class TierRanking:
             sorted(
                 f"{self.device_models.get(serial, serial)} (SDK {int(sdk)})"
                 for serial, sdk in self.sdks.items()
-                if serial in self.devices and deprecated_on(delegate, sdk)
+                if serial in self.devices and sdk is not None and deprecated_on(delegate, sdk)
             )
         )
 
@@ -500,7 +511,7 @@ def stats_of(rows: pd.DataFrame, by_run: bool = False) -> pd.DataFrame:
         con.close()
 
 
-def row_tier_facts(row: Mapping[str, object]) -> TierFacts:
+def row_tier_facts(row: Row | pd.Series) -> TierFacts:
     """The facts a results (or device_stats) row keeps of its phone, as the tier rules read them:
     the SoC identities the sweep classified it by (older rows: their one stored SoC), RAM, SDK."""
     identities, soc, ram, sdk = (
@@ -518,7 +529,8 @@ def assign_missing_tiers(stats: pd.DataFrame, rules: TierRules) -> tuple[pd.Data
     if not missing.any():
         return stats, frozenset()
     assigned = {
-        serial: rules.classify(row_tier_facts(group.iloc[0])).tier for serial, group in stats[missing].groupby("serial")
+        str(serial): rules.classify(row_tier_facts(group.iloc[0])).tier
+        for serial, group in stats[missing].groupby("serial")
     }
     stats = stats.copy()
     stats.loc[missing, "tier"] = stats.loc[missing, "serial"].map(assigned)
@@ -528,10 +540,10 @@ def assign_missing_tiers(stats: pd.DataFrame, rules: TierRules) -> tuple[pd.Data
 # --- accuracy --------------------------------------------------------------------
 
 
-def accuracy_from_manifest(manifest: Mapping[str, object]) -> dict[str, VariantAccuracy]:
+def accuracy_from_manifest(manifest: Mapping[str, Any]) -> dict[str, VariantAccuracy]:
     """sha256 -> accuracy of every variant file in a convert manifest (manifest.json)."""
     found: dict[str, VariantAccuracy] = {}
-    for model in manifest.get("models", {}).values():  # type: ignore[union-attr]
+    for model in manifest.get("models", {}).values():
         for variant in model.get("variants", {}).values():
             if variant.get("sha256"):
                 figures = variant.get("accuracy") or {}
@@ -547,7 +559,8 @@ def accuracy_from_results(results_root: Path) -> dict[str, VariantAccuracy]:
 
     table = read_accuracy(results_root)
     found: dict[str, VariantAccuracy] = {}
-    for row in table[table["status"] == "ok"].itertuples():  # oldest first: later rows overwrite
+    ok_rows: Iterable[Any] = table[table["status"] == "ok"].itertuples()  # rows of the accuracy columns' types
+    for row in ok_rows:  # oldest first: later rows overwrite
         drop, accepted = _none_if_na(row.accuracy_drop), _none_if_na(row.accepted)
         # Plain Python values: callers test `accepted is False`, which a numpy bool never is.
         found[row.sha256] = VariantAccuracy(
@@ -577,14 +590,17 @@ def accuracy_exclusion(
     return None
 
 
-def _none_if_na(value: object) -> object:
+_T = TypeVar("_T")
+
+
+def _none_if_na(value: _T) -> _T | None:
     return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
 
 
 # --- repetitions ---------------------------------------------------------------
 
 
-def repetitions(row: Mapping[str, object], metric: str) -> list[float]:
+def repetitions(row: Row, metric: str) -> list[float]:
     """A device_stats row's ok repetitions of `metric` (empty for accuracy, a property of the file)."""
     return figures(row.get(f"reps_{metric}"))
 
@@ -656,9 +672,7 @@ def wrong_outputs(stats: pd.DataFrame, gate: NumericsGate) -> dict[tuple[str, st
     return {key: tuple(sorted(set(names))) for key, names in wrong.items()}
 
 
-def outputs_wrong(
-    row: Mapping[str, object], gate: NumericsGate, wrong: Mapping[tuple[str, str], Sequence[str]]
-) -> bool:
+def outputs_wrong(row: Row, gate: NumericsGate, wrong: Mapping[tuple[str, str], Sequence[str]]) -> bool:
     """Whether a device_stats row's outputs count as wrong: they broke the gate there, or were not checked
     there while the same file on the same delegate broke it elsewhere (see wrong_outputs)."""
     cell = cell_numerics(row, gate)
@@ -706,7 +720,8 @@ def _rank_tier(
     candidates: list[_Judged] = []
     excluded: list[Exclusion] = []
     for key, group in stats.groupby(["variant", "delegate", "num_threads", "model_sha256"], sort=True):
-        config = Config(key[0], key[1], int(key[2]), key[3])
+        variant, delegate, threads, sha256 = cast(tuple[str, str, int, str], key)
+        config = Config(variant, delegate, int(threads), sha256)
         verdict = _judge(
             config,
             group,
@@ -835,17 +850,20 @@ def _judge(
                 return excluded(f"{kind.value}: {figure:,.1f} {unit} on {names.get(serial, serial)} > {limit:g}", kind)
     if any(v is None for v in values.values()):
         return excluded(f"{metric} not measured", ExclusionKind.NOT_MEASURED)
+    per_device = {s: v for s, v in values.items() if v is not None}  # all of them, as just checked
     rows = list(ok.values())
+    value, p50_us = _median(list(per_device.values())), _median([float(r["inference_p50_us"]) for r in rows])
+    assert value is not None and p50_us is not None  # `ok` holds every device of the tier, at least one
     memory = [m for m in (_none_if_na(r["memory_mb"]) for r in rows) if m is not None]
     energy = [e for e in (_none_if_na(r[ENERGY]) for r in rows) if e is not None]
     return _Judged(
         config=config,
         model_size_bytes=int(max(r["model_size_bytes"] for r in rows)),
         quantization=_none_if_na(rows[0]["quantization"]),
-        value=_median(list(values.values())),
-        worst_value=max(values.values()),
-        per_device=values,
-        p50_us=_median([float(r["inference_p50_us"]) for r in rows]),
+        value=value,
+        worst_value=max(per_device.values()),
+        per_device=per_device,
+        p50_us=p50_us,
         memory_mb=max(memory) if memory else None,
         energy_mj_per_inference=_median(energy) if len(energy) == len(rows) else None,
         accuracy_drop=drop,
@@ -885,7 +903,8 @@ def _order(candidates: list[_Judged], metric: str, tie_test: TieTest) -> tuple[l
     groups: list[list[_Judged]] = []
     while remaining:
         leader = remaining[0]
-        group, rest = [leader], []
+        group: list[_Judged] = [leader]
+        rest: list[_Judged] = []
         for other in remaining[1:]:
             (group if _versus(other, leader, metric, tie_test).verdict is Verdict.EQUIVALENT else rest).append(other)
         groups.append(sorted(group, key=_tie_break_key))
@@ -898,6 +917,7 @@ def _order(candidates: list[_Judged], metric: str, tie_test: TieTest) -> tuple[l
     for group_index, group in enumerate(groups):
         rank = len(ranked) + 1
         for item in group:
+            assert best is not None  # there is a group
             versus = None if item is best else _versus(item, best, metric, tie_test)
             fields = {f.name: getattr(item, f.name) for f in dataclasses.fields(item) if f.name != "samples"}
             ranked.append(
@@ -921,7 +941,7 @@ def _order(candidates: list[_Judged], metric: str, tie_test: TieTest) -> tuple[l
     return ranked, TieBreak(tied, decided_by, undecided, untested)
 
 
-def _tie_break_key(item: _Judged) -> tuple:
+def _tie_break_key(item: _Judged) -> tuple[int, int, float, float, str]:
     energy = item.energy_mj_per_inference
     return (
         item.model_size_bytes,
@@ -943,7 +963,7 @@ def _decided_by(winner: _Judged, runner_up: _Judged) -> TieBreaker:
 def noise_floors(stats: pd.DataFrame) -> dict[str, NoiseFloor]:
     """Each device's noise floor over every configuration measured on it (repetition p50s, p95/p50)."""
     return {
-        serial: noise_floor(
+        str(serial): noise_floor(
             [figures(v) for v in group["reps_inference_p50_us"]],
             [x for v in group["p95_over_p50s"] for x in figures(v)],
         )

@@ -170,8 +170,12 @@ CONFIG_LABEL_SQL = "variant || '/' || delegate || '/x' || num_threads"
 """config_label as a SQL expression over result columns."""
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the results schema (ResultRow / RESULTS_SCHEMA).
+
+v3 (rows as in v2): a results file may be a compaction of a (run, device)'s files, which supersedes the
+files its metadata lists (see harness.store, "Layout"); a v2 reader would count both after a crash, so it
+must refuse v3 files rather than misread them.
 
 Compatibility rule: adding a nullable column is compatible (files without it read it as
 null; no version bump). A rename, a removal, a new required column or a change of what a
@@ -382,7 +386,7 @@ def _results_schema() -> pyarrow.Schema:
     )
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> pyarrow.Schema:
     # RESULTS_SCHEMA is built on first use so that importing records (the
     # parser, the device-side runner, the CLI) does not pay for pyarrow.
     if name == "RESULTS_SCHEMA":

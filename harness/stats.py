@@ -23,12 +23,16 @@ from __future__ import annotations
 import functools
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+
+Row = Mapping[Any, Any]
+"""A result or device_stats row as pandas hands it out (`to_dict("records")`): column name -> value of any type."""
 
 MIN_REPETITIONS = 3
 """Fewer repetitions than this on either side: no claim (tie, difference or noise) is made."""
@@ -265,5 +269,6 @@ def figures(values: object) -> list[float]:
     if values is None or values is pd.NA or (isinstance(values, float) and math.isnan(values)):
         return []
     # DuckDB hands lists with nulls over as masked arrays: a masked element is a null, not a figure.
-    present = (v for v in values if v is not None and v is not pd.NA and not np.ma.is_masked(v))
+    cells = cast(Iterable[Any], values)  # a list, or the array DuckDB makes of one
+    present = (v for v in cells if v is not None and v is not pd.NA and not np.ma.is_masked(v))
     return [float(v) for v in present if not math.isnan(float(v))]

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -94,7 +95,8 @@ class SustainedSummary:
         return {**asdict(self), "sustained_over_burst": self.ratio}
 
 
-def _value(row: pd.Series, name: str) -> float | None:
+def _value(row: pd.Series, name: str) -> Any:
+    """The cell `name` of `row` (a number or a string); None when missing."""
     value = row.get(name)
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
@@ -134,17 +136,21 @@ def summarize_case(windows: pd.DataFrame, min_effect: float) -> SustainedSummary
     later_ok = [row for _, row in ok.iterrows() if row["window_index"] != first["window_index"]]
 
     def slower(row: pd.Series) -> bool:
-        return bool(burst) and row["inference_p50_us"] > burst * (1 + min_effect)
+        if not burst:
+            return False
+        return bool(row["inference_p50_us"] > burst * (1 + min_effect))
 
     def clocked_down(row: pd.Series) -> bool:
         khz = _largest_cluster_khz(row) if measured_clocks else None
-        return bool(first_khz) and khz is not None and khz < first_khz * (1 - min_effect)
+        if not first_khz:
+            return False
+        return khz is not None and khz < first_khz * (1 - min_effect)
 
     for position, row in enumerate(later_ok):
         rest = later_ok[position:]
         if all(slower(r) for r in rest):
             reason = f"p50 {row['inference_p50_us'] / burst - 1:+.0%} over the first window, and stays above"
-        elif all(clocked_down(r) for r in rest):
+        elif first_khz and all(clocked_down(r) for r in rest):  # clocked_down needs first_khz
             khz = _largest_cluster_khz(row) or 0.0
             reason = f"largest cluster at {khz / 1e6:.2f} GHz ({khz / first_khz - 1:+.0%}), and stays down"
         else:
@@ -295,7 +301,8 @@ def as_ranking_rows(rows: pd.DataFrame, min_effect: float = TieTest().min_effect
     window with its latency replaced by the sustained figures (p50: the sustained p50; p95: the worst
     sustained window's, which the frame deadline is held against). A case with a failed window is failed."""
     windows = window_rows(rows)
-    picked, figures = [], []
+    picked: list[Hashable] = []
+    figures: list[SustainedSummary | None] = []
     for _, group in windows.groupby(["run_id", "serial", "case_id", "repetition"], sort=True):
         failed = group[group["status"] != "ok"]
         if len(failed):

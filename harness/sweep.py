@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import math
 import random
 import re
@@ -27,10 +28,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import harness
 from harness import numerics
@@ -40,14 +42,14 @@ from harness.benchtool import (
     BenchmarkBinaries,
     NoTool,
     PhoneTool,
-    build_binaries,  # noqa: F401 - callers build them through sweep
     choose_tool,
     npu_folder,
     push_npu_libraries,
 )
+from harness.benchtool import build_binaries as build_binaries  # re-exported: callers build them through sweep
 from harness.dialect import DelegateArgs, DialectCache, delegate_args
 from harness.digest import file_sha256
-from harness.errors import DeviceError, InputFileError, UsageError
+from harness.errors import DeviceError, HarnessError, InputFileError, UsageError
 from harness.numerics import ModelNumerics, NumericsGate
 from harness.phone import lease, power, thermal
 from harness.phone.clocks import ClockSnapshot, read_clocks
@@ -84,6 +86,8 @@ LITERT_NOT_CHECKED = (
     "LiteRT 2.x's benchmark_model cannot feed fixed inputs or save outputs (it has no "
     "--input_layer_value_files or --output_filepath): outputs not checked on this phone"
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,10 @@ class SweepParams:
         return (*self.benchmark_args(delegate_flags, num_threads), *length)
 
 
+ConfigKey = tuple[str, str, int]
+"""A configuration on one phone: (model file sha256, delegate, threads)."""
+
+
 @dataclass(frozen=True)
 class Case:
     model: ModelArtifact
@@ -167,7 +175,7 @@ class Case:
     reason: RepetitionReason = RepetitionReason.PLANNED
 
     @property
-    def configuration(self) -> tuple[str, str, int]:
+    def configuration(self) -> ConfigKey:
         return self.model.sha256, self.delegate, self.num_threads
 
 
@@ -351,7 +359,7 @@ class _DeviceProgress:
     total: int = 0
     current: str = ""
     bytes_pushed: int = 0
-    statuses: Counter = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
     note: str = ""
     leased: str = ""  # why the phone's cases were skipped: another sweep held its lease
 
@@ -412,7 +420,7 @@ class _DeviceSweep:
         self.lease: lease.Lease | None = None  # held while the sweep uses the phone
 
     # The device's columns of every row.
-    def _row(self, case: Case, started: dt.datetime, duration_s: float, **values) -> ResultRow:
+    def _row(self, case: Case, started: dt.datetime, duration_s: float, **values: Any) -> ResultRow:
         params = self.ctx.params
         info = self.info
         return ResultRow(
@@ -440,7 +448,7 @@ class _DeviceSweep:
             quantization=case.model.quantization,
             model_sha256=case.model.sha256,
             model_size_bytes=case.model.size_bytes,
-            delegate=case.delegate,
+            delegate=Delegate(case.delegate),
             num_threads=case.num_threads,
             num_runs=params.num_runs,
             warmup_runs=params.warmup_runs,
@@ -623,15 +631,16 @@ class _DeviceSweep:
             samples, failed, _ = self._stored_repetitions()
             previous = round_[-1]
 
-    def _stored_repetitions(self) -> tuple[dict[tuple, list[float]], set[tuple], dict[tuple, int]]:
+    def _stored_repetitions(self) -> tuple[dict[ConfigKey, list[float]], set[ConfigKey], dict[ConfigKey, int]]:
         """This run's stored rows of this phone: ok p50s per configuration, the configurations that
         failed, and each configuration's last repetition index (so --resume goes on where it stopped)."""
         rows = self.ctx.store.read([self.ctx.run_id])
         rows = rows[rows["serial"] == self.entry.serial]
-        samples: dict[tuple, list[float]] = {}
-        failed: set[tuple] = set()
-        last: dict[tuple, int] = {}
-        for row in rows.itertuples():
+        samples: dict[ConfigKey, list[float]] = {}
+        failed: set[ConfigKey] = set()
+        last: dict[ConfigKey, int] = {}
+        stored: Iterable[Any] = rows.itertuples()  # named tuples of the results columns
+        for row in stored:
             key = (row.model_sha256, row.delegate, int(row.num_threads))
             last[key] = max(last.get(key, -1), int(row.repetition))
             if row.status == CaseStatus.OK.value and not math.isnan(row.inference_p50_us):
@@ -811,7 +820,7 @@ class _DeviceSweep:
             delegated_fraction=_delegated_fraction(measured, case.delegate),
             avg_power_mw=avg_power_mw,
             energy_mj_per_inference=power.energy_mj_per_inference(avg_power_mw, measured.inference_avg_us),
-            power_method=reading.power_method if avg_power_mw is not None else None,
+            power_method=reading.power_method if reading and avg_power_mw is not None else None,
             temp_start_c=cool.start_c,
             temp_end_c=temp_end,
             temperature_method=self.temperature_method if any_temperature else None,
@@ -979,11 +988,14 @@ class _DeviceSweep:
 
 
 def _undecided(
-    samples: Mapping[tuple, Sequence[float]], failed: set[tuple], models: Sequence[ModelArtifact], test: TieTest
-) -> list[tuple]:
+    samples: Mapping[ConfigKey, Sequence[float]],
+    failed: set[ConfigKey],
+    models: Sequence[ModelArtifact],
+    test: TieTest,
+) -> list[ConfigKey]:
     """The configurations (sha256, delegate, threads) that need another repetition: per model, each one whose
     order against the best median (ok and never failed) is undecided or untested, and that best itself."""
-    wanted: list[tuple] = []
+    wanted: list[ConfigKey] = []
     names = {m.sha256: m.name for m in models}
     for name in dict.fromkeys(names.values()):
         measured = {
@@ -1094,9 +1106,15 @@ def run_sweep(
             ctx.stop.set()
             raise
 
+    try:
+        # One file per device and model instead of one per case: what a year of nightly runs needs.
+        store.compact(run_id)
+    except (HarnessError, OSError) as error:
+        # The per-case files read just as well; 'harness results compact' merges them later.
+        log.warning("run %s was not compacted (%s); run 'harness results compact %s'", run_id, error, run_id)
     manifest["ended_at"] = dt.datetime.now(dt.UTC)
     store.write_run_manifest(run_id, manifest)
-    statuses: Counter = Counter()
+    statuses: Counter[str] = Counter()
     for item in progress.values():
         statuses.update(item.statuses)
     total = sum(statuses.values())
@@ -1161,12 +1179,13 @@ def plan_manifest(models: Sequence[ModelArtifact], params: SweepParams) -> dict[
     }
 
 
-def params_from_manifest(manifest: dict) -> tuple[SweepParams, list[ModelArtifact]]:
+def params_from_manifest(manifest: Mapping[str, Any]) -> tuple[SweepParams, list[ModelArtifact]]:
     """The plan a run was started with, so `--resume` runs exactly the same cases."""
     from harness.convert_files import read_manifest
 
     raw = dict(manifest["plan"]["params"])
-    params = replace(SweepParams(), **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    params = replace(SweepParams(), **fields)
     models = []
     for entry in manifest["plan"]["models"]:
         path = Path(entry["path"])

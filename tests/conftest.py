@@ -46,16 +46,25 @@ def _restore_adb_port_variable():
         os.environ[farm_lib.ENV_ADB_PORT] = saved
 
 
+# The tester's own folders must never leak in: the user cache (downloaded binaries, learnt dialects), the
+# user state (a virtual farm they left up) and the configuration (their lab's farm.toml and tier rules, found
+# through $HARNESS_CONFIG or their user config folder), so every test sees the packaged defaults unless it
+# says otherwise.
+_PRIVATE_FOLDERS = {"HARNESS_CACHE_DIR": "user_cache", "HARNESS_STATE_DIR": "user_state", "XDG_CONFIG_HOME": "config"}
+
+
 @pytest.fixture(autouse=True, scope="session")
-def _private_user_cache(tmp_path_factory: pytest.TempPathFactory):
-    """The harness's user cache (downloaded binaries, learnt dialects) in a temp folder, never the tester's."""
-    saved = os.environ.get("HARNESS_CACHE_DIR")
-    os.environ["HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("user_cache"))
+def _private_user_folders(tmp_path_factory: pytest.TempPathFactory):
+    saved = {name: os.environ.get(name) for name in (*_PRIVATE_FOLDERS, "HARNESS_CONFIG")}
+    for name, folder in _PRIVATE_FOLDERS.items():
+        os.environ[name] = str(tmp_path_factory.mktemp(folder))
+    os.environ.pop("HARNESS_CONFIG", None)
     yield
-    if saved is None:
-        os.environ.pop("HARNESS_CACHE_DIR", None)
-    else:
-        os.environ["HARNESS_CACHE_DIR"] = saved
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @slow_fixture(scope="session")

@@ -21,20 +21,27 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness.atomic import write_atomically
 from harness.records import (
     RESULTS_SCHEMA,
     SCHEMA_VERSION,
     SCHEMA_VERSION_METADATA_KEY,
     CaseStatus,
     ClockMethod,
+    Delegate,
+    DeviceKind,
+    ErrorType,
+    PowerMethod,
     ResultRow,
+    TemperatureMethod,
     case_id_for,
 )
-from harness.store import ResultsStore, write_atomically
+from harness.store import ResultsStore
 
 MODEL = "digits_cnn"
 VARIANTS = ("fp32", "fp16", "dynamic", "int8")
@@ -114,7 +121,13 @@ CRASH = {"run_id": RUN_B, "serial": "lab-low", "variant": "fp32", "delegate": "c
 CRASH_MESSAGE = "benchmark_model was killed by signal 11 (SIGSEGV)"
 GPU_FAILED_SERIAL = "lab-mid-2"
 GPU_FAILED_MESSAGE = "Failed to apply GPU delegate."
-REGRESSION = {"serial": "lab-mid-1", "variant": "fp32", "delegate": "cpu", "num_threads": 1, "factor": 1.3}
+REGRESSION: dict[str, Any] = {
+    "serial": "lab-mid-1",
+    "variant": "fp32",
+    "delegate": "cpu",
+    "num_threads": 1,
+    "factor": 1.3,
+}
 
 
 def sha256_of(variant: str) -> str:
@@ -397,7 +410,6 @@ def _row(
     error_message: str | None = None,
 ) -> ResultRow:
     case_id = case_id_for(phone.serial, sha256_of(variant), delegate, threads, BENCH_ARGS)
-    measured = p50 is not None
     memory = {"fp32": 60.0, "fp16": 45.0, "dynamic": 35.0, "int8": 30.0}[variant] + (50.0 if delegate == "gpu" else 0)
     power_mw = {"high": 1400.0, "mid": 900.0, "low": 600.0}[phone.tier] * (1.5 if delegate == "gpu" else 1.0)
     virtual = phone.kind == "virtual"
@@ -405,7 +417,8 @@ def _row(
     temp_start = (48.0 if virtual else 31.0) + repetition * 0.5 + (6.0 if phone.tier == "low" else 0.0)
     throttled = None if virtual else phone.tier == "low" and threads == 2 and run_id == RUN_B
     binary_name, binary_sha = RUNNER_BINARY if virtual else LAB_BINARY
-    powered = measured and phone.power_method is not None
+    power_method = None if phone.power_method is None else PowerMethod(phone.power_method)
+    powered = p50 is not None and power_method is not None
     return ResultRow(
         run_id=run_id,
         case_id=case_id,
@@ -415,7 +428,7 @@ def _row(
         harness_version="0.1.0",
         adb_server="127.0.0.1:5037",
         serial=phone.serial,
-        device_kind=phone.kind,
+        device_kind=DeviceKind(phone.kind),
         device_model=phone.model,
         manufacturer=phone.manufacturer,
         soc=phone.soc,
@@ -430,36 +443,36 @@ def _row(
         quantization=QUANTIZATION[variant],
         model_sha256=sha256_of(variant),
         model_size_bytes=SIZE_BYTES[variant],
-        delegate=delegate,
+        delegate=Delegate(delegate),
         num_threads=threads,
         num_runs=50,
         warmup_runs=1,
-        inference_count=50 if measured else None,
-        warmup_count=1 if measured else None,
+        inference_count=50 if p50 is not None else None,
+        warmup_count=1 if p50 is not None else None,
         bench_binary_name=binary_name,
         bench_binary_sha256=binary_sha,
-        init_us=15000.0 if measured else None,
-        first_inference_us=p50 * 3 if measured else None,
-        warmup_avg_us=p50 * 1.5 if measured else None,
-        inference_avg_us=p50 * 1.05 if measured else None,
-        inference_std_us=p50 * 0.03 if measured else None,
-        inference_min_us=p50 * 0.9 if measured else None,
-        inference_max_us=p50 * 1.4 if measured else None,
+        init_us=15000.0 if p50 is not None else None,
+        first_inference_us=p50 * 3 if p50 is not None else None,
+        warmup_avg_us=p50 * 1.5 if p50 is not None else None,
+        inference_avg_us=p50 * 1.05 if p50 is not None else None,
+        inference_std_us=p50 * 0.03 if p50 is not None else None,
+        inference_min_us=p50 * 0.9 if p50 is not None else None,
+        inference_max_us=p50 * 1.4 if p50 is not None else None,
         inference_p50_us=p50,
-        inference_p95_us=p50 * 1.2 if measured else None,
-        memory_init_mb=memory * 0.6 if measured else None,
-        memory_overall_mb=memory if measured else None,
-        memory_peak_mb=memory if measured else None,
-        delegated_fraction=(1.0 if delegate != "cpu" else 0.0) if measured else None,
+        inference_p95_us=p50 * 1.2 if p50 is not None else None,
+        memory_init_mb=memory * 0.6 if p50 is not None else None,
+        memory_overall_mb=memory if p50 is not None else None,
+        memory_peak_mb=memory if p50 is not None else None,
+        delegated_fraction=(1.0 if delegate != "cpu" else 0.0) if p50 is not None else None,
         avg_power_mw=power_mw if powered else None,
-        energy_mj_per_inference=power_mw * p50 / 1e6 if powered else None,
-        power_method=phone.power_method if powered else None,
+        energy_mj_per_inference=power_mw * p50 / 1e6 if powered and p50 is not None else None,
+        power_method=power_method if powered else None,
         temp_start_c=temp_start,
         temp_end_c=temp_start + (12.0 if throttled else 2.5),
-        temperature_method="model" if virtual else "sensor",
+        temperature_method=TemperatureMethod.MODEL if virtual else TemperatureMethod.SENSOR,
         throttled=throttled,
         status=status,
-        error_type=error_type,
+        error_type=None if error_type is None else ErrorType(error_type),
         error_message=error_message,
         raw_log_path=f"runs/{run_id}/raw/{phone.serial}-{case_id}-r{repetition}.log",
     )

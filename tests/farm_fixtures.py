@@ -20,10 +20,11 @@ import adbutils
 import pytest
 from tiers import slow_fixture
 
+from harness.config import packaged_defaults
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.farm import DeviceRecord, FarmState
 
-SHIPPED_PROFILES = farm_lib.DEFAULT_PROFILES
+SHIPPED_PROFILES = packaged_defaults() / "virtual"
 TINY_QUOTA_BYTES = 8 * 1024 * 1024
 
 

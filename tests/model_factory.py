@@ -33,7 +33,7 @@ def build_tiny_models(cache_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def _keras():  # type: ignore[no-untyped-def]
+def _keras():
     # TensorFlow's C++ start-up chatter would bury test output; imported late
     # because it costs seconds and only model building needs it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -42,7 +42,7 @@ def _keras():  # type: ignore[no-untyped-def]
     return keras
 
 
-def _dense_model():  # type: ignore[no-untyped-def]
+def _dense_model():
     keras = _keras()
     return keras.Sequential(
         [
@@ -53,7 +53,7 @@ def _dense_model():  # type: ignore[no-untyped-def]
     )
 
 
-def _conv_model():  # type: ignore[no-untyped-def]
+def _conv_model():
     keras = _keras()
     return keras.Sequential(
         [
@@ -65,7 +65,7 @@ def _conv_model():  # type: ignore[no-untyped-def]
     )
 
 
-def _conv_ms_model():  # type: ignore[no-untyped-def]
+def _conv_ms_model():
     keras = _keras()
     layers = [keras.Input((96, 96, 3), name="image")]
     for _ in range(3):
@@ -73,7 +73,7 @@ def _conv_ms_model():  # type: ignore[no-untyped-def]
     return keras.Sequential([*layers, keras.layers.Flatten(), keras.layers.Dense(2)])
 
 
-def _convert(model) -> bytes:  # type: ignore[no-untyped-def]
+def _convert(model) -> bytes:
     import tensorflow as tf
 
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()

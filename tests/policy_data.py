@@ -18,8 +18,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from harness.records import CaseStatus, ResultRow, case_id_for
+from harness.records import CaseStatus, ErrorType, ResultRow, case_id_for
 from harness.store import ResultsStore
 
 MODEL = "net"
@@ -65,7 +66,7 @@ def rows(
 ) -> list[ResultRow]:
     started = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
     overrides = overrides or {}
-    out = []
+    out: list[ResultRow] = []
     for serial, (tier, device_model, soc, ram, sdk) in DEVICES.items():
         for variant, (model_sha, size, quantization) in VARIANTS.items():
             for delegate in ("cpu", "xnnpack", "gpu"):
@@ -74,7 +75,7 @@ def rows(
                         continue
                     median = p50_us(serial, variant, delegate, threads)
                     for repetition, offset in enumerate(OFFSETS):
-                        common = dict(
+                        common: dict[str, Any] = dict(
                             run_id=run_id,
                             repetition=repetition,
                             case_id=case_id_for(serial, model_sha, delegate, threads, ("--num_runs=50",)),
@@ -104,7 +105,7 @@ def rows(
                             bench_binary_name=BINARY[0],
                             bench_binary_sha256=BINARY[1],
                         )
-                        measured = {
+                        measured: dict[str, Any] = {
                             "power_method": "fuel_gauge",
                             "temperature_method": "sensor",
                             **overrides.get(serial, {}),
@@ -115,7 +116,7 @@ def rows(
                                 ResultRow(
                                     **common,
                                     status=CaseStatus.DELEGATE_FAILED,
-                                    error_type="delegate_failed",
+                                    error_type=ErrorType.DELEGATE_FAILED,
                                     error_message="Failed to apply GPU delegate.",
                                 )
                             )

@@ -13,8 +13,9 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
-from harness.records import CaseStatus, ResultRow, case_id_for
+from harness.records import CaseStatus, ErrorType, ResultRow, case_id_for
 from harness.store import ResultsStore
 
 RUN_ID = "20190601T000000Z-published"
@@ -51,12 +52,12 @@ def file_sha(model: str) -> str:
 
 def rows() -> list[ResultRow]:
     started = dt.datetime(2019, 6, 1, tzinfo=dt.UTC)
-    out = []
+    out: list[ResultRow] = []
     for index, (serial, (device_model, manufacturer, soc, ram, sdk)) in enumerate(PHONES.items()):
         for model, by_delegate in LATENCIES_MS.items():
             for delegate, figures in by_delegate.items():
                 figure = figures[index]
-                common = dict(
+                common: dict[str, Any] = dict(
                     run_id=RUN_ID,
                     repetition=0,
                     case_id=case_id_for(serial, file_sha(model), delegate, THREADS, ()),
@@ -87,7 +88,7 @@ def rows() -> list[ResultRow]:
                         ResultRow(
                             **common,
                             status=CaseStatus.DELEGATE_FAILED,
-                            error_type="delegate_failed",
+                            error_type=ErrorType.DELEGATE_FAILED,
                             error_message="Failed to apply GPU delegate.",
                         )
                     )
@@ -143,4 +144,4 @@ def write_manifest(folder: Path) -> Path:
 def fastest(model: str, phone_index: int) -> str:
     """The label of a phone's fastest working configuration of `model`."""
     working = {d: f[phone_index] for d, f in LATENCIES_MS[model].items() if f[phone_index] != FAILED}
-    return f"fp32/{min(working, key=working.get)}/x{THREADS}"
+    return f"fp32/{min(working, key=working.__getitem__)}/x{THREADS}"

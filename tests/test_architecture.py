@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "harness.atomic",
             "harness.digest",
             "harness.locations",
+            "harness.config",
             "harness.versioned",
             "harness.stats",
             "harness.deprecations",
@@ -41,7 +42,17 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("phones", ("harness.phone", "harness.virtual_farm")),
     ("inputs", ("harness.convert", "harness.datasets", "harness.examples", "harness.numerics")),
-    ("measure", ("harness.sweep", "harness.benchtool", "harness.binaries", "harness.store", "harness.sustained")),
+    (
+        "measure",
+        (
+            "harness.sweep",
+            "harness.benchtool",
+            "harness.binaries",
+            "harness.store",
+            "harness.layout",
+            "harness.sustained",
+        ),
+    ),
     (
         "decide",
         (

@@ -106,6 +106,9 @@ def test_every_fixture_has_an_expectation() -> None:
 
 def test_error_messages_carry_the_cause() -> None:
     by_id = {fixture_id(path): parse_log(verbatim(path)) for path in FIXTURE_FILES}
+    assert by_id["04"][0].error is not None
+    assert by_id["11"][0].error is not None
+    assert by_id["12"][0].error is not None
     assert "ANEURALNETWORKS_OP_FAILED" in by_id["04"][0].error
     assert "'MUL' version '5'" in by_id["11"][0].error
     assert "hexagon_nn_config failed" in by_id["12"][0].error

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from harness.binaries import cached_path
 from harness.commands import main
-from harness.phone.profiles import FARM_FILE, load_binaries, load_farm
+from harness.config import packaged_defaults
+from harness.phone.profiles import load_binaries, load_farm
 from harness.records import BenchmarkDialect
 
 CLASSIC_ARM64 = (
@@ -30,7 +31,16 @@ OFFICIAL = "https://storage.googleapis.com"
 USER_COMMENT = "# my lab: the Pixel rack lives on hub 3"
 
 
+class _BucketServer(ThreadingHTTPServer):
+    requests: list[str]  # paths asked for, in order
+    truncated: set[str]  # paths served with a Content-Length longer than the body
+    stalled: set[str]  # paths that send half the body, then wait for `release`
+    release: threading.Event
+
+
 class _Handler(SimpleHTTPRequestHandler):
+    server: _BucketServer
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
@@ -61,7 +71,7 @@ class Bucket:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
+        self.server = _BucketServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
         self.server.requests = []
         self.server.truncated = set()
         self.server.stalled = set()
@@ -125,7 +135,8 @@ def farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "profiles" / "farm.toml"
     path.parent.mkdir()
     path.write_text(
-        FARM_FILE.read_text(encoding="utf-8") + f'\n{USER_COMMENT}\n[[servers]]\nhost = "10.0.0.21"\nport = 5037\n',
+        (packaged_defaults() / "farm.toml").read_text(encoding="utf-8")
+        + f'\n{USER_COMMENT}\n[[servers]]\nhost = "10.0.0.21"\nport = 5037\n',
         encoding="utf-8",
     )
     return path

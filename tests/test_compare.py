@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from harness.commands import main
 from harness.compare import Change, compare_runs, parse_threshold
 from harness.ranking import stats_of
-from harness.records import ResultRow
+from harness.records import CaseStatus, ErrorType, ResultRow
 from harness.store import ResultsStore
 
 
@@ -37,6 +37,7 @@ def write_run(
             if row.serial != serial:
                 continue
             if row.inference_p50_us is not None and serial in slower and row.delegate == "cpu":
+                assert row.inference_avg_us is not None
                 factor = slower[serial]
                 row = replace(
                     row, inference_p50_us=row.inference_p50_us * factor, inference_avg_us=row.inference_avg_us * factor
@@ -123,8 +124,8 @@ def test_a_newly_failing_case_fails_the_gate(tmp_path: Path) -> None:
         if row.serial == "hi-1" and row.delegate == "cpu" and row.num_threads == 1 and row.variant == "fp32":
             return replace(
                 row,
-                status="failed",
-                error_type="crash",
+                status=CaseStatus.FAILED,
+                error_type=ErrorType.CRASH,
                 error_message="killed by signal 11",
                 inference_p50_us=None,
                 inference_avg_us=None,

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ pytestmark = pytest.mark.filterwarnings(
 DIGITS_INPUT = InputSpec(name="digit", shape=(None, 8, 8, 1), dtype="float32")
 
 
-def _keras():  # type: ignore[no-untyped-def]
+def _keras():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -59,17 +60,17 @@ def _keras():  # type: ignore[no-untyped-def]
 
 
 @slow_fixture(scope="module")
-def examples(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def examples(tmp_path_factory: pytest.TempPathFactory):
     return build_examples(tmp_path_factory.mktemp("examples"))
 
 
 @pytest.fixture(scope="module")
-def digits(digits_converted):  # type: ignore[no-untyped-def]
+def digits(digits_converted):
     """The digits example converted into all four variants (tests/conftest.py), judged on its held-out digits."""
     return digits_converted
 
 
-def _by_variant(result):  # type: ignore[no-untyped-def]
+def _by_variant(result):
     return {v.variant: v for v in result.variants}
 
 
@@ -167,8 +168,10 @@ def test_int8_calibrated_on_data_of_the_wrong_range_is_rejected(examples, tmp_pa
     [int8] = result.variants
     assert int8.status is VariantStatus.OK
     assert int8.accepted is False
+    assert int8.reason is not None
+    assert int8.accuracy is not None
     assert "top-1 accuracy drop" in int8.reason and "output MSE" in int8.reason
-    assert int8.accuracy.accuracy < 0.9
+    assert int8.accuracy.accuracy is not None and int8.accuracy.accuracy < 0.9
     assert read_accuracy(tmp_path / "results")["accepted"].tolist() == [False]
 
 
@@ -186,10 +189,13 @@ def test_image_folder_shares_its_preprocessing_between_calibration_and_eval(exam
             results_root=tmp_path / "results",
         )
     )
-    assert result.entry["preprocessing"]["std"] == [255.0]
-    assert result.entry["evaluation"]["class_names"] == [str(i) for i in range(10)]
-    assert result.entry["calibration"]["samples"] == 120
+    entry: dict[str, Any] = result.entry  # the manifest entry: a JSON document
+    assert entry["preprocessing"]["std"] == [255.0]
+    assert entry["evaluation"]["class_names"] == [str(i) for i in range(10)]
+    assert entry["calibration"]["samples"] == 120
     for variant in result.variants:
+        assert variant.accuracy is not None
+        assert variant.accuracy.accuracy is not None
         assert variant.accuracy.accuracy >= 0.9 and variant.accepted, variant.reason
 
 
@@ -206,6 +212,7 @@ def test_eval_without_labels_is_judged_by_agreement(examples, tmp_path: Path) ->
         )
     )
     [dynamic] = result.variants
+    assert dynamic.accuracy is not None
     assert dynamic.accuracy.accuracy is None and dynamic.accuracy.labelled is False
     assert dynamic.accuracy.accuracy_drop == pytest.approx(1.0 - dynamic.accuracy.agreement)
     assert dynamic.accepted is True
@@ -322,6 +329,7 @@ def test_int8_that_keeps_float_ops_is_not_fully_int8(tmp_path: Path) -> None:
     assert int8.status is VariantStatus.OK
     assert [t.dtype for t in int8.inputs + int8.outputs] == ["int8", "int8"]
     assert int8.fully_int8 is False and int8.float_ops == ("SIN",)
+    assert int8.warning is not None
     assert "SIN" in int8.warning and int8.warning in result.warnings
 
 
@@ -340,6 +348,7 @@ def test_op_the_runtime_lacks_fails_with_the_converters_own_words(tmp_path: Path
     )
     for variant in result.variants:
         assert variant.status is VariantStatus.FAILED
+        assert variant.error is not None
         assert variant.error.startswith("conversion failed: 'tf.Erf' op is neither a custom op nor a flex op")
         assert "TF Select ops: Erf" in variant.error and "func.func" not in variant.error
     assert read_accuracy(tmp_path / "results")["status"].tolist() == ["failed", "failed"]
@@ -397,7 +406,7 @@ def test_source_model_that_outputs_nan_on_the_eval_data_is_a_clear_error(tmp_pat
         (lambda d: (d / "empty").mkdir() or d / "empty", ModelError, "not a SavedModel"),
     ],
 )
-def test_bad_model_paths_are_clear_errors(tmp_path: Path, make, error, words) -> None:  # type: ignore[no-untyped-def]
+def test_bad_model_paths_are_clear_errors(tmp_path: Path, make, error, words) -> None:
     with pytest.raises(error, match=words) as caught:
         convert_model(
             ConvertRequest(
@@ -430,6 +439,7 @@ def test_calibration_of_the_wrong_shape_fails_before_converting(examples, tmp_pa
                 results_root=tmp_path / "results",
             )
         )
+    assert caught.value.fix is not None
     assert "reshape x" in caught.value.fix
     assert not list((tmp_path / "out").glob("*.tflite"))
 
@@ -439,6 +449,7 @@ def test_int8_without_calibration_data_is_a_usage_error(examples, tmp_path: Path
         convert_model(
             ConvertRequest(model_path=examples.digits_model, out_dir=tmp_path, results_root=tmp_path / "results")
         )
+    assert caught.value.fix is not None
     assert "--calibration random" in caught.value.fix
 
 
@@ -453,7 +464,7 @@ def test_int8_without_calibration_data_is_a_usage_error(examples, tmp_path: Path
         ({"x": np.zeros((5, 8, 8, 1), np.float32), "y": np.zeros(5, np.float32)}, "not integer class ids"),
     ],
 )
-def test_npz_data_that_does_not_fit_the_model_is_refused(tmp_path: Path, arrays, words) -> None:  # type: ignore[no-untyped-def]
+def test_npz_data_that_does_not_fit_the_model_is_refused(tmp_path: Path, arrays, words) -> None:
     np.savez(tmp_path / "data.npz", **arrays)
     with pytest.raises(InputFileError, match=words):
         load_data(str(tmp_path / "data.npz"), DIGITS_INPUT, None, purpose="--calibration")

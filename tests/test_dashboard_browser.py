@@ -209,7 +209,7 @@ def test_every_page_renders_in_chromium(dashboard: Dashboard, tmp_path: Path) ->
     assert not _session_alive(pgid)
 
 
-def _visit(page, url: str, title: str, charts: int) -> str:  # type: ignore[no-untyped-def]
+def _visit(page, url: str, title: str, charts: int) -> str:
     page.goto(url)
     page.get_by_role("heading", name=title, exact=True).wait_for()
     _wait_for_charts(page, charts)
@@ -217,7 +217,7 @@ def _visit(page, url: str, title: str, charts: int) -> str:  # type: ignore[no-u
     return _main_text(page)
 
 
-def _wait_for_charts(page, count: int) -> None:  # type: ignore[no-untyped-def]
+def _wait_for_charts(page, count: int) -> None:
     """Until `count` plotly charts have drawn their SVG with data marks in it: a trace's paths, or the
     image a heatmap is painted as."""
     page.wait_for_function(
@@ -232,5 +232,5 @@ def _wait_for_charts(page, count: int) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def _main_text(page) -> str:  # type: ignore[no-untyped-def]
+def _main_text(page) -> str:
     return page.locator("[data-testid='stMain']").inner_text()

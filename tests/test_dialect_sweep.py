@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tiers import slow_fixture
 
 from harness import sweep
 from harness.benchtool import RUNNER_NAMES, BenchmarkBinaries
+from harness.config import packaged_defaults
 from harness.locations import user_cache_dir
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
@@ -23,8 +25,8 @@ from harness.sweep import LITERT_NOT_CHECKED
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
-SHIPPED = farm_lib.DEFAULT_PROFILES
-QUICK = dict(num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
+SHIPPED = packaged_defaults() / "virtual"
+QUICK: dict[str, Any] = dict(num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
 LOW = (SHIPPED / "low_galaxy_a03.toml").read_text()
 TWIN_MODEL = "Virtual Galaxy A03 LiteRT"
 
@@ -52,7 +54,9 @@ def farm(tmp_path_factory):
 def _devices(farm, *names: str):
     state_dir, port = farm
     found = discover([AdbServer("127.0.0.1", port)], load_tiers())
-    serials = [farm_lib.find_device(farm_lib.load_state(state_dir), name).serial for name in names]
+    farm_state = farm_lib.load_state(state_dir)
+    assert farm_state is not None
+    serials = [farm_lib.find_device(farm_state, name).serial for name in names]
     return select(found.entries, ",".join(serials)), serials
 
 

@@ -71,8 +71,10 @@ def test_unauthorized_names_the_prompt() -> None:
 
 def test_offline_names_the_reconnect_command_for_that_server() -> None:
     (line,) = parse_adb_devices_l("emulator-5554 offline transport_id:2")
-    assert "reconnect the cable or run 'adb reconnect offline'" in state_problem(LOCAL, line)
+    local = state_problem(LOCAL, line)
+    assert local is not None and "reconnect the cable or run 'adb reconnect offline'" in local
     remote = state_problem(AdbServer("10.0.0.21", 5038), line)
+    assert remote is not None
     assert remote.startswith("emulator-5554 is 'offline' on adb server 10.0.0.21:5038: ")
     assert "'adb -H 10.0.0.21 -P 5038 reconnect offline'" in remote
 
@@ -83,6 +85,7 @@ def test_no_permissions_gives_the_udev_hint_and_adbs_own_words() -> None:
         "see [http://developer.android.com/tools/device.html] usb:1-1 transport_id:3"
     )
     problem = state_problem(LOCAL, line)
+    assert problem is not None
     assert problem.startswith("0123456789ABCDEF is 'no permissions' (missing udev rules?")
     assert "udev rules" in problem and "plugdev" in problem and "'harness devices' again" in problem
 
@@ -91,6 +94,7 @@ def test_no_permissions_gives_the_udev_hint_and_adbs_own_words() -> None:
 def test_every_unusable_state_has_a_fix(state: AdbState) -> None:
     (line,) = parse_adb_devices_l(f"SER1 {state.value} transport_id:9")
     problem = state_problem(LOCAL, line)
+    assert problem is not None
     assert problem.startswith(f"SER1 is '{state.value}' on adb server 127.0.0.1:5037: ")
 
 
@@ -106,6 +110,7 @@ def test_every_virtual_device_is_discovered_with_facts_and_tier(farm) -> None:  
     for name, (model, soc, sdk, tier) in EXPECTED.items():
         entry = by_serial[serial(farm, name)]
         assert entry.usable and entry.state is AdbState.DEVICE and entry.problem is None
+        assert entry.facts is not None
         assert (entry.model, entry.soc, entry.facts.info.sdk, entry.tier) == (model, soc, sdk, tier)
         assert entry.facts.info.abi == "x86_64" and entry.facts.modelled_sensors
         assert entry.facts.info.ram_bytes and entry.tier_rule
@@ -151,7 +156,7 @@ def test_selectors(farm) -> None:  # noqa: F811
     assert [e.serial for e in select(entries, "model:Virtual Pixel*")] == [pixel]
     assert [e.serial for e in select(entries, "model:virtual pixel 8*")] == [pixel]
     mixed = select(entries, f"tier:low,model:virtual nothing*,{pixel},{pixel}")
-    assert sorted(e.model for e in mixed) == [
+    assert sorted(e.model or "" for e in mixed) == [
         "Virtual Galaxy A03",
         "Virtual Galaxy A03",
         "Virtual Nothing Phone (1)",
@@ -181,7 +186,7 @@ def phases(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
     seen: list[tuple[int, float]] = []
     real = discovery._in_parallel
 
-    def recording(call, items, timeout_s):  # type: ignore[no-untyped-def]
+    def recording(call, items, timeout_s):
         seen.append((len(items), timeout_s))
         return real(call, items, timeout_s)
 
@@ -220,6 +225,7 @@ def test_a_dropped_device_is_listed_as_unusable_and_never_hangs(farm, phases) ->
         assert [timeout_s for _, timeout_s in phases] == [5, 5] and phases[0][0] == 1
         entry = next(entry for entry in result.entries if entry.serial == dropped)
         assert not entry.usable and entry.facts is None and entry.tier is None
+        assert entry.problem is not None
         assert entry.problem.startswith(dropped) and "reconnect" in entry.problem
         assert dropped not in {e.serial for e in select(result.entries, "all")}
         assert len(select(result.entries, "all")) == len(farm.state.devices) - 1
@@ -240,6 +246,7 @@ def test_a_frozen_device_costs_one_deadline_not_a_hang(farm, phases) -> None:  #
         farm_lib.fault("nothing-phone-1", Fault.THAW, state_dir=farm.state_dir)
     entry = next(entry for entry in result.entries if entry.serial == frozen)
     assert entry.state is AdbState.DEVICE and not entry.usable
+    assert entry.problem is not None
     assert f"{frozen} on adb server {server_of(farm).address} did not report its facts within 2 s" in entry.problem
     assert sum(e.usable for e in result.entries) == len(farm.state.devices) - 1
 

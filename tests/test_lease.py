@@ -11,12 +11,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from tiers import slow_fixture
 
 from harness import sweep
+from harness.config import packaged_defaults
 from harness.phone import lease
 from harness.phone.device import Phone
 from harness.phone.discovery import discover, select
@@ -25,7 +27,7 @@ from harness.ranking import stats_of
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 
-SHIPPED = farm_lib.DEFAULT_PROFILES
+SHIPPED = packaged_defaults() / "virtual"
 TTL_S = 4.0  # short, so expiry comes within the test (HARNESS_LEASE_TTL_S)
 RUN_ARGS = [
     "--delegates",
@@ -244,6 +246,7 @@ def test_a_killed_holder_keeps_the_phone_until_its_lease_expires(farm, tmp_path:
     # Before expiry: refused, naming the dead holder.
     refused = sweep.run_sweep(found, models, params, binaries, store, show_progress=False, lease_policy=policy)
     assert f"pid {holder.pid} (run " in refused.leased[phone.serial]
+    row: Any  # a pandas row: pandas-stubs types each field as any scalar
     [row] = store.read([refused.run_id]).itertuples()
     assert (row.status, row.error_type) == ("skipped", "leased") and f"pid {holder.pid}" in row.error_message
     assert not lease.read_state(phone).expired(TTL_S)  # the refusal was not a matter of luck

@@ -8,6 +8,7 @@ import io
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from tiers import slow_fixture
 from dashboard.data import RESULTS_ENV
 from harness import sweep
 from harness.benchtool import BenchmarkBinaries
+from harness.config import packaged_defaults
 from harness.convert import ConversionResult, compare, host_outputs
 from harness.coverage import coverage
 from harness.errors import UsageError
@@ -34,9 +36,9 @@ from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
-SHIPPED = farm_lib.DEFAULT_PROFILES
+SHIPPED = packaged_defaults() / "virtual"
 EXTRA_SAMPLES = 3  # --numerics-samples: four inputs per configuration
-QUICK = dict(
+QUICK: dict[str, Any] = dict(
     delegates=("cpu", "xnnpack"),
     threads=(1,),
     repetitions=1,
@@ -52,7 +54,11 @@ APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 
 def _models(digits: ConversionResult) -> dict[str, Path]:
     folder = digits.manifest_path.parent
-    return {v.variant.value: folder / v.file for v in digits.variants}
+    models: dict[str, Path] = {}
+    for v in digits.variants:
+        assert v.file is not None  # every variant of the digits example converts
+        models[v.variant.value] = folder / v.file
+    return models
 
 
 # --- inputs, references and the gate on this host -----------------------------------------
@@ -130,11 +136,12 @@ def test_judge_takes_dequantized_outputs_and_refuses_a_file_of_the_wrong_size(
 
     errors, status, reason = judge(checks, [faithful], NumericsGate())
     assert status is NumericsStatus.OK and reason is None
+    assert errors is not None
     assert errors.max_abs_error <= scale + 1e-7  # only the output's own rounding (and clipping at 1.0)
     assert errors.top1_agreement == 1.0
 
     errors, status, reason = judge(checks, [faithful[::-1]], NumericsGate())
-    assert status is NumericsStatus.MISMATCH and "cosine" in reason
+    assert status is NumericsStatus.MISMATCH and reason is not None and "cosine" in reason
 
     errors, status, reason = judge(checks, [faithful + b"\0"], NumericsGate())
     assert (errors, status) == (None, NumericsStatus.MISMATCH)
@@ -211,12 +218,12 @@ def mid_farm(tmp_path_factory):
         farm_lib.stop_private(base / "state")
 
 
-def _devices(mid_farm):  # type: ignore[no-untyped-def]
+def _devices(mid_farm):
     return discover((AdbServer("127.0.0.1", mid_farm["port"]),), load_tiers()).entries
 
 
 @pytest.fixture(scope="module")
-def swept(mid_farm, digits_converted: ConversionResult):  # type: ignore[no-untyped-def]
+def swept(mid_farm, digits_converted: ConversionResult):
     """The digits variants on both phones, cpu and xnnpack, with three more numerics samples."""
     store = ResultsStore(mid_farm["base"] / "results")
     models = sweep.collect_models([digits_converted.manifest_path.parent])
@@ -228,7 +235,7 @@ def swept(mid_farm, digits_converted: ConversionResult):  # type: ignore[no-unty
     return store, store.read()
 
 
-def test_the_fault_is_in_the_phones_state_and_needs_a_delegate(mid_farm) -> None:  # type: ignore[no-untyped-def]
+def test_the_fault_is_in_the_phones_state_and_needs_a_delegate(mid_farm) -> None:
     reply = farm_lib.fault(mid_farm["buggy"], Fault.CORRUPT_OUTPUTS, None, mid_farm["state"], command="xnnpack")
     assert reply["corrupt_outputs"] == ["xnnpack"]
     with pytest.raises(UsageError, match="'corrupt-outputs' needs a delegate, got 'tpu'"):
@@ -237,7 +244,7 @@ def test_the_fault_is_in_the_phones_state_and_needs_a_delegate(mid_farm) -> None
 
 def test_on_device_errors_agree_with_the_convert_time_host_figures_for_the_same_inputs(
     swept, mid_farm, digits_converted: ConversionResult, digits_example: Examples
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     store, rows = swept
     models = _models(digits_converted)
     [run_id] = rows["run_id"].unique()
@@ -269,7 +276,7 @@ def test_on_device_errors_agree_with_the_convert_time_host_figures_for_the_same_
     assert fp32_xnnpack["output_max_abs_error"] < 1e-5 and fp32_xnnpack["output_cosine"] > 0.99999
 
 
-def test_the_buggy_phones_xnnpack_cells_are_mismatches(swept, mid_farm) -> None:  # type: ignore[no-untyped-def]
+def test_the_buggy_phones_xnnpack_cells_are_mismatches(swept, mid_farm) -> None:
     _, rows = swept
     buggy = rows[rows["serial"] == mid_farm["buggy"]]
     by_delegate = buggy.groupby("delegate")["numerics_status"].agg(set).to_dict()
@@ -280,7 +287,7 @@ def test_the_buggy_phones_xnnpack_cells_are_mismatches(swept, mid_farm) -> None:
     assert (buggy.loc[buggy["delegate"] == "xnnpack", "status"] == "ok").all()
 
 
-def test_the_mid_tier_chain_holds_no_xnnpack_and_coverage_has_no_failed_choice(swept, mid_farm) -> None:  # type: ignore[no-untyped-def]
+def test_the_mid_tier_chain_holds_no_xnnpack_and_coverage_has_no_failed_choice(swept, mid_farm) -> None:
     store, rows = swept
     derived = derive(DeriveRequest(results_root=store.root, model_name="digits_cnn"), rows)
     measured = [t for t in derived.document["tiers"] if t["evidence"].get("devices")]
@@ -298,8 +305,8 @@ def test_the_mid_tier_chain_holds_no_xnnpack_and_coverage_has_no_failed_choice(s
 
     report = coverage(derived.document, rows, derived.accuracy)
     assert report.failed_choices == 0
-    assert {d.runs_config.split("/")[1] for d in report.devices} == {"cpu"}
-    assert all(d.best_config.split("/")[1] == "cpu" or d.serial == mid_farm["healthy"] for d in report.devices)
+    assert {(d.runs_config or "").split("/")[1] for d in report.devices} == {"cpu"}
+    assert all((d.best_config or "").split("/")[1] == "cpu" or d.serial == mid_farm["healthy"] for d in report.devices)
 
     # The limits of the derive, not those of the sweep, decide: a stricter one rules int8 out everywhere.
     strict = NumericsGate(max_output_error=0.001)
@@ -311,7 +318,7 @@ def test_the_mid_tier_chain_holds_no_xnnpack_and_coverage_has_no_failed_choice(s
     assert stricter.document["objective"]["numerics_gate"]["max_output_error"] == 0.001
 
 
-def test_the_dashboard_names_the_wrong_cell_and_why(swept, mid_farm, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_dashboard_names_the_wrong_cell_and_why(swept, mid_farm, monkeypatch: pytest.MonkeyPatch) -> None:
     store, _ = swept
     monkeypatch.setenv(RESULTS_ENV, str(store.root))
     app = AppTest.from_file(APP, default_timeout=60).run()
@@ -368,7 +375,7 @@ OLDER_BINARIES = {
 @pytest.mark.parametrize("binary", sorted(OLDER_BINARIES))
 def test_a_binary_that_saves_no_outputs_gives_not_checked_never_ok(
     binary: str, mid_farm, digits_converted: ConversionResult, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     patch, reason = OLDER_BINARIES[binary]
     store = ResultsStore(tmp_path / "results")
     models = [m for m in sweep.collect_models([digits_converted.manifest_path.parent]) if m.variant == "int8"]
@@ -385,7 +392,7 @@ def test_a_binary_that_saves_no_outputs_gives_not_checked_never_ok(
     assert pd.isna(row["output_cosine"])
 
 
-def test_no_numerics_leaves_every_row_not_checked(mid_farm, digits_converted: ConversionResult, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_no_numerics_leaves_every_row_not_checked(mid_farm, digits_converted: ConversionResult, tmp_path: Path) -> None:
     store = ResultsStore(tmp_path / "results")
     models = [m for m in sweep.collect_models([digits_converted.manifest_path.parent]) if m.variant == "fp16"]
     devices = [d for d in _devices(mid_farm) if d.serial == mid_farm["buggy"]]

@@ -288,4 +288,4 @@ def test_policy_from_a_real_sweep(swept: Path) -> None:
     assert len(report.devices) == 4 and report.failed_choices == 0
     for device in report.devices:
         assert device.policy_tier == device.measured_tier
-        assert device.runs_p50_us and device.best_p50_us and device.ratio >= 1.0
+        assert device.runs_p50_us and device.best_p50_us and device.ratio is not None and device.ratio >= 1.0

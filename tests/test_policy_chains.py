@@ -4,7 +4,9 @@ CPU measured, CPU slowest; and derive on rows shaped like published numbers of r
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import published_phones as published
@@ -17,7 +19,8 @@ from harness.deprecations import NNAPI_DEPRECATION
 from harness.errors import InputFileError, UsageError
 from harness.policy import DeriveRequest, derive, load_rows
 from harness.policy_file import validate
-from harness.records import CaseStatus, ResultRow, case_id_for
+from harness.records import CaseStatus, ErrorType, ResultRow, case_id_for
+from harness.stats import TieTest
 from harness.store import ResultsStore
 
 EXPECTED_CHAINS = {
@@ -65,18 +68,19 @@ def test_derive_on_published_phones_picks_each_phones_fastest(published_results,
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "npu")
 # per delegate: None = not measured, "fail" = delegate_failed, else a p50 in us
+Outcome = int | str | None
 _outcome = st.one_of(st.none(), st.just("fail"), st.integers(min_value=100, max_value=100_000))
 
 
-def _rows(outcomes: dict[str, object], serials: tuple[str, ...], sdk: int = 34) -> list[ResultRow]:
+def _rows(outcomes: Mapping[str, Outcome], serials: tuple[str, ...], sdk: int = 34) -> list[ResultRow]:
     import datetime as dt
 
     started = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
-    rows = []
+    rows: list[ResultRow] = []
     for serial, (delegate, outcome), repetition in itertools.product(serials, outcomes.items(), range(3)):
         if outcome is None:
             continue
-        common = dict(
+        common: dict[str, Any] = dict(
             run_id="shapes",
             repetition=repetition,
             case_id=case_id_for(serial, "f" * 64, delegate, 1, ()),
@@ -107,7 +111,7 @@ def _rows(outcomes: dict[str, object], serials: tuple[str, ...], sdk: int = 34) 
                 ResultRow(
                     **common,
                     status=CaseStatus.DELEGATE_FAILED,
-                    error_type="delegate_failed",
+                    error_type=ErrorType.DELEGATE_FAILED,
                     error_message="Failed to apply delegate.",
                 )
             )
@@ -145,7 +149,7 @@ def _store(tmp_path_factory, rows: list[ResultRow]) -> ResultsStore:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(outcomes=st.fixed_dictionaries({delegate: _outcome for delegate in DELEGATES}), sdk=st.sampled_from([34, 35]))
-def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes: dict[str, object], sdk: int) -> None:
+def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes: dict[str, Outcome], sdk: int) -> None:
     rows = _rows(outcomes, ("a", "b"), sdk)
     cpu_works = isinstance(outcomes["cpu"], int)
     if not rows:
@@ -180,7 +184,7 @@ def test_every_derived_chain_is_valid_and_ends_on_cpu(tmp_path_factory, outcomes
 
 
 def test_npu_gpu_xnnpack_cpu_is_a_chain(tmp_path_factory) -> None:
-    outcomes = {"npu": 200, "gpu": 400, "xnnpack": 800, "cpu": 1600, "nnapi": "fail"}
+    outcomes: dict[str, Outcome] = {"npu": 200, "gpu": 400, "xnnpack": 800, "cpu": 1600, "nnapi": "fail"}
     document = derive(DeriveRequest(results_root=_store(tmp_path_factory, _rows(outcomes, ("a", "b"))).root)).document
     assert validate(document) == () and document["schema_version"] == 2
     assert chain_of(document, "high") == ["fp32/npu/x1", "fp32/gpu/x1", "fp32/xnnpack/x1", "fp32/cpu/x1"]
@@ -199,7 +203,8 @@ def test_the_nnapi_note_names_sdk_35_devices_and_rankings_flag_only_them(tmp_pat
     (tier,) = ranking.rank_tiers(ranking.stats_of(store.read()), "net")
     table = tier.table().set_index("config")
     assert table.loc["fp32/nnapi/x1", "deprecation"] == f"{NNAPI_DEPRECATION} (measured on a (SDK 35))"
-    assert pd.isna(table.loc["fp32/cpu/x1", "deprecation"])
+    cpu_deprecation: Any = table.loc["fp32/cpu/x1", "deprecation"]  # a cell: pandas-stubs cannot say which scalar
+    assert pd.isna(cpu_deprecation)
     # The same rows on SDK 34 only: no row is flagged.
     (tier,) = ranking.rank_tiers(ranking.stats_of(_store(tmp_path_factory, _rows(outcomes, ("a", "b"))).read()), "net")
     assert tier.table()["deprecation"].isna().all() and tier.deprecated_on("nnapi") == ()
@@ -223,5 +228,5 @@ def test_the_dashboard_ranks_untiered_devices_in_the_tier_derive_gives_them(publ
 
     results, _ = published_results
     stats = ranking.stats_of(load_rows(results))
-    rankings = analysis.rank(stats, "mobilenet_v2", "inference_p50_us", ranking.Constraints(), {}, ranking.TieTest())
+    rankings = analysis.rank(stats, "mobilenet_v2", "inference_p50_us", ranking.Constraints(), {}, TieTest())
     assert [(r.tier, r.devices) for r in rankings] == [("mid", ("oneplus7", "pixel3"))]

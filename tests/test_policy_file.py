@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from fixture_paths import DEVICE_DUMPS
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -157,7 +157,7 @@ def verbatim(path: Path) -> str:
     return path.read_text(encoding="utf-8").split(VERBATIM_MARKER + "\n", 1)[1]
 
 
-def run(*args: str, env: dict[str, str] | None = None):
+def run(*args: object, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(main, ["policy", *map(str, args)], env=env)
 
 
@@ -355,7 +355,8 @@ def test_well_formed_globs(pattern: str) -> None:
     ("pattern", "why"), [("SM8[", "'[' at position 4"), ("a]b", "']' at position 2"), ("[!", "'['")]
 )
 def test_malformed_globs(pattern: str, why: str) -> None:
-    assert why in glob_problem(pattern)
+    problem = glob_problem(pattern)
+    assert problem is not None and why in problem
 
 
 def test_cli_validate_reports_problems_on_stderr_and_exits_2(tmp_path: Path, policy: dict) -> None:

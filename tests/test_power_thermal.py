@@ -7,6 +7,7 @@ import time
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from farm_fixtures import SHIPPED_PROFILES, build_probe_zipapp, farm  # noqa: F401 - module-scoped fixture
@@ -18,7 +19,6 @@ from harness.phone.device import Phone
 from harness.phone.facts import PowerSupply, parse_power_supply_uevent
 from harness.phone.power import (
     NoPowerReason,
-    PowerMethod,
     PowerReading,
     PowerSampler,
     energy_mj_per_inference,
@@ -27,6 +27,7 @@ from harness.phone.power import (
 )
 from harness.phone.profiles import AdbServer
 from harness.phone.thermal import hottest_c, normalise_temp_c, parse_zones_c, read_zones_c, wait_until_cool
+from harness.records import PowerMethod
 
 DUMPS = DEVICE_DUMPS
 VERBATIM_MARKER = "# ---- verbatim text below this line ----\n"
@@ -94,7 +95,8 @@ def test_discharge_is_read_from_status_whatever_the_sign() -> None:
     # (many vendor drivers) and mA (a few).
     for current in (-500_000, 500_000, -500, 500):
         reading = reading_from_samples([supply("Discharging", current)] * 3, PowerMethod.FUEL_GAUGE)
-        assert reading == PowerReading(pytest.approx(2000.0), PowerMethod.FUEL_GAUGE, 3, None), current
+        approx_mw = cast(float, pytest.approx(2000.0))  # compares equal to any float near 2000
+        assert reading == PowerReading(approx_mw, PowerMethod.FUEL_GAUGE, 3, None), current
     varying = [supply("Discharging", -400_000, 4_000_000), supply("Discharging", -600_000, 3_900_000)]
     reading = reading_from_samples(varying, PowerMethod.MODEL)
     assert reading.avg_power_mw == pytest.approx((1600 + 2340) / 2)

@@ -1,4 +1,4 @@
-"""Tier rules and farm configuration in device_profiles/."""
+"""Tier rules and farm configuration: the packaged defaults (harness/defaults/)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from fixture_paths import DEVICE_DUMPS
 
+from harness.config import packaged_defaults
 from harness.errors import InputFileError, SchemaError
 from harness.phone.facts import DeviceInfo, device_info_from
-from harness.phone.profiles import PROFILES_DIR, AdbServer, load_farm, load_tiers, soc_identities
+from harness.phone.profiles import AdbServer, load_farm, load_tiers, soc_identities
 
 DUMPS = DEVICE_DUMPS
-VIRTUAL = PROFILES_DIR / "virtual"
+VIRTUAL = packaged_defaults() / "virtual"
 GIB = 2**30
 
 

@@ -117,11 +117,11 @@ def test_modelled_energy_never_ranks_breaks_ties_or_meets_a_limit(tmp_path: Path
 def test_only_measured_energy_settles_a_tie(tmp_path: Path, power_method: str, winner: str, decided_by: str) -> None:
     import datetime as dt
 
-    from harness.records import CaseStatus, ResultRow, case_id_for
+    from harness.records import CaseStatus, Delegate, DeviceKind, PowerMethod, ResultRow, case_id_for
 
     store = ResultsStore(tmp_path / "results")
     started = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
-    rows = []
+    rows: list[ResultRow] = []
     # Same file, same threads, the same latency: a tie on p50; plain CPU draws more power than XNNPACK.
     for delegate, energy in (("cpu", 2.0), ("xnnpack", 1.0)):
         for repetition, p50 in enumerate((1000.0, 1001.0, 999.0)):
@@ -135,7 +135,7 @@ def test_only_measured_energy_settles_a_tie(tmp_path: Path, power_method: str, w
                     harness_version="test",
                     adb_server="127.0.0.1:5037",
                     serial="phone",
-                    device_kind="physical",
+                    device_kind=DeviceKind.PHYSICAL,
                     device_model="Phone",
                     soc="SM8650",
                     soc_identities=("SM8650",),
@@ -147,7 +147,7 @@ def test_only_measured_energy_settles_a_tie(tmp_path: Path, power_method: str, w
                     variant="fp32",
                     model_sha256="e" * 64,
                     model_size_bytes=1000,
-                    delegate=delegate,
+                    delegate=Delegate(delegate),
                     num_threads=1,
                     num_runs=50,
                     warmup_runs=1,
@@ -157,7 +157,7 @@ def test_only_measured_energy_settles_a_tie(tmp_path: Path, power_method: str, w
                     inference_p50_us=p50,
                     energy_mj_per_inference=energy,
                     avg_power_mw=energy * 1000,
-                    power_method=power_method,
+                    power_method=PowerMethod(power_method),
                     status=CaseStatus.OK,
                 )
             )

@@ -45,6 +45,7 @@ def test_a_true_1_percent_difference_with_a_tight_spread_ties() -> None:
 def test_a_3_percent_difference_with_a_wide_spread_is_undecided_not_tied() -> None:
     comparison = TEST.compare([1000.0, 1100.0, 900.0], [1030.0, 1130.0, 930.0])
     assert comparison.verdict is Verdict.UNDECIDED
+    assert comparison.low is not None and comparison.high is not None
     assert comparison.low < 1 / 1.05 and comparison.high > 1.05  # the interval spans the band: nothing shown
     assert "undecided" in comparison.describe(TEST.min_effect)
 
@@ -106,6 +107,7 @@ def test_more_repetitions_narrow_an_undecided_difference_until_it_decides() -> N
     a = [1000.0 * math.exp(rng.gauss(0, 0.12)) for _ in range(40)]
     b = [1150.0 * math.exp(rng.gauss(0, 0.12)) for _ in range(40)]
     first = TEST.compare(a[:3], b[:3])
+    assert first.more_repetitions is not None
     assert first.verdict is Verdict.UNDECIDED and first.more_repetitions >= 1  # a rough, 1/sqrt(n) estimate
     assert TEST.compare(a, b).verdict is Verdict.FASTER
 
@@ -115,7 +117,9 @@ def test_noise_floor_and_its_warning() -> None:
     assert quiet.cv == pytest.approx(0.01) and quiet.max_over_min == pytest.approx(1010 / 990)
     assert quiet.p95_over_p50 == pytest.approx(1.15) and quiet.configurations == 2 and quiet.warning(0.05) is None
     noisy = stats.noise_floor([[1000.0, 1300.0, 800.0]], [])
-    assert noisy.cv > 0.05 and "cannot be told apart" in noisy.warning(0.05)
+    warning = noisy.warning(0.05)
+    assert noisy.cv is not None and warning is not None
+    assert noisy.cv > 0.05 and "cannot be told apart" in warning
     assert stats.noise_floor([[1000.0]], []).cv is None  # one repetition says nothing about noise
 
 

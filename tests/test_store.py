@@ -125,7 +125,7 @@ def plain(value: object) -> object:
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, object]]:
-    return [{k: plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+    return [{str(k): plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
 
 
 def write_table(path: Path, table: pa.Table) -> Path:
@@ -328,7 +328,7 @@ def test_a_failed_write_removes_its_temporary_file(tmp_path: Path, monkeypatch: 
     def disk_full(table: pa.Table, where: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module.pq, "write_table", disk_full)
+    monkeypatch.setattr(pq, "write_table", disk_full)  # the module the store writes with
     with pytest.raises(OSError, match="No space left"):
         ResultsStore(tmp_path).append([make_row()])
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
@@ -343,7 +343,7 @@ def _table_with_version(version: int, metadata_version: int) -> pa.Table:
     return table.replace_schema_metadata({"tflite_farm.schema_version": str(metadata_version)})
 
 
-@pytest.mark.parametrize(("column", "metadata"), [(3, 3), (2, 3), (3, 2)])
+@pytest.mark.parametrize(("column", "metadata"), [(4, 4), (3, 4), (4, 3)])
 def test_a_newer_file_is_refused_with_the_upgrade_command(tmp_path: Path, column: int, metadata: int) -> None:
     store = ResultsStore(tmp_path)
     store.append([make_row()])
@@ -354,7 +354,7 @@ def test_a_newer_file_is_refused_with_the_upgrade_command(tmp_path: Path, column
 
     with pytest.raises(SchemaError) as raised:
         store.read()
-    assert "results file v3, but this tflite-farm reads up to v2" in str(raised.value)
+    assert "results file v4, but this tflite-farm reads up to v3" in str(raised.value)
     assert raised.value.fix == "upgrade tflite-farm: pip install -U tflite-farm"
 
 
@@ -374,8 +374,8 @@ def test_the_checked_in_v1_run_json_reads_as_v2() -> None:
     }
 
 
-def test_the_checked_in_v1_dataset_reads_as_v2_rows() -> None:
-    """tests/data/results_v1 was written by the v1 harness; every read upgrades it (v1 -> v2)."""
+def test_the_checked_in_v1_dataset_reads_as_current_rows() -> None:
+    """tests/data/results_v1 was written by the v1 harness; every read upgrades it (v1 -> v2 -> v3)."""
     rows = ResultsStore(V1_DATASET).read()
     assert len(rows) == 30 and list(rows.columns) == RESULTS_SCHEMA.names
     assert set(rows["schema_version"]) == {SCHEMA_VERSION}
@@ -398,7 +398,7 @@ def test_the_checked_in_v1_dataset_reads_as_v2_rows() -> None:
 
 
 def test_an_older_file_without_its_upgrade_step_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert set(store_module.UPGRADES) == {1}  # one named step per version: v1 -> v2
+    assert set(store_module.UPGRADES) == {1, 2}  # one named step per version: v1 -> v2 -> v3
     monkeypatch.delitem(store_module.UPGRADES, 1)
     with pytest.raises(SchemaError, match="results file v1 and there is no upgrade from v1"):
         ResultsStore(V1_DATASET).read()
@@ -413,7 +413,7 @@ def test_results_upgrade_rewrites_older_files_in_place(tmp_path: Path) -> None:
     report = ResultsStore(root).upgrade()
     files = sorted(root.glob("dataset/run_id=*/device=*/part-*.parquet"))
     assert sorted(report.upgraded) == files and report.skipped == ()
-    assert {pq.read_schema(f).metadata[b"tflite_farm.schema_version"] for f in files} == {b"2"}
+    assert {pq.read_schema(f).metadata[b"tflite_farm.schema_version"] for f in files} == {b"3"}
     assert [p.name for p in root.rglob(".*")] == []  # no temporary file left
     pd.testing.assert_frame_equal(ResultsStore(root).read(), before)
     assert ResultsStore(root).upgrade().upgraded == ()  # nothing left to do

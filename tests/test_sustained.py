@@ -14,18 +14,19 @@ from test_sweep import _killed_mid_run, _resume_latest
 from tiers import slow_fixture
 
 from harness import sweep
+from harness.config import packaged_defaults
 from harness.errors import UsageError
 from harness.phone.clocks import parse_clocks
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
 from harness.policy import DeriveRequest, Objective, derive
 from harness.policy_file import validate
-from harness.records import CaseStatus, ResultRow
+from harness.records import CaseStatus, ClockMethod, Delegate, DeviceKind, ResultRow, TemperatureMethod
 from harness.store import ResultsStore
 from harness.sustained import as_ranking_rows, deadline_miss_bounds, describe, summarize
 from harness.virtual_farm import farm as farm_lib
 
-SHIPPED = farm_lib.DEFAULT_PROFILES
+SHIPPED = packaged_defaults() / "virtual"
 START = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 
@@ -52,13 +53,13 @@ def _windows(
                 harness_version="t",
                 adb_server="127.0.0.1:5037",
                 serial="s1",
-                device_kind=kind,
+                device_kind=DeviceKind(kind),
                 device_model="Phone",
                 model_name="net",
                 variant="fp32",
                 model_sha256="a" * 64,
                 model_size_bytes=1,
-                delegate="xnnpack",
+                delegate=Delegate.XNNPACK,
                 num_threads=4,
                 num_runs=1,
                 warmup_runs=1,
@@ -74,8 +75,8 @@ def _windows(
                 target_fps=fps,
                 cpu_cur_freq_khz=(1_800_000, khz[index]) if khz else None,
                 cpu_avg_freq_khz=(1_800_000.0, float(khz[index])) if khz else None,
-                clock_method="sysfs" if kind == "physical" else "model",
-                temperature_method="sensor" if kind == "physical" else "model",
+                clock_method=ClockMethod.SYSFS if kind == "physical" else ClockMethod.MODEL,
+                temperature_method=TemperatureMethod.SENSOR if kind == "physical" else TemperatureMethod.MODEL,
                 temp_end_c=30.0 + index,
                 status=CaseStatus.OK,
             ).to_record()
@@ -91,6 +92,7 @@ def test_a_phone_that_throttles_and_one_that_only_spikes() -> None:
             khz=[2_800_000] * 3 + [2_000_000] * 6,
         )
     )
+    assert hot.throttle_reason is not None
     assert (hot.throttle_window, hot.throttle_at_s) == (3, 30.0) and "stays above" in hot.throttle_reason
     assert hot.burst_p50_us == 20_000 and hot.sustained_p50_us == 30_500 and hot.ratio == pytest.approx(1.525)
     # A one-window spike is noise, not a throttle.
@@ -98,6 +100,7 @@ def test_a_phone_that_throttles_and_one_that_only_spikes() -> None:
     assert spiky.throttle_window is None and spiky.ratio == pytest.approx(1.0, abs=0.01)
     # Clocks alone: down and staying down from window 2 while the latency hides it.
     (clocked,) = summarize(_windows([20_000] * 6, khz=[2_800_000, 2_800_000] + [2_100_000] * 4))
+    assert clocked.throttle_reason is not None
     assert clocked.throttle_window == 2 and "GHz" in clocked.throttle_reason
 
 
@@ -238,7 +241,9 @@ def test_a_sustained_sweep_stores_windows_summaries_and_a_sustained_policy(farm,
 
 def test_kill_minus_9_in_a_sustained_case_resumes_without_repeating_a_window(farm, tmp_path: Path, tiny_models) -> None:
     state_dir, port = farm
-    serial = farm_lib.find_device(farm_lib.load_state(state_dir), "galaxy-a03").serial
+    farm_state = farm_lib.load_state(state_dir)
+    assert farm_state is not None
+    serial = farm_lib.find_device(farm_state, "galaxy-a03").serial
     store, run_id, env = _killed_mid_run(
         tmp_path,
         port,
@@ -261,7 +266,7 @@ def test_kill_minus_9_in_a_sustained_case_resumes_without_repeating_a_window(far
             "90",
         ],
         lambda store, run_id: (
-            len(store.stored_windows(run_id).get(next(iter(store.stored_windows(run_id)), ""), {})) >= 2
+            len(store.stored_windows(run_id).get(next(iter(store.stored_windows(run_id)), ("", 0)), {})) >= 2
             if store.stored_windows(run_id)
             else False
         ),

@@ -13,19 +13,24 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tiers import slow_fixture
 
 from harness import sweep
+from harness.config import packaged_defaults
+from harness.phone import thermal
 from harness.phone.discovery import discover, select
 from harness.phone.profiles import AdbServer, load_tiers
 from harness.store import ResultsStore
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.server import Fault
 
-SHIPPED = farm_lib.DEFAULT_PROFILES
-QUICK = dict(repetitions=1, num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0)
+SHIPPED = packaged_defaults() / "virtual"
+QUICK: dict[str, Any] = dict(
+    repetitions=1, num_runs=3, warmup_runs=1, min_secs=0.05, thermal_threshold_c=90.0, thermal_max_wait_s=2.0
+)
 
 
 def _start_farm(base: Path, profiles: dict[str, str]) -> tuple[Path, int]:
@@ -71,7 +76,9 @@ def _servers(farms) -> list[AdbServer]:
 
 
 def _serial(farms, farm: str, name: str) -> str:
-    return farm_lib.find_device(farm_lib.load_state(farms[farm][0]), name).serial
+    farm_state = farm_lib.load_state(farms[farm][0])
+    assert farm_state is not None
+    return farm_lib.find_device(farm_state, name).serial
 
 
 @pytest.fixture
@@ -137,7 +144,12 @@ def test_two_servers_one_sweep_every_status(farms, tmp_path: Path, weird_model: 
 
     # The same sweep again pushes nothing: every file is already on every phone.
     again = sweep.run_sweep(
-        [d for d in devices if d.facts.info.abi == "x86_64"], models, params, binaries, store, show_progress=False
+        [d for d in devices if d.facts is not None and d.facts.info.abi == "x86_64"],
+        models,
+        params,
+        binaries,
+        store,
+        show_progress=False,
     )
     assert again.bytes_pushed == 0 and summary.bytes_pushed > 0
 
@@ -373,7 +385,9 @@ def test_a_full_phone_fails_its_cases_and_the_sweep_goes_on(tmp_path: Path, tiny
             show_progress=False,
         )
         rows = store.read([summary.run_id])
-        full = rows[rows["serial"] == farm_lib.find_device(farm_lib.load_state(state_dir), "tiny-quota").serial]
+        farm_state = farm_lib.load_state(state_dir)
+        assert farm_state is not None
+        full = rows[rows["serial"] == farm_lib.find_device(farm_state, "tiny-quota").serial]
         assert set(full["status"]) == {"failed"} and set(full["error_type"]) == {"push_failed"}
         assert "No space left on device" in full["error_message"].iloc[0]
         other = rows[rows["serial"] != full["serial"].iloc[0]]
@@ -399,7 +413,7 @@ def test_phones_without_dumpsys_or_sha256sum_get_rows_that_say_why(
             raise AssertionError("the sweep waited for a modelled temperature")
 
         # Virtual phones' temperatures are modelled: the sweep must never wait for them to cool.
-        monkeypatch.setattr(sweep.thermal, "wait_until_cool", no_waiting)
+        monkeypatch.setattr(thermal, "wait_until_cool", no_waiting)
         devices = select(discover([AdbServer("127.0.0.1", port)], load_tiers()).entries, "all")
         store = ResultsStore(tmp_path / "results")
         params = sweep.SweepParams(
@@ -579,3 +593,71 @@ def test_until_decided_adds_repetitions_only_where_undecided_stops_at_the_budget
     models = sweep.collect_models([tiny_models["dense"]])
     still = sweep._undecided(samples, set(), models, TieTest())
     assert all(len(samples[key]) == 4 for key in still)
+
+
+def test_kill_9_mid_run_and_mid_compaction_then_compact_and_resume(farms, tmp_path: Path, tiny_models) -> None:
+    """A sweep killed mid-run leaves per-case files; a compaction of them killed after its rename leaves both
+    the parts and the merged file on disk (only one counts); `harness results compact` settles it, and
+    `--resume` then runs exactly the missing cases and compacts the run when it ends."""
+    _, port = farms["a"]
+    store, run_id, env = _killed_mid_run(
+        tmp_path,
+        port,
+        [
+            "--devices",
+            _serial(farms, "a", "nothing-phone-1"),
+            "--models",
+            str(tiny_models["dense"]),
+            "--delegates",
+            "cpu,xnnpack",
+            "--threads",
+            "1,2",
+            "--repetitions",
+            "2",
+            "--num-runs",
+            "3",
+            "--min-secs",
+            "0.3",
+            "--thermal-threshold",
+            "90",
+        ],
+        lambda store, run_id: len(store.stored_case_keys(run_id)) >= 2,
+        wait_s=60,
+    )
+    before = store.stored_case_keys(run_id)
+    assert 2 <= len(before) < 8
+    parts = sorted(store.dataset_dir.rglob("*.parquet"))
+    assert len(parts) == len(before)  # one file per case, as the sweep wrote them
+    script = (
+        "import os, signal\n"
+        "from harness import store\n"
+        "def hook(step, count):\n"
+        "    if step == 'renamed':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "store._compaction_hook = hook\n"
+        f"store.ResultsStore({str(store.root)!r}).compact({run_id!r})\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    on_disk = sorted(store.dataset_dir.rglob("*.parquet"))
+    assert len(on_disk) == len(parts) + 1  # the parts and the merged file: both on disk ...
+    assert store.stored_case_keys(run_id) == before  # ... and every row counted once
+
+    compacted = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "results", "compact", run_id, "--results", str(store.root)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert compacted.returncode == 0, compacted.stderr
+    assert len(list(store.dataset_dir.rglob("*.parquet"))) == 1 and store.stored_case_keys(run_id) == before
+
+    resumed = _resume_latest(store, env)
+    summary = json.loads(resumed.stdout)
+    assert summary["run_id"] == run_id and summary["cases_total"] == 8 - len(before)
+    rows = store.read([run_id])
+    assert len(rows) == 8 and not rows.duplicated(["case_id", "repetition"]).any()
+    assert set(rows["status"]) == {"ok"}
+    # The resumed run compacted itself when it ended: the earlier merge and the new cases are one file.
+    assert len(list(store.dataset_dir.rglob("*.parquet"))) == 1
+    assert not list(store.dataset_dir.rglob(".*"))

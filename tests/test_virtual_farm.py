@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from farm_fixtures import TINY_QUOTA_BYTES, build_probe_zipapp, farm  # noqa: F401  (farm is a fixture)
 
 from harness.commands import main
+from harness.config import packaged_defaults
 from harness.phone import facts as devicefacts
 from harness.virtual_farm import farm as farm_lib
 from harness.virtual_farm.profile import load_profiles
@@ -493,7 +494,7 @@ def test_cli_up_and_down_of_a_second_farm_in_parallel_mode(farm, tmp_path):
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     (profiles / "one.toml").write_text(
-        (farm_lib.DEFAULT_PROFILES / "mid_nothing_phone_1.toml")
+        (packaged_defaults() / "virtual" / "mid_nothing_phone_1.toml")
         .read_text()
         .replace('name = "nothing-phone-1"', 'name = "second-farm"')
     )

@@ -8,11 +8,11 @@ import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from tiers import slow_fixture
 
+from harness.config import packaged_defaults
 from harness.virtual_farm.protocol import (
     A_VERSION,
     HEADER_SIZE,
@@ -23,7 +23,7 @@ from harness.virtual_farm.protocol import (
     encode_header,
 )
 
-PROFILE = Path(__file__).resolve().parent.parent / "device_profiles" / "virtual" / "high_pixel_8_pro.toml"
+PROFILE = packaged_defaults() / "virtual" / "high_pixel_8_pro.toml"
 
 
 def test_header_round_trip_and_magic():

@@ -11,16 +11,16 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from harness.config import packaged_defaults
 from harness.virtual_farm.device import VirtualDevice
 from harness.virtual_farm.device_model import CpuAccounting, DeviceModel
 from harness.virtual_farm.profile import ProfileError, load_profile
 from harness.virtual_farm.shell_service import shell_env
 
-PROFILES = Path(__file__).resolve().parent.parent / "device_profiles" / "virtual"
+PROFILES = packaged_defaults() / "virtual"
 TMP = "/data/local/tmp"
 
 

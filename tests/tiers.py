@@ -12,11 +12,21 @@ a fast test that imports TensorFlow, Keras or Playwright fails (conftest.py) unt
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import pytest
 
 SLOW_ATTRIBUTE = "_tflite_farm_slow_fixture"
+
+FixtureFunction = TypeVar("FixtureFunction", bound=Callable[..., object])
+
+
+@overload
+def slow_fixture(function: FixtureFunction, /) -> FixtureFunction: ...
+
+
+@overload
+def slow_fixture(**kwargs: Any) -> Callable[[FixtureFunction], FixtureFunction]: ...
 
 
 def slow_fixture(*args: Any, **kwargs: Any) -> Any:
@@ -38,6 +48,6 @@ def uses_a_slow_fixture(item: pytest.Item) -> bool:
         return False
     return any(
         getattr(definition.func, SLOW_ATTRIBUTE, False)
-        for name in item.fixturenames
+        for name in info.names_closure  # what item.fixturenames is (pytest.Item does not declare it)
         for definition in info.name2fixturedefs.get(name, ())
     )

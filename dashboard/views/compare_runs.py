@@ -31,8 +31,8 @@ if len(runs) < 2:
     st.stop()
 
 left, right = st.columns(2)
-run_a = left.selectbox("Run A (before)", runs, index=len(runs) - 2, format_func=labels.get, key="run_a")
-run_b = right.selectbox("Run B (after)", runs, index=len(runs) - 1, format_func=labels.get, key="run_b")
+run_a = left.selectbox("Run A (before)", runs, index=len(runs) - 2, format_func=labels.__getitem__, key="run_a")
+run_b = right.selectbox("Run B (after)", runs, index=len(runs) - 1, format_func=labels.__getitem__, key="run_b")
 if run_a == run_b:
     st.info("Pick two different runs.")
     st.stop()

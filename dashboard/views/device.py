@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, cast
+
 import pandas as pd
 import streamlit as st
 
 from dashboard import cached, charts, queries, session
-from harness.ranking import TieTest
+from harness.stats import TieTest
 
 context = session.context()
 dataset, selection = context.dataset, context.selection
 
 st.title("Device")
-devices = queries.devices(dataset, selection)
-labels = {
+devices = cached.devices(context)
+device_tuples: Iterable[Any] = devices.itertuples()  # pandas-stubs types each field as any scalar
+labels: dict[str, str] = {
     row.serial: f"{row.serial} · {row.device_model} · {row.tier}"
     + (" · virtual" if row.device_kind == "virtual" else "")
-    for row in devices.itertuples()
+    for row in device_tuples
 }
-serial = st.selectbox("Device", list(labels), format_func=labels.get, key="device")
+serial = st.selectbox("Device", list(labels), format_func=labels.__getitem__, key="device")
+assert serial is not None  # the selection has rows (session.load), so devices
 
-facts = devices.set_index("serial").loc[serial]
+facts = cast("pd.Series[Any]", devices.set_index("serial").loc[serial])  # serials are unique: one row
 ram = facts["ram_bytes"]
 columns = st.columns(4)
 columns[0].metric("Tier", facts["tier"])
@@ -39,7 +44,7 @@ if facts["device_kind"] == "virtual":
         "for; its temperatures and power come from a documented model, never from a sensor."
     )
 
-rows = queries.device_rows(dataset, selection, serial)
+rows = cached.device_rows(context, serial)
 measured = rows[rows["status"] == "ok"]
 order = queries.configuration_order(rows)
 
@@ -71,14 +76,16 @@ if noise is None or noise.cv is None:
         "unknown. Sweep with `--repetitions 3`."
     )
 else:
-    columns = st.columns(3)
-    columns[0].metric(
+    noise_columns = st.columns(3)
+    noise_columns[0].metric(
         "Run-to-run variation (CV)",
         f"{noise.cv:.1%}",
         help="Median over configurations of the coefficient of variation of the repetitions' p50s.",
     )
-    columns[1].metric("Max / min of repetitions", f"x{noise.max_over_min:.2f}")
-    columns[2].metric("p95 / p50 within a run", "?" if noise.p95_over_p50 is None else f"x{noise.p95_over_p50:.2f}")
+    noise_columns[1].metric("Max / min of repetitions", f"x{noise.max_over_min:.2f}")
+    noise_columns[2].metric(
+        "p95 / p50 within a run", "?" if noise.p95_over_p50 is None else f"x{noise.p95_over_p50:.2f}"
+    )
     if warning := noise.warning(min_effect):
         st.warning(f"{serial}: {warning}.")
     else:
@@ -129,5 +136,5 @@ failed = rows[rows["status"].isin(queries.FAILED_STATUSES)]
 if failed.empty:
     st.success("None.")
 else:
-    columns = ["run_id", "configuration", "repetition", "status", "error_type", "error_message", "raw_log_path"]
-    st.dataframe(failed[columns], hide_index=True)
+    failure_columns = ["run_id", "configuration", "repetition", "status", "error_type", "error_message", "raw_log_path"]
+    st.dataframe(failed[failure_columns], hide_index=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, queries, session
+from dashboard import cached, charts, queries, session
 from dashboard.data import runs_frame
 
 context = session.context()
@@ -13,9 +13,9 @@ dataset, selection = context.dataset, context.selection
 st.title("Overview")
 st.caption(f"Model `{selection.model_name}` in {len(selection.run_ids)} run(s) of `{context.root}`")
 
-status = queries.status_by_tier(dataset, selection)
-devices = queries.devices(dataset, selection)
-failures = queries.failures(dataset, selection)
+status = cached.status_by_tier(context)
+devices = cached.devices(context)
+failures = cached.failures(context)
 tiers = queries.tier_order(status["tier"])
 
 ok_rows = int(status.loc[status["status"] == "ok", "rows"].sum())
@@ -48,7 +48,7 @@ else:
         "that failed the same way are one line. Raw logs are relative to the results folder."
     )
     st.dataframe(failures, hide_index=True)
-skipped = queries.skipped_count(dataset, selection)
+skipped = cached.skipped_count(context)
 if skipped:
     st.caption(f"{skipped} row(s) were skipped (no benchmark binary for the phone's ABI); they are not failures.")
 
@@ -57,4 +57,4 @@ st.dataframe(devices, hide_index=True)
 
 st.subheader("Runs")
 st.caption("Every run stored in the results folder; the sidebar chooses which ones the pages use.")
-st.dataframe(runs_frame(dataset.runs), hide_index=True)
+st.dataframe(runs_frame(dataset.runs, cached.run_figures(context)), hide_index=True)

@@ -27,8 +27,8 @@ error = st.radio(
 )
 try:
     rankings = cached.rankings(context, "inference_p50_us")
-except HarnessError as error:
-    st.error(str(error))
+except HarnessError as failure:  # not `error`: that name is the chosen accuracy objective
+    st.error(str(failure))
     st.stop()
 tier_names = [tier.tier for tier in rankings]
 chosen = st.radio("Tier", tier_names, horizontal=True, key="pareto_tier")

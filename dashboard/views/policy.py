@@ -13,7 +13,8 @@ from dashboard import cached, charts, session
 from harness.deprecations import NNAPI, NNAPI_DEPRECATION
 from harness.errors import HarnessError
 from harness.policy_resolve import entry_label
-from harness.ranking import METRICS, Constraints, TieTest
+from harness.ranking import METRICS, Constraints
+from harness.stats import TieTest
 
 context = session.context()
 selection = context.selection
@@ -122,10 +123,12 @@ st.download_button(
 
 st.subheader("Coverage on the measured devices")
 report = outcome.coverage
-columns = st.columns(3)
-columns[0].metric(f"Best or within {tie_test.min_effect:.0%} of it", f"{report.share_at_best:.0%}")
-columns[1].metric("Failed choices", report.failed_choices)
-columns[2].metric("Goal (≥ 95 %, no failed choice)", "met" if report.meets_goal else "missed", help=report.goal)
+coverage_columns = st.columns(3)
+coverage_columns[0].metric(f"Best or within {tie_test.min_effect:.0%} of it", f"{report.share_at_best:.0%}")
+coverage_columns[1].metric("Failed choices", report.failed_choices)
+coverage_columns[2].metric(
+    "Goal (≥ 95 %, no failed choice)", "met" if report.meets_goal else "missed", help=report.goal
+)
 table = report.table()
 if table.empty:
     st.info("No measured device to judge the policy on.")

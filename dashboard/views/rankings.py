@@ -10,9 +10,9 @@ from dashboard import cached, charts, queries, session
 from harness.deprecations import NNAPI, NNAPI_DEPRECATION
 from harness.errors import HarnessError
 from harness.numerics import NumericsGate
-from harness.ranking import METRICS, TieTest
+from harness.ranking import METRICS
 from harness.records import NumericsStatus
-from harness.stats import MIN_REPETITIONS
+from harness.stats import MIN_REPETITIONS, TieTest
 
 context = session.context()
 selection = context.selection
@@ -28,7 +28,7 @@ metric = st.selectbox(
 tie_test = TieTest()
 st.caption(
     f"Per tier, a configuration is a candidate when it ran ok on every measured device of the tier, ranked by the "
-    f'median of its {charts.METRICS[metric].label} over the devices. Candidates share a rank ("=2") only when '
+    f'median of its {METRICS[metric].label} over the devices. Candidates share a rank ("=2") only when '
     f"their repetitions show them within {tie_test.min_effect:.0%} of each other on every device; a difference "
     f"that is neither shown nor excluded is *undecided* and the better median ranks first. With fewer than "
     f"{MIN_REPETITIONS} repetitions nothing is tested. Ranked by harness.ranking, the same code as "
@@ -83,10 +83,14 @@ if not tier.candidates:
         "device, or has no figure for this metric. The reasons are in the table below."
     )
 else:
+    best = tier.best
+    assert best is not None  # a tier with candidates has a best
     if tier.tie_break.tied_with_best:
+        decided_by = tier.tie_break.decided_by
+        assert decided_by is not None  # only a tie records what broke it, and this is one
         st.info(
-            f"{tier.best.config.label} is tied with {', '.join(tier.tie_break.tied_with_best)} (shown within "
-            f"{tie_test.min_effect:.0%} on every device); the tie is broken by {tier.tie_break.decided_by.value}."
+            f"{best.config.label} is tied with {', '.join(tier.tie_break.tied_with_best)} (shown within "
+            f"{tie_test.min_effect:.0%} on every device); the tie is broken by {decided_by.value}."
         )
     if tier.tie_break.untested:
         st.info(
@@ -95,7 +99,7 @@ else:
         )
     elif tier.tie_break.undecided:
         st.info(
-            f"{tier.best.config.label} has the best median, but against {', '.join(tier.tie_break.undecided)} "
+            f"{best.config.label} has the best median, but against {', '.join(tier.tie_break.undecided)} "
             "the repetitions decide nothing yet (see `versus_best`); `harness run --until-decided` adds them."
         )
     st.plotly_chart(charts.ranking_bars(table, metric), key="ranking_bars")

@@ -73,7 +73,7 @@ def _windows(summary: SustainedSummary) -> pd.DataFrame:
 # -- one case ----------------------------------------------------------------------------------
 
 devices = {summary.serial: _device(summary) for summary in summaries}
-serial = st.selectbox("Device", list(devices), format_func=devices.get, key="sustained_device")
+serial = st.selectbox("Device", list(devices), format_func=devices.__getitem__, key="sustained_device")
 # The device's cases, the one that lost most to sustained load first.
 ranked = sorted((s for s in summaries if s.serial == serial), key=lambda s: -(s.ratio or 0.0))
 cases = {f"{_configuration(s)} · run {s.run_id} · repetition {s.repetition}": s for s in ranked}

@@ -7,14 +7,19 @@ stderr. A HarnessError becomes its message and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 
-from harness import __version__
+from harness import config as config_lib
 from harness.errors import HarnessError
+
+DISTRIBUTION = "tflite-farm"
 
 
 class _HarnessGroup(click.Group):
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except HarnessError as error:
@@ -23,14 +28,26 @@ class _HarnessGroup(click.Group):
 
 
 @click.group(cls=_HarnessGroup)
-@click.version_option(__version__, prog_name="harness")
-def main() -> None:
+# The installed distribution's metadata, so the version names what pip/pipx installed.
+@click.version_option(package_name=DISTRIBUTION, prog_name="harness")
+@click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help=f"Configuration folder looked in first (then ${config_lib.ENV_CONFIG}, ./device_profiles, the user's config "
+    "folder, the packaged defaults); 'harness config' shows what is in effect.",
+)
+@click.pass_context
+def main(ctx: click.Context, config_dir: Path | None) -> None:
     """Benchmark TensorFlow Lite model variants across a device farm."""
+    ctx.with_resource(config_lib.config_dir_option(config_dir))
 
 
 def _register_subcommands() -> None:
     from harness.commands.binaries import binaries
     from harness.commands.compare import compare_command
+    from harness.commands.config import config_command, init_command
     from harness.commands.convert import convert_command, examples_command
     from harness.commands.dashboard import dashboard_command
     from harness.commands.demo import demo_command
@@ -56,6 +73,8 @@ def _register_subcommands() -> None:
         binaries,
         lease_group,
         parse_log_command,
+        config_command,
+        init_command,
     ):
         main.add_command(command)
 

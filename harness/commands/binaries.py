@@ -7,25 +7,26 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from harness import binaries as lib
-from harness.phone.profiles import FARM_FILE
+from harness.records import BenchmarkDialect
 
 _ABI_HELP = "Comma-separated ABIs (arm64-v8a, armeabi-v7a; x86_64 has no official build)."
 
 
 @contextmanager
-def _progress_bar():
+def _progress_bar() -> Iterator[lib.Progress | None]:
     """A rich progress callback on a terminal's stderr, else None."""
     if not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
     display = Progress(
         TextColumn("{task.description}"),
@@ -35,7 +36,7 @@ def _progress_bar():
         console=Console(stderr=True),
         transient=False,
     )
-    tasks: dict[str, object] = {}
+    tasks: dict[str, TaskID] = {}
 
     def update(url: str, done: int, total: int | None) -> None:
         if url not in tasks:
@@ -56,7 +57,7 @@ def binaries() -> None:
 @click.option(
     "--dialect",
     "dialects",
-    default=lib.BenchmarkDialect.CLASSIC.value,
+    default=BenchmarkDialect.CLASSIC.value,
     show_default=True,
     help="classic (TensorFlow Lite benchmark_model) or litert (LiteRT 2.x); comma-separated for both.",
 )
@@ -70,9 +71,9 @@ def binaries() -> None:
 @click.option(
     "--farm-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=FARM_FILE,
-    show_default=True,
-    help="farm.toml whose [binaries] names the fetched files.",
+    default=None,
+    help="farm.toml whose [binaries] names the fetched files (default: the one in effect, see 'harness config'; "
+    "never the packaged one: 'harness init' writes an editable copy).",
 )
 @click.option(
     "--lock-file",
@@ -94,7 +95,7 @@ def fetch_command(
     update: bool,
     mirror: str | None,
     litert_version: str | None,
-    farm_file: Path,
+    farm_file: Path | None,
     lock_file: Path | None,
     timeout_s: float,
     as_json: bool,
@@ -124,14 +125,19 @@ def fetch_command(
 
 
 @binaries.command("ls")
-@click.option("--farm-file", type=click.Path(dir_okay=False, path_type=Path), default=FARM_FILE, show_default=True)
+@click.option(
+    "--farm-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="farm.toml (default: the one in effect, see 'harness config').",
+)
 @click.option(
     "--lock-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Lock file (default: binaries.lock beside the farm file).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per pinned binary.")
-def ls_command(farm_file: Path, lock_file: Path | None, as_json: bool) -> None:
+def ls_command(farm_file: Path | None, lock_file: Path | None, as_json: bool) -> None:
     """What binaries.lock pins, whether each file is cached intact, and whether farm.toml names it."""
     pins = lib.list_pins(farm_file, lock_file)
     if as_json:

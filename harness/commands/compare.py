@@ -59,7 +59,8 @@ def compare_command(
     from harness.policy import load_rows
     from harness.ranking import MixingAllowed, stats_of
 
-    rows = load_rows(results_dir, (base_run, new_run))
+    # One model asked for: only its files are read.
+    rows = load_rows(results_dir, (base_run, new_run), models[0] if len(models) == 1 else None)
     result = gate(
         stats_of(rows, by_run=True),
         base_run,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,12 +17,14 @@ from harness.convert import DEFAULT_CALIBRATION_SAMPLES, DEFAULT_MAX_ACCURACY_DR
 from harness.errors import UsageError
 from harness.locations import DEFAULT_RESULTS
 
+if TYPE_CHECKING:
+    from harness.convert import ConversionResult
+    from harness.datasets import Preprocessing
+
 _OFF = "off"
 
 
-def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
+def _floats(text: str, flag: str) -> tuple[float, ...]:
     try:
         return tuple(float(part) for part in text.split(","))
     except ValueError:
@@ -56,7 +59,7 @@ def _threshold(text: str, flag: str) -> float | None:
     return value
 
 
-def _preprocessing(mean: str | None, std: str | None, image_size: str | None):  # type: ignore[no-untyped-def]
+def _preprocessing(mean: str | None, std: str | None, image_size: str | None) -> Preprocessing | None:
     from harness.datasets import Preprocessing
 
     if mean is None and std is None and image_size is None:
@@ -73,7 +76,7 @@ def _number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _print_table(result) -> None:  # type: ignore[no-untyped-def]
+def _print_table(result: ConversionResult) -> None:
     headers = (
         "variant",
         "status",
@@ -103,11 +106,11 @@ def _print_table(result) -> None:  # type: ignore[no-untyped-def]
                 _number(v.size_bytes, "d"),
                 (v.sha256 or "-")[:12],
                 "-" if v.fully_int8 is None else ("yes" if v.fully_int8 else "no"),
-                _number(figures and figures.accuracy, ".4f"),
-                _number(figures and figures.agreement, ".4f"),
-                _number(figures and figures.mse, ".2e"),
-                _number(figures and figures.max_abs_error, ".2e"),
-                _number(figures and figures.cosine, ".6f"),
+                _number(None if figures is None else figures.accuracy, ".4f"),
+                _number(None if figures is None else figures.agreement, ".4f"),
+                _number(None if figures is None else figures.mse, ".2e"),
+                _number(None if figures is None else figures.max_abs_error, ".2e"),
+                _number(None if figures is None else figures.cosine, ".6f"),
                 verdict,
             )
         )
@@ -175,23 +178,23 @@ def _print_table(result) -> None:  # type: ignore[no-untyped-def]
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest entry as JSON.")
 @click.pass_context
 def convert_command(
-    ctx,
-    model,
-    out_dir,
-    variants,
-    calibration,
-    calibration_samples,
-    evaluation,
-    eval_samples,
-    mean,
-    std,
-    image_size,
-    max_accuracy_drop,
-    max_mse,
-    untrained,
-    name,
-    results_dir,
-    as_json,
+    ctx: click.Context,
+    model: Path,
+    out_dir: Path,
+    variants: str,
+    calibration: str | None,
+    calibration_samples: int,
+    evaluation: str | None,
+    eval_samples: int | None,
+    mean: str | None,
+    std: str | None,
+    image_size: str | None,
+    max_accuracy_drop: str,
+    max_mse: str,
+    untrained: bool,
+    name: str | None,
+    results_dir: Path,
+    as_json: bool,
 ) -> None:
     """Convert a .keras file or SavedModel folder into TFLite variants and judge each one's accuracy."""
     from harness.convert import (
@@ -200,7 +203,10 @@ def convert_command(
         Thresholds,
         convert_model,
         parse_variants,
+        require_convert_extra,
     )
+
+    require_convert_extra("'harness convert'")
 
     request = ConvertRequest(
         model_path=model,
@@ -240,8 +246,10 @@ def convert_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the example files as JSON.")
 def examples_command(out_dir: Path, as_json: bool) -> None:
     """Build the example models: a digits CNN (trained here) and MobileNetV2 (untrained)."""
+    from harness.convert import EXAMPLES_MODULES, require_convert_extra
     from harness.examples import build_examples
 
+    require_convert_extra("'harness examples'", EXAMPLES_MODULES)
     click.echo(f"building the example models in {out_dir} ...", err=True)
     examples = build_examples(out_dir)
     if as_json:

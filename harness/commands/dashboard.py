@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from harness import config
 from harness.errors import InputFileError, UsageError
 from harness.locations import DEFAULT_RESULTS
 
@@ -70,7 +72,7 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
-def _open_when_up(url: str, port: int, child: subprocess.Popen) -> None:
+def _open_when_up(url: str, port: int, child: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and child.poll() is None:
         try:
@@ -108,7 +110,10 @@ def dashboard_command(results_dir: Path, port: int, open_browser: bool) -> None:
     _check_port_free(port)
     url = f"http://{ADDRESS}:{port}/"
     click.echo(f"dashboard of {results_dir.resolve()} at {url} (Ctrl-C stops it)")
-    child = subprocess.Popen(streamlit_command(results_dir.resolve(), port))
+    # The app reads tiers.toml in its own process: it gets this command's --config as $HARNESS_CONFIG.
+    explicit = config.explicit_config_dir()
+    env = {**os.environ, config.ENV_CONFIG: str(explicit.resolve())} if explicit is not None else None
+    child = subprocess.Popen(streamlit_command(results_dir.resolve(), port), env=env)
 
     def forward(signum: int, _frame: object) -> None:
         # Whoever stops us (Ctrl-C, kill PID, a closed terminal) stops the server too: no orphan.

@@ -9,18 +9,27 @@ from pathlib import Path
 
 import click
 
-from harness.locations import DEFAULT_RESULTS
+from harness.locations import DEFAULT_RESULTS, user_state_dir
 
 
 @click.command("demo")
 @click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
-def demo_command(results_dir: Path) -> None:
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Work folder for the example models and the demo's own farm "
+    "(default: demo/ in the user's state folder, $HARNESS_STATE_DIR or ~/.local/state/tflite-farm).",
+)
+def demo_command(results_dir: Path, state_dir: Path | None) -> None:
     """The whole pipeline on the virtual farm (started and stopped by this command)."""
-    from harness.demo import best_per_device, run_demo, write_policies
+    from harness.convert import EXAMPLES_MODULES, require_convert_extra
+    from harness.demo import DEMO_SUBDIR, best_per_device, run_demo, write_policies
     from harness.store import ResultsStore
 
+    require_convert_extra("'harness demo'", EXAMPLES_MODULES)
     say = lambda message: click.echo(message, err=True)  # noqa: E731 - progress goes to stderr
-    summary = run_demo(results_dir, Path(".cache"), say)
+    summary = run_demo(results_dir, state_dir or user_state_dir() / DEMO_SUBDIR, say)
     click.echo(
         f"run {summary.run_id}: {summary.cases_total} cases on {summary.devices} devices in {summary.wall_s:.0f} s, "
         f"{summary.cases_ok} ok, statuses {summary.statuses}"

@@ -58,7 +58,7 @@ def _row(entry: DeviceEntry, lease: LeaseState | str | None) -> list[str]:
 @click.command("devices")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per device.")
 def devices(as_json: bool) -> None:
-    """Devices on all adb servers of device_profiles/farm.toml, with facts and tier."""
+    """Devices on all adb servers of farm.toml (see 'harness config'), with facts and tier."""
     result = discover(load_farm(), load_tiers())
     for warning in result.warnings():
         click.echo(f"warning: {warning}", err=True)

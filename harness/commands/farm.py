@@ -33,7 +33,8 @@ state_dir_option = click.option(
     "--state-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help=f"Farm state folder (default: ${farm_lib.ENV_STATE_DIR} or ./.cache/farm).",
+    help="Farm state folder (default: farm/ in the user's state folder: $HARNESS_STATE_DIR, "
+    "else e.g. ~/.local/state/tflite-farm).",
 )
 
 
@@ -47,7 +48,7 @@ def farm() -> None:
     "--profiles",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     default=None,
-    help="Folder of device profile TOMLs (default: device_profiles/virtual).",
+    help="Folder of device profile TOMLs (default: virtual/ of the configuration, see 'harness config').",
 )
 @click.option("--adb-port", type=int, default=None, help="adb server port (default: $ANDROID_ADB_SERVER_PORT or 5037).")
 @state_dir_option

@@ -4,8 +4,9 @@ harness.policy_file (validate, resolve, diff)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -13,7 +14,10 @@ from harness.errors import InputFileError, UsageError
 from harness.locations import DEFAULT_RESULTS
 
 if TYPE_CHECKING:
+    from harness.numerics import NumericsGate
     from harness.policy_file import Problem
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # harness.policy_file (and jsonschema with it) is imported inside each command, as the other
 # command modules do with their libraries, so that every other `harness` command starts fast.
@@ -36,7 +40,7 @@ allow_mixed_binaries_option = click.option(
 )
 
 
-def numerics_gate_options(command):  # type: ignore[no-untyped-def]
+def numerics_gate_options(command: _F) -> _F:
     """--max-output-error, --min-output-cosine, --max-sym-kl, --max-mse: the numerics gate's limits."""
     from harness.numerics import NumericsGate
 
@@ -77,7 +81,7 @@ def numerics_gate_options(command):  # type: ignore[no-untyped-def]
     return command
 
 
-def numerics_gate(max_output_error: float, min_output_cosine: float, max_sym_kl: float, max_mse: float):  # type: ignore[no-untyped-def]
+def numerics_gate(max_output_error: float, min_output_cosine: float, max_sym_kl: float, max_mse: float) -> NumericsGate:
     from harness.numerics import NumericsGate
 
     return NumericsGate(max_output_error, min_output_cosine, max_sym_kl, max_mse)
@@ -94,7 +98,7 @@ def _problems_on_stderr(file: Path, problems: tuple[Problem, ...]) -> None:
     click.echo(f"{file}: invalid ({len(problems)} problem{'s' if len(problems) > 1 else ''})", err=True)
 
 
-def _load_valid(ctx: click.Context, file: Path) -> dict:
+def _load_valid(ctx: click.Context, file: Path) -> dict[str, Any]:
     """The policy at `file`, checked as written (v1 against the v1 schema) then upgraded to the current
     version; an invalid one ends the command with its problems and exit status 2."""
     from harness.policy_file import read_policy, upgrade_policy, validate
@@ -254,6 +258,7 @@ def resolve_command(
         found = discover(load_farm(), load_tiers())
         for warning in found.warnings():
             click.echo(f"warning: {warning}", err=True)
+        assert serial is not None  # exactly one of --getprop and --serial, as checked above
         device = device_for_serial(found.entries, serial)
     resolution = resolve(document, device)
     if as_json:
@@ -342,7 +347,10 @@ def diff_command(ctx: click.Context, old: Path, new: Path, as_json: bool) -> Non
     "(placeholders: model, variant, version, sha256, file).",
 )
 @click.option(
-    "--tiers", "tiers_file", type=click.Path(path_type=Path), help="Tier rules; default: device_profiles/tiers.toml."
+    "--tiers",
+    "tiers_file",
+    type=click.Path(path_type=Path),
+    help="Tier rules; default: the tiers.toml in effect (see 'harness config').",
 )
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Policy JSON to write.")
 @numerics_gate_options
@@ -376,7 +384,6 @@ def derive_command(
     as_json: bool,
 ) -> None:
     """Compile the measurements into a tiered deployment policy (one model)."""
-    from harness.phone.profiles import TIERS_FILE
     from harness.policy import DeriveRequest, Objective, check_url_template, derive, write_policy
     from harness.ranking import Constraints, MixingAllowed, TieTest
 
@@ -391,7 +398,7 @@ def derive_command(
         tie_test=TieTest(**{k: v for k, v in given.items() if v is not None}),
         model_version=model_version,
         model_url_template=check_url_template(model_url_template) if model_url_template else None,
-        tiers_file=tiers_file or TIERS_FILE,
+        tiers_file=tiers_file,
         mixing=MixingAllowed(allow_mixed_kinds, allow_mixed_binaries),
         numerics_gate=numerics_gate(max_output_error, min_output_cosine, max_sym_kl, max_mse),
         objective=Objective(objective),
@@ -439,7 +446,7 @@ def coverage_command(
     from harness.ranking import MixingAllowed
 
     document = _load_valid(ctx, policy_file)
-    rows = load_rows(results_dir, run_ids)
+    rows = load_rows(results_dir, run_ids, document["model"]["name"])
     _, accuracy, _ = model_facts(results_dir, rows, document["model"]["name"], manifest_path)
     report = coverage(document, rows, accuracy, mixing=MixingAllowed(binaries=allow_mixed_binaries))
     if as_json:

@@ -1,8 +1,9 @@
-"""`harness results ls|show|upgrade`: the stored runs."""
+"""`harness results ls|show|upgrade|compact`: the stored runs."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -12,7 +13,7 @@ from harness.locations import DEFAULT_RESULTS
 
 @click.group("results")
 def results_group() -> None:
-    """Stored runs: list them, show one, upgrade older files."""
+    """Stored runs: list them, show one, upgrade older files, compact a run's files."""
 
 
 @results_group.command("ls")
@@ -142,5 +143,41 @@ def results_upgrade(results_dir: Path, as_json: bool) -> None:
         click.echo(f"warning: skipped {skipped.path}: {skipped.reason}", err=True)
 
 
-def _iso(value) -> str | None:
+@results_group.command("compact")
+@click.argument("run_id", required=False)
+@click.option("--results", "results_dir", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def results_compact(run_id: str | None, results_dir: Path, as_json: bool) -> None:
+    """Merge a run's per-case files into one file per device and model (every run without RUN_ID).
+
+    A sweep does this when it ends; this is for runs that crashed, or a compaction that was interrupted
+    (it finishes it). Crash-safe and idempotent."""
+    from harness.store import ResultsStore, RowFilter
+
+    store = ResultsStore(results_dir)
+    if run_id is not None and not store.files(RowFilter(run_ids=(run_id,))):
+        store.read_run_manifest(run_id)  # a clear error for an unknown run (a run without rows has nothing to do)
+    report = store.compact(run_id)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "merged": len(report.merged),
+                    "written": [str(p) for p in report.written],
+                    "removed_leftovers": [str(p) for p in report.removed_leftovers],
+                    "rows": report.rows,
+                    "skipped": [{"path": str(s.path), "reason": s.reason} for s in report.skipped],
+                },
+                indent=2,
+            )
+        )
+        return
+    left = len(report.removed_leftovers)
+    tail = f"; removed {left} left by an interrupted compaction" if left else ""
+    click.echo(f"compacted {len(report.merged)} file(s) into {len(report.written)} ({report.rows} rows){tail}")
+    for skipped in report.skipped:
+        click.echo(f"warning: left {skipped.path} as it is, unreadable: {skipped.reason}", err=True)
+
+
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None

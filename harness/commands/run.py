@@ -5,15 +5,20 @@ from __future__ import annotations
 import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import TypeVar
 
 import click
 
 from harness.errors import UsageError
 from harness.locations import DEFAULT_RESULTS
 
+_T = TypeVar("_T")
 
-def _csv(kind: type, text: str, flag: str) -> tuple:
+
+def _csv(kind: Callable[[str], _T], text: str, flag: str) -> tuple[_T, ...]:
     try:
         values = tuple(kind(part.strip()) for part in text.split(",") if part.strip())
     except ValueError:
@@ -179,35 +184,35 @@ def _binaries(pairs: tuple[str, ...]) -> dict[str, tuple[Path, ...]]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def run_command(
-    selector,
-    model_paths,
-    delegates,
-    threads,
-    repetitions,
-    until_decided,
-    max_repetitions,
-    min_effect,
-    num_runs,
-    warmup_runs,
-    warmup_min_secs,
-    min_secs,
-    case_timeout_s,
-    pause_s,
-    thermal_threshold_c,
-    thermal_max_wait_s,
-    seed,
-    no_power,
-    no_numerics,
-    numerics_samples,
-    sustained,
-    fps,
-    window_s,
-    binary_pairs,
-    results_dir,
-    resume,
-    wait_for_lease,
-    lease_ttl_s,
-    as_json,
+    selector: str,
+    model_paths: tuple[Path, ...],
+    delegates: str,
+    threads: str,
+    repetitions: int,
+    until_decided: bool,
+    max_repetitions: int,
+    min_effect: float,
+    num_runs: int,
+    warmup_runs: int,
+    warmup_min_secs: float | None,
+    min_secs: float,
+    case_timeout_s: float,
+    pause_s: float,
+    thermal_threshold_c: float,
+    thermal_max_wait_s: float,
+    seed: int,
+    no_power: bool,
+    no_numerics: bool,
+    numerics_samples: int,
+    sustained: str | None,
+    fps: float | None,
+    window_s: float,
+    binary_pairs: tuple[str, ...],
+    results_dir: Path,
+    resume: str | None,
+    wait_for_lease: str | None,
+    lease_ttl_s: float | None,
+    as_json: bool,
 ) -> None:
     """Benchmark every model x delegate x thread count on the selected devices."""
     from harness import sweep
@@ -318,5 +323,5 @@ def _wait_s(value: str | None) -> float | None:
     return seconds
 
 
-def _interrupt(signum, frame) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt

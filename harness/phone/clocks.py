@@ -37,7 +37,8 @@ class ClockSnapshot:
     def cluster_cur_khz(self) -> tuple[int, ...] | None:
         """Each cluster's current clock (its first core's), little clusters first; None when unreadable."""
         values = [self.cur_khz.get(cluster[0]) for cluster in self.clusters]
-        return tuple(values) if values and all(v is not None for v in values) else None  # type: ignore[misc]
+        known = [v for v in values if v is not None]
+        return tuple(known) if values and len(known) == len(values) else None
 
     def mean_khz_since(self, before: ClockSnapshot) -> tuple[float, ...] | None:
         """Each cluster's time-weighted mean clock between `before` and this snapshot; None when a cluster

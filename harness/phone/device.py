@@ -56,7 +56,7 @@ class PhoneFacts:
     @property
     def modelled_sensors(self) -> bool:
         """A phone of this project's virtual farm: its battery and thermal zones follow a
-        documented model (device_profiles/virtual/README.md), they measure nothing."""
+        documented model (harness/defaults/virtual/README.md), they measure nothing."""
         return self.props.get("ro.harness.virtual") == "1"
 
 
@@ -69,8 +69,7 @@ class Phone:
     def __init__(self, server: AdbServer, serial: str) -> None:
         self.server = server
         self.serial = serial
-        client = adbutils.AdbClient(host=server.host, port=server.port, socket_timeout=CONNECT_TIMEOUT_S)
-        self._device = client.device(serial)
+        self._client = adbutils.AdbClient(host=server.host, port=server.port, socket_timeout=CONNECT_TIMEOUT_S)
 
     def __repr__(self) -> str:
         return f"Phone({self.serial!r} on {self.server.address})"
@@ -83,7 +82,11 @@ class Phone:
 
     def _open(self, service: str, timeout_s: float) -> adbutils.AdbConnection:
         try:
-            connection = self._device.open_transport(timeout=min(timeout_s, CONNECT_TIMEOUT_S))
+            # host:transport:SERIAL, which every adb server version knows: adbutils' open_transport first
+            # asks the server's version on a second connection, which cost 10 ms per command (see close_stream).
+            connection = self._client.make_connection(timeout=min(timeout_s, CONNECT_TIMEOUT_S))
+            connection.send_command(f"host:transport:{self.serial}")
+            connection.check_okay()
             connection.send_command(service)
             connection.check_okay()
         except (adbutils.AdbError, OSError) as error:
@@ -121,7 +124,7 @@ class Phone:
                 elif kind == SHELL_EXIT:
                     return ShellResult(payload[0] if payload else 255, bytes(stdout), bytes(stderr))
         finally:
-            connection.close()
+            close_stream(connection)
 
     def open_shell(self, command: str, timeout_s: float = CONNECT_TIMEOUT_S) -> adbutils.AdbConnection:
         """A shell v2 stream running `command`, left open: the caller reads it (read_shell_packet)
@@ -219,7 +222,7 @@ class Phone:
         except (OSError, EOFError) as error:
             raise self._lost(f"push of {local.name}", error) from error
         finally:
-            connection.close()
+            close_stream(connection)
         return sent
 
     def pull(self, remote: str, timeout_s: float = 60.0, max_bytes: int = 256 * 1024 * 1024) -> bytes:
@@ -261,7 +264,20 @@ class Phone:
                 connection.conn.sendall(b"QUIT" + struct.pack("<I", 0))
             except OSError:
                 pass
-            connection.close()
+            close_stream(connection)
+
+
+def close_stream(connection: adbutils.AdbConnection) -> None:
+    """Closes an adb stream at once, which ends it (and kills its command) on the phone.
+
+    adbutils' own close() shuts down the write side and sleeps 10 ms "to make sure the shutdown is
+    processed"; the adb server needs no such wait, and a sweep paid it on every command: an `echo ok`
+    round trip to a virtual phone took 21 ms through it and under 1 ms on the raw protocol.
+    """
+    try:
+        connection.conn.close()
+    except OSError:
+        pass
 
 
 def read_shell_packet(sock: socket.socket) -> tuple[int, bytes]:

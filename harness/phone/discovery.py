@@ -109,7 +109,7 @@ def unreachable_message(server: AdbServer, reason: str) -> str:
     return (
         f"adb server {server.address} did not answer ({reason}), so its devices are not listed: "
         f"start it ('{adb_command(server)} start-server', or 'adb -a -P {server.port} server nodaemon' on that host) "
-        "or fix the [[servers]] list in device_profiles/farm.toml"
+        "or fix the [[servers]] list in farm.toml ('harness config' shows which)"
     )
 
 
@@ -153,7 +153,9 @@ def discover(servers: Sequence[AdbServer], rules: TierRules, timeout_s: float = 
     holding up the rest. Raises DeviceError only when no server answers.
     """
     if not servers:
-        raise UsageError("no adb server to ask", "list one under [[servers]] in device_profiles/farm.toml")
+        raise UsageError(
+            "no adb server to ask", "list one under [[servers]] in farm.toml ('harness init' writes an editable one)"
+        )
     servers = list(dict.fromkeys(servers))  # a server listed twice would list its phones twice
     listings = _in_parallel(lambda server: _list_devices(server, timeout_s), servers, timeout_s)
     lines: list[tuple[AdbServer, AdbDeviceLine]] = []

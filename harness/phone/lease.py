@@ -307,14 +307,22 @@ def try_acquire(phone: Phone, owner: Owner, ttl_s: float, token: str | None = No
             continue  # released between the mkdir and the look
         if not state.expired(ttl_s):
             return state
-        judged = state.raw
-        _claim(phone, token, lambda text, judged=judged: text == judged)
+
+        def unchanged(text: str, judged: str = state.raw) -> bool:
+            return text == judged
+
+        _claim(phone, token, unchanged)
     return read_state(phone)
 
 
 def release(phone: Phone, token: str) -> bool:
     """Remove the lease if it is still the one of `token`; True when removed."""
-    return _claim(phone, token, lambda text: LeaseInfo.parse(text) is not None and LeaseInfo.parse(text).token == token)
+
+    def ours(text: str) -> bool:
+        info = LeaseInfo.parse(text)
+        return info is not None and info.token == token
+
+    return _claim(phone, token, ours)
 
 
 def force_release(phone: Phone, force: bool = False) -> LeaseState:

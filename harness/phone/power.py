@@ -36,7 +36,7 @@ How a window of samples is judged (`reading_from_samples`):
 - Fewer than 2 usable samples -> "too few samples".
 
 On virtual devices the numbers come from the device's documented power model
-(device_profiles/virtual/README.md), so the method is "model", not "fuel_gauge".
+(harness/defaults/virtual/README.md), so the method is "model", not "fuel_gauge".
 Both measure the whole phone, idle power included, not the model alone.
 """
 
@@ -55,7 +55,7 @@ from enum import Enum
 import adbutils
 
 from harness.errors import HarnessError
-from harness.phone.device import SHELL_EXIT, SHELL_STDOUT, Phone, read_shell_packet
+from harness.phone.device import SHELL_EXIT, SHELL_STDOUT, Phone, close_stream, read_shell_packet
 from harness.phone.facts import PowerSupply, parse_power_supply_uevent
 from harness.records import PowerMethod
 
@@ -249,7 +249,7 @@ class PowerSampler:
         finally:
             with self._lock:
                 self._connection = None
-            connection.close()
+            close_stream(connection)
 
 
 @contextmanager

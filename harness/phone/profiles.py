@@ -1,21 +1,25 @@
-"""device_profiles/: tier rules (tiers.toml) and the farm's adb servers (farm.toml)."""
+"""Tier rules (tiers.toml) and the farm's adb servers, binaries and rules (farm.toml).
+
+Which files: the caller's, else those harness.config finds (--config, $HARNESS_CONFIG,
+./device_profiles/, the user's config folder, the packaged defaults).
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from harness import config
 from harness.errors import InputFileError, SchemaError
 from harness.phone.facts import DeviceInfo
 from harness.records import BenchmarkDialect
 from harness.versioned import checked_version
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "device_profiles"  # beside the harness package
-TIERS_FILE = PROFILES_DIR / "tiers.toml"
-FARM_FILE = PROFILES_DIR / "farm.toml"
 SUPPORTED_SCHEMA_VERSION = 1
 DEFAULT_ADB_PORT = 5037
 
@@ -126,21 +130,24 @@ def glob_problem(pattern: str) -> str | None:
     return None
 
 
-def _read_toml(path: Path) -> dict:
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError as error:
-        raise InputFileError(f"{path} does not exist", "pass an existing file or restore it from git") from error
+        raise InputFileError(
+            f"{path} does not exist", "pass an existing file; 'harness config' shows which files are in effect"
+        ) from error
     except tomllib.TOMLDecodeError as error:
         raise InputFileError(f"{path} is not valid TOML ({error})", "fix the syntax at the position given") from error
 
 
-def _check_version(data: dict, path: Path) -> None:
-    checked_version(path, "device_profiles file", data.get("schema_version"), SUPPORTED_SCHEMA_VERSION)
+def _check_version(data: Mapping[str, Any], path: Path) -> None:
+    checked_version(path, "configuration file", data.get("schema_version"), SUPPORTED_SCHEMA_VERSION)
 
 
-def load_tiers(path: Path = TIERS_FILE) -> TierRules:
+def load_tiers(path: Path | None = None) -> TierRules:
+    path = path or config.tiers_file()
     data = _read_toml(path)
     _check_version(data, path)
     families: dict[str, list[str]] = data.get("families", {})
@@ -194,12 +201,13 @@ class AdbServer:
         return f"{self.host}:{self.port}"
 
 
-def load_binaries(path: Path = FARM_FILE) -> dict[str, tuple[Path, ...]]:
+def load_binaries(path: Path | None = None) -> dict[str, tuple[Path, ...]]:
     """[binaries] of farm.toml: ABI -> its benchmark binaries (paths relative to the file).
 
     An ABI names one path, or a list when it has both the classic and the LiteRT 2.x benchmark_model;
     which is which the harness learns from each binary itself (harness.dialect).
     """
+    path = path or config.farm_file()
     data = _read_toml(path)
     _check_version(data, path)
     binaries = {}
@@ -246,7 +254,7 @@ class NpuLibraries:
     libraries: tuple[Path, ...]
 
 
-def _phone_match(raw: dict, where: str, path: Path) -> PhoneMatch:
+def _phone_match(raw: Mapping[str, Any], where: str, path: Path) -> PhoneMatch:
     models, socs = raw.get("models", []), raw.get("socs", [])
     for name, value in (("models", models), ("socs", socs)):
         if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
@@ -262,8 +270,9 @@ def _phone_match(raw: dict, where: str, path: Path) -> PhoneMatch:
     return PhoneMatch(tuple(models), tuple(socs))
 
 
-def load_dialect_rules(path: Path = FARM_FILE) -> tuple[DialectRule, ...]:
+def load_dialect_rules(path: Path | None = None) -> tuple[DialectRule, ...]:
     """[[dialects]] of farm.toml: which phones run the LiteRT 2.x benchmark when their ABI has both."""
+    path = path or config.farm_file()
     data = _read_toml(path)
     _check_version(data, path)
     rules = []
@@ -280,8 +289,9 @@ def load_dialect_rules(path: Path = FARM_FILE) -> tuple[DialectRule, ...]:
     return tuple(rules)
 
 
-def load_npu_libraries(path: Path = FARM_FILE) -> tuple[NpuLibraries, ...]:
+def load_npu_libraries(path: Path | None = None) -> tuple[NpuLibraries, ...]:
     """[npu.FAMILY] of farm.toml: per SoC family, the vendor libraries the LiteRT tool needs for --use_npu."""
+    path = path or config.farm_file()
     data = _read_toml(path)
     _check_version(data, path)
     families = []
@@ -304,7 +314,7 @@ def load_npu_libraries(path: Path = FARM_FILE) -> tuple[NpuLibraries, ...]:
     return tuple(families)
 
 
-def load_farm(path: Path = FARM_FILE, environ: dict[str, str] | None = None) -> tuple[AdbServer, ...]:
+def load_farm(path: Path | None = None, environ: Mapping[str, str] | None = None) -> tuple[AdbServer, ...]:
     """The adb servers of the farm.
 
     A farm.toml without [[servers]] (as shipped) means one local server the
@@ -312,6 +322,7 @@ def load_farm(path: Path = FARM_FILE, environ: dict[str, str] | None = None) -> 
     else 127.0.0.1:5037.
     """
     environ = os.environ if environ is None else environ
+    path = path or config.farm_file()
     data = _read_toml(path)
     _check_version(data, path)
     servers = []

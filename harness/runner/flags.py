@@ -13,12 +13,26 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from harness.runner.report import Log, fmt_num
 
 Value = int | float | bool | str | None
-ParamsT = TypeVar("ParamsT")
+
+
+class MemoryParams(Protocol):
+    """What validate_memory_interval needs of a dialect's frozen Params dataclass."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @property
+    def report_peak_memory_footprint(self) -> bool: ...
+
+    @property
+    def memory_footprint_check_interval_ms(self) -> int: ...
+
+
+ParamsT = TypeVar("ParamsT", bound=MemoryParams)
 
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")

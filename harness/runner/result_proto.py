@@ -15,6 +15,7 @@ import re
 from importlib import resources
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
 
 PROTO_FILE = "benchmark_result.proto"
 
@@ -133,7 +134,7 @@ def _field(take, name: str) -> descriptor_pb2.FieldDescriptorProto:  # type: ign
 
 
 @functools.cache
-def message_classes() -> dict[str, type]:
+def message_classes() -> dict[str, type[Message]]:
     """Short message name -> class, built from the .proto shipped beside this module.
 
     Read through the package loader so that it also works inside the runner's zipapp.
@@ -150,5 +151,5 @@ def message_classes() -> dict[str, type]:
     }
 
 
-def benchmark_result_class() -> type:
+def benchmark_result_class() -> type[Message]:
     return message_classes()["BenchmarkResult"]

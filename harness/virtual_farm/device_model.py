@@ -2,7 +2,7 @@
 
 CPU time is real: the device reads the CPU seconds the processes of its sandbox
 consume on this machine (the sandbox's own /proc, every tick). Everything
-else here is a documented model (device_profiles/virtual/README.md):
+else here is a documented model (harness/defaults/virtual/README.md):
 
     per-core utilisation  = CPU seconds of each program spread over the cores it
                             may use, biggest cores first (as EAS places heavy work)

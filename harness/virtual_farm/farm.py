@@ -1,7 +1,8 @@
 """The virtual device farm: start, attach, inspect, fault and stop device processes.
 
-State lives in one JSON file (versioned) in the state folder, default
-./.cache/farm/ (or $HARNESS_FARM_STATE, or --state-dir): pids (with their
+State lives in one JSON file (versioned) in the state folder, --state-dir or
+else farm/ in the user's state folder (harness.locations.user_state_dir,
+$HARNESS_STATE_DIR or e.g. ~/.local/state/tflite-farm): pids (with their
 kernel start times, so a recycled pid is never signalled), ports, serials,
 log paths. Devices are attached to the real adb server (the binary shipped
 in the adbutils wheel) with `adb connect 127.0.0.1:PORT`.
@@ -19,23 +20,25 @@ import time
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
+from typing import cast
 
 import adbutils
 
 import harness
 from harness.atomic import write_atomically
+from harness.config import virtual_profiles_dir
 from harness.errors import DeviceError, SchemaError, UsageError
+from harness.locations import user_state_dir
 from harness.versioned import checked_version
-from harness.virtual_farm.profile import load_profiles
+from harness.virtual_farm.profile import Profile, load_profiles
 from harness.virtual_farm.sandbox import check_available
 from harness.virtual_farm.server import DELEGATES, Fault
 
 STATE_VERSION = 1
 STATE_FILE = "farm.json"
-ENV_STATE_DIR = "HARNESS_FARM_STATE"
+STATE_SUBDIR = "farm"
 ENV_ADB_PORT = "ANDROID_ADB_SERVER_PORT"
 DEFAULT_ADB_PORT = 5037
-DEFAULT_PROFILES = Path(harness.__file__).resolve().parent.parent / "device_profiles" / "virtual"
 READY_TIMEOUT_S = 30.0
 ATTACH_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
@@ -128,11 +131,10 @@ class DeviceStatus:
 
 
 def resolve_state_dir(explicit: Path | None = None) -> Path:
+    """--state-dir, else farm/ in the user's state folder: one farm per user, whatever the current folder."""
     if explicit is not None:
         return explicit.resolve()
-    if os.environ.get(ENV_STATE_DIR):
-        return Path(os.environ[ENV_STATE_DIR]).resolve()
-    return (Path.cwd() / ".cache" / "farm").resolve()
+    return user_state_dir() / STATE_SUBDIR
 
 
 def resolve_adb_port(explicit: int | None = None) -> int:
@@ -303,13 +305,15 @@ def up(
                 f"the farm in {sd / STATE_FILE} is only partly up (stopped: {dead})",
                 "run 'harness farm down' and then 'harness farm up' again",
             )
-    profiles = load_profiles(profiles_dir or DEFAULT_PROFILES)
+    profiles = load_profiles(profiles_dir or virtual_profiles_dir())
     check_available()  # no namespaces, no phones: the error names the cause and the fix
     for sub in ("logs", "devices", "run"):
         (sd / sub).mkdir(exist_ok=True)
+    # The device processes import this very harness, wherever it is installed (a checkout, a venv, a
+    # pip --target folder): the folder that holds the package goes first on their path.
     package_root = str(Path(harness.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-    started: list[tuple[object, subprocess.Popen, Path, Path]] = []
+    started: list[tuple[Profile, subprocess.Popen[bytes], Path, Path]] = []
     records: list[DeviceRecord] = []
     try:
         for profile in profiles:
@@ -403,7 +407,8 @@ def down(state_dir: Path | None = None, timeout_s: float = STOP_TIMEOUT_S) -> li
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def start_private(state_dir: Path, profiles_dir: Path | None = None, parallel: bool = False) -> FarmState:
@@ -449,7 +454,7 @@ def status(state_dir: Path | None = None) -> list[DeviceStatus]:
         link = None
         if alive:
             try:
-                link = _control(d, {"op": "status"}).get("state")
+                link = cast("dict[str, object] | None", _control(d, {"op": "status"}).get("state"))
             except FarmError:
                 pass  # alive but not answering: shown as no link state
         adb_state = states.get(d.serial, "absent") if server_up else "no adb server"
@@ -508,4 +513,4 @@ def fault(
     ):
         adb_client(state.adb_server_port).disconnect(record.serial)
         attach(state.adb_server_port, record.serial)
-    return reply["state"]
+    return cast("dict[str, object]", reply["state"])  # the device's JSON fault state

@@ -84,6 +84,17 @@ def generated_files(profile: Profile, model: DeviceModel, accounting: CpuAccount
     last = profile.core_count - 1
     for name in ("possible", "present", "online"):
         add(f"/sys/devices/system/cpu/{name}", lambda: f"0-{last}\n")
+
+    # profile records are frozen, so their text is fixed; the model's readings are live
+    def const(text: str) -> Callable[[], str]:
+        return lambda: text
+
+    def core_freq(core: int) -> Callable[[], str]:
+        return lambda: f"{model.core_freq_khz(core)}\n"
+
+    def zone_temp(i: int) -> Callable[[], str]:
+        return lambda: f"{model.zone_temp_mc(i)}\n"
+
     clusters = profile.core_clusters()
     first_core = 0
     for cluster in profile.clusters:
@@ -91,18 +102,18 @@ def generated_files(profile: Profile, model: DeviceModel, accounting: CpuAccount
         for core in range(first_core, first_core + cluster.cores):
             base = f"/sys/devices/system/cpu/cpu{core}/cpufreq"
             c = clusters[core]
-            add(f"{base}/cpuinfo_max_freq", lambda c=c: f"{c.max_freq_khz}\n")
-            add(f"{base}/cpuinfo_min_freq", lambda c=c: f"{c.min_freq_khz}\n")
-            add(f"{base}/scaling_max_freq", lambda c=c: f"{c.max_freq_khz}\n")
-            add(f"{base}/scaling_min_freq", lambda c=c: f"{c.min_freq_khz}\n")
-            add(f"{base}/scaling_cur_freq", lambda core=core: f"{model.core_freq_khz(core)}\n")
+            add(f"{base}/cpuinfo_max_freq", const(f"{c.max_freq_khz}\n"))
+            add(f"{base}/cpuinfo_min_freq", const(f"{c.min_freq_khz}\n"))
+            add(f"{base}/scaling_max_freq", const(f"{c.max_freq_khz}\n"))
+            add(f"{base}/scaling_min_freq", const(f"{c.min_freq_khz}\n"))
+            add(f"{base}/scaling_cur_freq", core_freq(core))
             add(f"{base}/scaling_governor", lambda: "schedutil\n")
-            add(f"{base}/related_cpus", lambda related=related: f"{related}\n")
+            add(f"{base}/related_cpus", const(f"{related}\n"))
         first_core += cluster.cores
 
     for i, zone in enumerate(profile.thermal_zones):
-        add(f"/sys/class/thermal/thermal_zone{i}/type", lambda zone=zone: f"{zone.type}\n")
-        add(f"/sys/class/thermal/thermal_zone{i}/temp", lambda i=i: f"{model.zone_temp_mc(i)}\n")
+        add(f"/sys/class/thermal/thermal_zone{i}/type", const(f"{zone.type}\n"))
+        add(f"/sys/class/thermal/thermal_zone{i}/temp", zone_temp(i))
 
     bat = "/sys/class/power_supply/battery"
     add(f"{bat}/current_now", lambda: f"{int(round(model.current_ma * 1000))}\n")

@@ -1,6 +1,7 @@
-"""Virtual device profiles: one TOML file per device in device_profiles/virtual/.
+"""Virtual device profiles: one TOML file per device in a virtual/ folder
+(the packaged harness/defaults/virtual/, or a lab's; see harness.config).
 
-The format is documented in device_profiles/virtual/README.md. Loading checks
+The format is documented in harness/defaults/virtual/README.md. Loading checks
 everything up front so a bad profile fails at `farm up`, naming the file and
 the key to fix, never later inside a device process.
 """
@@ -130,7 +131,7 @@ def load_profiles(folder: Path) -> list[Profile]:
     if not files:
         raise ProfileError(
             f"no *.toml device profiles in {folder}",
-            "point --profiles at a folder like device_profiles/virtual/",
+            "point --profiles at a folder of profiles like the packaged one ('harness config' names it)",
         )
     profiles = [load_profile(f) for f in files]
     seen: dict[str, Path] = {}
@@ -279,7 +280,7 @@ class _Reader:
             if not isinstance(node, dict) or part not in node:
                 if default is _MISSING:
                     raise ProfileError(
-                        f"profile {self.path} lacks {dotted}", "add it (see device_profiles/virtual/README.md)"
+                        f"profile {self.path} lacks {dotted}", "add it (see harness/defaults/virtual/README.md)"
                     )
                 return default
             node = node[part]

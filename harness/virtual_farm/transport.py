@@ -14,7 +14,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from harness.virtual_farm.protocol import (
     A_VERSION,
@@ -77,7 +77,7 @@ class Stream:
         self._data_ready = asyncio.Event()
         self._send_ready = asyncio.Event()  # set when our last WRTE was acknowledged
         self._send_ready.set()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     # --- inbound ------------------------------------------------------------
 
@@ -130,7 +130,7 @@ class Stream:
             need -= len(chunk)
         return b"".join(parts)
 
-    async def read_views(self, n: int):
+    async def read_views(self, n: int) -> AsyncIterator[memoryview]:
         """Yield exactly n bytes as memoryview slices, without copying."""
         need = n
         while need:
@@ -305,6 +305,6 @@ class Connection:
                     await stream.close()
 
 
-def _consume_error(task: asyncio.Task) -> None:
+def _consume_error(task: asyncio.Task[None]) -> None:
     if not task.cancelled():
         task.exception()
