@@ -21,6 +21,7 @@ namespaces, not by path translation.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import select
@@ -58,13 +59,43 @@ class SandboxUnavailable(DeviceError):
     """Namespaces cannot be created here (or a tool is missing): names the cause and the fix."""
 
 
+@functools.cache
+def _python_prefixes() -> tuple[str, ...]:
+    """The interpreter and every folder the runner's imports come from, bound read-only at their host paths.
+
+    That is the prefixes, sys.path as the interpreter sees it on its own (-I: site-packages and the folders
+    .pth files add, as in a pipx venv or a test's venv that reuses installed packages; not the device
+    process's PYTHONPATH, which may be the project's checkout), and the targets of packages linked into them.
+    """
+    probe = subprocess.run(
+        [sys.executable, "-I", "-c", "import json, sys; print(json.dumps(sys.path))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    folders = {sys.prefix, sys.base_prefix}
+    for entry in json.loads(probe.stdout):
+        if not os.path.isdir(entry):
+            continue
+        folders.add(entry)
+        with os.scandir(entry) as items:
+            folders.update(os.path.dirname(os.path.realpath(item.path)) for item in items if item.is_symlink())
+    kept: list[str] = []
+    for path in sorted({os.path.realpath(folder) for folder in folders}):  # a folder before those inside it
+        already_bound = path in ("/", "/usr") or path.startswith("/usr/")
+        if already_bound or any(path.startswith(k + os.sep) for k in kept):
+            continue
+        kept.append(path)
+    return tuple(kept)
+
+
 @dataclass(frozen=True)
 class SandboxSpec:
     """What one phone's sandbox is made of; `folder` is the phone's host folder (generated files, /system/bin)."""
 
     folder: Path
     quota_bytes: int
-    python_prefixes: tuple[str, ...] = field(default_factory=lambda: _python_prefixes())
+    python_prefixes: tuple[str, ...] = field(default_factory=_python_prefixes)
     shims: Mapping[str, str] = field(default_factory=dict)  # name -> script text, installed in /system/bin
     real_cpu_tree: bool = False  # bind the host's /sys/devices/system/cpu instead of the generated one
     hostname: str = "localhost"
@@ -87,12 +118,6 @@ class SandboxSpec:
     @property
     def control(self) -> Path:
         return self.folder / "control"
-
-
-def _python_prefixes() -> tuple[str, ...]:
-    """The interpreter and environment the runner zipapp needs, bound read-only at their host paths."""
-    prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
-    return tuple(sorted(p for p in prefixes if not p.startswith("/usr")))
 
 
 def check_available() -> None:
