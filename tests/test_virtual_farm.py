@@ -562,7 +562,7 @@ def write(path):
 attempt("read host file", lambda: read(secret))
 attempt("read via ..", lambda: read("/data/local/tmp/../../../.." + secret))
 attempt("read via pid 1's root", lambda: read("/proc/1/root" + secret))
-attempt("list the project", lambda: os.listdir(project))
+attempt("read the project", lambda: read(os.path.join(project, "pyproject.toml")))
 os.symlink(secret, "/data/local/tmp/link_abs")
 os.symlink("../../../../../../.." + secret, "/data/local/tmp/link_rel")
 attempt("read via absolute symlink", lambda: read("/data/local/tmp/link_abs"))

@@ -169,7 +169,9 @@ def discover(servers: Sequence[AdbServer], rules: TierRules, timeout_s: float = 
         raise DeviceError("; ".join(unreachable_message(server, reason) for server, reason in unreachable))
 
     online = [(server, line) for server, line in lines if line.state is AdbState.DEVICE]
-    answers = _in_parallel(lambda pair: Phone(pair[0], pair[1].serial).facts(timeout_s), online, timeout_s)
+    # The phase's deadline is what reports a silent phone ("did not report its facts within N s"); each
+    # phone's own socket deadline is set later, so that it never wins the race with a vaguer message.
+    answers = _in_parallel(lambda pair: Phone(pair[0], pair[1].serial).facts(2 * timeout_s), online, timeout_s)
     facts_of: dict[tuple[AdbServer, str], PhoneFacts | BaseException] = {
         (server, line.serial): answer for (server, line), answer in zip(online, answers, strict=False)
     }
