@@ -12,8 +12,9 @@ measures what the first Rankings view pays:
 
   discover  dashboard.data.Dataset.open(root): list the files that count (runs and devices by
             folder, the model by file name), read the run manifests and the accuracy rows
-  ranking   the Rankings page's first view: the sidebar's default selection (the first model,
-            all runs), harness.ranking.device_stats read in place over that model's files only,
+  ranking   the Rankings page's first view: the sidebar's default selection (the first model; all
+            its runs up to dashboard.data.POOLED_RUNS_MAX, else the newest run),
+            harness.ranking.device_stats read in place over those files only,
             the model's accuracy, then harness.ranking.rank_tiers (Welch's t-test ties) per tier
 
 and the process's peak RSS (getrusage ru_maxrss). Goals: 1,000,000 rows or fewer, first view <= 1 s;
@@ -23,7 +24,7 @@ printed last; the exit status is 1 when a goal is missed.
 The dataset goes to a temporary folder under /tmp and is deleted afterwards, unless --root names a
 folder (then it is kept and reused when it holds the same figures; --fresh rewrites it).
 
-Usage: .venv/bin/python bench/dashboard_scale.py [--rows 1000000] [--runs 2] [--root DIR] [--fresh] [--repeat 3]
+Usage: .venv/bin/python bench/dashboard_scale.py [--rows 1000000] [--runs R] [--root DIR] [--fresh] [--repeat 3]
        .venv/bin/python bench/dashboard_scale.py --rows 10000000 --runs 365
 """
 
