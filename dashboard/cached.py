@@ -9,6 +9,7 @@ the state key, so nothing computed from older results is ever shown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -197,28 +198,21 @@ def sustained(
 # -- dashboard.queries, one cache entry per query and selection ------------------------------------------
 
 
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _status_by_tier(
-    root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset
+# The selection's queries that give a frame: one cached function serves them all, the query's name being
+# part of its key (as many entries as one function per query would keep).
+_FRAME_QUERIES: dict[str, Callable[[Dataset, Selection], pd.DataFrame]] = {
+    "status_by_tier": queries.status_by_tier,
+    "devices": queries.devices,
+    "device_kinds": queries.device_kinds,
+    "failures": queries.failures,
+}
+
+
+@st.cache_data(max_entries=_ENTRIES * len(_FRAME_QUERIES), show_spinner=False)
+def _frame_query(
+    name: str, root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset
 ) -> pd.DataFrame:
-    return queries.status_by_tier(_dataset, Selection(model_name, run_ids))
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _devices(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset) -> pd.DataFrame:
-    return queries.devices(_dataset, Selection(model_name, run_ids))
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _device_kinds(
-    root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset
-) -> pd.DataFrame:
-    return queries.device_kinds(_dataset, Selection(model_name, run_ids))
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _failures(root: str, state: StateKey, model_name: str, run_ids: tuple[str, ...], _dataset: Dataset) -> pd.DataFrame:
-    return queries.failures(_dataset, Selection(model_name, run_ids))
+    return _FRAME_QUERIES[name](_dataset, Selection(model_name, run_ids))
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
@@ -234,20 +228,22 @@ def _device_rows(
 
 
 def status_by_tier(context: Context) -> pd.DataFrame:
-    return _status_by_tier(*_args(context), _dataset=context.dataset)
+    return _frame_query("status_by_tier", *_args(context), _dataset=context.dataset)
 
 
 def devices(context: Context) -> pd.DataFrame:
-    return _devices(*_args(context), _dataset=context.dataset)
+    return _frame_query("devices", *_args(context), _dataset=context.dataset)
 
 
 def device_kinds(root: Path, state: StateKey, dataset: Dataset, selection: Selection) -> pd.DataFrame:
     """queries.device_kinds (the sidebar asks before a Context exists)."""
-    return _device_kinds(str(root.resolve()), state, selection.model_name, selection.run_ids, _dataset=dataset)
+    return _frame_query(
+        "device_kinds", str(root.resolve()), state, selection.model_name, selection.run_ids, _dataset=dataset
+    )
 
 
 def failures(context: Context) -> pd.DataFrame:
-    return _failures(*_args(context), _dataset=context.dataset)
+    return _frame_query("failures", *_args(context), _dataset=context.dataset)
 
 
 def skipped_count(context: Context) -> int:
