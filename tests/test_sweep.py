@@ -294,9 +294,11 @@ def _resume_latest(store: ResultsStore, env: dict[str, str]) -> subprocess.Compl
     return resumed
 
 
-def test_kill_minus_9_then_resume_stores_every_case_exactly_once(farms, tmp_path: Path, tiny_models) -> None:
+def _dense_sweep_killed_after_two_cases(farms, tmp_path: Path, tiny_models) -> tuple[ResultsStore, str, dict[str, str]]:
+    """8 cases of the dense model on one phone (2 delegates x 2 thread counts x 2 repetitions), the
+    harness killed with SIGKILL once 2 of them are stored."""
     _, port = farms["a"]
-    store, run_id, env = _killed_mid_run(
+    return _killed_mid_run(
         tmp_path,
         port,
         [
@@ -320,6 +322,10 @@ def test_kill_minus_9_then_resume_stores_every_case_exactly_once(farms, tmp_path
         lambda store, run_id: len(store.stored_case_keys(run_id)) >= 2,
         wait_s=60,
     )
+
+
+def test_kill_minus_9_then_resume_stores_every_case_exactly_once(farms, tmp_path: Path, tiny_models) -> None:
+    store, run_id, env = _dense_sweep_killed_after_two_cases(farms, tmp_path, tiny_models)
     before = len(store.stored_case_keys(run_id))
     assert 2 <= before < 8
 
@@ -599,31 +605,7 @@ def test_kill_9_mid_run_and_mid_compaction_then_compact_and_resume(farms, tmp_pa
     """A sweep killed mid-run leaves per-case files; a compaction of them killed after its rename leaves both
     the parts and the merged file on disk (only one counts); `harness results compact` settles it, and
     `--resume` then runs exactly the missing cases and compacts the run when it ends."""
-    _, port = farms["a"]
-    store, run_id, env = _killed_mid_run(
-        tmp_path,
-        port,
-        [
-            "--devices",
-            _serial(farms, "a", "nothing-phone-1"),
-            "--models",
-            str(tiny_models["dense"]),
-            "--delegates",
-            "cpu,xnnpack",
-            "--threads",
-            "1,2",
-            "--repetitions",
-            "2",
-            "--num-runs",
-            "3",
-            "--min-secs",
-            "0.3",
-            "--thermal-threshold",
-            "90",
-        ],
-        lambda store, run_id: len(store.stored_case_keys(run_id)) >= 2,
-        wait_s=60,
-    )
+    store, run_id, env = _dense_sweep_killed_after_two_cases(farms, tmp_path, tiny_models)
     before = store.stored_case_keys(run_id)
     assert 2 <= len(before) < 8
     parts = sorted(store.dataset_dir.rglob("*.parquet"))
