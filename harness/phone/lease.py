@@ -46,6 +46,7 @@ DEFAULT_TTL_S = 120.0
 ENV_TTL = "HARNESS_LEASE_TTL_S"  # tests (and impatient farms) shorten the TTL with it
 MAX_POLL_S = 10.0
 _TIMEOUT_S = 15.0
+_INFO_WRITE_WAIT_S = 0.05  # a lease folder young and still without info: its creator is writing it
 
 
 def default_ttl_s() -> float:
@@ -305,6 +306,11 @@ def try_acquire(phone: Phone, owner: Owner, ttl_s: float, token: str | None = No
         state = read_state(phone)
         if not state.present:
             continue  # released between the mkdir and the look
+        if state.info is None and not state.expired(ttl_s):
+            # Caught between another contender's mkdir and its info write (one command): look again, so
+            # that what we report names the holder.
+            time.sleep(_INFO_WRITE_WAIT_S)
+            continue
         if not state.expired(ttl_s):
             return state
 
